@@ -1,0 +1,28 @@
+"""Ollama: defaults and settings that shape its memory and speed."""
+
+from __future__ import annotations
+
+NAME = "ollama"
+
+# Ollama server defaults (docs/faq.md, envconfig/config.go): context 4096 tokens per request,
+# one parallel request per model, KV cache in f16, flash attention off unless set.
+DEFAULT_NUM_CTX = 4096
+DEFAULT_NUM_PARALLEL = 1
+DEFAULT_KV_CACHE_TYPE = "f16"
+DEFAULT_KEEP_ALIVE = "5m"
+# llama.cpp evaluates prompts in micro-batches of n_ubatch tokens (llama.cpp common default 512);
+# the compute buffer is sized for one micro-batch.
+DEFAULT_NUM_BATCH = 512
+
+
+def recommended_env(settings: dict, keep_alive: str = "30m") -> dict[str, str]:
+    """Server environment for a planned Ollama deployment."""
+    env = {
+        "OLLAMA_KEEP_ALIVE": keep_alive,
+        "OLLAMA_CONTEXT_LENGTH": str(settings["num_ctx"]),
+        "OLLAMA_NUM_PARALLEL": str(settings["num_parallel"]),
+        "OLLAMA_FLASH_ATTENTION": "1",
+    }
+    if settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE) != DEFAULT_KV_CACHE_TYPE:
+        env["OLLAMA_KV_CACHE_TYPE"] = str(settings["kv_cache_type"])
+    return env

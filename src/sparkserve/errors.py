@@ -1,0 +1,34 @@
+"""Errors a user can fix: each renders as one line and exits with code 2."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input: the message names the problem and the fix."""
+
+    exit_code = 2
+
+
+def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
+    """Closest spellings of `name` among `choices`, case-insensitively."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    found = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    if not found:
+        needle = name.lower().split("/")[-1]
+        found = [c for c in lowered if needle and needle in c][:n]
+    return [lowered[f] for f in found]
+
+
+def unknown(kind: str, name: str, choices: Iterable[str], hint: str = "") -> UserError:
+    """An error for an unknown catalog entry, with the closest matches and how to fix it."""
+    matches = closest(name, choices)
+    msg = f"unknown {kind} {name!r}"
+    if matches:
+        msg += f"; closest: {', '.join(matches)}"
+    if hint:
+        msg += f"; {hint}"
+    return UserError(msg)

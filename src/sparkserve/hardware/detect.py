@@ -1,0 +1,290 @@
+"""Find this machine's NVIDIA GPUs through NVML and match them to a catalog profile.
+
+Every NVML reading is optional: a GB10 answers NOT_SUPPORTED for memory, containers may
+hide power or clocks, and an old driver may lack a call. One failed reading becomes None
+(shown as n/a); it never aborts detection. pynvml is imported only inside `detect`, so a
+machine without it (or without a driver) still plans with `--hardware`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from sparkserve.hardware.catalog import PROFILES, get_profile
+
+GIB = 1024**3
+
+# Ordered: more specific names first (GH200 before H200, H100 NVL/PCIe before H100).
+# Matched against the lower-cased NVML name with a leading "nvidia " removed.
+_NAME_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"\bgb10\b", "dgx-spark"),
+    (r"\bgh200\b", "gh200"),
+    (r"\bh100 nvl\b", "h100-nvl"),
+    (r"\bh100 pcie\b", "h100-pcie"),
+    (r"\bh100 (80gb hbm3|sxm)", "h100-sxm"),
+    (r"^h200$|\bh200 (sxm|141gb)", "h200"),
+    (r"\ba100\b.*\b40gb\b", "a100-40gb"),
+    (r"\ba100\b.*\b80gb\b", "a100-80gb"),
+    (r"^l40s$", "l40s"),
+    (r"^geforce rtx 4090$", "rtx-4090"),
+    (r"^geforce rtx 5090$", "rtx-5090"),
+    (r"^rtx pro 6000 blackwell\b", "rtx-pro-6000"),
+)
+
+
+@dataclass(frozen=True)
+class DetectedGPU:
+    """One GPU as NVML reports it; None marks a reading NVML would not give."""
+
+    index: int
+    name: str
+    uuid: str | None = None
+    memory_total_gib: float | None = None  # None on GB10: NVML says NOT_SUPPORTED
+    unified: bool = False  # memory is the host's (/proc/meminfo), not the GPU's own
+    compute_capability: str | None = None
+    memory_bus_width_bits: int | None = None
+    max_memory_clock_mhz: int | None = None
+    bandwidth_gbs: float | None = None  # derived from bus width and memory clock
+    power_w: float | None = None
+    power_limit_w: float | None = None
+    temperature_c: int | None = None
+    utilization_pct: int | None = None
+    profile_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What `sparkserve hw` found on this machine."""
+
+    gpus: list[DetectedGPU]
+    profile_id: str | None
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    memavailable_gib: float | None = None
+    memtotal_gib: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
+    """/proc/meminfo as bytes per key; {} when unreadable (not Linux, sandboxed)."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return {}
+    out: dict[str, int] = {}
+    for line in lines:
+        key, sep, rest = line.partition(":")
+        parts = rest.split()
+        if not sep or not parts or not parts[0].isdigit():
+            continue
+        unit = parts[1].lower() if len(parts) > 1 else ""
+        out[key.strip()] = int(parts[0]) * (1024 if unit == "kb" else 1)
+    return out
+
+
+def profile_for_name(name: str) -> str | None:
+    """Catalog id for an NVML device name, or None when the catalog has no such GPU."""
+    key = re.sub(r"^nvidia\s+", "", name.strip().lower())
+    for pattern, profile_id in _NAME_PATTERNS:
+        if re.search(pattern, key):
+            return profile_id
+    return None
+
+
+def nvml_bandwidth_gbs(bus_width_bits: int | None, max_memory_clock_mhz: int | None) -> float | None:
+    """Peak bandwidth from NVML's bus width and max memory clock (double data rate), GB/s."""
+    if not bus_width_bits or not max_memory_clock_mhz:
+        return None
+    return round(bus_width_bits / 8 * max_memory_clock_mhz * 2 / 1000, 1)
+
+
+def closest_profile(gpu: DetectedGPU) -> str | None:
+    """The catalog profile nearest an unknown GPU by bandwidth and memory (log distance)."""
+    if gpu.bandwidth_gbs is None and gpu.memory_total_gib is None:
+        return None
+
+    def distance(p_id: str) -> float:
+        p = PROFILES[p_id]
+        d = 0.0
+        if gpu.bandwidth_gbs:
+            d += abs(math.log(gpu.bandwidth_gbs / p.bandwidth_gbs))
+        if gpu.memory_total_gib:
+            d += abs(math.log(gpu.memory_total_gib / p.gpu_memory_gib))
+        return d
+
+    return min(PROFILES, key=distance)
+
+
+def _read(fn: Callable[..., Any], *args: Any) -> Any:
+    """One NVML reading, or None on any error (NOT_SUPPORTED, NO_PERMISSION, missing call)."""
+    try:
+        return fn(*args)
+    except Exception:  # noqa: BLE001 - NVML raises many NVMLError subclasses; each means n/a
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _read_gpu(nvml: Any, index: int) -> tuple[DetectedGPU, bool]:
+    """One GPU's readings; the flag says NVML refused memory info as NOT_SUPPORTED."""
+    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    name = _text(_read(nvml.nvmlDeviceGetName, handle)) or f"GPU {index}"
+    not_supported = getattr(nvml, "NVMLError_NotSupported", ())
+    memory_total_gib = None
+    memory_not_supported = False
+    try:
+        memory_total_gib = round(nvml.nvmlDeviceGetMemoryInfo(handle).total / GIB, 2)
+    except not_supported:
+        memory_not_supported = True
+    except Exception:  # noqa: BLE001
+        pass
+    cc = _read(nvml.nvmlDeviceGetCudaComputeCapability, handle)
+    bus = _read(nvml.nvmlDeviceGetMemoryBusWidth, handle)
+    mem_clock = _read(nvml.nvmlDeviceGetMaxClockInfo, handle, getattr(nvml, "NVML_CLOCK_MEM", 2))
+    power_mw = _read(nvml.nvmlDeviceGetPowerUsage, handle)
+    limit_mw = _read(nvml.nvmlDeviceGetEnforcedPowerLimit, handle)
+    util = _read(nvml.nvmlDeviceGetUtilizationRates, handle)
+    profile_id = profile_for_name(name)
+    unified = memory_not_supported or (profile_id is not None and PROFILES[profile_id].unified)
+    gpu = DetectedGPU(
+        index=index,
+        name=name,
+        uuid=_text(_read(nvml.nvmlDeviceGetUUID, handle)),
+        memory_total_gib=memory_total_gib,
+        unified=unified,
+        compute_capability=f"{cc[0]}.{cc[1]}" if cc else None,
+        memory_bus_width_bits=bus or None,
+        max_memory_clock_mhz=mem_clock or None,
+        bandwidth_gbs=nvml_bandwidth_gbs(bus, mem_clock),
+        power_w=round(power_mw / 1000, 1) if power_mw is not None else None,
+        power_limit_w=round(limit_mw / 1000, 1) if limit_mw is not None else None,
+        temperature_c=_read(nvml.nvmlDeviceGetTemperature, handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)),
+        utilization_pct=getattr(util, "gpu", None),
+        profile_id=profile_id,
+    )
+    return gpu, memory_not_supported
+
+
+def _cuda_version(raw: int | None) -> str | None:
+    return f"{raw // 1000}.{raw % 1000 // 10}" if raw else None
+
+
+def detect(meminfo_path: str = "/proc/meminfo", nvml: Any = None) -> Detection:
+    """Detect GPUs and host memory; never raises. `nvml` replaces the pynvml module (tests)."""
+    meminfo = read_meminfo(meminfo_path)
+    memtotal = round(meminfo["MemTotal"] / GIB, 2) if "MemTotal" in meminfo else None
+    memavailable = round(meminfo["MemAvailable"] / GIB, 2) if "MemAvailable" in meminfo else None
+    host = {"memtotal_gib": memtotal, "memavailable_gib": memavailable}
+
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            note = "nvidia-ml-py is not installed (pip install 'sparkserve[nvml]')"
+            return Detection(gpus=[], profile_id=None, notes=[note], **host)
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - LibraryNotFound, DriverNotLoaded, ...
+        note = f"NVML unavailable: {exc or type(exc).__name__} (no NVIDIA driver?)"
+        return Detection(gpus=[], profile_id=None, notes=[note], **host)
+
+    notes: list[str] = []
+    gpus: list[DetectedGPU] = []
+    driver = cuda = None
+    try:
+        driver = _text(_read(nvml.nvmlSystemGetDriverVersion))
+        cuda = _cuda_version(_read(nvml.nvmlSystemGetCudaDriverVersion))
+        for index in range(_read(nvml.nvmlDeviceGetCount) or 0):
+            try:
+                gpu, memory_not_supported = _read_gpu(nvml, index)
+            except Exception as exc:  # noqa: BLE001 - e.g. a handle NVML will not give
+                notes.append(f"GPU {index}: unreadable ({exc or type(exc).__name__})")
+                continue
+            gpus.append(gpu)
+            if memory_not_supported:
+                notes.append(
+                    f"GPU {index} ({gpu.name}): NVML reports memory as NOT_SUPPORTED; "
+                    "unified memory, taken from /proc/meminfo (MemTotal, MemAvailable)"
+                )
+    finally:
+        _read(nvml.nvmlShutdown)
+
+    if not gpus:
+        notes.insert(0, "NVML found no GPU")
+    notes.extend(_profile_notes(gpus))
+    ids = {g.profile_id for g in gpus}
+    profile_id = ids.pop() if len(ids) == 1 else None
+    return Detection(gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda, notes=notes, **host)
+
+
+def _profile_notes(gpus: list[DetectedGPU]) -> list[str]:
+    notes = []
+    for gpu in gpus:
+        if gpu.profile_id is not None:
+            expected = PROFILES[gpu.profile_id].gpu_memory_gib
+            if gpu.memory_total_gib and abs(gpu.memory_total_gib / expected - 1) > 0.05:
+                notes.append(
+                    f"GPU {gpu.index} ({gpu.name}) has {gpu.memory_total_gib} GiB, profile "
+                    f"{gpu.profile_id} assumes {expected} GiB: another memory variant?"
+                )
+            continue
+        guess = closest_profile(gpu)
+        bw = f"{gpu.bandwidth_gbs:.0f} GB/s" if gpu.bandwidth_gbs else "n/a"
+        hint = f"closest profile: {guess}" if guess else "no close profile"
+        notes.append(f"GPU {gpu.index} ({gpu.name}) is not in the catalog; {hint}; NVML-derived bandwidth {bw}")
+    if len({g.profile_id for g in gpus}) > 1:
+        notes.append("GPUs of different kinds: pick one with --hardware")
+    return notes
+
+
+def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f} {unit}"
+
+
+def render_detection(d: Detection, json_out: bool = False) -> None:
+    """Print a table (or exactly one JSON object); with no GPU, say how to pick a profile."""
+    if json_out:
+        print(json.dumps(d.to_dict(), indent=2))
+        return
+    if not d.gpus:
+        reason = d.notes[0] if d.notes else "no GPU"
+        print(f"No NVIDIA GPU detected ({reason}). Pick a profile with --hardware: {', '.join(PROFILES)}")
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="NVIDIA GPUs")
+    for column in ("GPU", "memory", "bandwidth", "compute", "driver / CUDA", "profile"):
+        table.add_column(column)
+    for gpu in d.gpus:
+        if gpu.unified:
+            memory = f"{_fmt(d.memtotal_gib, 'GiB')} unified ({_fmt(d.memavailable_gib, 'GiB')} available)"
+        else:
+            memory = _fmt(gpu.memory_total_gib, "GiB")
+        profile = gpu.profile_id or "unknown"
+        if gpu.profile_id:
+            p = get_profile(gpu.profile_id)
+            profile = f"{p.id} ({p.bandwidth_gbs:.0f} GB/s spec, {p.gpu_memory_gib} GiB CUDA total)"
+        table.add_row(
+            f"{gpu.index}: {gpu.name}",
+            memory,
+            _fmt(gpu.bandwidth_gbs, "GB/s", 0),
+            gpu.compute_capability or "n/a",
+            f"{d.driver_version or 'n/a'} / {d.cuda_driver_version or 'n/a'}",
+            profile,
+        )
+    console = Console()
+    console.print(table)
+    for note in d.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)

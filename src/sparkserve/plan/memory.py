@@ -1,0 +1,401 @@
+"""Where memory goes when a model is served: weights, activations, graphs, KV cache, what is left.
+
+Pure functions over a `Deployment`; no I/O. The vLLM accounting follows its start-up memory
+profiling: the budget is `gpu_memory_utilization x total GPU memory` per device; weights,
+the activation peak of a profiling forward pass of `max_num_batched_tokens`, memory allocated
+outside PyTorch and CUDA graphs come off it, and the rest becomes KV-cache blocks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sparkserve.hardware.profile import HardwareProfile
+from sparkserve.models.spec import ModelSpec
+from sparkserve.plan.quant import GGUF_ENGINES, WeightFormat, kv_dtype_bytes
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One model served by one engine on `gpus` devices per node over `nodes` nodes."""
+
+    hardware: HardwareProfile
+    model: ModelSpec
+    quant: WeightFormat
+    engine: str = "vllm"
+    gpus: int = 1
+    nodes: int = 1
+    kv_cache_dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+    enforce_eager: bool = False
+    num_ctx: int | None = None  # Ollama / llama.cpp context per request
+    num_parallel: int | None = None  # Ollama parallel requests per model
+    engine_version: str | None = None  # None: the current release
+
+    @property
+    def devices(self) -> int:
+        return self.gpus * self.nodes
+
+
+@dataclass
+class MemoryPlan:
+    engine: str
+    devices: int
+    device_memory_gib: float  # what one device reports as total
+    budget_gib: float  # memory the engine may use, all devices
+    weights_gib: float
+    activation_gib: float
+    non_torch_gib: float
+    cuda_graph_gib: float
+    kv_cache_gib: float
+    kv_tokens: int
+    kv_bytes_per_token: float  # over all devices
+    max_model_len: int
+    max_concurrency: float
+    total_gib: float  # what the engine holds once started, all devices
+    fits: bool = True
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    settings: dict[str, float | int | str | bool] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, float]:
+    """Bits per parameter of each ParamCounts group for this format and engine."""
+    sixteen = 16.0
+    q = fmt.bits
+    if fmt.bits >= 16:
+        return dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision"), sixteen)
+    if engine in GGUF_ENGINES:
+        # GGUF files quantise every matrix; the K-quant averages already include the mix.
+        # gpt-oss GGUFs keep MXFP4 experts and store the rest as Q8_0 (ggml-org/gpt-oss-20b-GGUF: 12.1 GB).
+        rest = 8.5 if fmt.id == "mxfp4" else q
+        bits = dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "moe_shared"), rest)
+        bits.update(experts=q, other=sixteen, vision=sixteen)
+        return bits
+    # HF quantised checkpoints (FP8, AWQ, GPTQ, NVFP4, MXFP4) keep embeddings, lm_head, norms and
+    # the vision tower in 16 bit; the checkpoint may keep more (gpt-oss: attention and router).
+    bits = dict(embedding=sixteen, lm_head=sixteen, other=sixteen, vision=sixteen,
+                attention=q, dense_mlp=q, experts=q, moe_shared=q)
+    if fmt.id == "mxfp4":
+        bits.update(attention=sixteen, dense_mlp=sixteen, moe_shared=sixteen)
+    for group in model.bf16_modules:
+        bits[group] = sixteen
+    return bits
+
+
+def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> float:
+    bits = group_bits(model, fmt, engine)
+    p = model.params
+    total = sum(getattr(p, g) * b / 8 for g, b in bits.items())
+    if fmt.id == "mxfp4" and model.is_moe and engine not in GGUF_ENGINES:
+        total += p.experts * bits["experts"] / 8 * (mxfp4_padding(model) - 1)
+    return total
+
+
+def mxfp4_padding(model: ModelSpec) -> float:
+    """vLLM's MXFP4 MoE kernels round the hidden and expert widths up to multiples of 256
+    (vllm/model_executor/layers/quantization/mxfp4.py): gpt-oss's 2880 becomes 3072, which is
+    why vLLM loads gpt-oss-20b as 14.0 GiB on H100 (0.19 log) against a 12.8 GiB checkpoint."""
+    def up(x: int) -> int:
+        return -(-x // 256) * 256
+
+    h, i = model.hidden_size, model.moe_intermediate_size
+    return (up(h) * up(i)) / (h * i) if h and i else 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# KV cache
+
+
+def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
+    """vLLM splits KV heads over tensor-parallel ranks and replicates them when tp > heads."""
+    return max(1, math.ceil(model.num_kv_heads / tp))
+
+
+def kv_bytes_per_token_device(model: ModelSpec, kv_dtype: str, tp: int, *, layers: int | None = None) -> float:
+    n_layers = model.num_layers if layers is None else layers
+    return 2 * kv_heads_per_device(model, tp) * model.head_dim * n_layers * kv_dtype_bytes(kv_dtype)
+
+
+def _kv_dtype(dep: Deployment) -> str:
+    if dep.kv_cache_dtype == "auto" and dep.model.checkpoint_dtype in ("float32",):
+        return "fp16"
+    return dep.kv_cache_dtype
+
+
+def tokens_per_request_layers(model: ModelSpec, length: int, block_size: int) -> int:
+    """Layer-token slots one request of `length` tokens holds: sliding layers keep only the window."""
+    full = model.full_attention_layers * length
+    if model.sliding_window_layers and model.sliding_window:
+        held = min(length, model.sliding_window + block_size)
+        return full + model.sliding_window_layers * held
+    return full
+
+
+__all__ = [
+    "Deployment",
+    "MemoryPlan",
+    "GIB",
+    "group_bits",
+    "weight_bytes",
+    "kv_bytes_per_token_device",
+    "tokens_per_request_layers",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# vLLM
+
+
+def vllm_activation_peak_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> float:
+    """Peak of vLLM's profiling run: a forward pass of `max_num_batched_tokens`, then a dry run of
+    the sampler on `min(max_num_seqs, max_num_batched_tokens)` rows of full-vocabulary logits.
+
+    They run one after the other, so the peak is the larger of the two, not their sum; it grows
+    with the batched tokens and the vocabulary, not with max-model-len. The sampler holds about
+    14 bytes per logit (fp32 logits, probabilities and sort indices): fitted on vLLM 0.19 H100
+    logs, torch peak 1.89 GiB at vocab 128,256 and 3.99 GiB at 262,208 with 1,024 sequences, flat
+    across tensor-parallel sizes (benchmarks/data/vllm_memory_logs.csv)."""
+    h = model.hidden_size
+    n = max_num_batched_tokens
+    q_dim = model.num_attention_heads * model.head_dim
+    attn = (q_dim + 2 * model.num_kv_heads * model.head_dim) / tp + q_dim / tp
+    if model.is_moe:
+        k = model.experts_per_token
+        # fused MoE keeps three intermediate caches: gate_up (2I), activated (I) and the k outputs (h).
+        mlp = k * (3 * model.moe_intermediate_size / tp + h)
+    else:
+        mlp = 3 * model.intermediate_size / tp
+    forward = n * 2 * (2 * h + max(attn, mlp))
+    sampler = min(max_num_seqs, n) * model.vocab_size * VLLM_SAMPLER_BYTES_PER_LOGIT
+    return VLLM_PROFILE_BASE_BYTES + max(forward, sampler)
+
+
+VLLM_SAMPLER_BYTES_PER_LOGIT = 14  # see vllm_activation_peak_bytes
+VLLM_PROFILE_BASE_BYTES = 0.15 * GIB  # input buffers and residual stream (same logs: intercept of the fit)
+
+
+def vllm_non_torch_bytes(devices: int) -> float:
+    """Allocations outside PyTorch's allocator. vLLM 0.19 H100 logs: 0.24-0.26 GiB on one GPU
+    (cuBLAS workspaces); 2.06-2.21 GiB per GPU with tensor parallelism (NCCL, custom all-reduce
+    and FlashInfer all-reduce workspaces), whatever the model."""
+    return 0.25 * GIB if devices == 1 else 2.1 * GIB
+
+
+def vllm_cuda_graph_bytes(model: ModelSpec, devices: int) -> float:
+    """CUDA graphs for 51 decode batch sizes up to 512: a pool shared by the graphs, growing with
+    layers (one piecewise graph per layer). vLLM 0.19's estimates on H100: 0.52 GiB (26 layers)
+    to 1.13 GiB (46 layers) on one GPU, 1.6-1.8 GiB with tensor parallelism."""
+    return (0.3 + 0.017 * model.num_layers + (0.5 if devices > 1 else 0.0)) * GIB
+
+
+def vllm_subtracts_cuda_graphs(version: str | None) -> bool:
+    """vLLM subtracts its CUDA-graph estimate before sizing the KV cache since v0.21.0
+    (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default on); before, graphs came out of the margin."""
+    if not version:
+        return True
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) >= (0, 21)
+
+
+@dataclass(frozen=True)
+class KvLayout:
+    """How vLLM's hybrid allocator lays layers out: equal-size groups of layers share blocks, so
+    sliding-window models are padded to whole groups (gemma-3-27b: 62 layers -> 7 groups of 10)."""
+
+    group_size: int
+    groups: int
+    full_groups: int
+
+    @property
+    def layer_slots(self) -> int:
+        return self.group_size * self.groups
+
+
+def kv_layout(model: ModelSpec) -> KvLayout:
+    full, local = model.full_attention_layers, model.sliding_window_layers
+    if not (full and local):
+        return KvLayout(group_size=model.num_layers, groups=1, full_groups=1)
+    size = min(full, local)
+    full_groups = math.ceil(full / size)
+    return KvLayout(group_size=size, groups=full_groups + math.ceil(local / size), full_groups=full_groups)
+
+
+def vllm_memory(dep: Deployment) -> MemoryPlan:
+    from sparkserve.engines import vllm as engine
+
+    hw, model = dep.hardware, dep.model
+    tp = dep.devices
+    defaults = engine.defaults_for(hw)
+    util = dep.gpu_memory_utilization or defaults.gpu_memory_utilization
+    mnbt = dep.max_num_batched_tokens or defaults.max_num_batched_tokens
+    mns = dep.max_num_seqs or defaults.max_num_seqs
+    block = defaults.block_size
+    max_len = dep.max_model_len or model.max_position_embeddings
+    kv_dtype = _kv_dtype(dep)
+
+    budget = util * hw.gpu_memory_gib * GIB
+    weights = weight_bytes(model, dep.quant, dep.engine) / tp
+    act = vllm_activation_peak_bytes(model, tp, mnbt, mns)
+    non_torch = vllm_non_torch_bytes(tp)
+    graphs = 0.0 if dep.enforce_eager else vllm_cuda_graph_bytes(model, tp)
+    graphs_in_budget = graphs if vllm_subtracts_cuda_graphs(dep.engine_version) else 0.0
+    kv_avail = max(0.0, budget - weights - act - non_torch - graphs_in_budget)
+
+    layout = kv_layout(model)
+    per_layer_token = kv_bytes_per_token_device(model, kv_dtype, tp, layers=1)
+    blocks = int(kv_avail // (block * per_layer_token * layout.group_size))
+    kv_tokens = blocks * block // layout.groups
+    per_request_blocks = request_blocks(model, layout, max_len, block, mnbt)
+    max_conc = blocks / per_request_blocks if per_request_blocks else 0.0
+
+    plan = MemoryPlan(
+        engine=dep.engine,
+        devices=tp,
+        device_memory_gib=hw.gpu_memory_gib,
+        budget_gib=budget * tp / GIB,
+        weights_gib=weights * tp / GIB,
+        activation_gib=act * tp / GIB,
+        non_torch_gib=non_torch * tp / GIB,
+        cuda_graph_gib=graphs * tp / GIB,
+        kv_cache_gib=kv_avail * tp / GIB,
+        kv_tokens=kv_tokens,
+        kv_bytes_per_token=per_layer_token * model.num_layers * tp,
+        max_model_len=max_len,
+        max_concurrency=max_conc,
+        total_gib=(budget + graphs - graphs_in_budget) * tp / GIB,
+        settings={
+            "gpu_memory_utilization": util,
+            "max_num_batched_tokens": mnbt,
+            "max_num_seqs": mns,
+            "block_size": block,
+            "kv_cache_dtype": dep.kv_cache_dtype,
+            "tensor_parallel_size": tp,
+            "enforce_eager": dep.enforce_eager,
+        },
+    )
+    fixed = weights + act + non_torch + graphs_in_budget
+    if weights > budget:
+        plan.fits = False
+        plan.reasons.append(
+            f"weights need {weights / GIB:.1f} GiB per GPU but the budget is {budget / GIB:.1f} GiB "
+            f"({util:.2f} x {hw.gpu_memory_gib:.1f} GiB): use a smaller quantisation or more GPUs"
+        )
+    elif blocks == 0:
+        plan.fits = False
+        plan.reasons.append(
+            f"nothing is left for the KV cache: weights, activations and graphs take {fixed / GIB:.1f} GiB "
+            f"of the {budget / GIB:.1f} GiB budget"
+        )
+    elif max_conc < 1:
+        plan.fits = False
+        fit_len = _largest_len_that_fits(model, layout, blocks, block, mnbt)
+        need = fixed + per_request_blocks * block * per_layer_token * layout.group_size
+        need_util = need / (hw.gpu_memory_gib * GIB)
+        hint = f"lower --max-model-len to {fit_len:,}" if fit_len else "use more memory"
+        if need_util < 0.99:
+            hint += f" or raise --gpu-memory-utilization to {math.ceil(need_util * 100) / 100:.2f}"
+        plan.reasons.append(
+            f"KV cache holds {kv_tokens:,} tokens, max-model-len is {max_len:,}: vLLM refuses to start; {hint}"
+        )
+    if max_len > model.max_position_embeddings:
+        plan.warnings.append(
+            f"max-model-len {max_len:,} is above the model's {model.max_position_embeddings:,} positions; "
+            "vLLM refuses it unless RoPE scaling is configured"
+        )
+    return plan
+
+
+def request_blocks(model: ModelSpec, layout: KvLayout, length: int, block: int, max_num_batched_tokens: int) -> int:
+    """KV blocks one request of `length` tokens needs. A sliding-window group holds the window plus
+    one chunk of prefill (vLLM's SlidingWindowSpec.max_memory_usage_bytes)."""
+    blocks = layout.full_groups * math.ceil(length / block)
+    if layout.groups > layout.full_groups:
+        held = min(length, (model.sliding_window or length) - 1 + max_num_batched_tokens)
+        blocks += (layout.groups - layout.full_groups) * math.ceil(held / block)
+    return blocks
+
+
+def _largest_len_that_fits(model: ModelSpec, layout: KvLayout, blocks: int, block: int, mnbt: int) -> int:
+    """The largest max-model-len one request of which fits, rounded down to a multiple of 1024."""
+    lo, hi = 0, blocks * block
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if request_blocks(model, layout, mid, block, mnbt) <= blocks:
+            lo = mid
+        else:
+            hi = mid - 1
+    return (lo // 1024) * 1024 if lo >= 1024 else lo
+
+
+# ---------------------------------------------------------------------------------------------
+# Ollama / llama.cpp
+
+
+def llamacpp_compute_buffer_bytes(model: ModelSpec, num_batch: int) -> float:
+    """llama.cpp's compute graph buffer for one micro-batch: logits plus the widest activation."""
+    widest = max(model.intermediate_size, model.moe_intermediate_size * max(1, model.experts_per_token))
+    return num_batch * (model.vocab_size * 4 + (4 * model.hidden_size + 2 * widest) * 4)
+
+
+def ollama_memory(dep: Deployment) -> MemoryPlan:
+    from sparkserve.engines import ollama as engine
+
+    hw, model = dep.hardware, dep.model
+    devices = dep.devices
+    num_ctx = dep.num_ctx or dep.max_model_len or engine.DEFAULT_NUM_CTX
+    parallel = dep.num_parallel or engine.DEFAULT_NUM_PARALLEL
+    kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else engine.DEFAULT_KV_CACHE_TYPE
+
+    weights = weight_bytes(model, dep.quant, dep.engine)
+    per_token = kv_bytes_per_token_device(model, kv_dtype, 1)
+    slots = tokens_per_request_layers(model, num_ctx, 0) * parallel
+    kv = slots * per_token / model.num_layers
+    compute = llamacpp_compute_buffer_bytes(model, engine.DEFAULT_NUM_BATCH)
+    total = weights + kv + compute
+    pool = hw.gpu_memory_gib * GIB * devices
+    plan = MemoryPlan(
+        engine=dep.engine,
+        devices=devices,
+        device_memory_gib=hw.gpu_memory_gib,
+        budget_gib=pool / GIB,
+        weights_gib=weights / GIB,
+        activation_gib=compute / GIB,
+        non_torch_gib=0.0,
+        cuda_graph_gib=0.0,
+        kv_cache_gib=kv / GIB,
+        kv_tokens=num_ctx * parallel,
+        kv_bytes_per_token=per_token,
+        max_model_len=num_ctx,
+        max_concurrency=float(parallel),
+        total_gib=total / GIB,
+        settings={"num_ctx": num_ctx, "num_parallel": parallel, "kv_cache_type": kv_dtype},
+    )
+    if total > pool:
+        plan.fits = False
+        plan.reasons.append(
+            f"weights, KV cache and compute buffers need {total / GIB:.1f} GiB but the GPU has {pool / GIB:.1f} GiB; "
+            "Ollama would offload layers to the CPU and run far slower"
+        )
+    if num_ctx > model.max_position_embeddings:
+        plan.warnings.append(f"num_ctx {num_ctx:,} is above the model's {model.max_position_embeddings:,} positions")
+    return plan
+
+
+def engine_memory(dep: Deployment) -> MemoryPlan:
+    if dep.engine in GGUF_ENGINES:
+        return ollama_memory(dep)
+    return vllm_memory(dep)
