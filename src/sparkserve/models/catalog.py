@@ -1,0 +1,186 @@
+"""Find a model's config by whatever name the user typed: a path, a HF id, an alias, an Ollama tag."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sparkserve.errors import UserError, unknown
+from sparkserve.models.aliases import ALIASES, OLLAMA, OLLAMA_QUANT_WORDS, QUANT_SUFFIXES
+from sparkserve.models.config import spec_from_config, with_checkpoint_quant
+from sparkserve.models.spec import ModelSpec
+
+_HINT = "point --model at a directory holding config.json"
+_GGUF_QUANT = re.compile(r"^(i?q\d\w*|f16|fp16|bf16|f32|fp32|mxfp4|fp8|int4|int8)$", re.IGNORECASE)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    default_quant: str | None  # weight format to plan with unless the user picks one ("fp8", "q4_k_m", ...)
+    ollama_tag: str | None  # set when the name was an Ollama tag; the runtime pulls this
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Local path first (the user's files win), then the bundled catalog and Ollama tags, then the HF cache."""
+    name = name.strip()
+    found = _from_path(name) or _from_catalog(name) or _from_ollama(name) or _from_hf_cache(name)
+    if found is None:
+        raise unknown("model", name, _known_names(), hint=_HINT)
+    return found
+
+
+def list_models() -> list[str]:
+    """HF ids of the bundled configs."""
+    return sorted(_bundled_files(), key=str.lower)
+
+
+def _from_path(name: str) -> ResolvedModel | None:
+    path = Path(name).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        config_file = path / "config.json"
+    elif path.is_file() and path.suffix == ".json":
+        config_file, path = path, path.parent
+    else:
+        return None
+    spec = spec_from_config(_read_json(config_file), str(path.resolve()), str(config_file))
+    return ResolvedModel(spec, spec.checkpoint_quant, None)
+
+
+def _from_catalog(name: str) -> ResolvedModel | None:
+    """A bundled id, an alias, or either with a pre-quantised repo suffix (-FP8, -AWQ, ...)."""
+    lowered = name.lower()
+    canonical = _canonical_id(lowered)
+    if canonical is not None:
+        spec = _bundled_spec(canonical)
+        return ResolvedModel(spec, spec.checkpoint_quant, None)
+    for suffix, quant in QUANT_SUFFIXES:
+        if lowered.endswith(suffix.lower()):
+            canonical = _canonical_id(lowered[: -len(suffix)])
+            if canonical is not None:
+                spec = dataclasses.replace(_bundled_spec(canonical), id=canonical + suffix)
+                return ResolvedModel(with_checkpoint_quant(spec, quant), quant, None)
+    return None
+
+
+def _canonical_id(lowered: str) -> str | None:
+    """The properly cased bundled or alias id for a lower-cased full id or bare repo name."""
+    by_full = {known.lower(): known for known in _catalog_ids()}
+    if lowered in by_full:
+        return by_full[lowered]
+    if "/" in lowered:
+        return None
+    by_bare = {known.lower().split("/", 1)[1]: known for known in _catalog_ids()}
+    return by_bare.get(lowered)
+
+
+def _from_ollama(name: str) -> ResolvedModel | None:
+    if "/" in name:
+        return None
+    model, _, typed_tag = name.partition(":")
+    model = model.lower()
+    entry = OLLAMA.get(model)
+    if entry is None:
+        return None
+    typed_tag = typed_tag or "latest"
+    tag = typed_tag.lower()
+    size, rest = (entry.latest, "") if tag == "latest" else _split_size(tag, entry.sizes)
+    if size is None:
+        return None
+    hf_id = entry.sizes[size]
+    for (variant_size, variant), variant_id in entry.variants.items():
+        if size == variant_size and (rest == variant or rest.startswith(variant + "-")):
+            hf_id = variant_id
+    words = [w for w in rest.split("-") if w]
+    quant = next((w for w in words if _GGUF_QUANT.match(w)), None)
+    quant = quant or next((OLLAMA_QUANT_WORDS[w] for w in words if w in OLLAMA_QUANT_WORDS), None)
+    return ResolvedModel(_bundled_spec(hf_id), (quant or entry.default_quant).lower(), f"{model}:{typed_tag}")
+
+
+def _split_size(tag: str, sizes: dict[str, str]) -> tuple[str | None, str]:
+    """("30b-a3b", "q4_k_m") from "30b-a3b-q4_k_m": the longest known size that prefixes the tag."""
+    for size in sorted(sizes, key=len, reverse=True):
+        if tag == size or tag.startswith(size + "-"):
+            return size, tag[len(size) + 1 :]
+    return None, ""
+
+
+def _from_hf_cache(name: str) -> ResolvedModel | None:
+    if name.count("/") != 1:
+        return None
+    hub = _hf_hub_dir()
+    if not hub.is_dir():
+        return None
+    wanted = "models--" + name.replace("/", "--")
+    repo = hub / wanted
+    if not repo.is_dir():
+        repo = next((d for d in hub.iterdir() if d.name.lower() == wanted.lower()), repo)
+    snapshots = [s for s in (repo / "snapshots").glob("*") if (s / "config.json").is_file()]
+    if not snapshots:
+        return None
+    newest = max(snapshots, key=lambda s: (s / "config.json").stat().st_mtime)
+    config_file = newest / "config.json"
+    hf_id = repo.name.removeprefix("models--").replace("--", "/", 1)
+    spec = spec_from_config(_read_json(config_file), hf_id, str(config_file))
+    return ResolvedModel(spec, spec.checkpoint_quant, None)
+
+
+def _hf_hub_dir() -> Path:
+    """Same precedence as huggingface_hub: HF_HUB_CACHE, then HF_HOME/hub, then ~/.cache/huggingface/hub."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
+
+
+@lru_cache(maxsize=None)
+def _bundled_spec(model_id: str) -> ModelSpec:
+    """Spec of a bundled id or alias; JSON is read only for the model asked for."""
+    alias = ALIASES.get(model_id)
+    base_id = alias.base if alias else model_id
+    config = json.loads(_bundled_files()[base_id].read_text(encoding="utf-8"))
+    source = "bundled"
+    if alias:
+        config = {**config, **alias.overrides}
+        if "text_config" in config:
+            config["text_config"] = {**config["text_config"], **alias.overrides}
+        source = f"bundled ({base_id} shape)"
+    return spec_from_config(config, model_id, source)
+
+
+@lru_cache(maxsize=1)
+def _bundled_files() -> dict[str, Any]:
+    """HF id -> bundled JSON resource; files are named Org--Name.json like the HF cache."""
+    from importlib import resources  # deferred: pulls in tempfile and inspect, which --help never needs
+
+    folder = resources.files("sparkserve.models").joinpath("bundled")
+    return {
+        entry.name[: -len(".json")].replace("--", "/", 1): entry
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json")
+    }
+
+
+def _catalog_ids() -> list[str]:
+    return [*_bundled_files(), *ALIASES]
+
+
+def _known_names() -> list[str]:
+    tags = [f"{model}:{size}" for model, entry in OLLAMA.items() for size in entry.sizes]
+    return [*_catalog_ids(), *tags]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read config.json ({exc})") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: config.json is not a JSON object")
+    return data

@@ -1,0 +1,321 @@
+"""Turn a HF `config.json` into a ModelSpec: the planner never reads raw configs itself."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from sparkserve.errors import UserError
+from sparkserve.models.spec import ModelSpec, ParamCounts
+
+# Google's gemma-3 config.json files omit these keys and rely on the defaults of
+# transformers' Gemma3TextConfig.__init__ (src/transformers/models/gemma3/configuration_gemma3.py).
+_GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 262_208,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "head_dim": 256,
+    "max_position_embeddings": 131_072,
+    "sliding_window": 4096,
+    "sliding_window_pattern": 6,
+    "tie_word_embeddings": True,
+}
+_QWEN_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen3", "qwen3_moe"})
+_QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
+_GEMMA3_TYPES = frozenset({"gemma3", "gemma3_text"})
+_SLIDING_TYPES = frozenset({"sliding_attention", "sliding", "local", "local_attention"})
+_REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+# Groups a linear-layer weight quantiser (FP8, AWQ, GPTQ, ...) leaves in 16 bit.
+_LINEAR_QUANT_KEEPS = ("embedding", "lm_head", "other", "vision")
+_EVERY_GROUP = tuple(f.name for f in dataclasses.fields(ParamCounts))
+
+
+def spec_from_config(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
+    """Derive the planner's view of a model; raises UserError when the config is not a decoder LLM."""
+    try:
+        return _derive(config, model_id, source)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UserError(f"{source}: malformed config.json ({exc})") from exc
+
+
+def _derive(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
+    architecture = _first_architecture(config)
+    text = _text_config(config)
+    _check_required(text, source)
+    if "kv_lora_rank" in text:
+        raise UserError(
+            f"{source}: multi-head latent attention (kv_lora_rank, DeepSeek-V2/V3 style) is not supported yet"
+        )
+    model_type = str(text.get("model_type") or config.get("model_type") or "")
+    shape = _Shape.read(text, source)
+    moe = _Moe.read(text, shape)
+    window, sliding_layers = _sliding_layers(text, model_type, shape.layers)
+    tied = bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
+
+    params = _count(text, model_type, shape, moe, tied, _vision_params(config, shape.hidden))
+    quant = _checkpoint_quant(config, text)
+    spec = ModelSpec(
+        id=model_id,
+        architecture=architecture,
+        model_type=str(config.get("model_type") or model_type),
+        hidden_size=shape.hidden,
+        num_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_kv_heads=shape.kv_heads,
+        head_dim=shape.head_dim,
+        intermediate_size=shape.intermediate if moe.layers < shape.layers else 0,
+        vocab_size=shape.vocab,
+        tie_word_embeddings=tied,
+        max_position_embeddings=int(text.get("max_position_embeddings") or 0),
+        params=params,
+        num_experts=moe.experts,
+        experts_per_token=moe.top_k,
+        moe_intermediate_size=moe.width,
+        num_shared_experts=moe.shared_experts,
+        moe_layers=moe.layers,
+        sliding_window=window,
+        sliding_window_layers=sliding_layers,
+        checkpoint_dtype=str(
+            config.get("torch_dtype") or config.get("dtype") or text.get("torch_dtype") or text.get("dtype")
+            or "bfloat16"
+        ),
+        source=source,
+    )
+    return with_checkpoint_quant(spec, quant) if quant else spec
+
+
+def with_checkpoint_quant(spec: ModelSpec, quant: str) -> ModelSpec:
+    """The same shape shipped pre-quantised; records which groups stay 16 bit so memory is priced per group."""
+    if quant == "mxfp4":
+        # gpt-oss: only the MoE expert weights are MXFP4; attention, router, embeddings and
+        # lm_head are listed in quantization_config.modules_to_not_convert (bf16).
+        keeps = tuple(g for g in _EVERY_GROUP if g not in ("experts", "experts_active"))
+    else:
+        keeps = _LINEAR_QUANT_KEEPS + (("moe_shared",) if spec.is_moe and not spec.num_shared_experts else ())
+    return dataclasses.replace(spec, checkpoint_quant=quant, bf16_modules=keeps)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Shape:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+
+    @classmethod
+    def read(cls, text: Mapping[str, Any], source: str) -> _Shape:
+        hidden = int(text["hidden_size"])
+        heads = int(text["num_attention_heads"])
+        intermediate = text.get("intermediate_size")
+        if intermediate is None and not _has_experts(text):
+            raise UserError(f"{source}: config has no 'intermediate_size'; cannot size the MLP")
+        return cls(
+            hidden=hidden,
+            layers=int(text["num_hidden_layers"]),
+            heads=heads,
+            kv_heads=int(text.get("num_key_value_heads") or heads),
+            head_dim=int(text.get("head_dim") or hidden // heads),
+            intermediate=int(intermediate or 0),
+            vocab=int(text["vocab_size"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Moe:
+    experts: int = 0
+    top_k: int = 0
+    width: int = 0
+    shared_width: int = 0
+    layers: int = 0
+
+    @property
+    def shared_experts(self) -> int:
+        return 1 if self.shared_width else 0
+
+    @classmethod
+    def read(cls, text: Mapping[str, Any], shape: _Shape) -> _Moe:
+        experts = int(text.get("num_experts") or text.get("num_local_experts") or 0)
+        if not experts:
+            return cls()
+        top_k = int(text.get("num_experts_per_tok") or text.get("experts_per_token") or 0)
+        width = int(text.get("moe_intermediate_size") or shape.intermediate)
+        step = int(text.get("decoder_sparse_step") or 1)
+        dense_only = set(text.get("mlp_only_layers") or ())
+        layers = sum(1 for i in range(shape.layers) if i not in dense_only and (i + 1) % step == 0)
+        return cls(experts, top_k, width, int(text.get("shared_expert_intermediate_size") or 0), layers)
+
+
+def _count(
+    text: Mapping[str, Any], model_type: str, shape: _Shape, moe: _Moe, tied: bool, vision: int
+) -> ParamCounts:
+    h = shape.hidden
+    gpt_oss = model_type == "gpt_oss"
+    embedding = shape.vocab * h
+    dense_layers = shape.layers - moe.layers
+
+    if gpt_oss:
+        # gate_up_proj (h -> 2*width, biased) and down_proj (width -> h, biased) per expert.
+        per_expert = h * 2 * moe.width + 2 * moe.width + moe.width * h + h
+        router = h * moe.experts + moe.experts
+    else:
+        per_expert = 3 * h * moe.width
+        router = h * moe.experts
+    shared = 3 * h * moe.shared_width + h if moe.shared_width else 0  # shared expert and its sigmoid gate
+
+    mlp_bias = bool(text.get("mlp_bias", False))
+    dense_mlp = 3 * h * shape.intermediate + ((2 * shape.intermediate + h) if mlp_bias else 0)
+    # Gemma3 norms both sides of attention and of the MLP; Llama-style layers norm only their inputs.
+    norms_per_layer = (4 if model_type in _GEMMA3_TYPES else 2) * h
+
+    return ParamCounts(
+        embedding=embedding,
+        lm_head=0 if tied else embedding,
+        attention=shape.layers * _attention_per_layer(text, model_type, shape),
+        dense_mlp=dense_layers * dense_mlp,
+        experts=moe.layers * moe.experts * per_expert,
+        experts_active=moe.layers * moe.top_k * per_expert,
+        moe_shared=moe.layers * (router + shared),
+        other=shape.layers * norms_per_layer + h,
+        vision=vision,
+    )
+
+
+def _attention_per_layer(text: Mapping[str, Any], model_type: str, shape: _Shape) -> int:
+    h, q_dim, kv_dim = shape.hidden, shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    weights = h * q_dim + 2 * h * kv_dim + q_dim * h
+    if model_type in ("qwen2", "qwen2_moe"):
+        bias = q_dim + 2 * kv_dim  # Qwen2 hard-codes q/k/v biases and has no attention_bias key
+    elif text.get("attention_bias", False):
+        bias = q_dim + 2 * kv_dim + h
+    else:
+        bias = 0
+    qk_norm = 2 * shape.head_dim if model_type in _QK_NORM_TYPES else 0
+    sinks = shape.heads if model_type == "gpt_oss" else 0  # one learned attention-sink logit per head
+    return weights + bias + qk_norm + sinks
+
+
+def _sliding_layers(text: Mapping[str, Any], model_type: str, layers: int) -> tuple[int | None, int]:
+    """Window size and how many layers use it; (None, 0) when every layer attends to the full context."""
+    window = text.get("sliding_window")
+    layer_types = text.get("layer_types")
+    if layer_types:
+        count = sum(1 for t in layer_types[:layers] if str(t) in _SLIDING_TYPES)
+    elif model_type in _GEMMA3_TYPES:
+        pattern = int(text.get("sliding_window_pattern") or 1)
+        count = sum(1 for i in range(layers) if (i + 1) % pattern != 0)
+    elif window is None or not text.get("use_sliding_window", model_type not in _QWEN_TYPES):
+        count = 0
+    elif model_type in _QWEN_TYPES:
+        count = max(0, layers - int(text.get("max_window_layers", layers)))  # layers >= max_window_layers slide
+    else:
+        count = layers  # Mistral-style: one window for every layer
+    if not count or window is None:
+        return None, 0
+    return int(window), count
+
+
+def _vision_params(config: Mapping[str, Any], text_hidden: int) -> int:
+    vision = config.get("vision_config")
+    if not isinstance(vision, Mapping):
+        return 0
+    kind = str(vision.get("model_type", ""))
+    vh = int(vision.get("hidden_size") or 0)
+    if not vh:
+        return 0
+    if kind == "pixtral":
+        return _pixtral_tower(vision) + _mistral3_projector(config, vh, text_hidden)
+    tower = _siglip_tower(vision)
+    if str(config.get("model_type")) == "gemma3":
+        return tower + vh * text_hidden + vh  # mm_input_projection_weight and mm_soft_emb_norm
+    return tower + vh * text_hidden + text_hidden  # generic linear projector
+
+
+def _siglip_tower(vision: Mapping[str, Any]) -> int:
+    """SigLIP / ViT encoder: biased linears and LayerNorms (weight and bias)."""
+    h = int(vision["hidden_size"])
+    # Fallbacks are transformers SiglipVisionConfig defaults (intermediate 3072 = 4 x hidden 768).
+    inter = int(vision.get("intermediate_size") or 4 * h)
+    patch = int(vision.get("patch_size") or 16)
+    channels = int(vision.get("num_channels") or 3)
+    image = int(vision.get("image_size") or 224)
+    patches = (image // patch) ** 2
+    layer = 4 * (h * h + h) + (h * inter + inter) + (inter * h + h) + 2 * 2 * h
+    depth = int(vision.get("num_hidden_layers") or vision.get("depth") or 0)
+    tower = channels * patch * patch * h + h + patches * h + depth * layer + 2 * h
+    if vision.get("vision_use_head"):  # attention-pooling head: probe, MHA in/out proj, LayerNorm, MLP
+        tower += h + 3 * h * h + 3 * h + h * h + h + 2 * h + (h * inter + inter) + (inter * h + h)
+    return tower
+
+
+def _pixtral_tower(vision: Mapping[str, Any]) -> int:
+    """Pixtral encoder: unbiased patch conv, RMSNorms, unbiased attention and SwiGLU MLP."""
+    h = int(vision["hidden_size"])
+    inter = int(vision["intermediate_size"])
+    patch = int(vision.get("patch_size") or 16)  # transformers PixtralVisionConfig default
+    channels = int(vision.get("num_channels") or 3)
+    layer = 4 * h * h + 2 * h + 3 * h * inter
+    return channels * patch * patch * h + h + int(vision.get("num_hidden_layers", 0)) * layer
+
+
+def _mistral3_projector(config: Mapping[str, Any], vh: int, th: int) -> int:
+    """RMSNorm, patch merger (merge**2 patches -> 1), then two linears vision -> text width."""
+    merge = int(config.get("spatial_merge_size") or 2)  # transformers Mistral3Config default
+    bias = bool(config.get("multimodal_projector_bias", False))  # transformers Mistral3Config default
+    return vh + vh * merge * merge * vh + vh * th + th * th + ((2 * th) if bias else 0)
+
+
+def _checkpoint_quant(config: Mapping[str, Any], text: Mapping[str, Any]) -> str | None:
+    qc = config.get("quantization_config") or text.get("quantization_config")
+    if not isinstance(qc, Mapping):
+        return None
+    method = str(qc.get("quant_method", "")).lower()
+    if method == "compressed-tensors":
+        return _compressed_tensors_quant(qc)
+    if method == "bitsandbytes":
+        return "bnb-4bit" if qc.get("load_in_4bit") else "bnb-8bit"
+    return method or None
+
+
+def _compressed_tensors_quant(qc: Mapping[str, Any]) -> str:
+    for group in (qc.get("config_groups") or {}).values():
+        weights = group.get("weights") or {}
+        bits, kind = weights.get("num_bits"), weights.get("type")
+        if bits == 8 and kind == "float":
+            return "fp8"
+        if bits in (4, 8) and kind == "int":
+            return f"int{bits}"
+        if bits == 4 and kind == "float":
+            return "nvfp4"
+    return "compressed-tensors"
+
+
+def _first_architecture(config: Mapping[str, Any]) -> str:
+    archs = config.get("architectures") or []
+    return str(archs[0]) if archs else str(config.get("model_type") or "unknown")
+
+
+def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The language model's keys: nested `text_config` for multimodal checkpoints, with family defaults filled in."""
+    nested = config.get("text_config")
+    text = dict(nested) if isinstance(nested, Mapping) else dict(config)
+    model_type = str(text.get("model_type") or config.get("model_type") or "")
+    if model_type in _GEMMA3_TYPES:
+        text = {**_GEMMA3_TEXT_DEFAULTS, **text}
+    return text
+
+
+def _has_experts(text: Mapping[str, Any]) -> bool:
+    return bool(text.get("num_experts") or text.get("num_local_experts"))
+
+
+def _check_required(text: Mapping[str, Any], source: str) -> None:
+    for key in _REQUIRED:
+        if text.get(key) in (None, 0, ""):
+            raise UserError(
+                f"{source}: config has no {key!r}; sparkserve needs a decoder LLM config.json "
+                f"(hidden_size, num_hidden_layers, num_attention_heads, vocab_size)"
+            )
