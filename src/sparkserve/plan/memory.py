@@ -74,7 +74,7 @@ def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, fl
     sixteen = 16.0
     q = fmt.bits
     if fmt.bits >= 16:
-        return dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision"), sixteen)
+        return dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision"), fmt.bits)
     if engine in GGUF_ENGINES:
         # GGUF files quantise every matrix; the K-quant averages already include the mix.
         # gpt-oss GGUFs keep MXFP4 experts and store the rest as Q8_0 (ggml-org/gpt-oss-20b-GGUF: 12.1 GB).
@@ -128,8 +128,9 @@ def kv_bytes_per_token_device(model: ModelSpec, kv_dtype: str, tp: int, *, layer
 
 
 def _kv_dtype(dep: Deployment) -> str:
-    if dep.kv_cache_dtype == "auto" and dep.model.checkpoint_dtype in ("float32",):
-        return "fp16"
+    """vLLM's "auto" KV dtype is the model's activation dtype: 4 bytes only when it runs in float32."""
+    if dep.kv_cache_dtype == "auto" and dep.quant.id == "fp32":
+        return "fp32"
     return dep.kv_cache_dtype
 
 
@@ -305,7 +306,7 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
         fit_len = _largest_len_that_fits(model, layout, blocks, block, mnbt)
         need = fixed + per_request_blocks * block * per_layer_token * layout.group_size
         need_util = need / (hw.gpu_memory_gib * GIB)
-        hint = f"lower --max-model-len to {fit_len:,}" if fit_len else "use more memory"
+        hint = f"lower --max-model-len to {fit_len}" if fit_len else "use more memory"
         if need_util < 0.99:
             hint += f" or raise --gpu-memory-utilization to {math.ceil(need_util * 100) / 100:.2f}"
         plan.reasons.append(

@@ -27,6 +27,7 @@ class WeightFormat:
 WEIGHT_FORMATS: dict[str, WeightFormat] = {
     f.id: f
     for f in (
+        WeightFormat("fp32", 32, "bf16", "float", description="32-bit float (--dtype float32)"),
         WeightFormat("bf16", 16, "bf16", "float", description="16-bit brain float (checkpoint default)"),
         WeightFormat("fp16", 16, "bf16", "float", description="16-bit float"),
         WeightFormat("fp8", 8, "fp8", "float", needs="fp8", description="FP8 E4M3 weights and activations"),
@@ -47,6 +48,7 @@ WEIGHT_FORMATS: dict[str, WeightFormat] = {
 # llama.cpp / Ollama OLLAMA_KV_CACHE_TYPE: f16, q8_0 (34 B/32), q4_0 (18 B/32).
 KV_DTYPE_BYTES: dict[str, float] = {
     "auto": 2.0,
+    "fp32": 4.0,
     "bf16": 2.0,
     "fp16": 2.0,
     "f16": 2.0,
@@ -63,7 +65,8 @@ VLLM_LIKE_ENGINES = frozenset({"vllm", "sglang", "trtllm"})
 
 def weight_format(name: str) -> WeightFormat:
     key = name.strip().lower().replace("-", "_")
-    key = {"float16": "fp16", "bfloat16": "bf16", "f16": "fp16", "w8a8": "int8", "fp4": "nvfp4"}.get(key, key)
+    key = {"float16": "fp16", "bfloat16": "bf16", "f16": "fp16", "float32": "fp32", "f32": "fp32",
+           "w8a8": "int8", "fp4": "nvfp4"}.get(key, key)
     if key not in WEIGHT_FORMATS:
         raise unknown("quantisation", name, WEIGHT_FORMATS, hint="expected one of " + ", ".join(WEIGHT_FORMATS))
     return WEIGHT_FORMATS[key]
@@ -80,7 +83,7 @@ def check_engine_format(engine: str, fmt: WeightFormat) -> None:
     """GGUF types are llama.cpp's; vLLM-family engines take HF checkpoints (and the reverse)."""
     from sparkserve.errors import UserError
 
-    if engine in GGUF_ENGINES and fmt.family != "gguf" and fmt.id not in ("mxfp4", "bf16", "fp16"):
+    if engine in GGUF_ENGINES and fmt.family != "gguf" and fmt.id not in ("mxfp4", "bf16", "fp16", "fp32"):
         raise UserError(
             f"quantisation {fmt.id!r} is not a GGUF type that {engine} loads; use q4_k_m, q5_k_m, q6_k, q8_0, q4_0 or bf16"
         )

@@ -1,0 +1,76 @@
+"""Cold-start wall time of `sparkserve --help` and `sparkserve plan`; writes docs/plan-speed.md.
+
+    python benchmarks/plan_speed.py [--runs 15]
+
+Each run is a fresh process (no warm interpreter), timed from spawn to exit. Target: `plan`
+<= 300 ms wall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET_MS = 300
+COMMANDS = {
+    "sparkserve --help": ["--help"],
+    "sparkserve plan": ["plan"],
+    "sparkserve plan --json": ["plan", "--json"],
+    "sparkserve plan -m openai/gpt-oss-120b -H dgx-spark": ["plan", "-m", "openai/gpt-oss-120b", "-H", "dgx-spark"],
+}
+
+
+def executable() -> str:
+    found = Path(sys.executable).with_name("sparkserve")
+    return str(found) if found.exists() else (shutil.which("sparkserve") or "sparkserve")
+
+
+def time_runs(argv: list[str], runs: int) -> list[float]:
+    env = dict(os.environ, COLUMNS="100")
+    subprocess.run(argv, capture_output=True, env=env, check=True)  # page cache warm, as a user's second call
+    out = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, capture_output=True, env=env, check=True)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "plan-speed.md")
+    args = ap.parse_args()
+    exe = executable()
+    rows, ok = [], True
+    for label, extra in COMMANDS.items():
+        ms = time_runs([exe, *extra], args.runs)
+        med, worst = statistics.median(ms), max(ms)
+        if label.startswith("sparkserve plan"):
+            ok &= med <= TARGET_MS
+        rows.append(f"| `{label}` | {med:.0f} | {min(ms):.0f} | {worst:.0f} |")
+        print(f"{label}: median {med:.0f} ms")
+    text = "\n".join([
+        "# Command-line start-up time", "",
+        f"Written by `benchmarks/plan_speed.py`: {args.runs} fresh processes per command on "
+        f"{platform.machine()} ({os.cpu_count()} cores), Python {platform.python_version()}. Target for `plan`: "
+        f"<= {TARGET_MS} ms wall.", "",
+        "| command | median ms | min ms | max ms |", "|---|---|---|---|", *rows, "",
+        f"Target {'met' if ok else 'NOT met'}.",
+    ]) + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
