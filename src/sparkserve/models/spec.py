@@ -11,12 +11,12 @@ class ParamCounts:
 
     embedding: int  # input token embeddings
     lm_head: int  # output projection; 0 when tied to the embeddings
-    attention: int  # q/k/v/o projections, their biases and norms, all layers
+    attention: int  # q/k/v/o projections and biases, per-head q/k norms, attention sinks; all layers
     dense_mlp: int  # MLPs of non-MoE layers
     experts: int  # routed experts, all of them, all MoE layers
     experts_active: int  # routed experts one token touches (top-k of each MoE layer)
     moe_shared: int  # shared experts and routers: every token reads them
-    other: int  # layer norms, final norm, anything else in the language model
+    other: int  # layer norms and the final norm
     vision: int = 0  # vision tower and projector of a multimodal checkpoint
 
     @property
@@ -28,7 +28,8 @@ class ParamCounts:
 
     @property
     def active(self) -> int:
-        """Parameters one token uses, as model cards count them (embeddings included)."""
+        """Parameters one token uses, embeddings included (Qwen's cards count so; OpenAI's
+        gpt-oss card leaves the input embedding out: `active - embedding`)."""
         return self.total - self.experts + self.experts_active - self.vision
 
 
