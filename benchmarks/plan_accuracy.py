@@ -86,7 +86,7 @@ def score_memory(path: Path, skipped: list[str] | None = None) -> list[Scored]:
             gpus = int(row["gpus"] or 1)
             dep = deployment(
                 hw, spec, row["quant"], "vllm", **_devices(hw, gpus),
-                kv_cache_dtype=row["kv_cache_dtype"] or "auto",
+                kv_cache_dtype=kv_dtype_flag(row["kv_cache_dtype"]),
                 gpu_memory_utilization=float(row["gpu_memory_utilization"]),
                 max_model_len=int(row["max_model_len"]),
                 engine_version=row.get("vllm_version") or None,
@@ -97,6 +97,11 @@ def score_memory(path: Path, skipped: list[str] | None = None) -> list[Scored]:
             out.append(Scored(row["id"], label, "weights_gib_per_gpu", float(row["weights_gib_per_gpu"]), mem.weights_gib / dep.devices))
             out.append(Scored(row["id"], label, "kv_gib_per_gpu", float(row["kv_gib_per_gpu"]), mem.kv_cache_gib / dep.devices))
     return out
+
+
+def kv_dtype_flag(logged: str) -> str:
+    """The logs name the KV dtype vLLM resolved ("bf16" for auto on a BF16 model); the flag was auto."""
+    return "auto" if logged in ("", "auto", "bf16", "bfloat16", "fp16", "float16", "fp32") else logged
 
 
 def percentile(values: list[float], q: float) -> float:

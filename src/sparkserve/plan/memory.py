@@ -127,6 +127,11 @@ def kv_bytes_per_token_device(model: ModelSpec, kv_dtype: str, tp: int, *, layer
     return 2 * kv_heads_per_device(model, tp) * model.head_dim * n_layers * kv_dtype_bytes(kv_dtype)
 
 
+def _given(value, default):
+    """The user's setting when there is one (0 included: validation is the caller's), else the default."""
+    return default if value is None else value
+
+
 def _kv_dtype(dep: Deployment) -> str:
     """vLLM's "auto" KV dtype is the model's activation dtype: 4 bytes only when it runs in float32."""
     if dep.kv_cache_dtype == "auto" and dep.quant.id == "fp32":
@@ -241,11 +246,11 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
     hw, model = dep.hardware, dep.model
     tp = dep.devices
     defaults = engine.defaults_for(hw)
-    util = dep.gpu_memory_utilization or defaults.gpu_memory_utilization
-    mnbt = dep.max_num_batched_tokens or defaults.max_num_batched_tokens
-    mns = dep.max_num_seqs or defaults.max_num_seqs
+    util = _given(dep.gpu_memory_utilization, defaults.gpu_memory_utilization)
+    mnbt = _given(dep.max_num_batched_tokens, defaults.max_num_batched_tokens)
+    mns = _given(dep.max_num_seqs, defaults.max_num_seqs)
     block = defaults.block_size
-    max_len = dep.max_model_len or model.max_position_embeddings
+    max_len = _given(dep.max_model_len, model.max_position_embeddings)
     kv_dtype = _kv_dtype(dep)
 
     budget = util * hw.gpu_memory_gib * GIB
@@ -357,8 +362,8 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
 
     hw, model = dep.hardware, dep.model
     devices = dep.devices
-    num_ctx = dep.num_ctx or dep.max_model_len or engine.DEFAULT_NUM_CTX
-    parallel = dep.num_parallel or engine.DEFAULT_NUM_PARALLEL
+    num_ctx = _given(dep.num_ctx, _given(dep.max_model_len, engine.DEFAULT_NUM_CTX))
+    parallel = _given(dep.num_parallel, engine.DEFAULT_NUM_PARALLEL)
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else engine.DEFAULT_KV_CACHE_TYPE
 
     weights = weight_bytes(model, dep.quant, dep.engine)
@@ -367,7 +372,7 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
     kv = slots * per_token / model.num_layers
     compute = llamacpp_compute_buffer_bytes(model, engine.DEFAULT_NUM_BATCH)
     total = weights + kv + compute
-    pool = hw.gpu_memory_gib * GIB * devices
+    pool = (hw.gpu_memory_gib - (hw.os_reserve_gib if hw.unified else 0.0)) * GIB * devices
     plan = MemoryPlan(
         engine=dep.engine,
         devices=devices,
@@ -388,7 +393,8 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
     if total > pool:
         plan.fits = False
         plan.reasons.append(
-            f"weights, KV cache and compute buffers need {total / GIB:.1f} GiB but the GPU has {pool / GIB:.1f} GiB; "
+            f"weights, KV cache and compute buffers need {total / GIB:.1f} GiB but the GPU has {pool / GIB:.1f} GiB"
+            f"{' beside the OS' if hw.unified else ''}; "
             "Ollama would offload layers to the CPU and run far slower"
         )
     if num_ctx > model.max_position_embeddings:

@@ -77,6 +77,15 @@ def check_engine(engine: str) -> str:
     return key
 
 
+def check_kv_cache_dtype(engine: str, kv_dtype: str) -> None:
+    """Each engine spells its KV-cache types its own way; reject what it would refuse."""
+    from sparkserve.engines import ollama, vllm
+
+    accepted = ollama.KV_CACHE_TYPES if engine in GGUF_ENGINES else vllm.KV_CACHE_DTYPES
+    if kv_dtype not in accepted:
+        raise unknown(f"KV-cache dtype for {engine}", kv_dtype, accepted, hint="expected one of " + ", ".join(accepted))
+
+
 def deployment(
     hardware: HardwareProfile,
     model: ModelSpec,
@@ -91,8 +100,10 @@ def deployment(
     engine = check_engine(engine)
     fmt = weight_format(quant)
     check_engine_format(engine, fmt)
-    if gpus < 1 or nodes < 1:
-        raise UserError("--gpus and --nodes must be at least 1")
+    for flag, value in (("--gpus", gpus), ("--nodes", nodes)):
+        if value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
+    check_kv_cache_dtype(engine, settings.get("kv_cache_dtype", "auto"))
     if gpus > hardware.max_gpus:
         raise UserError(f"{hardware.name} hosts hold at most {hardware.max_gpus} GPU(s); use --nodes for more hosts")
     util = settings.get("gpu_memory_utilization")
@@ -115,6 +126,13 @@ def plan_service(dep: Deployment, work: Workload, name: str = "") -> ServicePlan
                 f"unified memory: vLLM takes {util:.2f} x {dep.hardware.gpu_memory_gib:.1f} GiB and leaves "
                 f"{left:.1f} GiB for the OS (needs about {dep.hardware.os_reserve_gib:.0f} GiB); the host may freeze. "
                 f"Use --gpu-memory-utilization {_util_leaving(dep.hardware, dep.hardware.os_reserve_gib):.2f}"
+            )
+    if dep.hardware.unified and dep.engine in GGUF_ENGINES:
+        left = dep.hardware.gpu_memory_gib - mem.total_gib
+        if left < dep.hardware.os_reserve_gib:
+            warnings.append(
+                f"unified memory: {dep.engine} needs {mem.total_gib:.1f} GiB and leaves {left:.1f} GiB for the OS "
+                f"(needs about {dep.hardware.os_reserve_gib:.0f} GiB); the host may freeze"
             )
     if not mem.fits:
         warnings.extend(mem.reasons)
@@ -156,7 +174,7 @@ class StackPlan:
 
     @property
     def used_gib(self) -> float:
-        return sum(s.memory.total_gib if s.deployment.engine in GGUF_ENGINES else s.memory.budget_gib for s in self.services)
+        return sum(s.memory.total_gib for s in self.services)
 
     @property
     def pool_gib(self) -> float:

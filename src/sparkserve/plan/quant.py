@@ -50,6 +50,7 @@ KV_DTYPE_BYTES: dict[str, float] = {
     "auto": 2.0,
     "fp32": 4.0,
     "bf16": 2.0,
+    "bfloat16": 2.0,
     "fp16": 2.0,
     "f16": 2.0,
     "fp8": 1.0,

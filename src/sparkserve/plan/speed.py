@@ -63,7 +63,9 @@ def decode_bytes(dep: Deployment, batch: int, context: int) -> float:
 def kv_bytes_per_context(dep: Deployment, context: int) -> float:
     model = dep.model
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else ("f16" if dep.engine in GGUF_ENGINES else "auto")
-    per_layer_token = kv_bytes_per_token_device(model, kv_dtype, 1) / model.num_layers
+    # Each tensor-parallel rank reads its own KV heads; heads replicate when ranks outnumber them.
+    ranks = 1 if dep.engine in GGUF_ENGINES else dep.devices
+    per_layer_token = kv_bytes_per_token_device(model, kv_dtype, ranks) * ranks / model.num_layers
     window = model.sliding_window or context
     layer_tokens = model.full_attention_layers * context + model.sliding_window_layers * min(context, window)
     return layer_tokens * per_layer_token

@@ -1,0 +1,247 @@
+"""Speed model: the physical ceiling, hand-worked bandwidth arithmetic, monotonic relations, and
+the calibration accuracy gate against the real measurements in ../shared/calibration."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparkserve.errors import UserError
+from sparkserve.hardware.catalog import get_profile
+from sparkserve.models.catalog import list_models, resolve_model
+from sparkserve.plan.memory import engine_memory, weight_bytes
+from sparkserve.plan.planner import deployment
+from sparkserve.plan.speed import Workload, decode_bytes, experts_touched_fraction, speed
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_CALIBRATION = REPO.parent / "shared" / "calibration"
+
+HARDWARE = ("dgx-spark", "h100-sxm", "h200", "a100-80gb", "rtx-4090", "rtx-pro-6000")
+ENGINE_QUANTS = {
+    "vllm": ("bf16", "fp8", "awq", "nvfp4", "mxfp4"),
+    "sglang": ("bf16", "fp8", "awq"),
+    "trtllm": ("bf16", "fp8", "nvfp4"),
+    "ollama": ("q4_k_m", "q8_0", "bf16", "mxfp4"),
+    "llama.cpp": ("q4_k_m", "q8_0", "q4_0", "bf16"),
+}
+
+
+def spec(name: str):
+    return resolve_model(name).spec
+
+
+def plan_speed(hw: str, model: str, quant: str, engine: str = "vllm", *, batch: int = 1, context: int = 0,
+               prompt_len: int = 512, **settings):
+    dep = deployment(get_profile(hw), spec(model), quant, engine, **settings)
+    return speed(dep, Workload(batch=batch, prompt_len=prompt_len, output_len=256, context=context))
+
+
+# ---------------------------------------------------------------------------------------------
+# Never above the ceiling
+
+
+@pytest.mark.parametrize("engine", list(ENGINE_QUANTS))
+def test_never_above_the_ceiling(engine: str) -> None:
+    failures: list[str] = []
+    combos = 0
+    for hw_id in HARDWARE:
+        hw = get_profile(hw_id)
+        for model_id in list_models():
+            model = spec(model_id)
+            for quant in ENGINE_QUANTS[engine]:
+                try:
+                    dep = deployment(hw, model, quant, engine)
+                except UserError as exc:  # pragma: no cover - every listed combination is valid
+                    failures.append(f"{hw_id} {model_id} {quant}: {exc}")
+                    continue
+                for batch in (1, 8, 64):
+                    for context in (0, 4096):
+                        combos += 1
+                        s = speed(dep, Workload(batch=batch, prompt_len=512, output_len=256, context=context))
+                        where = f"{hw_id} {engine} {model_id} {quant} b{batch} c{context}"
+                        if not s.decode_tps <= s.roofline_decode_tps:
+                            failures.append(f"{where}: decode {s.decode_tps} > ceiling {s.roofline_decode_tps}")
+                        if s.aggregate_tps != pytest.approx(s.decode_tps * batch, rel=1e-9):
+                            failures.append(f"{where}: aggregate {s.aggregate_tps} != {s.decode_tps} x {batch}")
+                        if not s.prefill_tps > 0:
+                            failures.append(f"{where}: prefill {s.prefill_tps}")
+                        if not s.ttft_ms > 512 / s.prefill_tps * 1000 - 1e-6:
+                            failures.append(f"{where}: ttft {s.ttft_ms} ms below the prefill time")
+                        if not s.decode_tps > 0:
+                            failures.append(f"{where}: decode {s.decode_tps}")
+    assert combos == len(HARDWARE) * len(list_models()) * len(ENGINE_QUANTS[engine]) * 3 * 2
+    assert not failures, "\n".join(failures[:20])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hand-worked ceilings (field notes: Qwen3-32B on a Spark, BF16 ~4.2 tok/s, FP8 ~8.3 tok/s)
+
+
+def test_qwen3_32b_fp8_ceiling_on_spark_by_hand() -> None:
+    p = spec("Qwen/Qwen3-32B").params
+    # One decode step reads every linear weight once: FP8 linears 1 B/param, the untied lm_head and
+    # the norms 2 B/param; the input embedding is a lookup of one row (not counted).
+    weights = (p.attention + p.dense_mlp) * 1 + (p.lm_head + p.other) * 2  # ~32.8 GB
+    # KV at 1,024 tokens of context: 2 x 8 heads x 128 x 64 layers x 2 B = 262,144 B per token
+    kv = 1024 * 2 * 8 * 128 * 64 * 2  # 268 MB: small next to the weights
+    s = plan_speed("dgx-spark", "Qwen/Qwen3-32B", "fp8", context=1024)
+    assert s.bytes_per_step_gb * 1e9 == pytest.approx(weights + kv, rel=1e-9)
+    assert s.roofline_decode_tps == pytest.approx(273e9 / (weights + kv), rel=1e-6)
+    assert 7.5 < s.roofline_decode_tps < 9.0
+    s0 = plan_speed("dgx-spark", "Qwen/Qwen3-32B", "fp8", context=0)
+    assert s0.roofline_decode_tps == pytest.approx(8.3, rel=0.02)  # field notes: "at most ~8.3 tok/s"
+    assert s0.decode_tps < s0.roofline_decode_tps
+    assert s0.decode_tps == pytest.approx(6.25, rel=0.15)  # field notes: measured vLLM FP8 6.25 tok/s
+    assert s0.bound == "memory"
+
+
+def test_qwen3_32b_bf16_ceiling_on_spark() -> None:
+    p = spec("Qwen/Qwen3-32B").params
+    weights = (p.total - p.embedding) * 2  # ~64 GB read per token
+    s = plan_speed("dgx-spark", "Qwen/Qwen3-32B", "bf16", context=0)
+    assert s.roofline_decode_tps == pytest.approx(273e9 / weights, rel=1e-6)
+    assert s.roofline_decode_tps == pytest.approx(4.2, rel=0.03)  # field notes: "at most ~4.2 tok/s"
+    fp8 = plan_speed("dgx-spark", "Qwen/Qwen3-32B", "fp8", context=0)
+    assert fp8.roofline_decode_tps == pytest.approx(2 * s.roofline_decode_tps, rel=0.03)
+
+
+# ---------------------------------------------------------------------------------------------
+# MoE
+
+
+def test_moe_batch_one_reads_only_active_experts() -> None:
+    model = spec("Qwen/Qwen3-30B-A3B")
+    dep = deployment(get_profile("dgx-spark"), model, "bf16", "vllm")
+    total = weight_bytes(model, dep.quant, "vllm")  # ~61 GB
+    one = decode_bytes(dep, 1, 0)
+    assert one < 0.2 * total  # about 3.3 B of 30.5 B parameters
+    # batch 1: exactly top-k of the experts, 8 of 128
+    assert experts_touched_fraction(model, 1) == pytest.approx(8 / 128)
+    # batch 256: 1 - (1 - 8/128)^256 = 1 - 0.9375^256 ~ 1 - 6.6e-8: nearly every expert
+    assert experts_touched_fraction(model, 256) == pytest.approx(1 - (1 - 8 / 128) ** 256)
+    assert experts_touched_fraction(model, 256) > 0.9999
+    many = decode_bytes(dep, 256, 0)
+    embedding = model.params.embedding * 2  # never read in decode
+    assert many >= 0.999 * (total - embedding)
+    assert many <= total
+    fractions = [experts_touched_fraction(model, b) for b in (1, 2, 8, 32, 128, 256)]
+    assert fractions == sorted(fractions)
+
+
+def test_dense_model_touches_everything() -> None:
+    assert experts_touched_fraction(spec("Qwen/Qwen3-32B"), 1) == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Relations
+
+
+def test_more_bandwidth_decodes_faster() -> None:
+    h100 = plan_speed("h100-sxm", "meta-llama/Llama-3.1-8B-Instruct", "bf16")
+    h200 = plan_speed("h200", "meta-llama/Llama-3.1-8B-Instruct", "bf16")
+    assert h200.decode_tps > h100.decode_tps
+    assert h200.roofline_decode_tps / h100.roofline_decode_tps == pytest.approx(4800 / 3350, rel=0.01)
+
+
+@pytest.mark.parametrize("hw", ["dgx-spark", "h100-sxm"])
+def test_fp8_decodes_faster_than_bf16(hw: str) -> None:
+    bf16 = plan_speed(hw, "Qwen/Qwen3-32B", "bf16")
+    fp8 = plan_speed(hw, "Qwen/Qwen3-32B", "fp8")
+    assert fp8.decode_tps > bf16.decode_tps
+    assert fp8.bytes_per_step_gb < bf16.bytes_per_step_gb
+
+
+@pytest.mark.parametrize(("model", "quant", "engine"), [
+    ("Qwen/Qwen3-8B", "bf16", "vllm"),
+    ("meta-llama/Llama-3.1-8B-Instruct", "q4_k_m", "ollama"),
+    ("Qwen/Qwen3-30B-A3B", "fp8", "vllm"),
+])
+def test_longer_context_decodes_slower(model: str, quant: str, engine: str) -> None:
+    tps = [plan_speed("dgx-spark", model, quant, engine, context=c).decode_tps for c in (0, 4096, 32768)]
+    assert tps[0] > tps[1] > tps[2]
+
+
+def test_batch_raises_aggregate_and_lowers_per_request() -> None:
+    speeds = [plan_speed("h100-sxm", "Qwen/Qwen3-8B", "bf16", batch=b, context=1024) for b in (1, 8, 64)]
+    assert [s.decode_tps for s in speeds] == sorted((s.decode_tps for s in speeds), reverse=True)
+    assert [s.aggregate_tps for s in speeds] == sorted(s.aggregate_tps for s in speeds)
+
+
+def test_two_sparks_halve_memory_and_pay_for_the_link() -> None:
+    spark = get_profile("dgx-spark")
+    model = spec("Qwen/Qwen3-32B")
+    one = deployment(spark, model, "fp8", "vllm")
+    two = deployment(spark, model, "fp8", "vllm", nodes=2)
+    m1, m2 = engine_memory(one), engine_memory(two)
+    assert m2.devices == 2
+    assert m2.weights_gib / 2 == pytest.approx(m1.weights_gib / 2, rel=1e-9)  # per node: half of one
+    assert m2.weights_gib / 2 < 0.51 * m1.weights_gib
+    work = Workload(batch=1, prompt_len=512, output_len=256, context=0)
+    s1, s2 = speed(one, work), speed(two, work)
+    assert s2.roofline_decode_tps == pytest.approx(2 * s1.roofline_decode_tps, rel=1e-6)  # bandwidth adds up
+    assert s1.decode_tps < s2.decode_tps < 2 * s1.decode_tps
+    # The ConnectX-7 all-reduces cost time: without a link the same pair would be faster, with a
+    # ten times slower link it is slower.
+    no_link = dataclasses.replace(two, hardware=dataclasses.replace(spark, inter_link=None))
+    slow = dataclasses.replace(spark.inter_link, bandwidth_gbs=spark.inter_link.bandwidth_gbs / 10,
+                               latency_us=spark.inter_link.latency_us * 10)
+    slow_link = dataclasses.replace(two, hardware=dataclasses.replace(spark, inter_link=slow))
+    assert speed(no_link, work).decode_tps > s2.decode_tps > speed(slow_link, work).decode_tps
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration accuracy gate (the same figures docs/accuracy.md reports)
+
+
+def _plan_accuracy():
+    if not SHARED_CALIBRATION.is_dir():
+        pytest.fail(f"calibration data missing: expected {SHARED_CALIBRATION} (CI checks out ../shared beside the repo)")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import plan_accuracy
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return plan_accuracy
+
+
+def _p90(values: list[float]) -> float:
+    # linear interpolation between closest ranks, as numpy's default percentile
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=10, method="inclusive")[8]
+
+
+def test_calibration_speed_errors_within_targets() -> None:
+    pa = _plan_accuracy()
+    path = SHARED_CALIBRATION / "perf-calibration.csv"
+    assert path.is_file(), f"missing {path}"
+    scored = pa.score_perf(path)
+    with path.open() as f:
+        assert len(scored) == len(list(csv.DictReader(f)))  # every row scored
+    metrics = sorted({s.metric for s in scored})
+    assert "decode_tps" in metrics
+    report = []
+    ok = True
+    for metric in metrics:
+        errs = [s.error for s in scored if s.metric == metric]
+        med, p90 = statistics.median(errs), _p90(errs)
+        report.append(f"{metric}: n={len(errs)} median={med:.1%} p90={p90:.1%}")
+        ok &= med <= 0.10 and p90 <= 0.30
+    assert ok, "; ".join(report)
+
+
+def test_calibration_memory_rows_within_targets() -> None:
+    pa = _plan_accuracy()
+    path = SHARED_CALIBRATION / "vllm-memory-calibration.csv"
+    assert path.is_file(), f"missing {path}"
+    scored = pa.score_memory(path)
+    with path.open() as f:
+        assert len(scored) == 2 * len(list(csv.DictReader(f)))  # weights and KV of every row
+    bad = [f"{s.row_id} {s.metric}: logged {s.measured} planned {s.predicted:.2f}" for s in scored
+           if abs(s.predicted - s.measured) > max(0.10 * s.measured, 1.5)]
+    assert not bad, "\n".join(bad)
