@@ -368,3 +368,365 @@ def _llama_like(**overrides) -> dict:
     }
     config.update(overrides)
     return config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Catalog extension: models seen in scored vLLM logs and popular serving models.
+
+
+@pytest.mark.parametrize(
+    ("model", "published"),
+    [
+        ("codellama/CodeLlama-7b-hf", 6.74),
+        ("google/gemma-7b", 8.54),
+        ("google/gemma-2-2b-it", 2.61),
+        ("google/gemma-2-9b-it", 9.24),
+        ("google/gemma-2-27b-it", 27.2),
+        ("google/gemma-3-1b-it", 1.0),
+        ("google/gemma-3-12b-it", 12.2),  # HF page, SigLIP tower included
+        ("ibm-granite/granite-3.1-2b-instruct", 2.53),
+        ("ibm-granite/granite-3.1-8b-instruct", 8.17),
+        ("microsoft/phi-2", 2.78),
+        ("microsoft/Phi-3-mini-4k-instruct", 3.82),
+        ("microsoft/phi-4", 14.7),
+        ("Qwen/Qwen1.5-MoE-A2.7B", 14.3),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", 109.0),
+        ("meta-llama/Llama-3.2-1B-Instruct", 1.24),
+        ("meta-llama/Llama-3.2-3B-Instruct", 3.21),
+        ("mistralai/Mistral-7B-Instruct-v0.3", 7.25),
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", 46.7),
+        ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 24.0),
+        ("Qwen/Qwen2.5-0.5B-Instruct", 0.494),
+        ("Qwen/Qwen2.5-1.5B-Instruct", 1.54),
+        ("Qwen/Qwen2.5-3B-Instruct", 3.09),
+        ("Qwen/Qwen2.5-14B-Instruct", 14.7),
+        ("Qwen/Qwen2.5-32B-Instruct", 32.8),  # HF page (card: 32.5B)
+        ("Qwen/Qwen2.5-72B-Instruct", 72.7),
+        ("Qwen/Qwen2.5-Coder-7B-Instruct", 7.61),
+        ("Qwen/Qwen2.5-Coder-32B-Instruct", 32.8),
+        ("Qwen/QwQ-32B", 32.8),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 1.78),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", 7.62),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", 32.8),
+        ("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", 8.03),
+        ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", 70.6),
+    ],
+)
+def test_extended_catalog_totals_match_published(model: str, published: float) -> None:
+    assert params(model).total / B == pytest.approx(published, rel=0.01)
+
+
+def test_phi2_exact_total_and_biases() -> None:
+    spec = resolve_model("microsoft/phi-2").spec
+    p = spec.params
+    assert p.total == 2_779_683_840  # microsoft/phi-2 safetensors parameter count
+    h, v, inter = 2560, 51200, 10240
+    assert (spec.head_dim, spec.num_kv_heads, spec.tie_word_embeddings) == (80, 32, False)
+    assert p.lm_head == v * h + v  # untied lm_head with a bias
+    assert p.attention == 32 * (4 * h * h + 4 * h)  # q/k/v/dense, all biased
+    assert p.dense_mlp == 32 * (2 * h * inter + inter + h)  # fc1 -> fc2 (GELU), biased, no gate
+    assert p.other == 32 * 2 * h + 2 * h  # one LayerNorm a layer (parallel block) and the final one
+
+
+@pytest.mark.parametrize(
+    ("model", "active"),
+    [
+        ("Qwen/Qwen1.5-MoE-A2.7B", 2.7),  # card: "2.7B activated"
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", 17.0),  # card: "17B" (derived 17.17B, embeddings included)
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", 12.9),
+    ],
+)
+def test_extended_moe_active_matches_model_card(model: str, active: float) -> None:
+    assert params(model).active / B == pytest.approx(active, rel=0.015)
+
+
+def test_qwen2_moe_shared_expert_and_sigmoid_gate() -> None:
+    spec = resolve_model("Qwen/Qwen1.5-MoE-A2.7B").spec
+    h = 2048
+    assert (spec.num_experts, spec.experts_per_token, spec.moe_intermediate_size) == (60, 4, 1408)
+    assert (spec.num_shared_experts, spec.moe_layers, spec.intermediate_size) == (1, 24, 0)
+    assert spec.params.moe_shared == 24 * (3 * h * 5632 + h + h * 60)  # shared expert, its gate, the router
+    assert spec.params.experts == 24 * 60 * 3 * h * 1408
+    p = spec.params
+    assert (p.active - p.embedding - p.lm_head) / B == pytest.approx(2.0, rel=0.05)  # card: 2.0B non-embedding
+
+
+def test_llama4_scout_moe_shared_expert_chunked_attention_and_vision() -> None:
+    spec = resolve_model("meta-llama/Llama-4-Scout-17B-16E-Instruct").spec
+    h = 5120
+    assert spec.architecture == "Llama4ForConditionalGeneration"
+    assert (spec.num_experts, spec.experts_per_token, spec.moe_intermediate_size) == (16, 1, 8192)
+    assert (spec.num_shared_experts, spec.moe_layers, spec.intermediate_size) == (1, 48, 0)
+    assert spec.params.moe_shared == 48 * (3 * h * 8192 + h * 16)  # shared expert (no gate) and router
+    assert spec.params.attention == 48 * (2 * h * 5120 + 2 * h * 1024)  # qk norm is a weightless L2 norm
+    assert not spec.tie_word_embeddings and spec.params.lm_head == spec.params.embedding
+    # Three layers of four attend within 8192-token chunks; every fourth (NoPE) layer is global.
+    assert (spec.sliding_window, spec.sliding_window_layers, spec.full_attention_layers) == (8192, 36, 12)
+    assert spec.kv_elements_per_token() == 2 * 8 * 128 * 12
+    assert 0.85 * B < spec.params.vision < 0.9 * B  # 34-layer ViT, pixel-shuffle adapter, projector
+
+
+def test_llama4_interleaved_moe_layers_use_the_dense_mlp_width() -> None:
+    # Maverick-style: interleave_moe_layer_step 2, so odd layers are MoE and even ones dense (16384 wide).
+    config = json.loads(_bundled_text("meta-llama/Llama-4-Scout-17B-16E-Instruct"))
+    config["text_config"].update(interleave_moe_layer_step=2, num_local_experts=128)
+    spec = spec_from_config(config, "test/maverick", "test")
+    h = 5120
+    assert (spec.moe_layers, spec.intermediate_size) == (24, 16384)
+    assert spec.params.dense_mlp == 24 * 3 * h * 16384
+    assert spec.params.experts == 24 * 128 * 3 * h * 8192
+    assert spec.params.total / B == pytest.approx(400, rel=0.02)  # Llama-4-Maverick: 400B total
+    assert spec.params.active / B == pytest.approx(17, rel=0.02)  # and 17B active
+
+
+@pytest.mark.parametrize(
+    ("model", "layers", "sliding", "window"),
+    [
+        ("google/gemma-2-2b-it", 26, 13, 4096),
+        ("google/gemma-2-9b-it", 42, 21, 4096),
+        ("google/gemma-2-27b-it", 46, 23, 4096),
+        ("google/gemma-3-1b-it", 26, 22, 512),
+        ("google/gemma-3-12b-it", 48, 40, 1024),
+    ],
+)
+def test_gemma2_and_gemma3_local_layers(model: str, layers: int, sliding: int, window: int) -> None:
+    spec = resolve_model(model).spec
+    assert (spec.num_layers, spec.sliding_window_layers, spec.sliding_window) == (layers, sliding, window)
+    assert spec.tie_word_embeddings and spec.params.lm_head == 0
+
+
+def test_gemma2_norms_and_head_dims() -> None:
+    g9 = resolve_model("google/gemma-2-9b-it").spec
+    assert (g9.num_attention_heads, g9.num_kv_heads, g9.head_dim, g9.vocab_size) == (16, 8, 256, 256000)
+    assert g9.params.other == 42 * 4 * 3584 + 3584  # input, post-attention, pre- and post-feedforward norms
+    assert resolve_model("google/gemma-2-27b-it").spec.head_dim == 128  # not hidden / heads (144)
+
+
+def test_gemma_v1_defaults_tied_embeddings_and_full_attention() -> None:
+    spec = resolve_model("google/gemma-7b").spec
+    assert (spec.num_attention_heads, spec.num_kv_heads, spec.head_dim) == (16, 16, 256)
+    assert spec.tie_word_embeddings and spec.params.lm_head == 0  # config.json omits the key; GemmaConfig: true
+    assert spec.sliding_window_layers == 0
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["mistralai/Mistral-7B-Instruct-v0.3", "mistralai/Mixtral-8x7B-Instruct-v0.1", "microsoft/Phi-3-mini-4k-instruct",
+     "microsoft/phi-4", "meta-llama/Llama-3.2-3B-Instruct", "Qwen/Qwen2.5-72B-Instruct"],
+)
+def test_extended_models_without_local_attention(model: str) -> None:
+    spec = resolve_model(model).spec
+    assert (spec.sliding_window, spec.sliding_window_layers) == (None, 0)
+
+
+def test_granite_and_llama32_shapes() -> None:
+    granite = resolve_model("ibm-granite/granite-3.1-8b-instruct").spec
+    assert granite.architecture == "GraniteForCausalLM" and granite.tie_word_embeddings
+    assert granite.kv_elements_per_token() == 2 * 8 * 128 * 40
+    llama = resolve_model("meta-llama/Llama-3.2-1B-Instruct").spec
+    assert (llama.head_dim, llama.num_kv_heads, llama.num_layers) == (64, 8, 16) and llama.tie_word_embeddings
+
+
+def test_r1_distill_qwen_1_5b_unties_embeddings() -> None:
+    distill = resolve_model("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B").spec
+    qwen = resolve_model("Qwen/Qwen2.5-1.5B-Instruct").spec
+    assert not distill.tie_word_embeddings and qwen.tie_word_embeddings
+    assert distill.params.total - qwen.params.total == 151936 * 1536
+
+
+@pytest.mark.parametrize(
+    ("alias", "base", "context"),
+    [
+        ("Qwen/QwQ-32B", "Qwen/Qwen2.5-32B-Instruct", 40_960),
+        ("Qwen/Qwen2.5-Coder-32B-Instruct", "Qwen/Qwen2.5-32B-Instruct", 32_768),
+        ("Qwen/Qwen2.5-72B", "Qwen/Qwen2.5-72B-Instruct", 131_072),
+        ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "Qwen/Qwen2.5-7B-Instruct", 131_072),
+        ("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "meta-llama/Llama-3.1-8B-Instruct", 131_072),
+        ("nvidia/Llama-3.1-Nemotron-70B-Instruct-HF", "meta-llama/Llama-3.1-70B-Instruct", 131_072),
+        ("google/gemma-2-9b", "google/gemma-2-9b-it", 8_192),
+        ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", "mistralai/Mistral-Small-3.2-24B-Instruct-2506", 131_072),
+        ("meta-llama/Llama-4-Scout-17B-16E", "meta-llama/Llama-4-Scout-17B-16E-Instruct", 10_485_760),
+    ],
+)
+def test_extended_aliases_share_the_base_shape(alias: str, base: str, context: int) -> None:
+    spec = resolve_model(alias).spec
+    assert spec.id == alias and spec.source == f"bundled ({base} shape)"
+    assert spec.params == resolve_model(base).spec.params
+    assert spec.max_position_embeddings == context
+
+
+@pytest.mark.parametrize(
+    ("name", "hf_id", "quant", "base"),
+    [
+        ("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "fp8",
+         "meta-llama/Llama-3.3-70B-Instruct"),
+        ("redhatai/llama-3.3-70b-instruct-fp8-dynamic", "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", "fp8",
+         "meta-llama/Llama-3.3-70B-Instruct"),
+        ("RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8",
+         "RedHatAI/Mistral-Small-3.1-24B-Instruct-2503-quantized.w8a8", "int8",
+         "mistralai/Mistral-Small-3.1-24B-Instruct-2503"),
+        ("RedHatAI/Qwen2.5-7B-Instruct-quantized.w4a16", "RedHatAI/Qwen2.5-7B-Instruct-quantized.w4a16", "gptq",
+         "Qwen/Qwen2.5-7B-Instruct"),
+        ("neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8", "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8", "fp8",
+         "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+        ("nvidia/Llama-3.3-70B-Instruct-FP4", "nvidia/Llama-3.3-70B-Instruct-FP4", "nvfp4",
+         "meta-llama/Llama-3.3-70B-Instruct"),
+        ("nvidia/Llama-4-Scout-17B-16E-Instruct-FP8", "nvidia/Llama-4-Scout-17B-16E-Instruct-FP8", "fp8",
+         "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
+        ("RedHatAI/gemma-2-9b-it-FP8", "RedHatAI/gemma-2-9b-it-FP8", "fp8", "google/gemma-2-9b-it"),
+        ("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4",
+         "awq", "meta-llama/Meta-Llama-3.1-8B-Instruct"),
+        ("Qwen/Qwen2.5-72B-Instruct-AWQ", "Qwen/Qwen2.5-72B-Instruct-AWQ", "awq", "Qwen/Qwen2.5-72B-Instruct"),
+        ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "gptq",
+         "Qwen/Qwen2.5-7B-Instruct"),
+        ("Qwen/Qwen2.5-32B-Instruct-FP8-dynamic", "Qwen/Qwen2.5-32B-Instruct-FP8-dynamic", "fp8",
+         "Qwen/Qwen2.5-32B-Instruct"),
+    ],
+)
+def test_third_party_prequantised_repos_take_base_shape_and_quant(name: str, hf_id: str, quant: str, base: str) -> None:
+    resolved = resolve_model(name)
+    assert (resolved.spec.id, resolved.default_quant, resolved.spec.checkpoint_quant) == (hf_id, quant, quant)
+    assert resolved.spec.params == resolve_model(base).spec.params
+    assert resolved.ollama_tag is None
+    assert "embedding" in resolved.spec.bf16_modules and "attention" not in resolved.spec.bf16_modules
+
+
+def test_bitsandbytes_reuploads_are_not_catalogued(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(UserError, match="unknown model 'unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit'"):
+        resolve_model("unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit")
+
+
+def test_catalog_ids_keep_their_own_bare_names() -> None:
+    # The org-prefixed re-upload aliases must not capture the bare names of the originals.
+    assert resolve_model("gemma-2-9b-it").spec.id == "google/gemma-2-9b-it"
+    assert resolve_model("llama-3.2-3b-instruct").spec.id == "meta-llama/Llama-3.2-3B-Instruct"
+    assert resolve_model("Mixtral-8x7B-Instruct-v0.1").spec.id == "mistralai/Mixtral-8x7B-Instruct-v0.1"
+
+
+@pytest.mark.parametrize(
+    ("tag", "hf_id", "quant"),
+    [
+        ("llama3.2:1b", "meta-llama/Llama-3.2-1B-Instruct", "q4_k_m"),
+        ("llama3.2:3b", "meta-llama/Llama-3.2-3B-Instruct", "q4_k_m"),
+        ("llama3.2", "meta-llama/Llama-3.2-3B-Instruct", "q4_k_m"),
+        ("qwen2.5:0.5b", "Qwen/Qwen2.5-0.5B-Instruct", "q4_k_m"),
+        ("qwen2.5:1.5b", "Qwen/Qwen2.5-1.5B-Instruct", "q4_k_m"),
+        ("qwen2.5:3b", "Qwen/Qwen2.5-3B-Instruct", "q4_k_m"),
+        ("qwen2.5:14b", "Qwen/Qwen2.5-14B-Instruct", "q4_k_m"),
+        ("qwen2.5:32b", "Qwen/Qwen2.5-32B-Instruct", "q4_k_m"),
+        ("qwen2.5:72b-instruct-q8_0", "Qwen/Qwen2.5-72B-Instruct", "q8_0"),
+        ("qwen2.5-coder:7b", "Qwen/Qwen2.5-Coder-7B-Instruct", "q4_k_m"),
+        ("qwen2.5-coder:32b", "Qwen/Qwen2.5-Coder-32B-Instruct", "q4_k_m"),
+        ("qwq:32b", "Qwen/QwQ-32B", "q4_k_m"),
+        ("mistral:7b", "mistralai/Mistral-7B-Instruct-v0.3", "q4_0"),
+        ("mixtral:8x7b", "mistralai/Mixtral-8x7B-Instruct-v0.1", "q4_0"),
+        ("phi3:mini", "microsoft/Phi-3-mini-4k-instruct", "q4_0"),
+        ("phi3:3.8b-mini-4k-instruct-q4_K_M", "microsoft/Phi-3-mini-4k-instruct", "q4_k_m"),
+        ("phi4:14b", "microsoft/phi-4", "q4_k_m"),
+        ("gemma2:2b", "google/gemma-2-2b-it", "q4_0"),
+        ("gemma2:9b", "google/gemma-2-9b-it", "q4_0"),
+        ("gemma2:27b", "google/gemma-2-27b-it", "q4_0"),
+        ("gemma3:1b", "google/gemma-3-1b-it", "q4_k_m"),
+        ("gemma3:12b", "google/gemma-3-12b-it", "q4_k_m"),
+        ("codellama:7b", "codellama/CodeLlama-7b-Instruct-hf", "q4_0"),
+        ("granite3.1-dense:2b", "ibm-granite/granite-3.1-2b-instruct", "q4_k_m"),
+        ("granite3.1-dense:8b", "ibm-granite/granite-3.1-8b-instruct", "q4_k_m"),
+        ("llama4:scout", "meta-llama/Llama-4-Scout-17B-16E-Instruct", "q4_k_m"),
+        ("deepseek-r1:1.5b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "q4_k_m"),
+        ("deepseek-r1:7b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "q4_k_m"),
+        ("deepseek-r1:32b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "q4_k_m"),
+        ("mistral-small3.1:24b", "mistralai/Mistral-Small-3.1-24B-Instruct-2503", "q4_k_m"),
+    ],
+)
+def test_extended_ollama_tags(tag: str, hf_id: str, quant: str) -> None:
+    resolved = resolve_model(tag)
+    assert (resolved.spec.id, resolved.default_quant) == (hf_id, quant)
+    assert resolved.ollama_tag == (tag if ":" in tag else f"{tag}:latest")
+
+
+@pytest.mark.parametrize(
+    ("model", "published"),
+    [
+        ("facebook/opt-125m", 0.125),
+        ("mistralai/Mistral-Nemo-Instruct-2407", 12.2),
+        ("TinyLlama/TinyLlama-1.1B-Chat-v1.0", 1.1),
+        ("google/gemma-2b", 2.51),
+        ("google/gemma-7b-it", 8.54),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", 8.03),
+        ("meta-llama/Meta-Llama-3-70B-Instruct", 70.6),
+        ("meta-llama/Llama-2-7b-chat-hf", 6.74),
+        ("mistralai/Mistral-7B-Instruct-v0.2", 7.24),
+        ("mistralai/Mistral-7B-Instruct-v0.1", 7.24),
+        ("Qwen/Qwen2-7B-Instruct", 7.62),
+        ("microsoft/Phi-3.5-mini-instruct", 3.82),
+        ("ibm-granite/granite-3.3-8b-instruct", 8.17),
+    ],
+)
+def test_more_popular_models_match_published(model: str, published: float) -> None:
+    assert params(model).total / B == pytest.approx(published, rel=0.01)
+
+
+def test_opt_learned_positions_biases_and_tied_embeddings() -> None:
+    spec = resolve_model("facebook/opt-125m").spec
+    p, h = spec.params, 768
+    assert p.total == 125_239_296  # facebook/opt-125m parameter count
+    assert spec.tie_word_embeddings and p.lm_head == 0  # no tie key in config.json: PretrainedConfig default
+    assert spec.intermediate_size == 3072  # from ffn_dim
+    assert p.other == 12 * 4 * h + 2 * h + 2050 * h  # two LayerNorms a layer, the final one, 2048 + 2 positions
+    assert spec.kv_elements_per_token() == 2 * 12 * 64 * 12
+
+
+def test_llama3_and_llama2_aliases_change_only_context_and_vocab() -> None:
+    llama3 = resolve_model("meta-llama/Meta-Llama-3-8B-Instruct").spec
+    assert llama3.max_position_embeddings == 8192
+    assert llama3.params == resolve_model("meta-llama/Llama-3.1-8B-Instruct").spec.params
+    llama2 = resolve_model("meta-llama/Llama-2-7b-hf").spec
+    assert (llama2.vocab_size, llama2.max_position_embeddings, llama2.num_kv_heads) == (32000, 4096, 32)
+
+
+def test_mistral_v01_slides_a_window_that_v02_and_v03_dropped() -> None:
+    v1 = resolve_model("mistralai/Mistral-7B-Instruct-v0.1").spec
+    assert (v1.sliding_window, v1.sliding_window_layers, v1.vocab_size) == (4096, 32, 32000)
+    v2 = resolve_model("mistralai/Mistral-7B-Instruct-v0.2").spec
+    assert (v2.sliding_window, v2.sliding_window_layers, v2.vocab_size) == (None, 0, 32000)
+
+
+def test_phi3_window_is_not_treated_as_local_attention() -> None:
+    # Phi-3-mini-4k's 2047-token window sits under its 4096 context; the catalog plans it as full attention.
+    for model in ("microsoft/Phi-3-mini-4k-instruct", "microsoft/Phi-3.5-mini-instruct"):
+        spec = resolve_model(model).spec
+        assert spec.sliding_window_layers == 0 and spec.kv_elements_per_token() == 2 * 32 * 96 * 32
+
+
+@pytest.mark.parametrize(
+    ("tag", "hf_id", "quant"),
+    [
+        ("llama3:8b", "meta-llama/Meta-Llama-3-8B-Instruct", "q4_0"),
+        ("llama3:70b", "meta-llama/Meta-Llama-3-70B-Instruct", "q4_0"),
+        ("llama2:7b", "meta-llama/Llama-2-7b-chat-hf", "q4_0"),
+        ("tinyllama", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", "q4_0"),
+        ("gemma:2b", "google/gemma-2b-it", "q4_0"),
+        ("gemma:7b", "google/gemma-7b-it", "q4_0"),
+        ("phi3.5:3.8b", "microsoft/Phi-3.5-mini-instruct", "q4_0"),
+        ("mistral-nemo:12b", "mistralai/Mistral-Nemo-Instruct-2407", "q4_0"),
+        ("qwen2:7b", "Qwen/Qwen2-7B-Instruct", "q4_0"),
+        ("granite3.3:8b", "ibm-granite/granite-3.3-8b-instruct", "q4_k_m"),
+        ("deepseek-r1:8b", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "q4_k_m"),
+        ("deepseek-r1", "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B", "q4_k_m"),
+    ],
+)
+def test_more_ollama_tags(tag: str, hf_id: str, quant: str) -> None:
+    resolved = resolve_model(tag)
+    assert (resolved.spec.id, resolved.default_quant) == (hf_id, quant)
+
+
+def test_llama4_maverick_interleaves_moe_and_dense_layers() -> None:
+    spec = resolve_model("meta-llama/Llama-4-Maverick-17B-128E-Instruct").spec
+    assert (spec.num_experts, spec.experts_per_token, spec.moe_layers, spec.intermediate_size) == (128, 1, 24, 16384)
+    assert (spec.sliding_window, spec.sliding_window_layers) == (8192, 36)  # default no_rope_layer_interval 4
+    assert spec.params.total / B == pytest.approx(400, rel=0.01)  # model card: 400B total
+    assert spec.params.active / B == pytest.approx(17, rel=0.015)  # and 17B active
+    fp8 = resolve_model("meta-llama/Llama-4-Maverick-17B-128E-Instruct-FP8")
+    assert (fp8.default_quant, fp8.spec.params) == ("fp8", spec.params)
+    assert resolve_model("llama4:maverick").spec.id == "meta-llama/Llama-4-Maverick-17B-128E-Instruct"

@@ -21,9 +21,21 @@ _GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
     "sliding_window_pattern": 6,
     "tie_word_embeddings": True,
 }
+# Keys gemma / gemma-2 config.json files omit, as transformers' GemmaConfig / Gemma2Config default them.
+_GEMMA_DEFAULTS: dict[str, Any] = {"tie_word_embeddings": True, "head_dim": 256}
+_GEMMA2_DEFAULTS: dict[str, Any] = {**_GEMMA_DEFAULTS, "sliding_window": 4096}
+# Llama4TextConfig defaults: chunked local attention on three layers of four (the fourth is NoPE, global).
+_LLAMA4_NO_ROPE_INTERVAL = 4
+# OPT config.json files omit tie_word_embeddings (PretrainedConfig default: true) and name the MLP width ffn_dim.
+_OPT_DEFAULTS: dict[str, Any] = {"tie_word_embeddings": True}
+# Learned absolute positions: OPT's embed_positions table has max_position_embeddings + 2 rows (offset 2).
+_OPT_POSITION_OFFSET = 2
 _QWEN_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen3", "qwen3_moe"})
 _QK_NORM_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
 _GEMMA3_TYPES = frozenset({"gemma3", "gemma3_text"})
+# Gemma-2 and Gemma-3 norm both sides of attention and of the MLP (4 RMSNorms a layer).
+_SANDWICH_NORM_TYPES = _GEMMA3_TYPES | {"gemma2"}
+_LLAMA4_TYPES = frozenset({"llama4", "llama4_text"})
 _SLIDING_TYPES = frozenset({"sliding_attention", "sliding", "local", "local_attention"})
 _REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 # Groups a linear-layer weight quantiser (FP8, AWQ, GPTQ, ...) leaves in 16 bit.
@@ -110,7 +122,10 @@ class _Shape:
     def read(cls, text: Mapping[str, Any], source: str) -> _Shape:
         hidden = int(text["hidden_size"])
         heads = int(text["num_attention_heads"])
-        intermediate = text.get("intermediate_size")
+        intermediate = text.get("intermediate_size", text.get("ffn_dim"))  # OPT: ffn_dim
+        if str(text.get("model_type")) in _LLAMA4_TYPES:
+            # Llama 4: intermediate_size is the expert (and shared expert) width; dense layers use _mlp.
+            intermediate = text.get("intermediate_size_mlp", intermediate)
         if intermediate is None and not _has_experts(text):
             raise UserError(f"{source}: config has no 'intermediate_size'; cannot size the MLP")
         return cls(
@@ -131,6 +146,7 @@ class _Moe:
     width: int = 0
     shared_width: int = 0
     layers: int = 0
+    shared_gate: bool = False  # a sigmoid gate (hidden -> 1) scales the shared expert
 
     @property
     def shared_experts(self) -> int:
@@ -142,11 +158,23 @@ class _Moe:
         if not experts:
             return cls()
         top_k = int(text.get("num_experts_per_tok") or text.get("experts_per_token") or 0)
+        model_type = str(text.get("model_type") or "")
+        if model_type in _LLAMA4_TYPES:
+            # Llama4TextConfig: experts and the one shared expert are intermediate_size wide; MoE layers are
+            # moe_layers, else every interleave_moe_layer_step-th layer (Scout 1: all, Maverick 2: odd).
+            width = int(text["intermediate_size"])
+            step = int(text.get("interleave_moe_layer_step") or 1)
+            listed = text.get("moe_layers")
+            moe_at = set(listed) if listed else {i for i in range(shape.layers) if (i + 1) % step == 0}
+            layers = sum(1 for i in range(shape.layers) if i in moe_at)
+            return cls(experts, top_k, width, width, layers)
         width = int(text.get("moe_intermediate_size") or shape.intermediate)
         step = int(text.get("decoder_sparse_step") or 1)
         dense_only = set(text.get("mlp_only_layers") or ())
         layers = sum(1 for i in range(shape.layers) if i not in dense_only and (i + 1) % step == 0)
-        return cls(experts, top_k, width, int(text.get("shared_expert_intermediate_size") or 0), layers)
+        shared_width = int(text.get("shared_expert_intermediate_size") or 0)
+        # Qwen2-MoE-style shared experts (shared_expert_intermediate_size) come with a sigmoid gate.
+        return cls(experts, top_k, width, shared_width, layers, shared_gate=bool(shared_width))
 
 
 def _count(
@@ -164,22 +192,37 @@ def _count(
     else:
         per_expert = 3 * h * moe.width
         router = h * moe.experts
-    shared = 3 * h * moe.shared_width + h if moe.shared_width else 0  # shared expert and its sigmoid gate
+    shared = (3 * h * moe.shared_width + (h if moe.shared_gate else 0)) if moe.shared_width else 0
 
-    mlp_bias = bool(text.get("mlp_bias", False))
-    dense_mlp = 3 * h * shape.intermediate + ((2 * shape.intermediate + h) if mlp_bias else 0)
-    # Gemma3 norms both sides of attention and of the MLP; Llama-style layers norm only their inputs.
-    norms_per_layer = (4 if model_type in _GEMMA3_TYPES else 2) * h
+    if model_type == "phi":
+        # Phi-1/1.5/2: GELU MLP fc1 -> fc2, both biased; one LayerNorm (weight and bias) a layer, shared by
+        # the parallel attention and MLP, and a final LayerNorm; the untied lm_head has a bias.
+        dense_mlp = 2 * h * shape.intermediate + shape.intermediate + h
+        norms_per_layer, final_norm = 2 * h, 2 * h
+        lm_head = 0 if tied else embedding + shape.vocab
+    elif model_type == "opt":
+        # OPT: ReLU MLP fc1 -> fc2, biased; LayerNorms (weight and bias) before attention and MLP, a final
+        # LayerNorm, and a learned position table (counted with the norms in `other`).
+        dense_mlp = 2 * h * shape.intermediate + shape.intermediate + h
+        positions = (int(text.get("max_position_embeddings") or 0) + _OPT_POSITION_OFFSET) * h
+        norms_per_layer, final_norm = 2 * 2 * h, 2 * h + positions
+        lm_head = 0 if tied else embedding
+    else:
+        mlp_bias = bool(text.get("mlp_bias", False))
+        dense_mlp = 3 * h * shape.intermediate + ((2 * shape.intermediate + h) if mlp_bias else 0)
+        # Gemma-2/3 norm both sides of attention and of the MLP; Llama-style layers norm only their inputs.
+        norms_per_layer, final_norm = (4 if model_type in _SANDWICH_NORM_TYPES else 2) * h, h
+        lm_head = 0 if tied else embedding
 
     return ParamCounts(
         embedding=embedding,
-        lm_head=0 if tied else embedding,
+        lm_head=lm_head,
         attention=shape.layers * _attention_per_layer(text, model_type, shape),
         dense_mlp=dense_layers * dense_mlp,
         experts=moe.layers * moe.experts * per_expert,
         experts_active=moe.layers * moe.top_k * per_expert,
         moe_shared=moe.layers * (router + shared),
-        other=shape.layers * norms_per_layer + h,
+        other=shape.layers * norms_per_layer + final_norm,
         vision=vision,
     )
 
@@ -189,11 +232,15 @@ def _attention_per_layer(text: Mapping[str, Any], model_type: str, shape: _Shape
     weights = h * q_dim + 2 * h * kv_dim + q_dim * h
     if model_type in ("qwen2", "qwen2_moe"):
         bias = q_dim + 2 * kv_dim  # Qwen2 hard-codes q/k/v biases and has no attention_bias key
+    elif model_type in ("phi", "opt"):
+        bias = q_dim + 2 * kv_dim + h  # Phi and OPT hard-code biases on q/k/v and the output projection
     elif text.get("attention_bias", False):
         bias = q_dim + 2 * kv_dim + h
     else:
         bias = 0
-    qk_norm = 2 * shape.head_dim if model_type in _QK_NORM_TYPES else 0
+    qk_norm = 2 * shape.head_dim if model_type in _QK_NORM_TYPES else 0  # Llama 4's qk norm is a weightless L2
+    if model_type == "phi" and text.get("qk_layernorm"):
+        qk_norm = 2 * 2 * shape.head_dim  # LayerNorms (weight and bias) on q and k
     sinks = shape.heads if model_type == "gpt_oss" else 0  # one learned attention-sink logit per head
     return weights + bias + qk_norm + sinks
 
@@ -207,6 +254,14 @@ def _sliding_layers(text: Mapping[str, Any], model_type: str, layers: int) -> tu
     elif model_type in _GEMMA3_TYPES:
         pattern = int(text.get("sliding_window_pattern") or 1)
         count = sum(1 for i in range(layers) if (i + 1) % pattern != 0)
+    elif model_type == "gemma2":
+        count = (layers + 1) // 2  # even-indexed layers are local (Gemma2Config layer_types default)
+    elif model_type in _LLAMA4_TYPES:
+        return _llama4_chunked_layers(text, layers)
+    elif model_type == "phi3":
+        # Phi-3-mini/medium-4k ship sliding_window 2047 under a 4096 context (later Phi-3.5/4 releases set it
+        # past the context); the KV planner treats an every-layer window as one full-attention group anyway.
+        count = 0
     elif window is None or not text.get("use_sliding_window", model_type not in _QWEN_TYPES):
         count = 0
     elif model_type in _QWEN_TYPES:
@@ -216,6 +271,18 @@ def _sliding_layers(text: Mapping[str, Any], model_type: str, layers: int) -> tu
     if not count or window is None:
         return None, 0
     return int(window), count
+
+
+def _llama4_chunked_layers(text: Mapping[str, Any], layers: int) -> tuple[int | None, int]:
+    """Llama 4 attends within attention_chunk_size-token chunks on its RoPE layers (no_rope_layers[i] == 1);
+    like a sliding window, a request's KV on those layers never exceeds one chunk."""
+    chunk = text.get("attention_chunk_size")
+    if not chunk:
+        return None, 0
+    interval = int(text.get("no_rope_layer_interval") or _LLAMA4_NO_ROPE_INTERVAL)
+    flags = text.get("no_rope_layers") or [int((i + 1) % interval != 0) for i in range(layers)]
+    count = sum(1 for flag in list(flags)[:layers] if flag)
+    return (int(chunk), count) if count else (None, 0)
 
 
 def _vision_params(config: Mapping[str, Any], text_hidden: int) -> int:
@@ -228,6 +295,8 @@ def _vision_params(config: Mapping[str, Any], text_hidden: int) -> int:
         return 0
     if kind == "pixtral":
         return _pixtral_tower(vision) + _mistral3_projector(config, vh, text_hidden)
+    if kind == "llama4_vision_model":
+        return _llama4_vision(vision, text_hidden)
     tower = _siglip_tower(vision)
     if str(config.get("model_type")) == "gemma3":
         return tower + vh * text_hidden + vh  # mm_input_projection_weight and mm_soft_emb_norm
@@ -249,6 +318,24 @@ def _siglip_tower(vision: Mapping[str, Any]) -> int:
     if vision.get("vision_use_head"):  # attention-pooling head: probe, MHA in/out proj, LayerNorm, MLP
         tower += h + 3 * h * h + 3 * h + h * h + h + 2 * h + (h * inter + inter) + (inter * h + h)
     return tower
+
+
+def _llama4_vision(vision: Mapping[str, Any], text_hidden: int) -> int:
+    """Llama 4 ViT (biased attention and GELU MLP, LayerNorms, class and position embeddings), its
+    pixel-shuffle adapter MLP and the linear projector to the text width; no biases outside the encoder."""
+    h = int(vision["hidden_size"])
+    inter = int(vision["intermediate_size"])
+    patch = int(vision.get("patch_size") or 14)
+    channels = int(vision.get("num_channels") or 3)
+    patches = (int(vision.get("image_size") or 336) // patch) ** 2
+    layer = 4 * (h * h + h) + (h * inter + inter) + (inter * h + h) + 2 * 2 * h
+    # unfold-conv patch embedding, class embedding, positions (patches + class), pre and post LayerNorms
+    embed = channels * patch * patch * h + h + (patches + 1) * h + 2 * 2 * h
+    proj_in = int(vision.get("projector_input_dim") or 4096)
+    proj_out = int(vision.get("projector_output_dim") or 4096)
+    adapter = inter * proj_in + proj_out * proj_out  # Llama4VisionMLP2: fc1 (shuffled patches) and fc2
+    projector = int(vision.get("vision_output_dim") or proj_out) * text_hidden
+    return embed + int(vision.get("num_hidden_layers", 0)) * layer + adapter + projector
 
 
 def _pixtral_tower(vision: Mapping[str, Any]) -> int:
@@ -305,6 +392,12 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
     model_type = str(text.get("model_type") or config.get("model_type") or "")
     if model_type in _GEMMA3_TYPES:
         text = {**_GEMMA3_TEXT_DEFAULTS, **text}
+    elif model_type == "gemma":
+        text = {**_GEMMA_DEFAULTS, **text}
+    elif model_type == "gemma2":
+        text = {**_GEMMA2_DEFAULTS, **text}
+    elif model_type == "opt":
+        text = {**_OPT_DEFAULTS, **text}
     return text
 
 
