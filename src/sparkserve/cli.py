@@ -38,8 +38,9 @@ def plan(
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
     num_parallel: Annotated[Optional[int], typer.Option("--num-parallel", help="Ollama parallel requests.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    stack_file: Annotated[Optional[str], typer.Option("--stack", help="Stack file to plan (default: ./sparkserve.toml if present).")] = None,
 ) -> None:
-    """Plan memory and speed before anything is downloaded (no --model: the default stack)."""
+    """Plan memory and speed before anything is downloaded (no --model: the stack file, else the default stack)."""
     options = dict(locals())
     from sparkserve.commands.plan import run_plan
 
@@ -54,6 +55,94 @@ def hw(
     from sparkserve.hardware.detect import detect, render_detection
 
     render_detection(detect(), json_out=json_out)
+
+
+@app.command()
+def init(
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect (default: dgx-spark).")] = None,
+    variant: Annotated[Optional[str], typer.Option("--variant", help="Qwen3-32B weights: bf16, fp8 or int4 (AWQ); default fp8 where it fits.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing stack file.")] = False,
+    stack_file: Annotated[Optional[str], typer.Option("--stack", help="Where to write it.")] = None,
+) -> None:
+    """Write the default stack (vLLM Qwen3-32B + Ollama) to sparkserve.toml, sized for the hardware."""
+    from sparkserve.commands.init import run_init
+
+    run_init(hardware=hardware, variant=variant, force=force, stack=stack_file)
+
+
+@app.command()
+def render(
+    stack_file: Annotated[Optional[str], typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Directory for docker-compose.yml and .env.example (default: the stack file's).")] = None,
+    write_env: Annotated[bool, typer.Option("--write-env", help="Also create .env (mode 600, empty HF_TOKEN) if it is missing.")] = False,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Override the stack's hardware profile.")] = None,
+) -> None:
+    """Write docker-compose.yml and .env.example for the stack; never touches an existing .env."""
+    from sparkserve.commands.render import run_render
+
+    run_render(stack=stack_file, out=out, write_env=write_env, hardware=hardware)
+
+
+StackOption = Annotated[Optional[str], typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")]
+
+
+@app.command()
+def up(
+    services: Annotated[Optional[list[str]], typer.Argument(help="Services to start (default: all).")] = None,
+    stack_file: StackOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Start even if the plan or free memory says it will not fit.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each service to answer.")] = 1800.0,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each service answers a request.")] = True,
+) -> None:
+    """Render the stack, start it with docker compose, and wait until every model answers."""
+    from sparkserve.commands.lifecycle import run_up
+
+    run_up(stack=stack_file, services=services or [], force=force, timeout=timeout, wait=wait)
+
+
+@app.command()
+def down(stack_file: StackOption = None) -> None:
+    """Stop and remove the stack's containers (volumes and caches stay)."""
+    from sparkserve.commands.lifecycle import run_down
+
+    run_down(stack=stack_file)
+
+
+@app.command()
+def restart(
+    service: Annotated[Optional[str], typer.Argument(help="Service to restart (default: all).")] = None,
+    stack_file: StackOption = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each service to answer.")] = 1800.0,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each service answers a request.")] = True,
+) -> None:
+    """Restart services and wait until they answer again."""
+    from sparkserve.commands.lifecycle import run_restart
+
+    run_restart(stack=stack_file, service=service, timeout=timeout, wait=wait)
+
+
+@app.command()
+def logs(
+    service: Annotated[Optional[str], typer.Argument(help="Service (default: all).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    tail: Annotated[Optional[int], typer.Option("--tail", help="Only the last N lines.")] = None,
+    stack_file: StackOption = None,
+) -> None:
+    """Show the services' logs (docker compose logs)."""
+    from sparkserve.commands.lifecycle import run_logs
+
+    run_logs(stack=stack_file, service=service, follow=follow, tail=tail)
+
+
+@app.command()
+def status(
+    stack_file: StackOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Each service's container state, health, and whether its API answers now."""
+    from sparkserve.commands.lifecycle import run_status
+
+    run_status(stack=stack_file, json_out=json_out)
 
 
 def main() -> None:

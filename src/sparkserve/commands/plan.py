@@ -26,19 +26,28 @@ def resolve_hardware(hardware: str | None):
 
 def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, output_len, context,
              max_model_len, gpu_memory_utilization, kv_cache_dtype, max_num_batched_tokens, max_num_seqs,
-             enforce_eager, num_parallel, json_out) -> None:
+             enforce_eager, num_parallel, json_out, stack_file=None) -> None:
     from sparkserve.plan.speed import Workload
     from sparkserve.stack import planning
 
-    for flag, value in (("--batch", batch), ("--prompt-len", prompt_len), ("--max-model-len", max_model_len)):
-        if value is not None and value < (0 if flag == "--prompt-len" else 1):
-            raise UserError(f"{flag} must be positive, got {value}")
-    hw = resolve_hardware(hardware)
+    _check_counts(at_least_one={"--batch": batch, "--gpus": gpus, "--nodes": nodes, "--max-model-len": max_model_len,
+                                "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
+                                "--num-parallel": num_parallel},
+                  at_least_zero={"--prompt-len": prompt_len, "--output-len": output_len, "--context": context})
     work = Workload(batch=batch, prompt_len=prompt_len, output_len=output_len, context=context)
     if model is None:
-        if any(v is not None for v in (quant, engine)):
-            raise UserError("--quant and --engine need --model; without --model sparkserve plans the default stack")
-        stack = planning.plan_default_stack(hw, work)
+        per_model = {"--quant": quant, "--engine": engine, "--gpus": gpus if gpus != 1 else None,
+                     "--nodes": nodes if nodes != 1 else None, "--max-model-len": max_model_len,
+                     "--gpu-memory-utilization": gpu_memory_utilization,
+                     "--kv-cache-dtype": kv_cache_dtype if kv_cache_dtype != "auto" else None,
+                     "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
+                     "--enforce-eager": enforce_eager or None, "--num-parallel": num_parallel}
+        given = [flag for flag, value in per_model.items() if value is not None]
+        if given:
+            raise UserError(
+                f"{', '.join(given)} describe one model: add --model, or set them in the stack file's services"
+            )
+        stack = _plan_stack_file(stack_file, hardware, work) or planning.plan_default_stack(resolve_hardware(hardware), work)
         if json_out:
             primary = stack.services[0].to_dict()
             out = {**primary, "services": [s.to_dict() for s in stack.services], "host": stack.to_dict()}
@@ -48,6 +57,9 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
 
             render_stack(stack)
         return
+    if stack_file is not None:
+        raise UserError("--stack plans every service of the stack file; drop --model (or --stack)")
+    hw = resolve_hardware(hardware)
     settings = dict(
         gpus=gpus, nodes=nodes, kv_cache_dtype=kv_cache_dtype, max_model_len=max_model_len,
         gpu_memory_utilization=gpu_memory_utilization, max_num_batched_tokens=max_num_batched_tokens,
@@ -61,3 +73,23 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
         from sparkserve.ui.plan_view import render_service
 
         render_service(plan)
+
+
+def _check_counts(*, at_least_one: dict, at_least_zero: dict) -> None:
+    for bound, flags in ((1, at_least_one), (0, at_least_zero)):
+        for flag, value in flags.items():
+            if value is not None and value < bound:
+                raise UserError(f"{flag} must be at least {bound}, got {value}")
+
+
+def _plan_stack_file(explicit, hardware, work):
+    """The plan of `--stack FILE` or ./sparkserve.toml; None when neither is there."""
+    from sparkserve.stack.load import find_stack, load_stack
+
+    path = find_stack(explicit)
+    if path is None:
+        return None
+    from sparkserve.stack.stackplan import plan_stack, stack_hardware
+
+    loaded = load_stack(path)
+    return plan_stack(loaded, stack_hardware(loaded, hardware), work)

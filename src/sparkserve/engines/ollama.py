@@ -9,6 +9,7 @@ NAME = "ollama"
 DEFAULT_NUM_CTX = 4096
 DEFAULT_NUM_PARALLEL = 1
 DEFAULT_KV_CACHE_TYPE = "f16"
+KV_CACHE_TYPES = ("auto", "f16", "q8_0", "q4_0")  # OLLAMA_KV_CACHE_TYPE values (docs/faq.md); auto = f16
 DEFAULT_KEEP_ALIVE = "5m"
 # llama.cpp evaluates prompts in micro-batches of n_ubatch tokens (llama.cpp common default 512);
 # the compute buffer is sized for one micro-batch.
@@ -26,3 +27,19 @@ def recommended_env(settings: dict, keep_alive: str = "30m") -> dict[str, str]:
     if settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE) != DEFAULT_KV_CACHE_TYPE:
         env["OLLAMA_KV_CACHE_TYPE"] = str(settings["kv_cache_type"])
     return env
+
+
+# Multi-arch (amd64 and arm64) image; a stack's `image` key pins a release.
+IMAGE = "ollama/ollama:latest"
+CONTAINER_PORT = 11434
+MODELS_DIR = "/root/.ollama"  # OLLAMA_MODELS defaults to <home>/.ollama/models
+
+
+def image_for(hw) -> str:
+    """The Ollama image for this hardware: one multi-arch image serves x86_64 and arm64."""
+    return IMAGE
+
+
+def healthcheck_test() -> list[str]:
+    """The image ships no curl: `ollama list` asks the local API and fails while it is down."""
+    return ["CMD", "ollama", "list"]

@@ -1,0 +1,288 @@
+"""`up`, `down`, `restart`, `logs`, `status`: run a stack's compose project and wait for it to answer."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkserve.errors import UserError, closest
+
+if TYPE_CHECKING:
+    from sparkserve.hardware.profile import HardwareProfile
+    from sparkserve.plan.planner import StackPlan
+    from sparkserve.runtime.docker import Compose, ServiceState
+    from sparkserve.stack.load import Stack
+
+GIB = 1024**3
+DEFAULT_TIMEOUT_S = 1800.0  # a first start downloads tens of GB of weights
+# Hugging Face repos that make users accept a licence first: downloading them needs HF_TOKEN.
+GATED_PREFIXES = ("meta-llama/", "google/gemma", "mistralai/")
+DROP_CACHES = "sync; echo 3 | sudo tee /proc/sys/vm/drop_caches"
+STOPPED_STATES = frozenset({"exited", "dead", "restarting"})
+
+
+@dataclass
+class Project:
+    """A loaded stack with its plan and compose driver."""
+
+    stack: Stack
+    hw: HardwareProfile
+    plan: StackPlan
+    compose: Compose
+
+    @property
+    def directory(self) -> Path:
+        return self.compose.compose_file.parent
+
+
+def _project(stack_file: str | None, *, render_files: bool) -> Project:
+    from sparkserve.runtime.compose import COMPOSE_FILE, render
+    from sparkserve.runtime.docker import Compose
+    from sparkserve.stack.load import STACK_FILE, find_stack, load_stack
+    from sparkserve.stack.stackplan import plan_stack, stack_hardware
+
+    path = find_stack(stack_file)
+    if path is None:
+        raise UserError(f"no {STACK_FILE} here; create one with 'sparkserve init' or pass --stack FILE")
+    stack = load_stack(path)
+    hw = stack_hardware(stack)
+    plan = plan_stack(stack, hw)
+    compose_file = path.parent / COMPOSE_FILE
+    if render_files:
+        render(stack, hw, plan, path.parent)
+    elif not compose_file.is_file():
+        raise UserError(f"no {compose_file} yet; run 'sparkserve up' (or 'sparkserve render') first")
+    return Project(stack=stack, hw=hw, plan=plan, compose=Compose(compose_file))
+
+
+def _select(project: Project, names: list[str]) -> list[str]:
+    """The compose services to act on: all of them, or the named ones (checked)."""
+    compose_names = [n for n, s in project.stack.services.items() if s.runtime == "compose"]
+    for name in names:
+        if name not in compose_names:
+            guess = closest(name, compose_names, n=1)
+            native = " (it runs natively, not under compose)" if name in project.stack.services else ""
+            hint = f"; did you mean {guess[0]!r}?" if guess and not native else ""
+            raise UserError(f"no compose service {name!r} in {project.stack.path}{native}{hint}")
+    return list(names) or compose_names
+
+
+def check_architecture(hw, machine: str | None = None) -> None:
+    """Images follow the stack's hardware profile; on another CPU they fail with 'exec format error'."""
+    machine = (machine or platform.machine()).lower()
+    here = {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+    if here != hw.cpu_arch:
+        raise UserError(
+            f"the stack targets {hw.name} ({hw.cpu_arch} images) but this machine is {here}: "
+            "set [stack] hardware to this machine's profile (or \"auto\") and run again"
+        )
+
+
+def memory_check(hw, need_gib: float, meminfo: dict[str, int]) -> tuple[str | None, str | None]:
+    """(error, note) for unified memory: MemAvailable must hold what the services will take;
+    page cache counts as available yet competes with CUDA allocations at start."""
+    if not hw.unified or not meminfo or need_gib <= 0:
+        return None, None
+    available = meminfo.get("MemAvailable", 0) / GIB
+    free = meminfo.get("MemFree", 0) / GIB
+    cache = max(0.0, (meminfo.get("Cached", 0) + meminfo.get("Buffers", 0) - meminfo.get("Shmem", 0)) / GIB)
+    if available < need_gib:
+        return (f"only {available:.1f} GiB of unified memory is available but the services need {need_gib:.1f} GiB; "
+                "stop other GPU processes or containers, or pass --force"), None
+    note = f"unified memory: {available:.1f} GiB available for {need_gib:.1f} GiB of services"
+    if cache >= 1.0:
+        note += f"; {cache:.1f} GiB is page cache that could be dropped ({DROP_CACHES})"
+        if free < need_gib:
+            note += ": vLLM sizes itself from free memory, so drop it before a large model starts"
+    return None, note
+
+
+def _check_env_file(project: Project) -> None:
+    """The compose file lists .env in env_file, and compose refuses to start without it."""
+    from sparkserve.runtime.compose import ENV_EXAMPLE, ENV_FILE
+
+    if not (project.directory / ENV_FILE).is_file():
+        raise UserError(f"no {ENV_FILE} in {project.directory} (the services read their secrets from it); create it with "
+                        f"'sparkserve render --write-env' or copy {ENV_EXAMPLE} to {ENV_FILE} and chmod 600 it")
+
+
+def _has_token(project: Project) -> bool:
+    from sparkserve.runtime.compose import ENV_FILE, read_env_file
+
+    return bool(os.environ.get("HF_TOKEN") or read_env_file(project.directory / ENV_FILE).get("HF_TOKEN"))
+
+
+def _api_key(project: Project) -> str | None:
+    from sparkserve.runtime.compose import ENV_FILE, read_env_file
+
+    return os.environ.get("VLLM_API_KEY") or read_env_file(project.directory / ENV_FILE).get("VLLM_API_KEY") or None
+
+
+def _url(bind: str, port: int) -> str:
+    addr = ipaddress.ip_address(bind)
+    host = ("127.0.0.1" if addr.version == 4 else "::1") if addr.is_unspecified else bind
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _served_name(svc) -> str:
+    """The model name clients use: vLLM's first --served-model-name, else the model itself."""
+    served = svc.args.get("served_model_name") if svc.engine == "vllm" else None
+    if isinstance(served, list):
+        served = served[0] if served else None
+    return str(served or svc.model)
+
+
+def _states(project: Project) -> dict[str, ServiceState]:
+    return {s.service: s for s in project.compose.ps()}
+
+
+def _wait(project: Project, names: list[str], timeout: float, console) -> None:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+    from sparkserve.runtime.readiness import Target, progress_lines, wait_ready
+
+    api_key = _api_key(project)
+    bind = project.stack.spec.stack.bind
+    for name in names:
+        svc = project.stack.services[name]
+        target = Target(name=name, engine=svc.engine, base_url=_url(bind, svc.port), model=_served_name(svc),
+                        api_key=api_key if svc.engine == "vllm" else None)
+        shown: set[str] = set()
+
+        def alive(name=name) -> str | None:
+            state = _states(project).get(name)
+            if state is None:
+                return "its container is gone"
+            if state.state in STOPPED_STATES:
+                tail = [line for line in project.compose.log_text(name, tail=20).splitlines() if line.strip()]
+                return f"container {state.state} (exit code {state.exit_code}); last log line: {tail[-1] if tail else 'none'}"
+            return None
+
+        def tick(name=name, shown=shown) -> None:
+            for line in progress_lines(project.compose.log_text(name)):
+                if line not in shown:
+                    shown.add(line)
+                    console.print(f"  {name}: {line}")
+
+        with Progress(TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), console=console,
+                      transient=True) as bar:
+            task = None
+
+            def pulled(status: str, done: int, total: int) -> None:
+                nonlocal task
+                if task is None:
+                    task = bar.add_task(f"{name}: pulling {target.model}", total=total or None)
+                bar.update(task, completed=done, total=total or None, description=f"{name}: {status}")
+
+            ready = wait_ready(target, timeout=timeout, alive=alive, say=console.print, tick=tick, pull_progress=pulled,
+                               poll=float(os.environ.get("SPARKSERVE_POLL_S", "2")))
+        console.print(f"[green]ready[/] {name}: {ready.url} ({ready.model}, {ready.seconds:.0f} s)")
+
+
+def run_up(*, stack: str | None, services: list[str], force: bool, timeout: float, wait: bool) -> None:
+    from rich.console import Console
+
+    from sparkserve.hardware.detect import read_meminfo
+    from sparkserve.runtime.docker import preflight
+
+    console = Console(highlight=False)
+    project = _project(stack, render_files=True)
+    names = _select(project, services)
+    if not project.plan.fits and not force:
+        reasons = project.plan.warnings() + [w for s in project.plan.services if not s.fits for w in s.memory.reasons]
+        raise UserError(f"the stack does not fit on {project.hw.name}: {reasons[0] if reasons else 'see sparkserve plan'}; "
+                        "pass --force to start it anyway")
+    check_architecture(project.hw)
+    _check_env_file(project)
+    for name in names:
+        svc = project.stack.services[name]
+        if svc.engine == "vllm" and svc.model.startswith(GATED_PREFIXES) and not _has_token(project):
+            raise UserError(f"{name}: {svc.model} is gated on Hugging Face and HF_TOKEN is empty; accept its licence "
+                            "on huggingface.co, then put HF_TOKEN=<token> in .env")
+    preflight()
+    running = {n for n, s in _states(project).items() if s.state == "running"}
+    need = sum(p.memory.budget_gib if p.deployment.engine == "vllm" else p.memory.total_gib
+               for p in project.plan.services if p.name in names and p.name not in running)
+    error, note = memory_check(project.hw, need, read_meminfo())
+    if error and not force:
+        raise UserError(error)
+    if note:
+        console.print(note)
+    console.print(f"starting {', '.join(names)} ({project.compose.compose_file})")
+    project.compose.up(names)
+    if wait:
+        _wait(project, names, timeout, console)
+    _print_urls(project, names, console)
+
+
+def _print_urls(project: Project, names: list[str], console) -> None:
+    bind = project.stack.spec.stack.bind
+    console.print("endpoints:")
+    for name in names:
+        svc = project.stack.services[name]
+        suffix = "/v1" if svc.engine == "vllm" else ""
+        console.print(f"  {name}: {_url(bind, svc.port)}{suffix}")
+
+
+def run_down(*, stack: str | None) -> None:
+    project = _project(stack, render_files=False)
+    project.compose.down()
+    print(f"stopped {project.compose.compose_file.parent.name}")
+
+
+def run_restart(*, stack: str | None, service: str | None, timeout: float, wait: bool) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    project = _project(stack, render_files=False)
+    names = _select(project, [service] if service else [])
+    project.compose.restart(names if service else [])
+    if wait:
+        _wait(project, names, timeout, console)
+    _print_urls(project, names, console)
+
+
+def run_logs(*, stack: str | None, service: str | None, follow: bool, tail: int | None) -> None:
+    project = _project(stack, render_files=False)
+    names = _select(project, [service]) if service else []
+    code = project.compose.logs(names, follow=follow, tail=tail)
+    if code not in (0, 130):
+        raise UserError(f"docker compose logs exited with {code}")
+
+
+def run_status(*, stack: str | None, json_out: bool) -> None:
+    import json
+
+    import httpx
+
+    project = _project(stack, render_files=False)
+    states = _states(project)
+    bind = project.stack.spec.stack.bind
+    rows = []
+    for name, svc in project.stack.services.items():
+        url = _url(bind, svc.port)
+        state = states.get(name)
+        probe = "/health" if svc.engine == "vllm" else "/api/version"
+        try:
+            answers = httpx.get(url + probe, timeout=2.0).is_success
+        except httpx.HTTPError:
+            answers = False
+        rows.append({
+            "service": name, "engine": svc.engine, "runtime": svc.runtime,
+            "state": state.state if state else ("native" if svc.runtime == "native" else "not created"),
+            "health": state.health if state else "", "url": url, "answers": answers,
+        })
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("service", "engine", "state", "health", "answers", "url")
+    for r in rows:
+        table.add_row(r["service"], r["engine"], r["state"], r["health"] or "-", "yes" if r["answers"] else "no", r["url"])
+    Console(highlight=False).print(table)

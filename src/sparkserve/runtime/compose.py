@@ -1,0 +1,203 @@
+"""Turn a stack into a Docker Compose project: `docker-compose.yml` and `.env.example`.
+
+Secrets never reach the generated files: containers read them from `.env` through `env_file`
+and `${VAR}` references that compose fills in at start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sparkserve.hardware.profile import HardwareProfile
+from sparkserve.plan.planner import ServicePlan, StackPlan
+from sparkserve.stack.load import Stack
+from sparkserve.stack.schema import ServiceSpec, env_references
+
+COMPOSE_FILE = "docker-compose.yml"
+ENV_FILE = ".env"
+ENV_EXAMPLE = ".env.example"
+HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
+VLLM_COMPILE_CACHE = "vllm-compile-cache"  # named volume: torch.compile and CUDA graph artefacts
+VLLM_COMPILE_CACHE_IN_CONTAINER = "/root/.cache/vllm"
+OLLAMA_MODELS_VOLUME = "ollama-models"
+# Weights load (and on first start download) before /health answers: a 32B model on a Spark
+# takes minutes, so failures only count after this.
+START_PERIOD = {"vllm": "20m", "ollama": "1m"}
+ENV_EXAMPLE_NOTES = {
+    "HF_TOKEN": "Hugging Face token (https://huggingface.co/settings/tokens); gated models need it",
+    "VLLM_API_KEY": "set to make vLLM require 'Authorization: Bearer <key>' on /v1; empty leaves it open",
+}
+
+
+@dataclass
+class ComposeProject:
+    """A rendered project: the compose document and the variables its `.env` should define."""
+
+    document: dict
+    env_names: list[str]
+    skipped: list[str] = field(default_factory=list)  # runtime = "native": not run by compose
+
+
+def build_project(stack: Stack, hw: HardwareProfile, plan: StackPlan) -> ComposeProject:
+    plans = {p.name: p for p in plan.services}
+    services: dict[str, dict] = {}
+    named_volumes: set[str] = set()
+    env_names = ["HF_TOKEN"]
+    skipped: list[str] = []
+    for name, svc in stack.services.items():
+        if svc.runtime != "compose":
+            skipped.append(name)
+            continue
+        services[name] = _service(stack, name, svc, hw, plans[name], named_volumes)
+        for value in svc.env.values():
+            env_names += [ref for ref in env_references(value) if ref not in env_names]
+        if svc.engine == "vllm" and "VLLM_API_KEY" not in env_names:
+            env_names.append("VLLM_API_KEY")
+    doc: dict = {"services": services}
+    if named_volumes:
+        doc["volumes"] = {v: {} for v in sorted(named_volumes)}
+    return ComposeProject(document=doc, env_names=env_names, skipped=skipped)
+
+
+def _service(stack: Stack, name: str, svc: ServiceSpec, hw: HardwareProfile, plan: ServicePlan,
+             named_volumes: set[str]) -> dict:
+    from sparkserve.engines import ollama, vllm
+
+    bind = stack.spec.stack.bind
+    volumes = [_volume(v, stack.path.parent, named_volumes) for v in svc.volumes]
+    out: dict = {}
+    if svc.engine == "vllm":
+        out["image"] = svc.image or vllm.image_for(hw)
+        # Explicit so the command works whatever the image's entrypoint (NGC's is a shell wrapper).
+        out["entrypoint"] = ["vllm", "serve"]
+        out["command"] = [_escape(a) for a in vllm.serve_args(plan.recommended_args, svc.args)]
+        container_port, health = vllm.CONTAINER_PORT, vllm.healthcheck_test()
+        environment = dict(svc.env)
+        volumes = [f"{stack.spec.stack.hf_cache}:{HF_CACHE_IN_CONTAINER}",
+                   f"{VLLM_COMPILE_CACHE}:{VLLM_COMPILE_CACHE_IN_CONTAINER}", *volumes]
+        named_volumes.add(VLLM_COMPILE_CACHE)
+    else:
+        out["image"] = svc.image or ollama.image_for(hw)
+        container_port, health = ollama.CONTAINER_PORT, ollama.healthcheck_test()
+        environment = {**ollama.recommended_env(plan.memory.settings), **svc.env}
+        if not any(_target(v) == ollama.MODELS_DIR for v in volumes):
+            volumes.append(f"{OLLAMA_MODELS_VOLUME}:{ollama.MODELS_DIR}")
+            named_volumes.add(OLLAMA_MODELS_VOLUME)
+    out["ports"] = [f"{_host(bind)}:{svc.port}:{container_port}"]
+    out["env_file"] = [ENV_FILE]
+    if environment:
+        out["environment"] = {k: _escape(v) for k, v in environment.items()}
+    out["volumes"] = volumes
+    out["ipc"] = "host"
+    out["deploy"] = {"resources": {"reservations": {"devices": [
+        {"driver": "nvidia", "count": svc.gpus, "capabilities": ["gpu"]},
+    ]}}}
+    out["healthcheck"] = {"test": health, "interval": "30s", "timeout": "10s", "retries": 5,
+                          "start_period": START_PERIOD[svc.engine]}
+    out["restart"] = "unless-stopped"
+    return out
+
+
+def _host(bind: str) -> str:
+    return f"[{bind}]" if ipaddress.ip_address(bind).version == 6 else bind
+
+
+def _target(volume: str) -> str:
+    return volume.split(":")[1]
+
+
+def _volume(volume: str, base: Path, named: set[str]) -> str:
+    """Relative host paths resolve against the stack file; bare names are compose named volumes."""
+    source, rest = volume.split(":", 1)
+    if source.startswith((".", "/", "~")):
+        if source.startswith("."):
+            source = str((base / source).resolve())
+    else:
+        named.add(source)
+    return f"{source}:{rest}"
+
+
+def _escape(value: str) -> str:
+    """Keep ${VAR} for compose to fill in; a literal `$` is written `$$` so compose leaves it alone."""
+    return re.sub(r"\$(?!\{)", lambda _: "$$", value)
+
+
+def compose_yaml(project: ComposeProject, source: str) -> str:
+    from sparkserve.runtime import yamltext
+
+    header = (f"Generated by `sparkserve render` from {source}: edit the stack file, not this one.\n"
+              "Secrets come from .env (env_file); none are written here.")
+    return yamltext.dump(project.document, header=header)
+
+
+def env_example(project: ComposeProject) -> str:
+    lines = ["# Copy to .env (chmod 600) and fill in; never commit .env.", ""]
+    for name in project.env_names:
+        note = ENV_EXAMPLE_NOTES.get(name)
+        if note:
+            lines.append(f"# {note}")
+        lines.append(f"{name}=")
+    return "\n".join(lines) + "\n"
+
+
+def write_env_if_missing(directory: Path) -> Path | None:
+    """Create `.env` readable by its owner only, holding an empty HF_TOKEN; None if it exists."""
+    path = directory / ENV_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("HF_TOKEN=\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@dataclass
+class RenderResult:
+    written: list[Path]
+    env_created: Path | None
+    project: ComposeProject
+
+
+def render(stack: Stack, hw: HardwareProfile, plan: StackPlan, out_dir: Path, write_env: bool = False) -> RenderResult:
+    """Write docker-compose.yml and .env.example into `out_dir`; `.env` only when asked and missing."""
+    from sparkserve.errors import UserError
+
+    project = build_project(stack, hw, plan)
+    compose_path, example_path = out_dir / COMPOSE_FILE, out_dir / ENV_EXAMPLE
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        compose_path.write_text(compose_yaml(project, stack.path.name), encoding="utf-8")
+        example_path.write_text(env_example(project), encoding="utf-8")
+        created = write_env_if_missing(out_dir) if write_env else None
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot write the compose project ({exc.strerror or exc})") from None
+    return RenderResult(written=[compose_path, example_path], env_created=created, project=project)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of a .env file (comments, blanks and `export` allowed); {} when absent.
+
+    Values stay in memory: sparkserve only checks that a token is set and sends the API key
+    to its own readiness probe; it never prints or writes them.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.removeprefix("export ").split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,221 @@
+"""Read `sparkserve.toml` into a checked stack, turning every mistake into one clear line.
+
+Each error names the file, the field path (`services.vllm-qwen3-32b.port`), what was expected
+and, for a misspelt key, the closest valid one, then exits with code 2 via UserError.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkserve.errors import UserError, closest
+
+if TYPE_CHECKING:  # the schema (and pydantic) load only when a stack file is read
+    from pydantic import ValidationError
+
+    from sparkserve.stack.schema import ServiceSpec, StackFile
+
+STACK_FILE = "sparkserve.toml"
+
+# Stack `args` the planner reads, with the type each must have; other vLLM args only reach the command.
+VLLM_PLANNER_ARGS: dict[str, type] = {
+    "max_model_len": int,
+    "gpu_memory_utilization": float,
+    "max_num_batched_tokens": int,
+    "max_num_seqs": int,
+    "kv_cache_dtype": str,
+    "enforce_eager": bool,
+    "tensor_parallel_size": int,
+}
+# Ollama takes no command-line flags: these settings become its server environment.
+OLLAMA_ARGS: dict[str, type] = {"num_ctx": int, "num_parallel": int, "kv_cache_type": str}
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A validated stack file and where it came from (relative volume paths resolve against it)."""
+
+    path: Path
+    spec: StackFile
+
+    @property
+    def services(self) -> dict[str, ServiceSpec]:
+        return self.spec.services
+
+
+def find_stack(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:
+    """The stack file to use: `--stack FILE` (which must exist), else ./sparkserve.toml if present."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise UserError(f"{path}: no such stack file; create one with 'sparkserve init'")
+        return path
+    candidate = (cwd or Path.cwd()) / STACK_FILE
+    return candidate if candidate.is_file() else None
+
+
+def load_stack(path: str | Path) -> Stack:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read stack file ({exc.strerror or exc})") from None
+    return Stack(path=path, spec=parse_stack(text, str(path)))
+
+
+def parse_stack(text: str, source: str = STACK_FILE) -> StackFile:
+    """Parse and check stack text; `source` names the file in errors."""
+    from pydantic import ValidationError
+
+    from sparkserve.stack.schema import StackFile
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{source}: {_toml_message(exc)}") from None
+    try:
+        spec = StackFile.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{source}: {_first_error(exc)}") from None
+    _check_meaning(spec, source)
+    return spec
+
+
+def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
+    found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+    reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc)) or "syntax error"
+    if found:
+        return f"line {found.group(1)}, column {found.group(2)}: invalid TOML: {reason}"
+    return f"invalid TOML: {reason}"
+
+
+def _first_error(exc: ValidationError) -> str:
+    from sparkserve.stack.schema import fields_at
+
+    errors = exc.errors(include_url=False)
+    # An unknown key explains the "missing" error it usually comes with (prot = ... for port).
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    raw = [part for part in err["loc"] if not _is_union_tag(part)]
+    loc = tuple(str(part) for part in raw if not isinstance(part, int))
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in raw).lstrip(".")
+    kind, msg = err["type"], err["msg"]
+    if len(loc) == 4 and loc[2] == "args":
+        return f"{path}: expected a number, a string, true/false or a list of them, got {_short(err.get('input'))}"
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], loc[-1]
+        where = ".".join(parent) or "the top level"
+        guess = closest(key, fields_at(parent), n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        return f"{path}: unknown key {key!r} in {where}{hint} (valid: {', '.join(fields_at(parent))})"
+    if kind == "missing":
+        return f"{path}: required key missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        got = err.get("input")
+        guess = closest(str(got), re.findall(r"'([^']+)'", expected), n=1)
+        hint = f"; did you mean {guess[0]!r}?" if guess else ""
+        return f"{path}: expected {expected}, got {got!r}{hint}"
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        return f"{path}: {msg}" if path else msg
+    return f"{path}: expected {_EXPECTED.get(kind.split('_')[0], msg)}, got {_short(err.get('input'))}"
+
+
+def _is_union_tag(part: object) -> bool:
+    """Pydantic adds the union member it tried ('int', "literal['all']") to an error's location."""
+    return isinstance(part, str) and (part in {"int", "float", "str", "bool"} or part.startswith(("literal[", "list[")))
+
+
+_EXPECTED = {"int": "an integer", "float": "a number", "string": "a string", "bool": "true or false",
+             "list": "a list", "dict": "a table", "model": "a table"}
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_meaning(spec: StackFile, source: str) -> None:
+    """What the schema cannot know: catalog names, engine/format pairs, engine arguments."""
+    from sparkserve.hardware.catalog import get_profile
+
+    hardware = spec.stack.hardware
+    hw = None
+    if hardware.lower() != "auto":
+        hw = _at(source, "stack.hardware", get_profile, hardware)
+    for name, svc in spec.services.items():
+        where = f"services.{name}"
+        _check_args(svc, f"{where}.args", source)
+        _check_model(svc, where, source, hw)
+
+
+def _check_args(svc: ServiceSpec, where: str, source: str) -> None:
+    from sparkserve.engines import vllm
+
+    known = VLLM_PLANNER_ARGS if svc.engine == "vllm" else OLLAMA_ARGS
+    for key, value in svc.args.items():
+        path = f"{source}: {where}.{key}"
+        if svc.engine == "ollama" and key not in OLLAMA_ARGS:
+            guess = closest(key, OLLAMA_ARGS, n=1)
+            hint = f"did you mean {guess[0]!r}? " if guess else ""
+            raise UserError(f"{path}: Ollama takes no argument {key!r}; {hint}valid: {', '.join(OLLAMA_ARGS)} "
+                            "(other Ollama settings go in env, e.g. OLLAMA_KEEP_ALIVE)")
+        if svc.engine == "vllm":
+            problem = vllm.stack_arg_problem(key)
+            if problem:
+                raise UserError(f"{path}: {problem}")
+        wanted = known.get(key)
+        if wanted is not None and not _is_type(value, wanted):
+            raise UserError(f"{path}: expected {_ARG_EXPECTED[wanted]}, got {_short(value)}")
+
+
+_ARG_EXPECTED = {int: "an integer >= 1", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _is_type(value: object, wanted: type) -> bool:
+    if wanted is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if wanted is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, wanted)
+
+
+def _check_model(svc: ServiceSpec, where: str, source: str, hw) -> None:
+    from sparkserve.models.catalog import resolve_model
+    from sparkserve.plan.quant import check_engine_format, weight_format
+
+    try:
+        resolve_model(svc.model)
+    except UserError as exc:
+        hint = "an HF id, an Ollama tag, or a directory holding config.json"
+        message = str(exc).replace("point --model at a directory holding config.json", f"expected {hint}")
+        raise UserError(f"{source}: {where}.model: {message}") from None
+    if svc.quant is not None:
+        fmt = _at(source, f"{where}.quant", weight_format, svc.quant)
+        _at(source, f"{where}.quant", check_engine_format, svc.engine, fmt)
+    if hw is not None and isinstance(svc.gpus, int) and svc.gpus > hw.max_gpus:
+        raise UserError(f"{source}: {where}.gpus: {hw.name} hosts hold at most {hw.max_gpus} GPU(s), got {svc.gpus}")
+
+
+def _at(source: str, path: str, check, *args):
+    """Run a catalog check, prefixing its error with the file and field it came from."""
+    try:
+        return check(*args)
+    except UserError as exc:
+        raise UserError(f"{source}: {path}: {exc}") from None
+
+
+def planner_settings(svc: ServiceSpec) -> dict:
+    """The stack args the planner understands, in the planner's own names."""
+    settings = {k: v for k, v in svc.args.items() if k in (VLLM_PLANNER_ARGS if svc.engine == "vllm" else OLLAMA_ARGS)}
+    if "kv_cache_type" in settings:
+        settings["kv_cache_dtype"] = settings.pop("kv_cache_type")
+    if "tensor_parallel_size" in settings:
+        settings["gpus"] = settings.pop("tensor_parallel_size")
+    if "gpu_memory_utilization" in settings:
+        settings["gpu_memory_utilization"] = float(settings["gpu_memory_utilization"])
+    return settings

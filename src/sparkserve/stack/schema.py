@@ -1,0 +1,170 @@
+"""The `sparkserve.toml` schema: what a stack file may say, checked field by field.
+
+Only the stack loader imports this module (pydantic stays out of `--help` and plain `plan`).
+Unknown keys are errors so a misspelt setting never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENGINES = ("vllm", "ollama")
+RUNTIMES = ("compose", "native")
+DEFAULT_BIND = "127.0.0.1"
+DEFAULT_HF_CACHE = "/opt/hf"
+
+# Compose service names (compose-spec: ^[a-zA-Z0-9._-]+$), starting with a letter or digit.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
+# Environment names whose values are credentials: they must come from .env, never the stack file.
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|_KEY$)", re.IGNORECASE)
+_VOLUME_MODES = frozenset({"ro", "rw", "z", "Z", "cached", "delegated", "consistent", "nocopy"})
+
+ArgValue = Union[bool, int, float, str, list[Union[int, float, str]]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _env_text(value: object) -> object:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class StackSettings(_Strict):
+    """Machine-wide settings: which hardware to plan for and how services are exposed."""
+
+    hardware: str = "auto"
+    bind: str = DEFAULT_BIND
+    hf_cache: str = DEFAULT_HF_CACHE
+
+    @field_validator("bind")
+    @classmethod
+    def _bind_is_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"expected an IP address (127.0.0.1 keeps services local, 0.0.0.0 opens them to the LAN), got {value!r}") from None
+        return value
+
+    @field_validator("hf_cache")
+    @classmethod
+    def _hf_cache_is_absolute(cls, value: str) -> str:
+        if not value.startswith(("/", "~")):
+            raise ValueError(f"expected an absolute host path, got {value!r}")
+        return value
+
+
+class ServiceSpec(_Strict):
+    """One model server. `args` become engine flags; `env` values may reference ${VAR} from .env."""
+
+    engine: Literal["vllm", "ollama"]
+    model: str = Field(min_length=1)
+    quant: str | None = None
+    port: int
+    runtime: Literal["compose", "native"] = "compose"
+    gpus: Union[Literal["all"], int] = "all"
+    args: dict[str, ArgValue] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    volumes: list[str] = Field(default_factory=list)
+    image: str | None = None
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_in_range(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ValueError(f"expected a TCP port number 1-65535, got {value!r}")
+        return value
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus_all_or_count(cls, value: object) -> object:
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"expected \"all\" or a number of GPUs >= 1, got {value!r}")
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_values_are_text(cls, value: object) -> object:
+        """TOML numbers and booleans are fine in env; containers see them as text (true, 4)."""
+        if not isinstance(value, dict):
+            return value
+        return {k: _env_text(v) for k, v in value.items()}
+
+    @field_validator("env")
+    @classmethod
+    def _env_names_and_secrets(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+            if _SECRET_NAME.search(name) and value and not _ENV_REF.fullmatch(value):
+                raise ValueError(
+                    f"{name} looks like a secret: put its value in .env and write {name} = \"${{{name}}}\" here"
+                )
+        return env
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes_host_container(cls, volumes: list[str]) -> list[str]:
+        for volume in volumes:
+            parts = volume.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+                raise ValueError(f"expected \"host:/container/path\" (optionally \":ro\"), got {volume!r}")
+            if len(parts) == 3 and not set(parts[2].split(",")) <= _VOLUME_MODES:
+                raise ValueError(f"unknown volume mode {parts[2]!r} in {volume!r}; expected ro or rw")
+        return volumes
+
+
+class StackFile(_Strict):
+    """The whole file: `[stack]` plus one `[services.<name>]` table per server."""
+
+    stack: StackSettings = Field(default_factory=StackSettings)
+    services: dict[str, ServiceSpec]
+
+    @field_validator("services")
+    @classmethod
+    def _names(cls, services: dict[str, ServiceSpec]) -> dict[str, ServiceSpec]:
+        if not services:
+            raise ValueError("expected at least one [services.<name>] table")
+        seen: dict[str, str] = {}
+        for name in services:
+            if not _NAME.match(name):
+                raise ValueError(f"service name {name!r} may hold only letters, digits, '.', '_' and '-'")
+            if name.lower() in seen:
+                raise ValueError(f"services {seen[name.lower()]!r} and {name!r} differ only in case; names must be unique")
+            seen[name.lower()] = name
+        return services
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> StackFile:
+        owner: dict[int, str] = {}
+        for name, svc in self.services.items():
+            if svc.port in owner:
+                raise ValueError(f"services.{name}.port: port {svc.port} is already used by service {owner[svc.port]!r}")
+            owner[svc.port] = name
+        return self
+
+
+def env_references(value: str) -> list[str]:
+    """Names of the ${VAR} references in an environment value."""
+    return [m.group(1) for m in _ENV_REF.finditer(value)]
+
+
+def fields_at(loc: tuple) -> list[str]:
+    """Valid keys of the table at a location in the file, for 'closest' suggestions."""
+    if not loc:
+        return list(StackFile.model_fields)
+    if loc[0] == "stack" and len(loc) == 1:
+        return list(StackSettings.model_fields)
+    if loc[0] == "services" and len(loc) == 2:
+        return list(ServiceSpec.model_fields)
+    return []

@@ -1,0 +1,42 @@
+"""Plan a stack file: every service on one machine, sharing its memory."""
+
+from __future__ import annotations
+
+from sparkserve.hardware.profile import HardwareProfile
+from sparkserve.plan.planner import StackPlan
+from sparkserve.plan.speed import Workload
+from sparkserve.stack.defaults import ServiceDefaults
+from sparkserve.stack.load import Stack, planner_settings
+
+
+def service_defaults(stack: Stack) -> list[ServiceDefaults]:
+    """The stack's services in the form the planner takes (native ones share the memory too)."""
+    return [
+        ServiceDefaults(name=name, engine=svc.engine, model=svc.model, quant=svc.quant, port=svc.port,
+                        settings=planner_settings(svc))
+        for name, svc in stack.services.items()
+    ]
+
+
+def stack_hardware(stack: Stack, override: str | None = None) -> HardwareProfile:
+    """The profile to plan for: `--hardware` wins over the file; 'auto' detects this machine."""
+    from sparkserve.commands.plan import resolve_hardware
+    from sparkserve.errors import UserError
+
+    wanted = override or stack.spec.stack.hardware
+    try:
+        return resolve_hardware(wanted)
+    except UserError as exc:
+        if override:
+            raise
+        raise UserError(f"{stack.path}: stack.hardware: {exc}") from None
+
+
+def plan_stack(stack: Stack, hw: HardwareProfile, work: Workload | None = None) -> StackPlan:
+    from sparkserve.errors import UserError
+    from sparkserve.stack.planning import plan_services
+
+    try:
+        return plan_services(hw, service_defaults(stack), work or Workload())
+    except UserError as exc:
+        raise UserError(f"{stack.path}: {exc}") from None
