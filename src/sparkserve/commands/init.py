@@ -8,7 +8,7 @@ from pathlib import Path
 def run_init(*, hardware: str | None, variant: str | None, force: bool, stack: str | None) -> None:
     from rich.console import Console
 
-    from sparkserve.commands.plan import resolve_hardware
+    from sparkserve.hardware.catalog import resolve_profile as resolve_hardware
     from sparkserve.stack.init import write_default_stack
     from sparkserve.stack.load import STACK_FILE
 

@@ -9,19 +9,9 @@ from sparkserve.errors import UserError
 
 
 def resolve_hardware(hardware: str | None):
-    from sparkserve.hardware.catalog import get_profile
-    from sparkserve.stack.defaults import DEFAULT_HARDWARE
+    from sparkserve.hardware.catalog import resolve_profile
 
-    if hardware in (None, ""):
-        return get_profile(DEFAULT_HARDWARE)
-    if hardware.lower() == "auto":
-        from sparkserve.hardware.detect import detect
-
-        found = detect()
-        if not found.profile_id:
-            raise UserError("no known GPU detected on this machine; pick a profile with --hardware (see 'sparkserve hw')")
-        return get_profile(found.profile_id)
-    return get_profile(hardware)
+    return resolve_profile(hardware)
 
 
 def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, output_len, context,

@@ -322,3 +322,21 @@ def get_profile(id: str) -> HardwareProfile:
 def list_profiles() -> list[HardwareProfile]:
     """All profiles, in catalog order (Spark first)."""
     return list(PROFILES.values())
+
+
+DEFAULT_PROFILE = "dgx-spark"  # the product's home: plans without --hardware are for a Spark
+
+
+def resolve_profile(name: str | None) -> HardwareProfile:
+    """A profile id, 'auto' (detect this machine), or nothing (the default profile)."""
+    if not name:
+        return get_profile(DEFAULT_PROFILE)
+    if name.lower() == "auto":
+        from sparkserve.errors import UserError
+        from sparkserve.hardware.detect import detect
+
+        found = detect()
+        if not found.profile_id:
+            raise UserError("no known GPU detected on this machine; pick a profile with --hardware (see 'sparkserve hw')")
+        return get_profile(found.profile_id)
+    return get_profile(name)

@@ -15,7 +15,6 @@ class ServiceDefaults:
     settings: dict = field(default_factory=dict)
 
 
-DEFAULT_HARDWARE = "dgx-spark"
 
 VLLM_SERVICE = ServiceDefaults(
     name="vllm-qwen3-32b",

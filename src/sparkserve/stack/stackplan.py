@@ -20,7 +20,7 @@ def service_defaults(stack: Stack) -> list[ServiceDefaults]:
 
 def stack_hardware(stack: Stack, override: str | None = None) -> HardwareProfile:
     """The profile to plan for: `--hardware` wins over the file; 'auto' detects this machine."""
-    from sparkserve.commands.plan import resolve_hardware
+    from sparkserve.hardware.catalog import resolve_profile as resolve_hardware
     from sparkserve.errors import UserError
 
     wanted = override or stack.spec.stack.hardware
