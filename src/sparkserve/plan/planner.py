@@ -189,15 +189,15 @@ class StackPlan:
         return all(s.fits for s in self.services) and self.left_gib >= 0
 
     def warnings(self) -> list[str]:
-        out: list[str] = []
-        if self.left_gib < 0:
-            what = "the OS and " if self.hardware.unified else ""
-            out.append(
-                f"the services need {self.used_gib:.1f} GiB{' plus ' + format(self.hardware.os_reserve_gib, '.0f') + ' GiB for the OS' if self.hardware.unified else ''} "
-                f"but {self.hardware.name} has {self.pool_gib:.1f} GiB: {what}the services would run out of memory; "
-                "lower vLLM's --gpu-memory-utilization or pick smaller models"
-            )
-        return out
+        if self.left_gib >= 0:
+            return []
+        hw = self.hardware
+        need = f"{self.used_gib:.1f} GiB" + (f" plus {hw.os_reserve_gib:.0f} GiB for the OS" if hw.unified else "")
+        who = "the OS and the services" if hw.unified else "the services"
+        return [
+            f"the services need {need} but {hw.name} has {self.pool_gib:.1f} GiB: {who} would run out of memory; "
+            "lower vLLM's --gpu-memory-utilization or pick smaller models"
+        ]
 
     def to_dict(self) -> dict:
         return {
