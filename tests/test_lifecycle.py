@@ -394,9 +394,13 @@ def test_up_without_docker(project, tmp_path):
 
 
 def test_up_reports_a_container_that_exits(project):
-    with FakeServer(vllm_routes(healthy=False)) as vllm_server:
-        project.write(vllm_server.port, 18001)
-        result = project.run("up", "vllm-small", mode="exited")
+    import socket
+
+    with socket.socket() as s:  # an exited container listens nowhere: a port nothing holds
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    project.write(port, 18001)
+    result = project.run("up", "vllm-small", mode="exited")
     assert result.returncode == 2
     assert "vllm-small stopped while waiting for the engine: container exited (exit code 1)" in result.stderr
     assert "CUDA out of memory" in result.stderr

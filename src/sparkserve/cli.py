@@ -145,6 +145,18 @@ def status(
     run_status(stack=stack_file, json_out=json_out)
 
 
+@app.command()
+def docs(
+    model: Annotated[str, typer.Argument(help="HF id, Ollama tag, or a directory holding config.json.")],
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect (default: dgx-spark).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Directory for the page (default: docs/models).")] = None,
+) -> None:
+    """Write docs/models/<model>.md from the planner: the model, memory by precision, arguments, speed, fixes."""
+    from sparkserve.commands.docs import run_docs
+
+    run_docs(model=model, hardware=hardware, out=out)
+
+
 def main() -> None:
     try:
         app()

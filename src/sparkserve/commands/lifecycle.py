@@ -188,6 +188,7 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
 
     from sparkserve.hardware.detect import read_meminfo
     from sparkserve.runtime.docker import preflight
+    from sparkserve.runtime.ports import check_ports_free
 
     console = Console(highlight=False)
     project = _project(stack, render_files=True)
@@ -205,6 +206,8 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
                             "on huggingface.co, then put HF_TOKEN=<token> in .env")
     preflight()
     running = {n for n, s in _states(project).items() if s.state == "running"}
+    check_ports_free(project.stack.spec.stack.bind,
+                     {n: project.stack.services[n].port for n in names if n not in running}, project.stack.path)
     need = sum(p.memory.budget_gib if p.deployment.engine == "vllm" else p.memory.total_gib
                for p in project.plan.services if p.name in names and p.name not in running)
     error, note = memory_check(project.hw, need, read_meminfo())

@@ -15,6 +15,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from sparkserve.plan.recommend import round_down_len
+
 Fields = Mapping[str, str]
 Deriver = Callable[[Fields], dict[str, str]]
 
@@ -259,17 +261,6 @@ def _gib(fields: Fields, key: str) -> float | None:
         return None
     scale = {"K": 2**-20, "M": 2**-10, "G": 1.0, "T": 1024.0, "": 1.0}[m.group(2).upper()]
     return float(m.group(1)) * scale
-
-
-def round_down_len(tokens: int) -> int:
-    """A tidy max-model-len not above `tokens`: a power of two when close, else a multiple of 1024/4096."""
-    if tokens < 1024:
-        return max(tokens, 1)
-    power = 1 << (tokens.bit_length() - 1)
-    if power >= 0.75 * tokens:
-        return power
-    step = 4096 if tokens >= 65536 else 1024
-    return tokens // step * step
 
 
 def _kv_cache(f: Fields) -> dict[str, str]:

@@ -6,12 +6,12 @@ The file is written as text (not serialised) so every sized number carries the r
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 from sparkserve.errors import UserError
 from sparkserve.hardware.profile import HardwareProfile
-from sparkserve.plan.planner import ServicePlan, StackPlan
+from sparkserve.plan.planner import StackPlan
+from sparkserve.plan.recommend import SEQS_OVER_FULL_LENGTH, sized_max_num_seqs
 from sparkserve.plan.speed import Workload
 from sparkserve.stack.defaults import OLLAMA_SERVICE, VLLM_SERVICE
 from sparkserve.stack.schema import DEFAULT_BIND, DEFAULT_HF_CACHE
@@ -29,9 +29,6 @@ VARIANT_WHY = {
 }
 OLLAMA_MODELS_HOST = "/opt/ollama"
 OLLAMA_KEEP_ALIVE = "30m"
-# Requests seldom use the full context, so admitting this many times the full-length capacity
-# keeps the batch busy while preemptions stay rare.
-SEQS_OVER_FULL_LENGTH = 2
 
 
 def default_variant(hw: HardwareProfile) -> str:
@@ -39,14 +36,6 @@ def default_variant(hw: HardwareProfile) -> str:
     if hw.native_fp8 and plan_default_stack(hw, "fp8").fits:
         return "fp8"
     return "int4"
-
-
-def sized_max_num_seqs(plan: ServicePlan) -> int:
-    """Concurrent sequences worth admitting: a power of two near SEQS_OVER_FULL_LENGTH x what
-    the KV cache holds at full length, never above the engine default."""
-    default = int(plan.memory.settings["max_num_seqs"])
-    room = max(1.0, plan.memory.max_concurrency * SEQS_OVER_FULL_LENGTH)
-    return max(1, min(default, 2 ** int(math.log2(room))))
 
 
 def plan_default_stack(hw: HardwareProfile, variant: str) -> StackPlan:

@@ -1,0 +1,52 @@
+"""`sparkserve docs MODEL`: write docs/models/<model>.md from the planner, offline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sparkserve.errors import UserError
+
+DEFAULT_OUT = Path("docs") / "models"
+
+
+def model_slug(model_id: str) -> str:
+    """`Qwen/Qwen3-32B` -> `qwen3-32b`: the repo name, lower case, safe as a file name."""
+    name = model_id.rstrip("/").rsplit("/", 1)[-1].lower()
+    return re.sub(r"[^a-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
+def generate(model: str, hardware: str | None) -> tuple[str, str]:
+    """(slug, markdown) for a model on a hardware profile."""
+    from sparkserve.commands.lifecycle import GATED_PREFIXES
+    from sparkserve.commands.plan import resolve_hardware
+    from sparkserve.models.catalog import resolve_model
+    from sparkserve.plan.model_report import build_report
+    from sparkserve.plan.speed import Workload
+    from sparkserve.stack.defaults import OLLAMA_SERVICE
+    from sparkserve.stack.planning import plan_one
+    from sparkserve.ui.model_doc import DocContext, model_doc
+
+    try:
+        spec = resolve_model(model).spec
+    except UserError as exc:
+        raise UserError(str(exc).replace("point --model at", "expected an HF id, an Ollama tag or")) from None
+    hw = resolve_hardware(hardware)
+    neighbour = plan_one(hw, OLLAMA_SERVICE.model, engine=OLLAMA_SERVICE.engine, quant=OLLAMA_SERVICE.quant,
+                         work=Workload(), name=OLLAMA_SERVICE.name, **OLLAMA_SERVICE.settings)
+    report = build_report(hw, spec, neighbour)
+    context = DocContext(command=f"sparkserve docs {spec.id} --hardware {hw.id}",
+                         gated=report.recommended.deployment.model.id.startswith(GATED_PREFIXES))
+    return model_slug(spec.id), model_doc(report, context)
+
+
+def run_docs(*, model: str, hardware: str | None, out: str | None) -> None:
+    slug, text = generate(model, hardware)
+    directory = Path(out) if out else DEFAULT_OUT
+    path = directory / f"{slug}.md"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write the model page ({exc.strerror or exc})") from None
+    print(f"wrote {path}")

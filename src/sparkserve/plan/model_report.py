@@ -1,0 +1,185 @@
+"""Everything a model document states about one model on one machine, as plans.
+
+Pure: the caller resolves the model and the service sharing the machine (the default stack's
+Ollama); this module chooses the vLLM settings sparkserve recommends and plans every figure the
+document prints, so each one is what `sparkserve plan` gives for the same settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from sparkserve.hardware.profile import HardwareProfile
+from sparkserve.models.spec import ModelSpec
+from sparkserve.plan.memory import Deployment, engine_memory
+from sparkserve.plan.planner import (
+    ServicePlan,
+    deployment,
+    plan_service,
+    unified_share_utilization,
+)
+from sparkserve.plan.quant import compute_dtype
+from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, flop_params
+
+# One request of max-model-len should never hold the whole KV cache: keep room for this many.
+MIN_FULL_LENGTH_REQUESTS = 2
+DECODE_BATCHES = (1, 4, 16, 64)
+PREFILL_PROMPTS = (512, 4096)
+VLLM_PRECISIONS = ("bf16", "fp8", "awq")  # awq stands for every 4-bit group-128 checkpoint (GPTQ is priced alike)
+GGUF_PRECISIONS = ("q4_k_m", "q8_0")
+UTILIZATION_STEP = 0.01
+MIN_LENGTH = 1024  # shorter than this, a max-model-len serves no real chat
+
+
+@dataclass(frozen=True)
+class PrefillPoint:
+    """One prompt on an idle server, with the time no engine can beat."""
+
+    plan: ServicePlan
+    ceiling_s: float
+
+    @property
+    def ceiling_tps(self) -> float:
+        return self.plan.workload.prompt_len / self.ceiling_s
+
+    @property
+    def ceiling_ttft_ms(self) -> float:
+        return self.ceiling_s * 1000
+
+
+@dataclass(frozen=True)
+class KvShortfall:
+    """What vLLM does just below the smallest utilisation that holds one request of max-model-len."""
+
+    min_utilization: float
+    failing: ServicePlan
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    hardware: HardwareProfile
+    model: ModelSpec
+    neighbour: ServicePlan | None  # the service the recommended utilisation leaves room for
+    recommended: ServicePlan
+    at_native_length: ServicePlan  # recommended settings, max-model-len = the model's positions
+    precisions: tuple[ServicePlan, ...]  # vLLM rows, then Ollama rows
+    decode: tuple[ServicePlan, ...]  # batch 1 first
+    prefill: tuple[PrefillPoint, ...]
+    shortfall: KvShortfall | None
+
+    @property
+    def utilization(self) -> float:
+        return float(self.recommended.memory.settings["gpu_memory_utilization"])
+
+    @property
+    def max_num_seqs(self) -> int:
+        return int(self.recommended.memory.settings["max_num_seqs"])
+
+
+def vllm_precisions(model: ModelSpec, hw: HardwareProfile) -> tuple[str, ...]:
+    """Weight formats worth comparing: a pre-quantised checkpoint only in its own; NVFP4 only where it is native."""
+    if model.checkpoint_quant:
+        return (model.checkpoint_quant,)
+    return VLLM_PRECISIONS + (("nvfp4",) if hw.native_nvfp4 else ())
+
+
+def gguf_precisions(model: ModelSpec) -> tuple[str, ...]:
+    return ("mxfp4",) if model.checkpoint_quant == "mxfp4" else GGUF_PRECISIONS
+
+
+def choose_quant(model: ModelSpec, hw: HardwareProfile, fits: dict[str, bool]) -> str:
+    """The checkpoint's own format; else FP8 where it is native and fits (half the bytes of BF16,
+    and decode is memory-bound), else 4-bit AWQ: the rule `sparkserve init` follows."""
+    if model.checkpoint_quant:
+        return model.checkpoint_quant
+    return "fp8" if hw.native_fp8 and fits.get("fp8", False) else "awq"
+
+
+def checkpoint_for(model: ModelSpec, quant: str) -> ModelSpec:
+    """4-bit weights come from a pre-quantised upload (`<id>-AWQ` by the publishers' naming);
+    FP8 and BF16 load the original checkpoint."""
+    from sparkserve.models.config import with_checkpoint_quant
+
+    if quant == "awq" and model.checkpoint_quant is None:
+        return with_checkpoint_quant(dataclasses.replace(model, id=model.id + "-AWQ"), "awq")
+    return model
+
+
+def tidy_length(tokens: int) -> int:
+    """A max-model-len not above `tokens`, rounded the way `sparkserve doctor` suggests lengths."""
+    from sparkserve.plan.recommend import round_down_len
+
+    return round_down_len(tokens)
+
+
+def vllm_plan(hw: HardwareProfile, model: ModelSpec, quant: str, work: Workload | None = None, **settings) -> ServicePlan:
+    return plan_service(deployment(hw, model, quant, "vllm", **settings), work or Workload())
+
+
+def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan | None) -> ModelReport:
+    """Size vLLM like `sparkserve init` does: utilisation leaving room for the neighbour (and the OS
+    on unified memory), a max-model-len the KV cache holds at least twice, max-num-seqs from it."""
+    from sparkserve.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
+    from sparkserve.plan.recommend import sized_max_num_seqs
+
+    others = neighbour.memory.total_gib if neighbour else 0.0
+    util = min(DEFAULT_GPU_MEMORY_UTILIZATION, unified_share_utilization(hw, others))
+    native = model.max_position_embeddings
+
+    def at(quant: str, length: int, **extra) -> ServicePlan:
+        return vllm_plan(hw, model, quant, gpu_memory_utilization=util, max_model_len=length, **extra)
+
+    fits = {q: at(q, native).memory.kv_tokens >= MIN_FULL_LENGTH_REQUESTS * MIN_LENGTH for q in vllm_precisions(model, hw)}
+    quant = choose_quant(model, hw, fits)
+    capacity = at(quant, native).memory.kv_tokens
+    length = min(native, capacity // MIN_FULL_LENGTH_REQUESTS)
+    length = tidy_length(length) if length >= MIN_LENGTH else native
+    seqs = sized_max_num_seqs(at(quant, length))
+    settings = dict(gpu_memory_utilization=util, max_model_len=length, max_num_seqs=seqs)
+    served = checkpoint_for(model, quant)
+
+    recommended = vllm_plan(hw, served, quant, **settings)
+    precisions = tuple(vllm_plan(hw, model, q, **settings) for q in vllm_precisions(model, hw)) + tuple(
+        plan_service(deployment(hw, model, q, "ollama", max_model_len=length), Workload()) for q in gguf_precisions(model)
+    )
+    decode = tuple(vllm_plan(hw, served, quant, Workload(batch=b), **settings) for b in DECODE_BATCHES if b <= seqs)
+    prompts = [vllm_plan(hw, served, quant, Workload(prompt_len=p), **settings) for p in PREFILL_PROMPTS]
+    prefill = tuple(PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len)) for plan in prompts)
+    return ModelReport(
+        hardware=hw,
+        model=model,
+        neighbour=neighbour,
+        recommended=recommended,
+        at_native_length=vllm_plan(hw, served, quant, **dict(settings, max_model_len=native)),
+        precisions=precisions,
+        decode=decode,
+        prefill=prefill,
+        shortfall=kv_shortfall(recommended) if recommended.fits else None,
+    )
+
+
+def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:
+    """Lower the utilisation step by step until one request of max-model-len no longer fits."""
+    dep = plan.deployment
+    steps = round(float(plan.memory.settings["gpu_memory_utilization"]) / UTILIZATION_STEP)
+    for step in range(steps - 1, 0, -1):
+        util = step * UTILIZATION_STEP
+        lower = dataclasses.replace(dep, gpu_memory_utilization=round(util, 2))
+        mem = engine_memory(lower)
+        if not mem.fits:
+            if mem.kv_tokens == 0:
+                return None
+            return KvShortfall(min_utilization=round(util + UTILIZATION_STEP, 2), failing=plan_service(lower, plan.workload))
+    return None
+
+
+def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
+    """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls and
+    causal attention over peak FLOPS, never faster than streaming the weights it touches once."""
+    hw, model = dep.hardware, dep.model
+    devices = 1 if dep.engine in ("ollama", "llama.cpp") else dep.devices
+    peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * devices
+    flops = 2 * flop_params(model) * prompt_len + attention_flops(model, prompt_len, prompt_len, causal=True)
+    streamed = decode_bytes(dep, prompt_len, 0) / (hw.bandwidth_gbs * 1e9 * devices)
+    return max(flops / peak, streamed)
