@@ -7,7 +7,8 @@ from pathlib import Path
 from sparkserve.errors import UserError
 
 
-def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware: str | None) -> None:
+def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware: str | None,
+               monitoring: bool | None = None) -> None:
     from rich.console import Console
 
     from sparkserve.runtime.compose import ENV_EXAMPLE, ENV_FILE, render
@@ -21,7 +22,7 @@ def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware:
     hw = stack_hardware(loaded, hardware)
     plan = plan_stack(loaded, hw)
     out_dir = Path(out) if out else path.parent
-    result = render(loaded, hw, plan, out_dir, write_env=write_env)
+    result = render(loaded, hw, plan, out_dir, write_env=write_env, monitoring=monitoring)
     console = Console(highlight=False)
     for written in result.written:
         console.print(f"wrote {written}")
@@ -35,6 +36,12 @@ def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware:
     for name, svc in loaded.services.items():
         if name not in result.project.skipped:
             console.print(f"  {name}: http://{host}:{svc.port}")
+    if "prometheus" in result.project.document["services"]:
+        from sparkserve.runtime.monitoring import GRAFANA_PORT, PROMETHEUS_PORT
+
+        console.print(f"  prometheus: http://localhost:{PROMETHEUS_PORT}  grafana: http://localhost:{GRAFANA_PORT} "
+                      "(127.0.0.1 only): start them with 'docker compose up -d prometheus grafana', and run "
+                      "'sparkserve exporter' on this host for Ollama, memory and GPU metrics")
     for warning in plan.warnings() + [w for s in plan.services for w in s.warnings]:
         console.print(f"[yellow]warning:[/] {warning}")
 

@@ -228,11 +228,15 @@ def _finding(rule: Rule, hits: list[_Hit], scan: _Scan, context: Mapping[str, st
     return Finding(rule.cause_id, summary, fix, tuple(evidence), rule.priority)
 
 
-def diagnose_lines(lines: Iterable[str]) -> list[Finding]:
-    """Known causes found in `lines`, most likely first; [] when nothing is recognised."""
+def diagnose_lines(lines: Iterable[str], context: Mapping[str, str] | None = None) -> list[Finding]:
+    """Known causes found in `lines`, most likely first; [] when nothing is recognised.
+
+    `context` supplies facts the log may lack (the plan's utilisation, GPU memory, KV bytes per
+    token); what the log itself says wins.
+    """
     scan = _Scan()
     scan.feed(lines)
-    context = scan.context_fields()
+    context = {**(context or {}), **scan.context_fields()}
     ranked = sorted(
         (rule for rule in RULES if rule.cause_id in scan.hits),
         key=lambda r: (-r.priority, scan.hits[r.cause_id][0].index),
@@ -256,15 +260,16 @@ def diagnose_lines(lines: Iterable[str]) -> list[Finding]:
     return findings
 
 
-def diagnose(text: str, *, max_bytes: int = MAX_BYTES) -> list[Finding]:
+def diagnose(text: str, *, max_bytes: int = MAX_BYTES, context: Mapping[str, str] | None = None) -> list[Finding]:
     """Known causes in a log (vLLM, Ollama, Docker, NCCL/Ray), most likely first.
 
     Only the last `max_bytes` characters are read; the failure is at the end of a log.
     """
-    return diagnose_lines(_tail(text, max_bytes).splitlines())
+    return diagnose_lines(_tail(text, max_bytes).splitlines(), context)
 
 
-def diagnose_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES) -> list[Finding]:
+def diagnose_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES,
+                  context: Mapping[str, str] | None = None) -> list[Finding]:
     """Like `diagnose`, reading only the last `max_bytes` of a big file."""
     p = Path(path)
     size = p.stat().st_size
@@ -273,4 +278,4 @@ def diagnose_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES) -
             fh.seek(size - max_bytes)
             fh.readline()
         data = fh.read()
-    return diagnose(data.decode("utf-8", errors="replace"), max_bytes=max_bytes)
+    return diagnose(data.decode("utf-8", errors="replace"), max_bytes=max_bytes, context=context)

@@ -281,6 +281,8 @@ def _kv_cache(f: Fields) -> dict[str, str]:
         extra = needed - avail
     elif max_len and est and (kv := _num(f, "kv_size")):
         extra = kv * (max_len / est - 1)
+    elif max_len and est and (per_token := _num(f, "kv_bytes_per_token")):  # the plan's, per GPU
+        extra = (max_len - est) * per_token / 2**30
     out["util_advice"] = " or raise --gpu-memory-utilization"
     util, total = _num(f, "util"), _num(f, "total_gib")
     if extra is not None and util is not None and total:

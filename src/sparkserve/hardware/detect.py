@@ -37,6 +37,14 @@ _NAME_PATTERNS: tuple[tuple[str, str], ...] = (
 
 
 @dataclass(frozen=True)
+class GPUProcess:
+    """A compute process on a GPU; memory is None where NVML cannot attribute it (WDDM, some containers)."""
+
+    pid: int
+    used_memory_bytes: int | None
+
+
+@dataclass(frozen=True)
 class DetectedGPU:
     """One GPU as NVML reports it; None marks a reading NVML would not give."""
 
@@ -54,6 +62,8 @@ class DetectedGPU:
     temperature_c: int | None = None
     utilization_pct: int | None = None
     profile_id: str | None = None
+    memory_used_gib: float | None = None  # None on GB10, like the total
+    processes: tuple[GPUProcess, ...] = ()  # per-process memory works on GB10 (field notes)
 
 
 @dataclass(frozen=True)
@@ -140,10 +150,13 @@ def _read_gpu(nvml: Any, index: int) -> tuple[DetectedGPU, bool]:
     handle = nvml.nvmlDeviceGetHandleByIndex(index)
     name = _text(_read(nvml.nvmlDeviceGetName, handle)) or f"GPU {index}"
     not_supported = getattr(nvml, "NVMLError_NotSupported", ())
-    memory_total_gib = None
+    memory_total_gib = memory_used_gib = None
     memory_not_supported = False
     try:
-        memory_total_gib = round(nvml.nvmlDeviceGetMemoryInfo(handle).total / GIB, 2)
+        info = nvml.nvmlDeviceGetMemoryInfo(handle)
+        memory_total_gib = round(info.total / GIB, 2)
+        used = getattr(info, "used", None)
+        memory_used_gib = round(used / GIB, 2) if isinstance(used, int) else None
     except not_supported:
         memory_not_supported = True
     except Exception:  # noqa: BLE001
@@ -171,8 +184,23 @@ def _read_gpu(nvml: Any, index: int) -> tuple[DetectedGPU, bool]:
         temperature_c=_read(nvml.nvmlDeviceGetTemperature, handle, getattr(nvml, "NVML_TEMPERATURE_GPU", 0)),
         utilization_pct=getattr(util, "gpu", None),
         profile_id=profile_id,
+        memory_used_gib=memory_used_gib,
+        processes=_processes(nvml, handle),
     )
     return gpu, memory_not_supported
+
+
+def _processes(nvml: Any, handle: Any) -> tuple[GPUProcess, ...]:
+    """Compute processes and their memory; () when NVML will not list them."""
+    query = getattr(nvml, "nvmlDeviceGetComputeRunningProcesses", None)  # missing in very old bindings
+    found = (_read(query, handle) if query else None) or []
+    out = []
+    for proc in found:
+        pid = getattr(proc, "pid", None)
+        if isinstance(pid, int):
+            used = getattr(proc, "usedGpuMemory", None)  # pynvml turns NVML_VALUE_NOT_AVAILABLE into None
+            out.append(GPUProcess(pid=pid, used_memory_bytes=used if isinstance(used, int) else None))
+    return tuple(out)
 
 
 def _cuda_version(raw: int | None) -> str | None:

@@ -30,6 +30,7 @@ START_PERIOD = {"vllm": "20m", "ollama": "1m"}
 ENV_EXAMPLE_NOTES = {
     "HF_TOKEN": "Hugging Face token (https://huggingface.co/settings/tokens); gated models need it",
     "VLLM_API_KEY": "set to make vLLM require 'Authorization: Bearer <key>' on /v1; empty leaves it open",
+    "GRAFANA_ADMIN_PASSWORD": "Grafana's admin password for render --monitoring (empty: admin, changed at first login)",
 }
 
 
@@ -164,20 +165,30 @@ class RenderResult:
     project: ComposeProject
 
 
-def render(stack: Stack, hw: HardwareProfile, plan: StackPlan, out_dir: Path, write_env: bool = False) -> RenderResult:
-    """Write docker-compose.yml and .env.example into `out_dir`; `.env` only when asked and missing."""
+def render(stack: Stack, hw: HardwareProfile, plan: StackPlan, out_dir: Path, write_env: bool = False,
+           monitoring: bool | None = None) -> RenderResult:
+    """Write docker-compose.yml and .env.example into `out_dir`; `.env` only when asked and missing.
+
+    `monitoring` adds Prometheus and Grafana (runtime/monitoring.py); None keeps whatever the
+    last render chose, so `up` does not drop them.
+    """
     from sparkserve.errors import UserError
+    from sparkserve.runtime import monitoring as mon
 
     project = build_project(stack, hw, plan)
+    with_monitoring = mon.is_rendered(out_dir) if monitoring is None else monitoring
+    if with_monitoring:
+        mon.add_to_project(project.document, project.env_names)
     compose_path, example_path = out_dir / COMPOSE_FILE, out_dir / ENV_EXAMPLE
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         compose_path.write_text(compose_yaml(project, stack.path.name), encoding="utf-8")
         example_path.write_text(env_example(project), encoding="utf-8")
         created = write_env_if_missing(out_dir) if write_env else None
+        extra = mon.write_files(stack, out_dir) if with_monitoring else mon.remove_files(out_dir)
     except OSError as exc:
         raise UserError(f"{out_dir}: cannot write the compose project ({exc.strerror or exc})") from None
-    return RenderResult(written=[compose_path, example_path], env_created=created, project=project)
+    return RenderResult(written=[compose_path, example_path, *extra], env_created=created, project=project)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -1,0 +1,186 @@
+"""`sparkserve doctor [SERVICE] [--log FILE] [--json]`: environment checks and log diagnosis.
+
+Without `--log`, every environment check runs and each service's recent log is read
+(compose: `docker compose logs --tail`; native: its log file under `.sparkserve/`). With
+`--log FILE` only that log is diagnosed. Where the stack file is known, the plan supplies the
+numbers a log may lack (utilisation, GPU memory, KV bytes per token) so a KV-cache fix can say
+which `--max-model-len` or `--gpu-memory-utilization` fits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkserve.errors import UserError
+
+if TYPE_CHECKING:
+    from sparkserve.commands.native import Loaded
+    from sparkserve.doctor.checks import Check
+    from sparkserve.doctor.diagnose import Finding
+
+DEFAULT_TAIL = 500
+
+
+@dataclass(frozen=True)
+class ServiceLog:
+    service: str
+    source: str  # where the text came from, or why none could be read
+    text: str | None
+
+
+def _load(stack_file: str | None) -> Loaded | None:
+    """The stack with its plan, or None when there is no stack file here (a broken one still errors)."""
+    from sparkserve.commands.native import load
+    from sparkserve.stack.load import find_stack
+
+    if find_stack(stack_file) is None:
+        return None
+    return load(stack_file)
+
+
+def plan_context(loaded: Loaded | None, service: str | None) -> dict[str, str]:
+    """Facts from the plan for the KV-cache and memory fixes: utilisation, GPU memory, KV bytes per token per GPU."""
+    if loaded is None:
+        return {}
+    vllm = [n for n, s in loaded.stack.services.items() if s.engine == "vllm"]
+    name = service if service in vllm else (vllm[0] if len(vllm) == 1 and service is None else None)
+    plan = next((p for p in loaded.plan.services if p.name == name), None)
+    if plan is None:
+        return {}
+    mem = plan.memory
+    context = {"total_gib": f"{mem.device_memory_gib:g}",
+               "kv_bytes_per_token": f"{mem.kv_bytes_per_token / max(1, mem.devices):.1f}"}
+    util = mem.settings.get("gpu_memory_utilization")
+    if isinstance(util, (int, float)):
+        context["util"] = f"{util:.2f}"
+    if loaded.hw.unified:
+        context["uma"] = "yes"
+    return context
+
+
+def service_log(loaded: Loaded, name: str, tail: int) -> ServiceLog:
+    """The last `tail` lines a service wrote: its native log file, or `docker compose logs`."""
+    from sparkserve.runtime.compose import COMPOSE_FILE
+    from sparkserve.runtime.docker import Compose
+    from sparkserve.runtime.native import log_file, log_tail
+
+    svc = loaded.stack.services[name]
+    if svc.runtime == "native":
+        path = log_file(loaded.path, name)
+        if not path.is_file():
+            return ServiceLog(name, f"no log yet ({path})", None)
+        return ServiceLog(name, str(path), "\n".join(log_tail(path, tail)))
+    compose_file = loaded.path.parent / COMPOSE_FILE
+    if not compose_file.is_file():
+        return ServiceLog(name, f"no {COMPOSE_FILE} yet", None)
+    try:
+        done = Compose(compose_file).run("logs", "--no-color", "--no-log-prefix", f"--tail={tail}", name, check=False)
+    except UserError as exc:
+        return ServiceLog(name, f"cannot read its logs: {exc}", None)
+    if done.returncode != 0:  # docker's own complaint is not the service's log
+        lines = [line.strip() for line in (done.stderr or "").splitlines() if line.strip()]
+        why = lines[0] if lines else f"exit code {done.returncode}"
+        return ServiceLog(name, f"cannot read its logs ({why}); see the docker and compose_plugin checks", None)
+    return ServiceLog(name, f"docker compose logs --tail={tail} {name}", (done.stdout or "") + (done.stderr or ""))
+
+
+def _checks(loaded: Loaded | None) -> list[Check]:
+    import httpx
+
+    from sparkserve.doctor.checks import Context, run_checks
+    from sparkserve.hardware.detect import detect, read_meminfo
+    from sparkserve.runtime.compose import ENV_FILE, read_env_file
+    from sparkserve.runtime.native import service_url
+
+    answering: set[str] = set()
+    env: dict[str, str] = {}
+    if loaded is not None:
+        env = read_env_file(loaded.path.parent / ENV_FILE)
+        bind = loaded.stack.spec.stack.bind
+        for name, svc in loaded.stack.services.items():
+            probe = "/health" if svc.engine == "vllm" else "/api/version"
+            try:
+                if httpx.get(service_url(bind, svc.port) + probe, timeout=2.0, trust_env=False).is_success:
+                    answering.add(name)
+            except httpx.HTTPError:
+                pass
+    ctx = Context(detection=detect(), meminfo=read_meminfo(), stack=loaded.stack if loaded else None,
+                  hw=loaded.hw if loaded else None, plan=loaded.plan if loaded else None, env=env, answering=answering)
+    return run_checks(ctx)
+
+
+def run_doctor(*, service: str | None, log: str | None, json_out: bool, stack: str | None, tail: int) -> None:
+    from sparkserve.doctor.diagnose import diagnose, diagnose_file
+
+    if tail < 1:
+        raise UserError(f"--tail must be at least 1, got {tail}")
+    try:
+        loaded = _load(stack)
+    except UserError:
+        if not log or stack or service:
+            raise
+        loaded = None  # a broken stack file here must not stop the diagnosis of another log
+    if service is not None and (loaded is None or service not in loaded.stack.services):
+        where = loaded.stack.path if loaded else "the stack (no sparkserve.toml here)"
+        raise UserError(f"no service {service!r} in {where}")
+    findings: list[tuple[str | None, Finding]] = []
+    sources: list[ServiceLog] = []
+    checks: list[Check] = []
+    if log:
+        path = Path(log).expanduser()
+        if not path.is_file():
+            raise UserError(f"{path}: no such log file")
+        findings = [(None, f) for f in diagnose_file(path, context=plan_context(loaded, service))]
+    else:
+        checks = _checks(loaded)
+        names = [service] if service else (list(loaded.stack.services) if loaded else [])
+        for name in names:
+            entry = service_log(loaded, name, tail)
+            sources.append(entry)
+            if entry.text:
+                findings += [(name, f) for f in diagnose(entry.text, context=plan_context(loaded, name))]
+    findings.sort(key=lambda pair: -pair[1].score)  # stable: each log's own order breaks ties
+    if json_out:
+        print(json.dumps(_json(findings, checks, sources), indent=2))
+        return
+    _print(findings, checks, sources, log)
+
+
+def _json(findings, checks, sources) -> dict:
+    out: dict = {"findings": [f.to_dict() | ({"service": s} if s else {}) for s, f in findings]}
+    if checks:
+        out["checks"] = [c.to_dict() for c in checks]
+    if sources:
+        out["logs"] = [{"service": s.service, "source": s.source} for s in sources]
+    return out
+
+
+def _print(findings, checks, sources, log: str | None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    if checks:
+        console.print("[bold]environment[/]")
+        for c in checks:
+            mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}.get(c.status, "[dim]n/a [/]")
+            console.print(f"  {mark} {c.id}: {escape(c.summary)}")
+            if c.fix and c.status != "pass":
+                console.print(f"       fix: {escape(c.fix)}")
+    for s in sources:
+        if s.text is None:
+            console.print(f"[dim]{s.service}: {escape(s.source)}[/]")
+    label = log or ", ".join(s.service for s in sources if s.text) or "no logs"
+    if not findings:
+        console.print(f"[bold]logs[/] ({escape(label)}): no known failure recognised")
+        return
+    console.print(f"[bold]logs[/] ({escape(label)}): most likely first")
+    for service, f in findings:
+        prefix = f"{service}: " if service else ""
+        console.print(f"  [red]{prefix}{f.cause_id}[/]: {escape(f.summary)}")
+        console.print(f"    fix: {escape(f.fix)}")
+        for line in f.evidence:
+            console.print(f"    [dim]> {escape(line)}[/]")

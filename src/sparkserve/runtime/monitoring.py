@@ -1,0 +1,224 @@
+"""`render --monitoring`: Prometheus and Grafana beside the stack, with a provisioned dashboard.
+
+Both run with host networking and listen on 127.0.0.1 only: Prometheus then reaches every
+vLLM service (compose-published or native) and `sparkserve exporter` on the host at the
+addresses users see, and nothing is opened to the network. Queries name vLLM metrics through
+`engines.vllm.METRIC_ALIASES`, so one dashboard reads old and new vLLM releases.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+
+from sparkserve.engines.vllm import METRIC_ALIASES
+from sparkserve.runtime import yamltext
+from sparkserve.stack.load import Stack
+
+PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"  # LTS line; multi-arch (amd64, arm64)
+GRAFANA_IMAGE = "grafana/grafana:11.6.0"  # multi-arch (amd64, arm64)
+PROMETHEUS_PORT = 9090
+GRAFANA_PORT = 3000
+EXPORTER_PORT = 9400  # `sparkserve exporter` default
+LOCAL = "127.0.0.1"
+DATASOURCE_UID = "sparkserve-prometheus"
+DIR = "monitoring"
+PROMETHEUS_YML = f"{DIR}/prometheus.yml"
+DATASOURCES_YML = f"{DIR}/grafana/provisioning/datasources/prometheus.yml"
+DASHBOARDS_YML = f"{DIR}/grafana/provisioning/dashboards/sparkserve.yml"
+DASHBOARD_JSON = f"{DIR}/grafana/dashboards/sparkserve.json"
+SERVICES = ("prometheus", "grafana")
+ENV_NAMES = ("GRAFANA_ADMIN_PASSWORD",)  # .env.example lists it (note in compose.ENV_EXAMPLE_NOTES)
+
+
+def is_rendered(out_dir: Path) -> bool:
+    """Monitoring stays in the project once rendered: a later `up` re-renders it too."""
+    return (out_dir / PROMETHEUS_YML).is_file()
+
+
+def _scrape_host(bind: str) -> str:
+    """Where a service on `bind` answers from the host: wildcard binds answer on loopback."""
+    addr = ipaddress.ip_address(bind)
+    if addr.is_unspecified:
+        return LOCAL if addr.version == 4 else "[::1]"
+    return f"[{bind}]" if addr.version == 6 else bind
+
+
+def prometheus_config(stack: Stack, exporter_port: int = EXPORTER_PORT) -> dict:
+    """Scrape every vLLM service of the stack and the sparkserve exporter on the host."""
+    host = _scrape_host(stack.spec.stack.bind)
+    vllm = [{"targets": [f"{host}:{svc.port}"], "labels": {"service": name, "runtime": svc.runtime}}
+            for name, svc in stack.services.items() if svc.engine == "vllm"]
+    jobs: list[dict] = []
+    if vllm:
+        jobs.append({"job_name": "vllm", "metrics_path": "/metrics", "static_configs": vllm})
+    jobs.append({"job_name": "sparkserve-exporter", "metrics_path": "/metrics",
+                 "static_configs": [{"targets": [f"{LOCAL}:{exporter_port}"]}]})
+    return {"global": {"scrape_interval": "5s", "evaluation_interval": "15s"}, "scrape_configs": jobs}
+
+
+def services() -> dict[str, dict]:
+    """The two compose services; configuration files are mounted read-only from ./monitoring."""
+    return {
+        "prometheus": {
+            "image": PROMETHEUS_IMAGE,
+            "command": [
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                "--storage.tsdb.retention.time=15d",
+                f"--web.listen-address={LOCAL}:{PROMETHEUS_PORT}",
+            ],
+            "network_mode": "host",
+            "volumes": [f"./{PROMETHEUS_YML}:/etc/prometheus/prometheus.yml:ro", "prometheus-data:/prometheus"],
+            "restart": "unless-stopped",
+        },
+        "grafana": {
+            "image": GRAFANA_IMAGE,
+            "network_mode": "host",
+            "environment": {
+                "GF_SERVER_HTTP_ADDR": LOCAL,
+                "GF_SERVER_HTTP_PORT": str(GRAFANA_PORT),
+                "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:-admin}",
+                "GF_AUTH_ANONYMOUS_ENABLED": "true",
+                "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+                "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH": "/etc/grafana/dashboards/sparkserve.json",
+            },
+            "volumes": [
+                f"./{DIR}/grafana/provisioning:/etc/grafana/provisioning:ro",
+                f"./{DIR}/grafana/dashboards:/etc/grafana/dashboards:ro",
+                "grafana-data:/var/lib/grafana",
+            ],
+            "depends_on": ["prometheus"],
+            "restart": "unless-stopped",
+        },
+    }
+
+
+VOLUMES = ("prometheus-data", "grafana-data")
+
+
+def datasource_config() -> dict:
+    return {"apiVersion": 1, "datasources": [{
+        "name": "Prometheus", "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
+        "url": f"http://{LOCAL}:{PROMETHEUS_PORT}", "isDefault": True, "jsonData": {"timeInterval": "5s"},
+    }]}
+
+
+def dashboards_provider() -> dict:
+    return {"apiVersion": 1, "providers": [{
+        "name": "sparkserve", "folder": "sparkserve", "type": "file", "disableDeletion": False,
+        "options": {"path": "/etc/grafana/dashboards"},
+    }]}
+
+
+def alias(canonical: str, template: str = "{m}") -> str:
+    """PromQL that reads whichever name of a vLLM metric the server exposes: `(a or b)`."""
+    names = METRIC_ALIASES[canonical]
+    parts = [template.format(m=name) for name in names]
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+def _rate(canonical: str, suffix: str = "") -> str:
+    return alias(canonical, "rate({m}" + suffix + "[$__rate_interval])")
+
+
+def _quantiles(canonical: str) -> list[tuple[str, str]]:
+    return [(f"histogram_quantile({q}, sum by (le, service) ({_rate(canonical, '_bucket')}))", f"p{int(q * 100)} {{{{service}}}}")
+            for q in (0.5, 0.9, 0.99)]
+
+
+def _panel(pid: int, title: str, targets: list[tuple[str, str]], unit: str, x: int, y: int, w: int = 12) -> dict:
+    ds = {"type": "prometheus", "uid": DATASOURCE_UID}
+    return {
+        "id": pid, "type": "timeseries", "title": title, "datasource": ds,
+        "gridPos": {"h": 8, "w": w, "x": x, "y": y},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}, "tooltip": {"mode": "multi"}},
+        "targets": [{"refId": chr(ord("A") + i), "datasource": ds, "expr": expr, "legendFormat": legend}
+                    for i, (expr, legend) in enumerate(targets)],
+    }
+
+
+def dashboard() -> dict:
+    """Requests, tokens/s, TTFT and ITL percentiles, KV cache, preemptions, memory and GPU."""
+    by = "sum by (service) "
+    panels = [
+        ("Requests running / waiting", [
+            (by + f"({alias('num_requests_running')})", "running {{service}}"),
+            (by + f"({alias('num_requests_waiting')})", "waiting {{service}}"),
+        ], "short"),
+        ("Finished requests / s", [
+            (f"sum by (service, finished_reason) ({_rate('request_success_total')})", "{{service}} {{finished_reason}}"),
+        ], "reqps"),
+        ("Tokens / s", [
+            (by + f"({_rate('generation_tokens_total')})", "generated {{service}}"),
+            (by + f"({_rate('prompt_tokens_total')})", "prompt {{service}}"),
+        ], "short"),
+        ("KV cache usage", [(f"max by (service) ({alias('kv_cache_usage_perc')})", "{{service}}")], "percentunit"),
+        ("Time to first token", _quantiles("time_to_first_token_seconds"), "s"),
+        ("Inter-token latency", _quantiles("inter_token_latency_seconds"), "s"),
+        ("Preemptions / s", [(by + f"({_rate('num_preemptions_total')})", "{{service}}")], "short"),
+        ("Prefix cache hit rate", [
+            (f"{by}({_rate('prefix_cache_hits_total')}) / {by}({_rate('prefix_cache_queries_total')})", "{{service}}"),
+        ], "percentunit"),
+        ("Memory (unified on DGX Spark)", [
+            ("sparkserve_memory_total_bytes", "total"),
+            ("sparkserve_memory_available_bytes", "available"),
+            ("sparkserve_memory_page_cache_bytes", "page cache (droppable)"),
+            ("sparkserve_service_gpu_memory_bytes", "GPU memory {{service}}"),
+            ("sparkserve_service_rss_bytes", "RSS {{service}}"),
+            ("sparkserve_ollama_model_size_bytes", "Ollama {{model}}"),
+        ], "bytes"),
+        ("GPU", [
+            ("sparkserve_gpu_utilization_percent", "utilisation % GPU {{gpu}}"),
+            ("sparkserve_gpu_power_watts", "power W GPU {{gpu}}"),
+            ("sparkserve_gpu_temperature_celsius", "temperature C GPU {{gpu}}"),
+        ], "short"),
+    ]
+    return {
+        "uid": "sparkserve", "title": "sparkserve", "tags": ["sparkserve", "vllm", "ollama"],
+        "timezone": "browser", "schemaVersion": 39, "version": 1, "refresh": "5s",
+        "time": {"from": "now-30m", "to": "now"},
+        "panels": [_panel(i + 1, title, targets, unit, x=12 * (i % 2), y=8 * (i // 2))
+                   for i, (title, targets, unit) in enumerate(panels)],
+    }
+
+
+def files(stack: Stack, exporter_port: int = EXPORTER_PORT) -> dict[str, str]:
+    """Relative path -> text of every monitoring file."""
+    note = "Generated by `sparkserve render --monitoring`: edit the stack file, not this one."
+    return {
+        PROMETHEUS_YML: yamltext.dump(prometheus_config(stack, exporter_port), header=note),
+        DATASOURCES_YML: yamltext.dump(datasource_config(), header=note),
+        DASHBOARDS_YML: yamltext.dump(dashboards_provider(), header=note),
+        DASHBOARD_JSON: json.dumps(dashboard(), indent=2) + "\n",
+    }
+
+
+def add_to_project(document: dict, env_names: list[str]) -> None:
+    """Put the two services and their volumes into a compose document built by `build_project`."""
+    document.setdefault("services", {}).update(services())
+    volumes = document.setdefault("volumes", {})
+    for name in VOLUMES:
+        volumes.setdefault(name, {})
+    for name in ENV_NAMES:
+        if name not in env_names:
+            env_names.append(name)
+
+
+def remove_files(out_dir: Path) -> list[Path]:
+    """Delete what `write_files` wrote (render --no-monitoring); returns []: nothing was written."""
+    for rel in (PROMETHEUS_YML, DATASOURCES_YML, DASHBOARDS_YML, DASHBOARD_JSON):
+        (out_dir / rel).unlink(missing_ok=True)
+    return []
+
+
+def write_files(stack: Stack, out_dir: Path) -> list[Path]:
+    written = []
+    for rel, text in files(stack).items():
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
