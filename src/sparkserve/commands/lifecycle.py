@@ -71,6 +71,25 @@ def _select(project: Project, names: list[str]) -> list[str]:
     return list(names) or compose_names
 
 
+def split_services(stack: Stack, names: list[str]) -> tuple[list[str], list[str]]:
+    """(compose services, native services) to act on: all of them, or the named ones (checked)."""
+    for name in names:
+        if name not in stack.services:
+            guess = closest(name, stack.services, n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else ""
+            raise UserError(f"no service {name!r} in {stack.path}{hint}")
+    chosen = list(names) or list(stack.services)
+    return ([n for n in chosen if stack.services[n].runtime == "compose"],
+            [n for n in chosen if stack.services[n].runtime == "native"])
+
+
+def _check_fits(plan: StackPlan, hw: HardwareProfile, force: bool) -> None:
+    if not plan.fits and not force:
+        reasons = plan.warnings() + [w for s in plan.services if not s.fits for w in s.memory.reasons]
+        raise UserError(f"the stack does not fit on {hw.name}: {reasons[0] if reasons else 'see sparkserve plan'}; "
+                        "pass --force to start it anyway")
+
+
 def check_architecture(hw, machine: str | None = None) -> None:
     """Images follow the stack's hardware profile; on another CPU they fail with 'exec format error'."""
     machine = (machine or platform.machine()).lower()
@@ -184,19 +203,34 @@ def _wait(project: Project, names: list[str], timeout: float, console) -> None:
 
 
 def run_up(*, stack: str | None, services: list[str], force: bool, timeout: float, wait: bool) -> None:
+    """Compose services through docker compose, native ones as local processes; every check of
+    both runs before either starts anything."""
     from rich.console import Console
 
+    from sparkserve.commands import native
+
+    console = Console(highlight=False)
+    loaded = native.load(stack)
+    compose_names, native_names = split_services(loaded.stack, services)
+    _check_fits(loaded.plan, loaded.hw, force)
+    with native.prepared(loaded, native_names, console) as todo:
+        if compose_names:
+            _compose_up(stack, compose_names, force=force, timeout=timeout, wait=wait, console=console)
+        native.start_all(loaded, todo, timeout=timeout, wait=wait, console=console)
+    if native_names:
+        bind = loaded.stack.spec.stack.bind
+        console.print("endpoints:" if not compose_names else "native endpoints:")
+        for name in native_names:
+            suffix = "/v1" if loaded.stack.services[name].engine == "vllm" else ""
+            console.print(f"  {name}: {_url(bind, loaded.stack.services[name].port)}{suffix}")
+
+
+def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: float, wait: bool, console) -> None:
     from sparkserve.hardware.detect import read_meminfo
     from sparkserve.runtime.docker import preflight
     from sparkserve.runtime.ports import check_ports_free
 
-    console = Console(highlight=False)
     project = _project(stack, render_files=True)
-    names = _select(project, services)
-    if not project.plan.fits and not force:
-        reasons = project.plan.warnings() + [w for s in project.plan.services if not s.fits for w in s.memory.reasons]
-        raise UserError(f"the stack does not fit on {project.hw.name}: {reasons[0] if reasons else 'see sparkserve plan'}; "
-                        "pass --force to start it anyway")
     check_architecture(project.hw)
     _check_env_file(project)
     for name in names:
@@ -232,41 +266,74 @@ def _print_urls(project: Project, names: list[str], console) -> None:
 
 
 def run_down(*, stack: str | None) -> None:
-    project = _project(stack, render_files=False)
-    project.compose.down()
-    print(f"stopped {project.compose.compose_file.parent.name}")
+    from rich.console import Console
+
+    from sparkserve.commands import native
+
+    loaded = native.load(stack)
+    compose_names, native_names = split_services(loaded.stack, [])
+    native.down(loaded, native_names, Console(highlight=False))
+    if compose_names:
+        project = _project(stack, render_files=False)
+        project.compose.down()
+        print(f"stopped {project.compose.compose_file.parent.name}")
 
 
 def run_restart(*, stack: str | None, service: str | None, timeout: float, wait: bool) -> None:
     from rich.console import Console
 
+    from sparkserve.commands import native
+
     console = Console(highlight=False)
-    project = _project(stack, render_files=False)
-    names = _select(project, [service] if service else [])
-    project.compose.restart(names if service else [])
-    if wait:
-        _wait(project, names, timeout, console)
-    _print_urls(project, names, console)
+    loaded = native.load(stack)
+    compose_names, native_names = split_services(loaded.stack, [service] if service else [])
+    if native_names:
+        native.down(loaded, native_names, console)
+        native.up(loaded, native_names, timeout=timeout, wait=wait, console=console)
+    if compose_names:
+        project = _project(stack, render_files=False)
+        project.compose.restart(compose_names if service else [])
+        if wait:
+            _wait(project, compose_names, timeout, console)
+        _print_urls(project, compose_names, console)
 
 
 def run_logs(*, stack: str | None, service: str | None, follow: bool, tail: int | None) -> None:
+    from sparkserve.commands import native
+    from sparkserve.runtime.native import log_file
+
+    loaded = native.load(stack)
+    compose_names, native_names = split_services(loaded.stack, [service] if service else [])
+    if service and native_names:
+        native.logs(loaded, service, follow=follow, tail=tail)
+        return
+    if not service:
+        for name in native_names:
+            print(f"==> {name} ({log_file(loaded.path, name)}) <==")
+            native.logs(loaded, name, follow=False, tail=tail)
+    if not compose_names:
+        return
     project = _project(stack, render_files=False)
-    names = _select(project, [service]) if service else []
-    code = project.compose.logs(names, follow=follow, tail=tail)
+    code = project.compose.logs(compose_names if service else [], follow=follow, tail=tail)
     if code not in (0, 130):
         raise UserError(f"docker compose logs exited with {code}")
 
 
-def run_status(*, stack: str | None, json_out: bool) -> None:
-    import json
-
+def status_rows(loaded) -> list[dict]:
+    """One row per service as its runtime sees it: container state and health, or the native pid."""
     import httpx
 
-    project = _project(stack, render_files=False)
-    states = _states(project)
-    bind = project.stack.spec.stack.bind
+    from sparkserve.commands import native
+
+    compose_names, native_names = split_services(loaded.stack, [])
+    native_rows = {r["service"]: r for r in native.rows(loaded, native_names)}
+    states = _states(_project(str(loaded.path), render_files=False)) if compose_names else {}
+    bind = loaded.stack.spec.stack.bind
     rows = []
-    for name, svc in project.stack.services.items():
+    for name, svc in loaded.stack.services.items():
+        if name in native_rows:
+            rows.append(native_rows[name])
+            continue
         url = _url(bind, svc.port)
         state = states.get(name)
         probe = "/health" if svc.engine == "vllm" else "/api/version"
@@ -279,13 +346,18 @@ def run_status(*, stack: str | None, json_out: bool) -> None:
             "state": state.state if state else ("native" if svc.runtime == "native" else "not created"),
             "health": state.health if state else "", "url": url, "answers": answers,
         })
-    if json_out:
-        print(json.dumps(rows, indent=2))
-        return
-    from rich.console import Console
-    from rich.table import Table
+    return rows
 
-    table = Table("service", "engine", "state", "health", "answers", "url")
-    for r in rows:
-        table.add_row(r["service"], r["engine"], r["state"], r["health"] or "-", "yes" if r["answers"] else "no", r["url"])
-    Console(highlight=False).print(table)
+
+def run_status(*, stack: str | None, json_out: bool, interval: float = 1.0) -> None:
+    """The runtime's rows plus what each service, the GPUs and memory say now (commands/monitor.py)."""
+    from sparkserve.commands import native
+    from sparkserve.commands.monitor import show_status
+
+    loaded = native.load(stack)
+    rows = status_rows(loaded)
+    show_status(loaded.stack, rows, json_out=json_out, interval_s=interval)
+    if not json_out:
+        from rich.console import Console
+
+        native.print_problems([r for r in rows if r["runtime"] == "native"], Console(highlight=False))

@@ -18,7 +18,7 @@ from sparkserve.errors import UserError
 
 # Start-up lines worth showing while vLLM loads (field notes: vLLM 0.32 log wording).
 PROGRESS_LINES = re.compile(
-    r"(Model loading took [\d.]+ ?GiB.*|Available KV cache memory: [\d.]+ ?GiB|GPU KV cache size: [\d,]+ tokens"
+    r"(Model loading took [\d.]+ ?GiB.*|Available KV cache memory: [\d.]+ ?GiB|[GC]PU KV cache size: [\d,]+ tokens"
     r"|Maximum concurrency for [\d,]+ tokens per request: [\d.]+x|Loading safetensors checkpoint shards: +\d+% .*"
     r"|Capturing CUDA graphs.*100%.*|pulling manifest|llama runner started in [\d.]+ seconds)"
 )

