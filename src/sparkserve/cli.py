@@ -76,11 +76,12 @@ def render(
     out: Annotated[Optional[str], typer.Option("--out", help="Directory for docker-compose.yml and .env.example (default: the stack file's).")] = None,
     write_env: Annotated[bool, typer.Option("--write-env", help="Also create .env (mode 600, empty HF_TOKEN) if it is missing.")] = False,
     hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Override the stack's hardware profile.")] = None,
+    monitoring: Annotated[Optional[bool], typer.Option("--monitoring/--no-monitoring", help="Add (or remove) Prometheus and Grafana with a vLLM dashboard; kept by later renders.")] = None,
 ) -> None:
     """Write docker-compose.yml and .env.example for the stack; never touches an existing .env."""
     from sparkserve.commands.render import run_render
 
-    run_render(stack=stack_file, out=out, write_env=write_env, hardware=hardware)
+    run_render(stack=stack_file, out=out, write_env=write_env, hardware=hardware, monitoring=monitoring)
 
 
 StackOption = Annotated[Optional[str], typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")]
@@ -94,7 +95,7 @@ def up(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each service to answer.")] = 1800.0,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each service answers a request.")] = True,
 ) -> None:
-    """Render the stack, start it with docker compose, and wait until every model answers."""
+    """Start the stack (docker compose; local processes for runtime = "native") and wait until every model answers."""
     from sparkserve.commands.lifecycle import run_up
 
     run_up(stack=stack_file, services=services or [], force=force, timeout=timeout, wait=wait)
@@ -102,7 +103,7 @@ def up(
 
 @app.command()
 def down(stack_file: StackOption = None) -> None:
-    """Stop and remove the stack's containers (volumes and caches stay)."""
+    """Stop the stack: remove its containers (volumes and caches stay) and stop its native processes."""
     from sparkserve.commands.lifecycle import run_down
 
     run_down(stack=stack_file)
@@ -128,7 +129,7 @@ def logs(
     tail: Annotated[Optional[int], typer.Option("--tail", help="Only the last N lines.")] = None,
     stack_file: StackOption = None,
 ) -> None:
-    """Show the services' logs (docker compose logs)."""
+    """Show the services' logs (docker compose logs; .sparkserve/<name>.log for native services)."""
     from sparkserve.commands.lifecycle import run_logs
 
     run_logs(stack=stack_file, service=service, follow=follow, tail=tail)
@@ -138,11 +139,12 @@ def logs(
 def status(
     stack_file: StackOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between the two readings that give tokens/s.")] = 1.0,
 ) -> None:
-    """Each service's container state, health, and whether its API answers now."""
+    """Each service's runtime state, health, model, load, KV cache and tokens/s; Ollama's models; GPUs; memory."""
     from sparkserve.commands.lifecycle import run_status
 
-    run_status(stack=stack_file, json_out=json_out)
+    run_status(stack=stack_file, json_out=json_out, interval=interval)
 
 
 @app.command()
@@ -155,6 +157,66 @@ def docs(
     from sparkserve.commands.docs import run_docs
 
     run_docs(model=model, hardware=hardware, out=out)
+
+
+
+@app.command()
+def monitor(
+    stack_file: StackOption = None,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit (no live view).")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between readings.")] = 2.0,
+) -> None:
+    """Live view of services, GPUs and memory with short history; q or Ctrl-C quits."""
+    from sparkserve.commands.monitor import run_monitor
+
+    run_monitor(stack=stack_file, once=once, interval_s=interval)
+
+
+@app.command()
+def exporter(
+    port: Annotated[int, typer.Option("--port", help="Port to serve /metrics on.")] = 9400,
+    bind: Annotated[str, typer.Option("--bind", help="Address to listen on.")] = "127.0.0.1",
+    stack_file: StackOption = None,
+    ollama: Annotated[Optional[list[str]], typer.Option("--ollama", help="Ollama base URL (repeatable; default: the stack's, else OLLAMA_HOST or http://127.0.0.1:11434).")] = None,
+    meminfo: Annotated[str, typer.Option("--meminfo", hidden=True, help="meminfo file to read (tests).")] = "/proc/meminfo",
+) -> None:
+    """Prometheus metrics for what has none: Ollama's models, unified memory, NVML readings; SIGTERM stops."""
+    from sparkserve.commands.monitor import run_exporter
+
+    run_exporter(stack=stack_file, port=port, bind=bind, ollama=ollama or [], meminfo=meminfo)
+
+
+@app.command()
+def doctor(
+    service: Annotated[Optional[str], typer.Argument(help="Service whose recent logs to diagnose (default: all).")] = None,
+    log: Annotated[Optional[str], typer.Option("--log", help="Diagnose this log file instead (skips the environment checks).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help='Print {"findings": [...], "checks": [...]}.')] = False,
+    stack_file: StackOption = None,
+    tail: Annotated[int, typer.Option("--tail", help="Log lines to read per service.")] = 500,
+) -> None:
+    """Check the environment (driver, Docker, disk, ports, memory, token) and explain failures in the logs."""
+    from sparkserve.commands.doctor import run_doctor
+
+    run_doctor(service=service, log=log, json_out=json_out, stack=stack_file, tail=tail)
+
+
+from sparkserve.commands.bench import bench_app  # noqa: E402 - typer only; the benchmark loads when it runs
+
+app.add_typer(bench_app, name="bench")
+
+
+
+@app.command()
+def demo(
+    directory: Annotated[Optional[str], typer.Option("--dir", help="Folder for the demo's model, stack and state (default: ~/.cache/sparkserve/demo).")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port for vLLM (0: a free one).")] = 0,
+    model_dir: Annotated[Optional[str], typer.Option("--model-dir", help="Where the tiny model is (written if missing; default: DIR/tiny-qwen3).")] = None,
+    requests: Annotated[int, typer.Option("--requests", help="Requests in the short benchmark.")] = 5,
+) -> None:
+    """Run the main job on this machine: tiny local model, CPU vLLM, plan, start, chat, /metrics, benchmark, stop."""
+    from sparkserve.commands.demo import run_demo
+
+    run_demo(directory=directory, port=port, model_dir=model_dir, requests=requests)
 
 
 def main() -> None:

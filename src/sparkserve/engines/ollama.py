@@ -43,3 +43,13 @@ def image_for(hw) -> str:
 def healthcheck_test() -> list[str]:
     """The image ships no curl: `ollama list` asks the local API and fails while it is down."""
     return ["CMD", "ollama", "list"]
+
+
+# Outside a container Ollama keeps models in ~/.ollama/models unless OLLAMA_MODELS says otherwise.
+NATIVE_MODELS_DIR = "~/.ollama/models"
+
+
+def server_env(listen: str, models_dir: str, settings: dict) -> dict[str, str]:
+    """`ollama serve` environment for a native service: where it listens (OLLAMA_HOST, host:port),
+    where it keeps models, and the planned settings (keep-alive, context, parallel requests)."""
+    return {"OLLAMA_HOST": listen, "OLLAMA_MODELS": models_dir, **recommended_env(settings)}

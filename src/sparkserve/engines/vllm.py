@@ -164,3 +164,135 @@ def _text(value: object) -> str:
 def healthcheck_test() -> list[str]:
     """200 from /health once the engine is alive; /health is open even when an API key is set."""
     return ["CMD", "curl", "-fsS", f"http://localhost:{CONTAINER_PORT}{HEALTH_PATH}"]
+
+
+# Prometheus sample names per reading, newest first: vLLM renamed several between releases
+# (V0 -> V1 engine, 0.10/0.11 deprecations). Readers and dashboards look names up here only.
+METRIC_ALIASES: dict[str, list[str]] = {
+    "num_requests_running": ["vllm:num_requests_running"],
+    "num_requests_waiting": ["vllm:num_requests_waiting"],
+    "num_requests_swapped": ["vllm:num_requests_swapped"],  # V0 engine only (CPU swap space)
+    "kv_cache_usage_perc": ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],  # a 0-1 fraction
+    "cpu_cache_usage_perc": ["vllm:cpu_cache_usage_perc"],  # V0 engine only
+    "prompt_tokens_total": ["vllm:prompt_tokens_total"],
+    "generation_tokens_total": ["vllm:generation_tokens_total"],
+    "prefix_cache_queries_total": ["vllm:prefix_cache_queries_total", "vllm:gpu_prefix_cache_queries_total"],
+    "prefix_cache_hits_total": ["vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"],
+    "prefix_cache_hit_rate": ["vllm:gpu_prefix_cache_hit_rate"],  # V0 gauge; V1 exposes the two counters
+    "num_preemptions_total": ["vllm:num_preemptions_total"],
+    "request_success_total": ["vllm:request_success_total"],
+    "time_to_first_token_seconds": ["vllm:time_to_first_token_seconds"],
+    "inter_token_latency_seconds": ["vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"],
+    "request_time_per_output_token_seconds": ["vllm:request_time_per_output_token_seconds"],
+    "e2e_request_latency_seconds": ["vllm:e2e_request_latency_seconds"],
+    "request_queue_time_seconds": ["vllm:request_queue_time_seconds"],
+    "cache_config_info": ["vllm:cache_config_info"],
+}
+METRICS_PATH = "/metrics"
+
+
+# --- the installed engine's own argument parser (native runtime, before a long start) --------------
+
+# Runs inside the engine's interpreter: builds exactly the parser `vllm serve` builds and parses the
+# arguments with it. One JSON line answers: {"ok": true}, {"error": "<argparse message>"} or
+# {"skip": "<why the parser was not reachable>"}. make_arg_parser moved from
+# vllm.entrypoints.openai.cli_args (up to about 0.2x) to vllm.entrypoints.launchers.cli_args (0.32).
+ARG_CHECK_SCRIPT = r'''
+import contextlib, io, json, sys
+try:
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+except ImportError:
+    try:
+        from vllm.utils import FlexibleArgumentParser
+    except ImportError as exc:
+        print(json.dumps({"skip": f"no FlexibleArgumentParser ({exc})"})); sys.exit(0)
+make_arg_parser = None
+for module in ("vllm.entrypoints.openai.cli_args", "vllm.entrypoints.launchers.cli_args"):
+    try:
+        make_arg_parser = __import__(module, fromlist=["make_arg_parser"]).make_arg_parser
+        break
+    except (ImportError, AttributeError):
+        pass
+if make_arg_parser is None:
+    print(json.dumps({"skip": "no make_arg_parser in vllm.entrypoints"})); sys.exit(0)
+parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+err = io.StringIO()
+try:
+    with contextlib.redirect_stderr(err):
+        parser.parse_args(sys.argv[1:])
+except SystemExit as exc:
+    if exc.code:
+        lines = [l for l in err.getvalue().splitlines() if l.strip()]
+        msg = lines[-1] if lines else f"exit code {exc.code}"
+        print(json.dumps({"error": msg.split(": error: ", 1)[-1]})); sys.exit(0)
+print(json.dumps({"ok": True}))
+'''
+ARG_CHECK_TIMEOUT_S = 120.0  # importing vLLM (and torch) takes about 6 s on a 2-core machine
+
+
+def engine_python(executable: str) -> str | None:
+    """The interpreter that runs a `vllm` console script: its `#!` line, else a `python` beside it."""
+    import os
+
+    try:
+        with open(executable, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
+        first = b""
+    if first.startswith(b"#!"):
+        interpreter = first[2:].decode(errors="replace").strip().split()
+        if interpreter and os.path.basename(interpreter[0]).startswith("python") and os.access(interpreter[0], os.X_OK):
+            return interpreter[0]
+    sibling = os.path.join(os.path.dirname(executable), "python")
+    return sibling if os.access(sibling, os.X_OK) else None
+
+
+def check_serve_args(python: str, args: list[str], env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Parse `vllm serve` arguments with the installed vLLM's own parser, without starting anything.
+
+    Returns ("ok", ""), ("error", the parser's message such as "unrecognized arguments:
+    --swap-space 4") or ("skip", why it could not ask). A removed or misspelt flag then fails in
+    seconds, before memory is taken and before a model is downloaded.
+    """
+    import json
+    import subprocess
+
+    try:
+        done = subprocess.run([python, "-c", ARG_CHECK_SCRIPT, *args], capture_output=True, text=True,
+                              timeout=ARG_CHECK_TIMEOUT_S, env=env, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "skip", f"could not run {python}: {exc}"
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            for key in ("error", "skip"):
+                if key in answer:
+                    return key, str(answer[key])
+            return "ok", ""
+    tail = [line for line in done.stderr.splitlines() if line.strip()]
+    return "skip", f"the check exited with {done.returncode}: {tail[-1] if tail else 'no output'}"
+
+
+_STARTUP_ERROR = (r"(Value error, .+|\bvllm(?: serve)?: error: .+|\b[\w.]*(?:Error|Exception): .+"
+                  r"|Engine core initialization failed.*)")
+
+
+def startup_error(log_text: str) -> str | None:
+    """The line of a failed start that says why, e.g. "Unknown quantization method: nope. ..." or
+    "vllm: error: unrecognized arguments: ..."; None when nothing looks like one."""
+    import re
+
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    # pydantic's "Value error, ..." names the bad value; prefer it over the exception type line.
+    for line in reversed(lines):
+        found = re.search(r"Value error, (.+?)(?: \[type=.*)?$", line)
+        if found:
+            return found.group(1)[:400]
+    for line in reversed(lines):
+        found = re.search(_STARTUP_ERROR, line)
+        if found:
+            return found.group(1)[:400]
+    return None

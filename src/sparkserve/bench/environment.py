@@ -1,0 +1,137 @@
+"""Where a result was measured: versions, the client's hardware, and the engine's arguments.
+
+A local server's arguments are read from its command line (/proc) when it listens on this
+machine; a stack service's come from the stack file. Nothing here may fail a run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+
+from sparkserve import __version__
+from sparkserve.bench.target import Target
+
+GIB = 1024**3
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+
+
+def cpu_name() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def hardware() -> dict:
+    from sparkserve.hardware.detect import detect
+
+    found = detect()
+    return {
+        "cpu": cpu_name(),
+        "cpu_cores": os.cpu_count(),
+        "mem_total_gib": found.memtotal_gib,
+        "gpus": [g.name for g in found.gpus],
+        "profile": found.profile_id,
+    }
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(parts[9])
+    return inodes
+
+
+def local_server_command(port: int) -> list[str] | None:
+    """The command line of the local process listening on `port`, when /proc shows it."""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return None
+    wanted = {f"socket:[{i}]" for i in inodes}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"{fd_dir}/{fd}") in wanted:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+            except OSError:
+                continue
+    return None
+
+
+def args_from_command(argv: list[str]) -> dict[str, object]:
+    """`vllm serve MODEL --a 1 --b` -> {"model": MODEL, "a": "1", "b": True}."""
+    out: dict[str, object] = {}
+    try:
+        start = argv.index("serve") + 1
+    except ValueError:
+        start = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))
+    if start < len(argv) and not argv[start].startswith("-"):
+        out["model"] = argv[start]
+        start += 1
+    i = start
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--"):
+            key, eq, value = arg[2:].partition("=")
+            key = key.replace("-", "_")
+            if eq:
+                out[key] = value
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                out[key] = argv[i + 1]
+                i += 1
+            else:
+                out[key] = True
+        i += 1
+    return out
+
+
+def server_args(target: Target) -> dict[str, object]:
+    if target.server_args:
+        return dict(target.server_args)
+    host, port = target.host_port
+    if host not in LOCAL_HOSTS:
+        return {}
+    try:
+        command = local_server_command(port)
+    except (OSError, ValueError):
+        return {}
+    return args_from_command(command) if command else {}
+
+
+def environment(target: Target, server_config: dict[str, str]) -> dict:
+    return {
+        "sparkserve_version": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "engine": target.engine,
+        "engine_version": target.engine_version,
+        "model": target.model,
+        "model_root": target.model_root,
+        "max_model_len": target.max_model_len,
+        "server_args": server_args(target),
+        "server_config": server_config,
+        "hardware": hardware(),
+    }

@@ -1,0 +1,187 @@
+"""One self-contained HTML report: tables and inline SVG plots drawn here, nothing fetched.
+
+No script, no stylesheet, no font and no image comes from the network: the file opens offline
+and can be mailed or archived as it is.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+from sparkserve.bench.schema import BenchResult, RunResult
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+W, H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 260, 64, 40, 28, 16
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+td:first-child,th:first-child{text-align:left}.muted{color:#777}.warn{color:#b35900}.plan{font-weight:600}
+svg{background:#fafafa;border:1px solid #eee;margin:6px 0}svg text{font:11px sans-serif;fill:#333}
+"""
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        hi = lo + 1
+    step = 10 ** math.floor(math.log10((hi - lo) / n))
+    for m in (1, 2, 5, 10):
+        if (hi - lo) / (step * m) <= n:
+            step *= m
+            break
+    start = math.ceil(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step) + 1)]
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.2g}" if abs(v) < 1 else f"{v:.1f}"
+
+
+def chart(title: str, series: list[tuple[str, list[tuple[float, float]]]], xlabel: str, ylabel: str,
+          scatter: bool = False) -> str:
+    """An SVG line (or scatter) chart of named (x, y) series; empty series draw an empty frame."""
+    points = [p for _, pts in series for p in pts if all(map(math.isfinite, p))]
+    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">',
+           f'<text x="{PAD_L}" y="16" font-weight="bold">{escape(title)}</text>']
+    if not points:
+        out.append(f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no data</text></svg>')
+        return "".join(out)
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y1 = max(p[1] for p in points) * 1.05 or 1.0
+    x1 = x1 if x1 > x0 else x0 + 1
+    pw, ph = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def sx(x: float) -> float:
+        return PAD_L + (x - x0) / (x1 - x0) * pw
+
+    def sy(y: float) -> float:
+        return PAD_T + ph - y / y1 * ph
+
+    for t in _ticks(0, y1):
+        out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#e4e4e4"/>'
+                   f'<text x="{PAD_L - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+    for t in _ticks(x0, x1):
+        out.append(f'<text x="{sx(t):.1f}" y="{H - PAD_B + 14}" text-anchor="middle">{_fmt(t)}</text>')
+    out.append(f'<line x1="{PAD_L}" x2="{W - PAD_R}" y1="{PAD_T + ph}" y2="{PAD_T + ph}" stroke="#999"/>'
+               f'<text x="{PAD_L + pw / 2}" y="{H - 6}" text-anchor="middle">{escape(xlabel)}</text>'
+               f'<text x="14" y="{PAD_T + ph / 2}" transform="rotate(-90 14 {PAD_T + ph / 2})" '
+               f'text-anchor="middle">{escape(ylabel)}</text>')
+    for i, (name, pts) in enumerate(series):
+        color = COLORS[i % len(COLORS)]
+        pts = [p for p in pts if all(map(math.isfinite, p))]
+        if scatter:
+            out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}" fill-opacity="0.6"/>'
+                       for x, y in pts)
+        elif pts:
+            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
+            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6"/>')
+        out.append(f'<rect x="{W - PAD_R - 150}" y="{PAD_T + 4 + 14 * i}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{W - PAD_R - 136}" y="{PAD_T + 13 + 14 * i}">{escape(name)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _cdf(values: list[float]) -> list[tuple[float, float]]:
+    ordered = sorted(values)
+    n = len(ordered)
+    return [(v, 100.0 * (i + 1) / n) for i, v in enumerate(ordered)]
+
+
+def _throughput(run: RunResult) -> list[tuple[float, float]]:
+    """Output tokens per second in 1-second buckets, from every chunk's arrival."""
+    buckets: dict[int, int] = {}
+    for r in run.requests:
+        if not r.ok:
+            continue
+        for ms, n in zip(r.chunk_ms, r.chunk_tokens):
+            second = int(r.start_s + ms / 1000)
+            buckets[second] = buckets.get(second, 0) + n
+    if not buckets:
+        return []
+    return [(s + 0.5, float(buckets.get(s, 0))) for s in range(0, max(buckets) + 1)]
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:,.{digits}f}"
+
+
+STATS = ("mean", "p50", "p90", "p95", "p99")
+LATENCIES = (("TTFT", "ttft_ms"), ("TPOT", "tpot_ms"), ("ITL", "itl_ms"), ("E2E", "e2e_ms"))
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """An HTML table of already formatted cells (escaped here)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _summary_html(run: RunResult) -> list[str]:
+    s = run.summary
+    latency_rows = [(name, *(_num(getattr(getattr(s, key), c)) for c in STATS)) for name, key in LATENCIES]
+    parts = [
+        f"<h2>{escape(run.load.label)}</h2>",
+        f"<p>{s.completed} completed, {s.failed} failed in {s.duration_s:.1f} s ({escape(run.stopped_reason)}); "
+        f"output {_num(s.output_tps)} tok/s, total {_num(s.total_tps)} tok/s, {_num(s.request_rate, 2)} req/s, "
+        f"decode {_num(s.decode_tps)} tok/s per request, mean concurrency {_num(s.mean_concurrency, 2)}</p>",
+        f'<p class="plan">plan: {escape(run.plan.line or run.plan.reason or "no plan")}</p>',
+        _table(("ms", *STATS), latency_rows),
+    ]
+    if s.goodput_rps is not None:
+        parts.append(f"<p>goodput {_num(s.goodput_rps, 2)} req/s ({s.good_requests}/{s.completed} requests meet "
+                     "every SLO)</p>")
+        parts.append(_table(("SLO", "observed ms", "", "requests within"),
+                            [(x.slo, _num(x.observed_ms), "met" if x.attained else "missed", str(x.requests_meeting))
+                             for x in s.slo]))
+    if s.errors:
+        parts.append('<p class="warn">errors: ' + escape(", ".join(f"{k} {v}" for k, v in s.errors.items())) + "</p>")
+    return parts
+
+
+def _charts_html(run: RunResult) -> list[str]:
+    ok = [r for r in run.requests if r.ok]
+    ttft = [r.ttft_ms for r in ok if r.ttft_ms is not None]
+    tpot = [r.tpot_ms for r in ok if r.tpot_ms is not None]
+    parts = [
+        chart("Output tokens per second", [("output tok/s", _throughput(run))], "seconds into the run", "tokens/s"),
+        chart("Latency by request start", [("TTFT", [(r.start_s, r.ttft_ms or 0) for r in ok]),
+                                           ("E2E", [(r.start_s, r.e2e_ms or 0) for r in ok])],
+              "request sent (s)", "ms", scatter=True),
+        chart("Latency CDF", [("TTFT", _cdf(ttft)), ("TPOT", _cdf(tpot))], "ms", "% of requests"),
+    ]
+    readings = run.server.readings
+    if any(r.kv_cache_usage is not None or r.running is not None for r in readings):
+        series = [("KV cache %", [(r.t_s, 100 * r.kv_cache_usage) for r in readings if r.kv_cache_usage is not None]),
+                  ("running", [(r.t_s, r.running) for r in readings if r.running is not None]),
+                  ("waiting", [(r.t_s, r.waiting) for r in readings if r.waiting is not None])]
+        parts.append(chart("Server", series, "seconds into the run", "value"))
+    return parts
+
+
+def _run_section(run: RunResult) -> str:
+    server = {k: v for k, v in run.server.model_dump(exclude={"readings"}).items() if v is not None}
+    rows = [(k, _num(v, 3) if isinstance(v, float) else str(v)) for k, v in server.items()]
+    return "".join([*_summary_html(run), *_charts_html(run), _table(("server", ""), rows)])
+
+
+def render_html(result: BenchResult) -> str:
+    t, w, env = result.target, result.workload, result.environment
+    sweep = ""
+    if len(result.runs) > 1:
+        sweep = "<h2>Sweep</h2>" + chart(
+            "Throughput against latency",
+            [("output tok/s vs TPOT p50", [(r.summary.output_tps, r.summary.tpot_ms.p50 or 0) for r in result.runs]),
+             ("output tok/s vs TTFT p50", [(r.summary.output_tps, r.summary.ttft_ms.p50 or 0) for r in result.runs])],
+            "output tokens/s", "ms")
+    warnings = "".join(f'<p class="warn">warning: {escape(x)}</p>' for x in result.warnings)
+    head = (f"<h1>sparkserve bench: {escape(t.model)} ({escape(env.engine)} {escape(env.engine_version or '')})</h1>"
+            f'<p class="muted">{escape(t.url)} {escape(t.api)} &middot; {escape(result.created_at)}'
+            f"{' &middot; interrupted' if result.interrupted else ''}</p>"
+            f"<p>workload {escape(w.kind)}: {w.prompt_len} prompt + {w.output_len} output tokens, tokenizer "
+            f"{escape(w.tokenizer)}; host {escape(env.hardware.cpu or '?')}, {env.hardware.cpu_cores or '?'} cores, "
+            f"{_num(env.hardware.mem_total_gib)} GiB, GPUs: {escape(', '.join(env.hardware.gpus) or 'none')}</p>")
+    body = head + warnings + sweep + "".join(_run_section(r) for r in result.runs)
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>sparkserve bench {escape(t.model)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")

@@ -1,0 +1,272 @@
+"""Read the server and host while load runs: vLLM /metrics, Ollama /api/ps, MemAvailable, NVML.
+
+Counters are read at each load point's start and end (deltas: tokens, prefix-cache queries and
+hits, preemptions, queue-time histogram); gauges are sampled every interval (KV-cache usage,
+requests running and waiting, host MemAvailable, GPU readings) and reported with their peaks.
+Every reading may be missing: a server without /metrics, a GPU without NVML, a host without
+/proc give None, never an error. vLLM names come from `engines.vllm.METRIC_ALIASES`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from sparkserve.bench.target import Target
+from sparkserve.engines.vllm import METRIC_ALIASES, METRICS_PATH
+
+GIB = 1024**3
+COUNTERS = ("generation_tokens_total", "prompt_tokens_total", "prefix_cache_queries_total",
+            "prefix_cache_hits_total", "num_preemptions_total")
+GAUGES = ("kv_cache_usage_perc", "num_requests_running", "num_requests_waiting")
+HISTOGRAMS = ("request_queue_time_seconds",)
+
+
+@dataclass
+class Snapshot:
+    """One /metrics read: counters and gauges summed over engines, histogram buckets by bound."""
+
+    at: float
+    counters: dict[str, float] = field(default_factory=dict)
+    gauges: dict[str, float] = field(default_factory=dict)
+    buckets: dict[str, dict[float, float]] = field(default_factory=dict)
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)  # cache_config_info labels
+
+
+def _wanted_names() -> dict[str, tuple[str, str]]:
+    """Exposed sample name -> (canonical, role) for everything the sampler reads."""
+    out: dict[str, tuple[str, str]] = {}
+    for canonical in COUNTERS:
+        for name in METRIC_ALIASES[canonical]:
+            out[name] = (canonical, "counter")
+    for canonical in GAUGES:
+        for name in METRIC_ALIASES[canonical]:
+            out[name] = (canonical, "gauge")
+    for canonical in HISTOGRAMS:
+        for name in METRIC_ALIASES[canonical]:
+            out[name + "_bucket"] = (canonical, "bucket")
+            out[name + "_sum"] = (canonical, "sum")
+            out[name + "_count"] = (canonical, "count")
+    for name in METRIC_ALIASES["cache_config_info"]:
+        out[name] = ("cache_config_info", "info")
+    return out
+
+
+WANTED = _wanted_names()
+_FAMILIES = {name.removesuffix("_total").removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+             for name in WANTED}
+
+
+def parse_vllm_metrics(text: str, at: float) -> Snapshot:
+    """Only the lines the sampler needs go through prometheus_client's parser (it is pure Python)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    kept = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) >= 3 and parts[2].removesuffix("_total") in _FAMILIES:
+                kept.append(line)
+            continue
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in WANTED:
+            kept.append(line)
+    snap = Snapshot(at=at)
+    for family in text_string_to_metric_families("\n".join(kept) + "\n"):
+        for sample in family.samples:
+            found = WANTED.get(sample.name)
+            if found is None:
+                continue
+            canonical, role = found
+            value = float(sample.value)
+            if role == "counter":
+                snap.counters[canonical] = snap.counters.get(canonical, 0.0) + value
+            elif role == "gauge":
+                if canonical == "kv_cache_usage_perc":
+                    snap.gauges[canonical] = max(snap.gauges.get(canonical, 0.0), value)
+                else:
+                    snap.gauges[canonical] = snap.gauges.get(canonical, 0.0) + value
+            elif role == "bucket":
+                bound = float(sample.labels.get("le", "inf"))
+                per = snap.buckets.setdefault(canonical, {})
+                per[bound] = per.get(bound, 0.0) + value
+            elif role == "sum":
+                snap.sums[canonical] = snap.sums.get(canonical, 0.0) + value
+            elif role == "count":
+                snap.counts[canonical] = snap.counts.get(canonical, 0.0) + value
+            elif role == "info" and not snap.info:
+                snap.info = {k: v for k, v in sample.labels.items() if k not in ("engine", "model_name")}
+    return snap
+
+
+def read_mem_available_gib(path: str = "/proc/meminfo") -> float | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 / GIB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class Nvml:
+    """GPU readings through pynvml when it loads and a driver answers; every field may be None."""
+
+    def __init__(self) -> None:
+        self.handles: list[Any] = []
+        self.nvml: Any = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        except Exception:  # noqa: BLE001 - no library, no driver, no device: no GPU readings
+            self.nvml, self.handles = None, []
+
+    def read(self) -> dict[str, float | None]:
+        if not self.handles:
+            return {}
+        n = self.nvml
+        util = mem = power = 0.0
+        have = {"util": False, "mem": False, "power": False}
+        for h in self.handles:
+            try:
+                util += n.nvmlDeviceGetUtilizationRates(h).gpu
+                have["util"] = True
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                mem += n.nvmlDeviceGetMemoryInfo(h).used / GIB  # NOT_SUPPORTED on GB10 (unified memory)
+                have["mem"] = True
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                power += n.nvmlDeviceGetPowerUsage(h) / 1000.0
+                have["power"] = True
+            except Exception:  # noqa: BLE001
+                pass
+        count = len(self.handles)
+        return {"gpu_util_pct": util / count if have["util"] else None,
+                "gpu_mem_used_gib": mem if have["mem"] else None,
+                "gpu_power_w": power if have["power"] else None}
+
+    def close(self) -> None:
+        if self.nvml is not None:
+            try:
+                self.nvml.nvmlShutdown()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+@dataclass
+class Reading:
+    """One periodic sample; `t` is seconds since the benchmark began."""
+
+    t: float
+    kv_cache_usage: float | None = None
+    running: float | None = None
+    waiting: float | None = None
+    mem_available_gib: float | None = None
+    gpu_util_pct: float | None = None
+    gpu_mem_used_gib: float | None = None
+    gpu_power_w: float | None = None
+    ollama_vram_gib: float | None = None
+
+
+class Sampler:
+    """Polls the target every `interval_s` on its own small HTTP session (never the load's connections)."""
+
+    def __init__(self, target: Target, interval_s: float, origin: float) -> None:
+        self.target = target
+        self.interval_s = interval_s
+        self.origin = origin  # perf_counter of the benchmark's start
+        self.readings: list[Reading] = []
+        self.metrics_ok: bool | None = None  # None until the first try
+        self.info: dict[str, str] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._nvml: Nvml | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The sampler's own session: probes must not wait behind the load's connection limit."""
+        assert self._session is not None
+        return self._session
+
+    async def __aenter__(self) -> Sampler:
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2),
+                                              timeout=aiohttp.ClientTimeout(total=5.0))
+        self._nvml = await asyncio.to_thread(Nvml)
+        if self.interval_s > 0:
+            self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._nvml is not None:
+            self._nvml.close()
+
+    async def snapshot(self) -> Snapshot | None:
+        """Counters now (vLLM only); None when the server has no /metrics."""
+        if self.target.is_ollama or self._session is None or self.metrics_ok is False:
+            return None
+        try:
+            async with self._session.get(self.target.base_url + METRICS_PATH, headers=self.target.headers()) as resp:
+                if resp.status != 200:
+                    self.metrics_ok = False
+                    return None
+                text = await resp.text()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return None
+        snap = await asyncio.to_thread(parse_vllm_metrics, text, time.perf_counter())
+        self.metrics_ok = True
+        if snap.info and not self.info:
+            self.info = snap.info
+        return snap
+
+    async def _ollama_vram(self) -> float | None:
+        assert self._session is not None
+        try:
+            async with self._session.get(self.target.base_url + "/api/ps") as resp:
+                data = await resp.json() if resp.status == 200 else {}
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return None
+        models = data.get("models", []) if isinstance(data, dict) else []
+        sizes = [m.get("size_vram") for m in models if isinstance(m, dict) and isinstance(m.get("size_vram"), int)]
+        return sum(sizes) / GIB if sizes else None
+
+    async def sample(self) -> Snapshot | None:
+        """Take one reading (kept in `readings`) and return the /metrics snapshot behind it."""
+        reading = Reading(t=time.perf_counter() - self.origin)
+        snap = None
+        if self.target.is_ollama:
+            reading.ollama_vram_gib = await self._ollama_vram()
+        else:
+            snap = await self.snapshot()
+            if snap is not None:
+                reading.kv_cache_usage = snap.gauges.get("kv_cache_usage_perc")
+                reading.running = snap.gauges.get("num_requests_running")
+                reading.waiting = snap.gauges.get("num_requests_waiting")
+        reading.mem_available_gib = read_mem_available_gib()
+        if self._nvml is not None and self._nvml.handles:
+            for key, value in (await asyncio.to_thread(self._nvml.read)).items():
+                setattr(reading, key, value)
+        self.readings.append(reading)
+        return snap
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.sample()
