@@ -12,6 +12,7 @@ import asyncio
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -127,6 +128,7 @@ class PointDriver:
         # Rate mode caps requests in flight here; concurrency mode has exactly that many workers.
         self.gate = asyncio.Semaphore(point.concurrency) if point.rate is not None and point.concurrency else None
         self.keep_text = workload.turns_per_session > 1
+        self.ready: deque[Session] = deque()  # sessions built before the clock starts
 
     # -- issuing ---------------------------------------------------------------------------
     def _may_continue(self) -> bool:
@@ -146,7 +148,7 @@ class PointDriver:
         return self.stop.num_prompts is None or self.next_session - self._first < self._sessions_needed()
 
     def _draw(self) -> Session:
-        session = self.workload.session(self.next_session)
+        session = self.ready.popleft() if self.ready else self.workload.session(self.next_session)
         self.next_session += 1
         return session
 
@@ -242,9 +244,12 @@ class PointDriver:
     async def execute(self) -> PointRun:
         if self.warmup:
             await self._warm()
+        self._first = self.next_session
+        if self.stop.num_prompts is not None:
+            # Build every prompt now: tokenizing inside the measured window would cost the client CPU.
+            self.ready.extend(self.workload.session(self._first + i) for i in range(self._sessions_needed()))
         if self.on_start is not None and not self.interrupt.is_set():
             await self.on_start()
-        self._first = self.next_session
         run = self.run
         run.started_at = time.perf_counter()
         run.wall_started = time.time()
