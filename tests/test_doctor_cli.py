@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from fake_nvml import FakeNVML
 
 from sparkserve.cli import app
 from sparkserve.doctor.checks import Context, check_driver, check_memory, check_page_cache
@@ -303,17 +304,7 @@ def _spark_context(tmp_path, available_gib: float, free_gib: float, cached_gib: 
     hw = get_profile("dgx-spark")
     meminfo = {"MemTotal": int(127.5 * GIB), "MemAvailable": int(available_gib * GIB), "MemFree": int(free_gib * GIB),
                "Cached": int(cached_gib * GIB), "Buffers": 0, "Shmem": 0}
-    return Context(detection=detect(nvml=_NoNVML()), meminfo=meminfo, stack=stack, hw=hw, plan=plan_stack(stack, hw))
-
-
-class _NoNVML:
-    """NVML whose library is missing (nvmlInit fails), as on a machine without the driver."""
-
-    class NVMLError(Exception):
-        pass
-
-    def nvmlInit(self):
-        raise self.NVMLError("NVML Shared Library Not Found")
+    return Context(detection=detect(nvml=FakeNVML(init_error="NVML Shared Library Not Found")), meminfo=meminfo, stack=stack, hw=hw, plan=plan_stack(stack, hw))
 
 
 def test_memory_checks_against_the_plan(tmp_path):
@@ -330,56 +321,11 @@ def test_memory_checks_against_the_plan(tmp_path):
     assert check_page_cache(short).status == "pass"  # dropping 5 GiB would not be enough
 
 
-class _GB10:
-    """NVML as a DGX Spark answers it: memory NOT_SUPPORTED, everything else readable."""
-
-    class NVMLError(Exception):
-        pass
-
-    class NVMLError_NotSupported(NVMLError):
-        pass
-
-    NVML_TEMPERATURE_GPU = 0
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        pass
-
-    def nvmlSystemGetDriverVersion(self):
-        return "580.95.05"
-
-    def nvmlSystemGetCudaDriverVersion(self):
-        return 13000
-
-    def nvmlDeviceGetCount(self):
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetName(self, h):
-        return "NVIDIA GB10"
-
-    def __getattr__(self, name):
-        if name.startswith("nvmlDevice"):
-            def not_supported(*args):
-                raise self.NVMLError_NotSupported("Not Supported")
-            return not_supported
-        raise AttributeError(name)
-
-
-class _OldDriver(_GB10):
-    def nvmlSystemGetDriverVersion(self):
-        return "550.54.15"
-
-    def nvmlSystemGetCudaDriverVersion(self):
-        return 12040
+OLD_DRIVER = {"driver": "550.54.15", "cuda": 12040}
 
 
 def test_driver_check_on_gb10_partial_nvml():
-    check = check_driver(Context(detection=detect(nvml=_GB10()), meminfo={}))
+    check = check_driver(Context(detection=detect(nvml=FakeNVML()), meminfo={}))
     assert check.status == "pass" and "580.95.05" in check.summary and "13.0" in check.summary
 
 
@@ -387,7 +333,7 @@ def test_driver_too_old_for_the_default_vllm_image(tmp_path):
     from sparkserve.stack.load import load_stack
 
     stack = load_stack(write_stack(tmp_path))  # compose vLLM with the default (CUDA 13) image
-    check = check_driver(Context(detection=detect(nvml=_OldDriver()), meminfo={}, stack=stack))
+    check = check_driver(Context(detection=detect(nvml=FakeNVML(**OLD_DRIVER)), meminfo={}, stack=stack))
     assert check.status == "fail" and "CUDA 13.0" in check.summary and "580" in check.fix
     native = load_stack(write_stack(tmp_path, runtime="native"))
-    assert check_driver(Context(detection=detect(nvml=_OldDriver()), meminfo={}, stack=native)).status == "pass"
+    assert check_driver(Context(detection=detect(nvml=FakeNVML(**OLD_DRIVER)), meminfo={}, stack=native)).status == "pass"

@@ -165,13 +165,13 @@ def test_collector_on_gb10_exports_what_nvml_gives(tmp_path):
 
     from sparkserve.monitor.exporter import SparkserveCollector
     from sparkserve.monitor.targets import Target
-    from test_monitor_readings import GB10NVML
+    from test_monitor_readings import gb10_nvml
 
     meminfo = tmp_path / "meminfo"
     write_meminfo(meminfo, 110_000_000)
     me = Target(name="engine", engine="vllm", runtime="native", url="http://127.0.0.1:1", pid=os.getpid())
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SparkserveCollector([], lambda: [me], meminfo_path=str(meminfo), nvml=GB10NVML(os.getpid())))
+    registry.register(SparkserveCollector([], lambda: [me], meminfo_path=str(meminfo), nvml=gb10_nvml(os.getpid())))
     samples: dict[str, list] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:

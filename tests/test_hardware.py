@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 
 import pytest
+from fake_nvml import FakeNVML
 
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import PROFILES, get_profile, list_profiles
@@ -198,76 +198,6 @@ def test_hw_command_exits_zero_without_gpu():
     assert "No NVIDIA GPU detected" in run.stdout
 
 
-class _FakeNVML:
-    """Stands in for pynvml on this GPU-less machine: a GB10, or any named GPU."""
-
-    class NVMLError(Exception):
-        pass
-
-    class NVMLError_NotSupported(NVMLError):
-        pass
-
-    NVML_CLOCK_MEM = 2
-    NVML_TEMPERATURE_GPU = 0
-
-    def __init__(self, name, memory_bytes=None, bus=None, clock=None):
-        self.name, self.memory_bytes, self.bus, self.clock = name, memory_bytes, bus, clock
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        pass
-
-    def nvmlSystemGetDriverVersion(self):
-        return "580.95.05"
-
-    def nvmlSystemGetCudaDriverVersion(self):
-        return 13000
-
-    def nvmlDeviceGetCount(self):
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetName(self, h):
-        return self.name
-
-    def nvmlDeviceGetUUID(self, h):
-        raise self.NVMLError("no permission")
-
-    def nvmlDeviceGetMemoryInfo(self, h):
-        if self.memory_bytes is None:
-            raise self.NVMLError_NotSupported("Not Supported")
-        return types.SimpleNamespace(total=self.memory_bytes)
-
-    def nvmlDeviceGetCudaComputeCapability(self, h):
-        return (12, 1)
-
-    def nvmlDeviceGetMemoryBusWidth(self, h):
-        if self.bus is None:
-            raise self.NVMLError_NotSupported("Not Supported")
-        return self.bus
-
-    def nvmlDeviceGetMaxClockInfo(self, h, kind):
-        if self.clock is None:
-            raise self.NVMLError_NotSupported("Not Supported")
-        return self.clock
-
-    def nvmlDeviceGetPowerUsage(self, h):
-        return 12345
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h):
-        raise self.NVMLError_NotSupported("Not Supported")
-
-    def nvmlDeviceGetTemperature(self, h, sensor):
-        return 41
-
-    def nvmlDeviceGetUtilizationRates(self, h):
-        return types.SimpleNamespace(gpu=3, memory=0)
-
-
 def _spark_meminfo(tmp_path):
     path = tmp_path / "meminfo"
     path.write_text("MemTotal:       127500000 kB\nMemAvailable:   110000000 kB\n")
@@ -275,7 +205,7 @@ def _spark_meminfo(tmp_path):
 
 
 def test_detect_gb10_takes_memory_from_meminfo(tmp_path, capsys):
-    d = detect(meminfo_path=_spark_meminfo(tmp_path), nvml=_FakeNVML("NVIDIA GB10"))
+    d = detect(meminfo_path=_spark_meminfo(tmp_path), nvml=FakeNVML("NVIDIA GB10", power_mw=12345, temperature_c=41, utilization_pct=3))
     (gpu,) = d.gpus
     assert d.profile_id == "dgx-spark"
     assert gpu.memory_total_gib is None and gpu.unified
@@ -290,7 +220,7 @@ def test_detect_gb10_takes_memory_from_meminfo(tmp_path, capsys):
 
 
 def test_detect_unknown_gpu_suggests_closest_profile(tmp_path):
-    fake = _FakeNVML("NVIDIA L40", memory_bytes=46068 * 1024**2, bus=384, clock=9001)
+    fake = FakeNVML("NVIDIA L40", memory_bytes=46068 * 1024**2, bus=384, clock=9001)
     d = detect(meminfo_path=_spark_meminfo(tmp_path), nvml=fake)
     assert d.profile_id is None
     assert d.gpus[0].bandwidth_gbs == pytest.approx(864.1, abs=0.1)

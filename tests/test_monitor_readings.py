@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fake_nvml import FakeNVML
 from rich.console import Console
 
 from sparkserve.engines.vllm import METRIC_ALIASES
@@ -191,69 +192,10 @@ def test_host_memory_from_meminfo(tmp_path):
     assert read_host_memory(str(tmp_path / "missing")).total is None
 
 
-class GB10NVML:
-    """pynvml as a DGX Spark answers: memory NOT_SUPPORTED, per-process memory, util, temp, power work.
-
-    The hardware cannot exist here; this stands in for the pynvml module only."""
-
-    class NVMLError(Exception):
-        pass
-
-    class NVMLError_NotSupported(NVMLError):
-        pass
-
-    NVML_CLOCK_MEM = 2
-    NVML_TEMPERATURE_GPU = 0
-
-    def __init__(self, process_pid: int):
-        self.process_pid = process_pid
-
-    def nvmlInit(self):
-        pass
-
-    def nvmlShutdown(self):
-        pass
-
-    def nvmlSystemGetDriverVersion(self):
-        return "580.95.05"
-
-    def nvmlSystemGetCudaDriverVersion(self):
-        return 13000
-
-    def nvmlDeviceGetCount(self):
-        return 1
-
-    def nvmlDeviceGetHandleByIndex(self, i):
-        return i
-
-    def nvmlDeviceGetName(self, h):
-        return "NVIDIA GB10"
-
-    def _not_supported(self, *args):
-        raise self.NVMLError_NotSupported("Not Supported")
-
-    nvmlDeviceGetUUID = nvmlDeviceGetMemoryInfo = nvmlDeviceGetMemoryBusWidth = _not_supported
-    nvmlDeviceGetMaxClockInfo = nvmlDeviceGetEnforcedPowerLimit = _not_supported
-
-    def nvmlDeviceGetCudaComputeCapability(self, h):
-        return (12, 1)
-
-    def nvmlDeviceGetPowerUsage(self, h):
-        return 31_500
-
-    def nvmlDeviceGetTemperature(self, h, sensor):
-        return 47
-
-    def nvmlDeviceGetUtilizationRates(self, h):
-        import types
-
-        return types.SimpleNamespace(gpu=88, memory=0)
-
-    def nvmlDeviceGetComputeRunningProcesses(self, h):
-        import types
-
-        return [types.SimpleNamespace(pid=self.process_pid, usedGpuMemory=70 * GIB),
-                types.SimpleNamespace(pid=999_999_999, usedGpuMemory=None)]  # NVML_VALUE_NOT_AVAILABLE
+def gb10_nvml(process_pid: int) -> FakeNVML:
+    """A GB10 under load: `process_pid` holds 70 GiB; a second process's memory is not available."""
+    return FakeNVML(power_mw=31_500, temperature_c=47, utilization_pct=88,
+                    processes=[(process_pid, 70 * GIB), (999_999_999, None)])  # None: NVML_VALUE_NOT_AVAILABLE
 
 
 def _render(snapshot) -> str:
@@ -264,7 +206,7 @@ def _render(snapshot) -> str:
 
 def test_status_on_gb10_partial_nvml(tmp_path):
     me = Target(name="engine", engine="vllm", runtime="native", url=f"http://127.0.0.1:{_free_port()}", pid=os.getpid())
-    with Sampler(lambda: [me], nvml=GB10NVML(os.getpid()), meminfo_path=_meminfo(tmp_path)) as sampler:
+    with Sampler(lambda: [me], nvml=gb10_nvml(os.getpid()), meminfo_path=_meminfo(tmp_path)) as sampler:
         snapshot = sampler.poll()
     (gpu,) = snapshot.gpus.gpus
     assert gpu.unified and gpu.memory_total_gib is None and gpu.utilization_pct == 88 and gpu.power_w == 31.5
