@@ -426,3 +426,33 @@ def test_down_restart_logs_status(project):
     rows = json.loads(status.stdout)["services"]
     assert [(r["service"], r["state"], r["answers"]) for r in rows] == [("vllm-small", "running", True), ("ollama", "running", True)]
 
+
+
+def test_status_and_monitor_before_render_and_without_docker(project, tmp_path):
+    """Every service gets a row, down, with what compose could not say; nothing exits 2."""
+    project.write(_closed_port(), _closed_port())
+    status = project.run("status", "--json", "--interval", "0.1")
+    assert status.returncode == 0, status.stderr
+    rows = json.loads(status.stdout)["services"]
+    assert [(r["service"], r["state"], r["api_status"]) for r in rows] == [
+        ("vllm-small", "not rendered", "down"), ("ollama", "not rendered", "down")]
+    once = project.run("monitor", "--once", "--interval", "0.1")
+    assert once.returncode == 0, once.stderr
+    assert "vllm-small" in once.stdout and "ollama" in once.stdout and "(no services)" not in once.stdout
+    assert project.calls() == []  # nothing rendered: docker is not asked
+
+    assert project.run("render").returncode == 0
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    status = project.run("status", "--json", "--interval", "0.1", path=str(empty))
+    assert status.returncode == 0, status.stderr
+    states = [r["state"] for r in json.loads(status.stdout)["services"]]
+    assert states == ["n/a (docker not found on PATH)"] * 2
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -327,7 +327,7 @@ def status_rows(loaded) -> list[dict]:
 
     compose_names, native_names = split_services(loaded.stack, [])
     native_rows = {r["service"]: r for r in native.rows(loaded, native_names)}
-    states = _states(_project(str(loaded.path), render_files=False)) if compose_names else {}
+    states, no_state = _compose_states(str(loaded.path)) if compose_names else ({}, "not created")
     bind = loaded.stack.spec.stack.bind
     rows = []
     for name, svc in loaded.stack.services.items():
@@ -343,10 +343,26 @@ def status_rows(loaded) -> list[dict]:
             answers = False
         rows.append({
             "service": name, "engine": svc.engine, "runtime": svc.runtime,
-            "state": state.state if state else ("native" if svc.runtime == "native" else "not created"),
+            "state": state.state if state else ("native" if svc.runtime == "native" else no_state),
             "health": state.health if state else "", "url": url, "answers": answers,
         })
     return rows
+
+
+def _compose_states(stack_file: str) -> tuple[dict[str, ServiceState], str]:
+    """Compose's view of each service, and what to show for a service without a container.
+
+    A stack that was never rendered, or a host where Docker does not answer, still gets a row
+    per service (the services then read as down) rather than an error.
+    """
+    from sparkserve.runtime.compose import COMPOSE_FILE
+
+    if not (Path(stack_file).parent / COMPOSE_FILE).is_file():
+        return {}, "not rendered"
+    try:
+        return _states(_project(stack_file, render_files=False)), "not created"
+    except UserError as exc:
+        return {}, f"n/a ({str(exc).split(';')[0]})"
 
 
 def run_status(*, stack: str | None, json_out: bool, interval: float = 1.0) -> None:
