@@ -291,6 +291,15 @@ def test_removed_flags_are_named_as_removed() -> None:
     assert "removed in vLLM 0.12" in diagnose_file(LOG_DIR / "unknown_cli_flag__1.log")[0].fix
 
 
+@pytest.mark.parametrize(("cuda", "branch"), [("12.2", "R535"), ("12.8", "R570"), ("13.0", "R580")])
+def test_driver_fix_names_the_branch_the_image_needs(cuda: str, branch: str) -> None:
+    line = (f"nvidia-container-cli: requirement error: unsatisfied condition: cuda>={cuda}, please update your "
+            "driver to a newer version, or use an earlier cuda container: unknown")
+    (finding,) = diagnose(line)
+    assert finding.cause_id == "host_driver_too_old_for_image"
+    assert f"to branch {branch} or newer" in finding.fix
+
+
 def test_misspelled_flag_gets_the_closest_valid_one() -> None:
     usage = _body(LOG_DIR / "entrypoint_args_mismatch__3.log")[:-1]
     log = "\n".join([*usage, "api_server.py: error: unrecognized arguments: --tensor-paralel-size 2"])

@@ -307,7 +307,12 @@ def _free_memory(f: Fields) -> dict[str, str]:
     return {"held": f"{total - free:.2f}", "max_util": f"{math.floor(free / total * 100) / 100:.2f}"}
 
 
-_CUDA_DRIVER_BRANCH = {"12.4": "550", "12.5": "555", "12.6": "560", "12.8": "570", "12.9": "575", "13.0": "580"}
+# Minimum Linux driver branch of each CUDA toolkit's GA release: NVIDIA CUDA Toolkit release notes, "CUDA
+# Toolkit and Corresponding Driver Versions" (12.0 >=525.60.13, 12.1 >=530.30.02, 12.2 >=535.54.03,
+# 12.3 >=545.23.06, 12.4 >=550.54.14, 12.5 >=555.42.02, 12.6 >=560.28.03, 12.8 >=570.26, 12.9 >=575.51.03,
+# 13.0 >=580.65.06). Images check it through NVIDIA_REQUIRE_CUDA ("unsatisfied condition: cuda>=X.Y").
+_CUDA_DRIVER_BRANCH = {"12.0": "525", "12.1": "530", "12.2": "535", "12.3": "545", "12.4": "550", "12.5": "555",
+                       "12.6": "560", "12.8": "570", "12.9": "575", "13.0": "580"}
 
 
 def _driver(f: Fields) -> dict[str, str]:
