@@ -42,42 +42,14 @@ def hardware() -> dict:
     }
 
 
-def _listening_inodes(port: int) -> set[str]:
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) > 9 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(parts[9])
-    return inodes
-
-
 def local_server_command(port: int) -> list[str] | None:
     """The command line of the local process listening on `port`, when /proc shows it."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    wanted = {f"socket:[{i}]" for i in inodes}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"{fd_dir}/{fd}") in wanted:
-                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-            except OSError:
-                continue
-    return None
+    from sparkserve.monitor.procs import listening_pid
+    from sparkserve.runtime.procs import proc_info
+
+    pid = listening_pid(port)
+    info = proc_info(pid) if pid is not None else None
+    return list(info.cmdline) if info is not None and info.cmdline else None
 
 
 def args_from_command(argv: list[str]) -> dict[str, object]:
