@@ -68,11 +68,11 @@ MODES = {"uniproc": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, "multiproc": {}}
 
 def start_vllm(venv: Path, model_dir: Path, log: Path, mode: str) -> tuple[subprocess.Popen, str]:
     """`vllm serve` as tests/conftest.py starts it: the tiny model, eager mode, 2048 tokens of context."""
+    from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
+
     port = free_port()
-    env = os.environ | {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto",
-                        "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"} | MODES[mode]
-    cmd = [str(venv / "bin/vllm"), "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-           "--served-model-name", "tiny", "--max-model-len", "2048", "--enforce-eager"]
+    env = os.environ | CPU_ENV | MODES[mode]
+    cmd = cpu_serve_argv(str(venv / "bin/vllm"), model_dir, port)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -98,21 +98,10 @@ def _tail(log: Path, n: int = 30) -> str:
 
 def stop_vllm(proc: subprocess.Popen) -> None:
     """SIGTERM the whole process group (engine core and workers share it), SIGKILL if it lingers."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    for _ in range(40):
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.25)
-    os.killpg(proc.pid, signal.SIGKILL)
+    from sparkserve.runtime.procs import stop_group
+
+    stop_group(proc.pid, timeout=30)
+    proc.wait(timeout=10)
 
 
 def server_ttft(url: str) -> tuple[float, float]:

@@ -5,7 +5,6 @@ it errors with the reason."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -14,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
+from sparkserve.runtime.procs import stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 180.0
@@ -65,18 +67,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def vllm_server(vllm_venv: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("vllm") / "serve.log"
-    env = os.environ | {
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CPU_OMP_THREADS_BIND": "auto",
-        "VLLM_NO_USAGE_STATS": "1",
-        "DO_NOT_TRACK": "1",
-    }
-    cmd = [
-        str(vllm_venv / "bin/vllm"), "serve", str(tiny_model),
-        "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny",
-        "--max-model-len", "2048", "--enforce-eager",
-    ]
+    env = os.environ | CPU_ENV
+    cmd = cpu_serve_argv(str(vllm_venv / "bin/vllm"), tiny_model, port)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
@@ -97,22 +89,6 @@ def vllm_server(vllm_venv: Path, tiny_model: Path, tmp_path_factory: pytest.Temp
             time.sleep(0.5)
         yield VllmServer(base, "tiny", tiny_model, log_path, proc.pid, vllm_venv)
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        # Workers (VLLM::EngineCore, VLLM::Worker) share the process group: none may survive.
-        for _ in range(20):
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.25)
-        else:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise AssertionError("vLLM processes outlived SIGTERM to the process group")
+        # Workers (VLLM::EngineCore, VLLM::Worker) share the process group: none may survive SIGTERM.
+        assert stop_group(proc.pid, timeout=30) != "killed", "vLLM processes outlived SIGTERM to the process group"
+        proc.wait(timeout=10)

@@ -27,6 +27,12 @@ CPU_ENV = {
 }
 
 
+def cpu_serve_argv(vllm: str, model_dir: Path, port: int) -> list[str]:
+    """`vllm serve` of the tiny model on this CPU without a stack: the recipe tests and benchmarks share."""
+    return [vllm, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--served-model-name",
+            SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager"]
+
+
 def demo_stack_text(model_dir: Path, vllm: str, port: int) -> str:
     """TOML for the demo stack; paths are written as JSON strings (valid TOML basic strings)."""
     env = ", ".join(f"{k} = {json.dumps(v)}" for k, v in CPU_ENV.items())
