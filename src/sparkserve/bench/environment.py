@@ -52,33 +52,6 @@ def local_server_command(port: int) -> list[str] | None:
     return list(info.cmdline) if info is not None and info.cmdline else None
 
 
-def args_from_command(argv: list[str]) -> dict[str, object]:
-    """`vllm serve MODEL --a 1 --b` -> {"model": MODEL, "a": "1", "b": True}."""
-    out: dict[str, object] = {}
-    try:
-        start = argv.index("serve") + 1
-    except ValueError:
-        start = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))
-    if start < len(argv) and not argv[start].startswith("-"):
-        out["model"] = argv[start]
-        start += 1
-    i = start
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--"):
-            key, eq, value = arg[2:].partition("=")
-            key = key.replace("-", "_")
-            if eq:
-                out[key] = value
-            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                out[key] = argv[i + 1]
-                i += 1
-            else:
-                out[key] = True
-        i += 1
-    return out
-
-
 def server_args(target: Target) -> dict[str, object]:
     if target.server_args:
         return dict(target.server_args)
@@ -89,7 +62,9 @@ def server_args(target: Target) -> dict[str, object]:
         command = local_server_command(port)
     except (OSError, ValueError):
         return {}
-    return args_from_command(command) if command else {}
+    from sparkserve.engines.vllm import args_from_argv
+
+    return args_from_argv(command) if command else {}
 
 
 def environment(target: Target, server_config: dict[str, str]) -> dict:

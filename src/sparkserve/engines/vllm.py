@@ -141,12 +141,31 @@ def serve_args(planned: list[str], overrides: dict) -> list[str]:
     return out
 
 
+def args_from_argv(argv: list[str] | tuple[str, ...]) -> dict[str, object]:
+    """A running server's command line, `vllm serve MODEL --a 1 --b`, -> {"model": MODEL, "a": "1", "b": True}."""
+    try:
+        start = argv.index("serve") + 1
+    except ValueError:
+        start = next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv))
+    out: dict[str, object] = {}
+    if start < len(argv) and not argv[start].startswith("-"):
+        out["model"] = argv[start]
+        start += 1
+    flags = _parse_flags(list(argv[start:]))
+    out.update({flag[2:].replace("-", "_"): value for flag, value in flags.items() if flag.startswith("--")})
+    return out
+
+
 def _parse_flags(args: list[str]) -> dict[str, object]:
+    """["--a", "1", "--b", "--c=2"] -> {"--a": "1", "--b": True, "--c": "2"}."""
     flags: dict[str, object] = {}
     i = 0
     while i < len(args):
-        flag = args[i]
-        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+        flag, eq, value = args[i].partition("=")
+        if eq and flag.startswith("--"):
+            flags[flag] = value
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
             flags[flag] = args[i + 1]
             i += 2
         else:
