@@ -60,41 +60,37 @@ def native_names(stack: Stack) -> list[str]:
 
 
 @contextlib.contextmanager
-def interrupt_on_terminate() -> Iterator[None]:
+def _handling(signals: tuple[signal.Signals, ...], handler) -> Iterator[None]:
+    """Install `handler` for `signals` for the block, then restore the previous handlers.
+
+    Outside the main thread signals cannot be set: they are left alone."""
+    previous = {}
+    for sig in signals:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def interrupt_on_terminate():
     """SIGTERM and SIGHUP raise KeyboardInterrupt while starting, so the cleanup that Ctrl-C
     gets (stop the engine, remove its state) runs for them too."""
 
     def interrupt(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, interrupt)
-        except ValueError:  # not the main thread: leave signals alone
-            pass
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _handling((signal.SIGTERM, signal.SIGHUP), interrupt)
 
 
-@contextlib.contextmanager
-def uninterruptible() -> Iterator[None]:
+def uninterruptible():
     """Ignore Ctrl-C, SIGTERM and SIGHUP while stopping an engine: a second Ctrl-C must not leave
     it half stopped with its pid file gone."""
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        try:
-            previous[sig] = signal.signal(sig, signal.SIG_IGN)
-        except ValueError:  # not the main thread
-            pass
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _handling((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), signal.SIG_IGN)
 
 
 def fmt_duration(seconds: float) -> str:
