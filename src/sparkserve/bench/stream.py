@@ -34,6 +34,15 @@ def _usage_only(payload: bytes) -> bool:
     return b'"choices": ' in payload and _EMPTY_CHOICES.search(payload) is not None
 
 
+def _complete_lines(stream: OpenAIStream | OllamaStream, data: bytes) -> list[bytes]:
+    """The lines that `data` completes; a trailing partial line waits in `stream.buf` for the next read."""
+    if stream.buf:
+        data = stream.buf + data
+    lines = data.split(b"\n")
+    stream.buf = lines.pop()
+    return lines
+
+
 class StreamFault(Exception):
     """The stream broke its protocol; `kind` is one of the outcome error kinds."""
 
@@ -60,11 +69,7 @@ class OpenAIStream:
 
     def feed(self, data: bytes, t: float) -> None:
         """Consume bytes that arrived at `t` (seconds after the request was sent)."""
-        if self.buf:
-            data = self.buf + data
-        lines = data.split(b"\n")
-        self.buf = lines.pop()
-        for line in lines:
+        for line in _complete_lines(self, data):
             if not line or line == b"\r":
                 continue
             if line[:5] != b"data:":
@@ -169,11 +174,7 @@ class OllamaStream:
         self.empty = b'"content":""' if chat else b'"response":""'
 
     def feed(self, data: bytes, t: float) -> None:
-        if self.buf:
-            data = self.buf + data
-        lines = data.split(b"\n")
-        self.buf = lines.pop()
-        for line in lines:
+        for line in _complete_lines(self, data):
             line = line.strip()
             if not line:
                 continue
