@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -32,3 +33,15 @@ def unknown(kind: str, name: str, choices: Iterable[str], hint: str = "") -> Use
     if hint:
         msg += f"; {hint}"
     return UserError(msg)
+
+
+def read_json(file: Path, label: str) -> object:
+    """A JSON file's contents; a missing, unreadable or non-JSON file is a UserError starting with `label`."""
+    import json
+
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise UserError(f"{label}: not JSON ({exc})") from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from sparkserve.bench.schema import SCHEMA_VERSION, BenchResult, RunResult
-from sparkserve.errors import UserError
+from sparkserve.errors import UserError, read_json
 
 # (label, path into the summary, higher is better)
 METRICS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
@@ -39,12 +39,7 @@ WORKLOAD_KEYS = ("kind", "prompt_len", "output_len", "prefix_len", "num_prefixes
 
 def load_result(path: str) -> BenchResult:
     file = Path(path).expanduser()
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"{file}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise UserError(f"{file}: not JSON ({exc})") from None
+    data = read_json(file, str(file))
     if not isinstance(data, dict) or data.get("tool") != "sparkserve bench":
         raise UserError(f"{file}: not a sparkserve bench result (write one with 'sparkserve bench --json FILE')")
     if data.get("schema_version") != SCHEMA_VERSION:

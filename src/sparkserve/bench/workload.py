@@ -7,13 +7,12 @@ draws fresh indices, so one point's prompts never sit in the prefix cache for th
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparkserve.bench.tokens import PromptSynth, TokenSource
-from sparkserve.errors import UserError
+from sparkserve.errors import UserError, read_json
 
 KINDS = ("random", "prefix", "multiturn", "file")
 WARMUP_BASE = 10_000_000  # warm-up sessions draw indices from here: never the measured prompts
@@ -125,12 +124,7 @@ def load_sharegpt(path: str | None, tokens: TokenSource, output_len: int, max_mo
     """(prompt, prompt tokens, output tokens) from a ShareGPT file: each entry's first human turn
     and, for the output length, its first reply's token count (as `vllm bench serve` does)."""
     file = Path(path or "").expanduser()
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserError(f"--dataset {file}: cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise UserError(f"--dataset {file}: not JSON ({exc})") from None
+    data = read_json(file, f"--dataset {file}")
     if not isinstance(data, list):
         raise UserError(f"--dataset {file}: expected a JSON list of {{\"conversations\": [...]}} entries (ShareGPT)")
     out: list[tuple[str, int | None, int]] = []
