@@ -104,19 +104,12 @@ def stop_vllm(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
-def server_ttft(url: str) -> tuple[float, float]:
-    """(sum, count) of vLLM's own time_to_first_token_seconds histogram: the server's view of TTFT."""
-    from prometheus_client.parser import text_string_to_metric_families
+def metric_sums(url: str) -> dict[str, float]:
+    """vLLM's /metrics, summed per sample name: two reads give the server's own TTFT in between."""
+    from sparkserve.demo.client import metric_sums as read
 
-    total = count = 0.0
-    text = httpx.get(url + "/metrics", timeout=10).text
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "vllm:time_to_first_token_seconds_sum":
-                total += sample.value
-            elif sample.name == "vllm:time_to_first_token_seconds_count":
-                count += sample.value
-    return total, count
+    with httpx.Client(base_url=url, timeout=10) as client:
+        return read(client)
 
 
 def load_average() -> float:
@@ -523,6 +516,8 @@ def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[st
 
 def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, mode: str,
             workloads: list[str]) -> tuple[dict[str, list[dict]], str]:
+    from sparkserve.demo.client import server_timing
+
     proc, url = start_vllm(venv, model_dir, work / f"serve-{mode}.log", mode)
     by_workload: dict[str, list[dict]] = {}
     try:
@@ -542,14 +537,13 @@ def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, m
                         dataset = shared_prompts(model_dir, cfg, seed, work / f"prompts-{seed}.json") \
                             if workload == "shared" else None
                         wait_quiet(args.min_idle, args.max_wait)
-                        before = server_ttft(url)
+                        before = metric_sums(url)
                         if tool == "sparkserve":
                             res = run_sparkserve(url, model_dir, cfg, seed, work, args.sparkserve_arg, dataset)
                         else:
                             res = run_vllm_bench(venv, url, model_dir, cfg, seed, work, dataset,
                                                  trust_env=tool == "vllm")
-                        after = server_ttft(url)
-                        res["server_ttft"] = 1000 * (after[0] - before[0]) / max(1.0, after[1] - before[1])
+                        res["server_ttft"] = server_timing(before, metric_sums(url)).ttft_mean_ms
                         seed += 1
                         entry[tool].append(res)
                         print(f"{mode} {workload} C={cfg['concurrency']} round {r + 1} {tool:11s} "
