@@ -327,7 +327,7 @@ def status_rows(loaded) -> list[dict]:
 
     compose_names, native_names = split_services(loaded.stack, [])
     native_rows = {r["service"]: r for r in native.rows(loaded, native_names)}
-    states, no_state = _compose_states(str(loaded.path)) if compose_names else ({}, "not created")
+    states, no_state = _compose_states(Path(loaded.path)) if compose_names else ({}, "not created")
     bind = loaded.stack.spec.stack.bind
     rows = []
     for name, svc in loaded.stack.services.items():
@@ -349,18 +349,20 @@ def status_rows(loaded) -> list[dict]:
     return rows
 
 
-def _compose_states(stack_file: str) -> tuple[dict[str, ServiceState], str]:
+def _compose_states(stack_file: Path) -> tuple[dict[str, ServiceState], str]:
     """Compose's view of each service, and what to show for a service without a container.
 
     A stack that was never rendered, or a host where Docker does not answer, still gets a row
     per service (the services then read as down) rather than an error.
     """
     from sparkserve.runtime.compose import COMPOSE_FILE
+    from sparkserve.runtime.docker import Compose
 
-    if not (Path(stack_file).parent / COMPOSE_FILE).is_file():
+    compose_file = stack_file.parent / COMPOSE_FILE
+    if not compose_file.is_file():
         return {}, "not rendered"
     try:
-        return _states(_project(stack_file, render_files=False)), "not created"
+        return {s.service: s for s in Compose(compose_file).ps()}, "not created"
     except UserError as exc:
         return {}, f"n/a ({str(exc).split(';')[0]})"
 
