@@ -27,7 +27,7 @@ from sparkserve.plan.memory import engine_memory  # noqa: E402
 from sparkserve.plan.planner import deployment  # noqa: E402
 from sparkserve.plan.speed import Workload, speed  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "calibration"
+SHARED = ROOT / "data" / "calibration"
 PERF_METRICS = ("decode_tps", "aggregate_tps", "prefill_tps", "ttft_ms")
 
 
@@ -117,7 +117,7 @@ def memory_ok(s: Scored) -> bool:
 
 def report(perf: list[Scored], memory: list[Scored], extra: list[Scored] = (), skipped: list[str] = ()) -> tuple[str, bool]:
     lines = ["# Planner accuracy", "",
-             "Written by `benchmarks/plan_accuracy.py` from the real measurements in `shared/calibration/`.",
+             "Written by `benchmarks/plan_accuracy.py` from the real measurements in `data/calibration/`.",
              "Targets: speed, per metric, median absolute error <= 10 % and 90th percentile <= 30 %;",
              "memory, weights and KV cache per GPU within max(10 %, 1.5 GiB) of vLLM's start-up log.", ""]
     ok = True

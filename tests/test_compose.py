@@ -21,7 +21,7 @@ from sparkserve.stack.load import load_stack
 from sparkserve.stack.stackplan import plan_stack
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.schema.json"
+SCHEMA = REPO / "data" / "schemas" / "compose-spec.schema.json"
 SPARKSERVE = [sys.executable, "-m", "sparkserve.cli"]
 
 

@@ -1,7 +1,7 @@
 """Memory model: hand-worked examples against vLLM / Ollama accounting, and invariants.
 
 Every expected number below is derived by hand (arithmetic in the comments) or from a vLLM
-start-up log recorded in ../shared/calibration, never copied from the planner's output.
+start-up log recorded in data/calibration, never copied from the planner's output.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Speed model: the physical ceiling, hand-worked bandwidth arithmetic, monotonic relations, and
-the calibration accuracy gate against the real measurements in ../shared/calibration."""
+the calibration accuracy gate against the real measurements in data/calibration."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sparkserve.plan.planner import deployment
 from sparkserve.plan.speed import Workload, decode_bytes, experts_touched_fraction, speed
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_CALIBRATION = REPO.parent / "shared" / "calibration"
+SHARED_CALIBRATION = REPO / "data" / "calibration"
 
 HARDWARE = ("dgx-spark", "h100-sxm", "h200", "a100-80gb", "rtx-4090", "rtx-pro-6000")
 ENGINE_QUANTS = {
@@ -200,7 +200,7 @@ def test_two_sparks_halve_memory_and_pay_for_the_link() -> None:
 
 def _plan_accuracy():
     if not SHARED_CALIBRATION.is_dir():
-        pytest.fail(f"calibration data missing: expected {SHARED_CALIBRATION} (CI checks out ../shared beside the repo)")
+        pytest.fail(f"calibration data missing: expected {SHARED_CALIBRATION} (it ships with the repository)")
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import plan_accuracy

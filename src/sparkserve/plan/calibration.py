@@ -1,6 +1,6 @@
 """How much of the hardware each engine achieves: a few numbers per engine, fitted once.
 
-The values were fitted on `shared/calibration/perf-calibration.csv` (real measurements with
+The values were fitted on `data/calibration/perf-calibration.csv` (real measurements with
 sources) by `benchmarks/plan_accuracy.py`, which also reports the error per metric in
 docs/accuracy.md. They are per engine, not per model: the physics in `speed.py` carries the rest.
 """
