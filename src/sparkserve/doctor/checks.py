@@ -123,7 +123,8 @@ def check_driver(ctx: Context) -> Check:
     if not d.gpus:
         reason = d.notes[0] if d.notes else "no GPU"
         if "not installed" in reason:
-            return Check("nvidia_driver", NA, f"cannot ask NVML: {reason}", "pip install 'sparkserve[nvml]'")
+            return Check("nvidia_driver", NA, f"cannot ask NVML: {reason}",
+                         "pip install nvidia-ml-py (a sparkserve dependency), or put nvidia-smi on PATH")
         return Check("nvidia_driver", FAIL, f"no NVIDIA GPU answers ({reason})", DRIVER_INSTALL)
     summary = f"driver {d.driver_version or 'n/a'}, CUDA {d.cuda_driver_version or 'n/a'}, " + \
         ", ".join(f"{g.name}" for g in d.gpus)

@@ -3,7 +3,9 @@
 Every NVML reading is optional: a GB10 answers NOT_SUPPORTED for memory, containers may
 hide power or clocks, and an old driver may lack a call. One failed reading becomes None
 (shown as n/a); it never aborts detection. pynvml is imported only inside `detect`, so a
-machine without it (or without a driver) still plans with `--hardware`.
+machine without it (or without a driver) still plans with `--hardware`. Where NVML cannot
+load (no libnvidia-ml.so.1 in the container, a broken binding), `nvidia-smi --query-gpu`
+gives the same identity and most readings.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
@@ -218,13 +222,11 @@ def detect(meminfo_path: str = "/proc/meminfo", nvml: Any = None) -> Detection:
         try:
             import pynvml as nvml
         except ImportError:
-            note = "nvidia-ml-py is not installed (pip install 'sparkserve[nvml]')"
-            return Detection(gpus=[], profile_id=None, notes=[note], **host)
+            return _fallback("nvidia-ml-py is not installed", host)
     try:
         nvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001 - LibraryNotFound, DriverNotLoaded, ...
-        note = f"NVML unavailable: {exc or type(exc).__name__} (no NVIDIA driver?)"
-        return Detection(gpus=[], profile_id=None, notes=[note], **host)
+        return _fallback(f"NVML unavailable: {exc or type(exc).__name__}", host)
 
     notes: list[str] = []
     gpus: list[DetectedGPU] = []
@@ -253,6 +255,109 @@ def detect(meminfo_path: str = "/proc/meminfo", nvml: Any = None) -> Detection:
     ids = {g.profile_id for g in gpus}
     profile_id = ids.pop() if len(ids) == 1 else None
     return Detection(gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda, notes=notes, **host)
+
+
+def _fallback(reason: str, host: dict[str, Any]) -> Detection:
+    """nvidia-smi's readings when NVML would not load; the NVML reason when that fails too."""
+    smi = shutil.which("nvidia-smi")
+    found = query_nvidia_smi(smi) if smi else None
+    if found is None:
+        where = "nvidia-smi is not on PATH" if smi is None else "nvidia-smi did not answer"
+        return Detection(gpus=[], profile_id=None, notes=[f"{reason}; {where} (no NVIDIA driver?)"], **host)
+    gpus, driver, cuda = found
+    notes = [f"{reason}; read with nvidia-smi instead"] if gpus else [f"nvidia-smi found no GPU ({reason})"]
+    for gpu in gpus:
+        if gpu.unified and gpu.memory_total_gib is None:
+            notes.append(f"GPU {gpu.index} ({gpu.name}): nvidia-smi reports memory as Not Supported; "
+                         "unified memory, taken from /proc/meminfo (MemTotal, MemAvailable)")
+    notes.extend(_profile_notes(gpus))
+    ids = {g.profile_id for g in gpus}
+    profile_id = ids.pop() if len(ids) == 1 else None
+    return Detection(gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda,
+                     notes=notes, **host)
+
+
+# nvidia-smi --help-query-gpu names these; compute_cap needs driver 510+, hence the retry without it.
+SMI_FIELDS = ("index", "name", "uuid", "memory.total", "memory.used", "power.draw", "power.limit",
+              "temperature.gpu", "utilization.gpu", "clocks.max.memory", "driver_version", "compute_cap")
+SMI_APPS = ("gpu_uuid", "pid", "used_memory")
+
+
+def _smi(binary: str, *args: str) -> str | None:
+    try:
+        out = subprocess.run([binary, *args], capture_output=True, text=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _smi_value(text: str) -> str | None:
+    """None for nvidia-smi's n/a spellings: [N/A], [Not Supported], N/A, [Unknown Error]."""
+    value = text.strip()
+    return None if not value or value.startswith("[") or value.upper() == "N/A" else value
+
+
+def _smi_number(text: str) -> float | None:
+    value = _smi_value(text)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def query_nvidia_smi(binary: str = "nvidia-smi") -> tuple[list[DetectedGPU], str | None, str | None] | None:
+    """GPUs, driver and CUDA version from nvidia-smi's CSV queries; None when it does not answer."""
+    fields = SMI_FIELDS
+    text = _smi(binary, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits")
+    if text is None:
+        fields = SMI_FIELDS[:-1]
+        text = _smi(binary, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits")
+    if text is None:
+        return None
+    apps: dict[str, list[GPUProcess]] = {}
+    for line in (_smi(binary, f"--query-compute-apps={','.join(SMI_APPS)}", "--format=csv,noheader,nounits")
+                 or "").splitlines():
+        cols = [c.strip() for c in line.split(",")]
+        if len(cols) == len(SMI_APPS) and cols[1].isdigit():
+            used = _smi_number(cols[2])
+            apps.setdefault(cols[0], []).append(
+                GPUProcess(pid=int(cols[1]), used_memory_bytes=int(used * 1024**2) if used is not None else None))
+    gpus: list[DetectedGPU] = []
+    driver = None
+    for line in text.splitlines():
+        cols = dict(zip(fields, (c.strip() for c in line.split(",")), strict=False))
+        if len(cols) != len(fields) or not cols["index"].isdigit():
+            continue
+        name = cols["name"]
+        total, used = _smi_number(cols["memory.total"]), _smi_number(cols["memory.used"])  # MiB
+        profile_id = profile_for_name(name)
+        power, limit = _smi_number(cols["power.draw"]), _smi_number(cols["power.limit"])
+        temperature, util = _smi_number(cols["temperature.gpu"]), _smi_number(cols["utilization.gpu"])
+        clock = _smi_number(cols["clocks.max.memory"])
+        driver = driver or _smi_value(cols["driver_version"])
+        gpus.append(DetectedGPU(
+            index=int(cols["index"]),
+            name=name,
+            uuid=_smi_value(cols["uuid"]),
+            memory_total_gib=round(total / 1024, 2) if total is not None else None,
+            unified=total is None or (profile_id is not None and PROFILES[profile_id].unified),
+            compute_capability=_smi_value(cols.get("compute_cap", "")),
+            max_memory_clock_mhz=int(clock) if clock is not None else None,
+            power_w=power,
+            power_limit_w=limit,
+            temperature_c=int(temperature) if temperature is not None else None,
+            utilization_pct=int(util) if util is not None else None,
+            profile_id=profile_id,
+            memory_used_gib=round(used / 1024, 2) if used is not None else None,
+            processes=tuple(apps.get(cols["uuid"], ())),
+        ))
+    return gpus, driver, _smi_cuda_version(binary)
+
+
+def _smi_cuda_version(binary: str) -> str | None:
+    """The "CUDA Version : 13.0" line of `nvidia-smi --version` (drivers 525 and newer print it)."""
+    match = re.search(r"^CUDA Version\s*:\s*(\d+\.\d+)", _smi(binary, "--version") or "", re.M)
+    return match.group(1) if match else None
 
 
 def _profile_notes(gpus: list[DetectedGPU]) -> list[str]:
