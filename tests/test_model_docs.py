@@ -145,7 +145,7 @@ def test_recommended_settings_are_the_default_stacks():
     stack_args = tomllib.loads(default_stack_text(spark, "fp8"))["services"]["vllm-qwen3-32b"]["args"]
     rec = build_report(spark, resolve_model("Qwen/Qwen3-32B").spec, _neighbour(spark)).recommended
     settings = rec.memory.settings
-    assert (settings["gpu_memory_utilization"], rec.memory.max_model_len, settings["max_num_seqs"]) == (
+    assert (settings.gpu_memory_utilization, rec.memory.max_model_len, settings.max_num_seqs) == (
         stack_args["gpu_memory_utilization"], stack_args["max_model_len"], stack_args["max_num_seqs"])
 
 

@@ -324,7 +324,7 @@ def test_default_stack_on_spark_leaves_room_for_ollama_and_os() -> None:
     stack = plan_default_stack(hw, Workload())
     vllm = next(s for s in stack.services if s.deployment.engine == "vllm")
     ollama = next(s for s in stack.services if s.deployment.engine == "ollama")
-    util = float(vllm.memory.settings["gpu_memory_utilization"])
+    util = vllm.memory.settings.gpu_memory_utilization
     assert util < 0.92
     # vLLM's share + Ollama's resident model + the OS reserve must fit in the 121.6 GiB pool
     assert util * SPARK_GIB + ollama.memory.total_gib + hw.os_reserve_gib <= SPARK_GIB
@@ -337,7 +337,7 @@ def test_default_stack_on_h100_leaves_room_for_ollama() -> None:
     stack = plan_default_stack(get_profile("h100-sxm"), Workload())
     vllm = next(s for s in stack.services if s.deployment.engine == "vllm")
     ollama = next(s for s in stack.services if s.deployment.engine == "ollama")
-    util = float(vllm.memory.settings["gpu_memory_utilization"])
+    util = vllm.memory.settings.gpu_memory_utilization
     assert util * H100_GIB + ollama.memory.total_gib <= H100_GIB
     assert vllm.memory.total_gib + ollama.memory.total_gib <= H100_GIB
     assert stack.left_gib >= 0

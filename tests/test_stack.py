@@ -99,7 +99,7 @@ def test_max_num_seqs_stays_within_what_the_kv_cache_holds():
     for profile in list_profiles():
         stack = plan_default_stack(profile, "int4")
         vplan = stack.services[0]
-        seqs = vplan.memory.settings["max_num_seqs"]
+        seqs = vplan.memory.settings.max_num_seqs
         assert seqs == sized_max_num_seqs(vplan)
         assert 1 <= seqs <= max(1, 2 * vplan.memory.max_concurrency)
         assert seqs & (seqs - 1) == 0  # a power of two
@@ -276,7 +276,7 @@ def test_plan_stack_and_model_conflict():
 def test_plan_stack_shares_unified_memory():
     stack = load_stack(STACKS / "minimal.toml")
     plan = plan_stack(stack, get_profile("dgx-spark"))
-    util = plan.services[0].memory.settings["gpu_memory_utilization"]
+    util = plan.services[0].memory.settings.gpu_memory_utilization
     assert util <= (121.6 - 12.0) / 121.6
 
 

@@ -53,8 +53,8 @@ def plan_context(loaded: Loaded | None, service: str | None) -> dict[str, str]:
     mem = plan.memory
     context = {"total_gib": f"{mem.device_memory_gib:g}",
                "kv_bytes_per_token": f"{mem.kv_bytes_per_token / max(1, mem.devices):.1f}"}
-    util = mem.settings.get("gpu_memory_utilization")
-    if isinstance(util, (int, float)):
+    util = getattr(mem.settings, "gpu_memory_utilization", None)
+    if util is not None:
         context["util"] = f"{util:.2f}"
     if loaded.hw.unified:
         context["uma"] = "yes"

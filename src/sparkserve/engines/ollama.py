@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sparkserve.plan.settings import GgufSettings
+
 NAME = "ollama"
 
 # Ollama server defaults (docs/faq.md, envconfig/config.go): context 4096 tokens per request,
@@ -16,16 +18,16 @@ DEFAULT_KEEP_ALIVE = "5m"
 DEFAULT_NUM_BATCH = 512
 
 
-def recommended_env(settings: dict, keep_alive: str = "30m") -> dict[str, str]:
+def recommended_env(settings: GgufSettings, keep_alive: str = "30m") -> dict[str, str]:
     """Server environment for a planned Ollama deployment."""
     env = {
         "OLLAMA_KEEP_ALIVE": keep_alive,
-        "OLLAMA_CONTEXT_LENGTH": str(settings["num_ctx"]),
-        "OLLAMA_NUM_PARALLEL": str(settings["num_parallel"]),
+        "OLLAMA_CONTEXT_LENGTH": str(settings.num_ctx),
+        "OLLAMA_NUM_PARALLEL": str(settings.num_parallel),
         "OLLAMA_FLASH_ATTENTION": "1",
     }
-    if settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE) != DEFAULT_KV_CACHE_TYPE:
-        env["OLLAMA_KV_CACHE_TYPE"] = str(settings["kv_cache_type"])
+    if settings.kv_cache_type != DEFAULT_KV_CACHE_TYPE:
+        env["OLLAMA_KV_CACHE_TYPE"] = settings.kv_cache_type
     return env
 
 
@@ -49,7 +51,7 @@ def healthcheck_test() -> list[str]:
 NATIVE_MODELS_DIR = "~/.ollama/models"
 
 
-def server_env(listen: str, models_dir: str, settings: dict) -> dict[str, str]:
+def server_env(listen: str, models_dir: str, settings: GgufSettings) -> dict[str, str]:
     """`ollama serve` environment for a native service: where it listens (OLLAMA_HOST, host:port),
     where it keeps models, and the planned settings (keep-alive, context, parallel requests)."""
     return {"OLLAMA_HOST": listen, "OLLAMA_MODELS": models_dir, **recommended_env(settings)}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sparkserve.plan.settings import VllmSettings
+
 NAME = "vllm"
 
 # vLLM `EngineArgs` defaults (vllm/engine/arg_utils.py, v0.10-v0.19; checked against
@@ -54,8 +56,8 @@ QUANT_FLAG = {
 }
 
 
-def recommended_args(settings: dict, *, model_id: str, quant: str, checkpoint_quant: str | None,
-                     max_model_len: int, served_name: str | None = None) -> list[str]:
+def recommended_args(settings: VllmSettings, *, model_id: str, quant: str, checkpoint_quant: str | None,
+                     max_model_len: int, nodes: int = 1, served_name: str | None = None) -> list[str]:
     """`vllm serve` arguments for a planned deployment; only flags current vLLM accepts."""
     args = [model_id]
     if served_name:
@@ -63,19 +65,18 @@ def recommended_args(settings: dict, *, model_id: str, quant: str, checkpoint_qu
     if quant in QUANT_FLAG and checkpoint_quant != quant and not model_id.lower().endswith(("-fp8", "-fp8-dynamic")):
         args += ["--quantization", QUANT_FLAG[quant]]
     args += [
-        "--gpu-memory-utilization", f"{settings['gpu_memory_utilization']:.2f}",
+        "--gpu-memory-utilization", f"{settings.gpu_memory_utilization:.2f}",
         "--max-model-len", str(max_model_len),
-        "--max-num-batched-tokens", str(settings["max_num_batched_tokens"]),
-        "--max-num-seqs", str(settings["max_num_seqs"]),
+        "--max-num-batched-tokens", str(settings.max_num_batched_tokens),
+        "--max-num-seqs", str(settings.max_num_seqs),
     ]
-    if settings.get("kv_cache_dtype", "auto") != "auto":
-        args += ["--kv-cache-dtype", str(settings["kv_cache_dtype"])]
-    tp = int(settings.get("tensor_parallel_size", 1))
-    if tp > 1:
-        args += ["--tensor-parallel-size", str(tp)]
-    if settings.get("nodes", 1) > 1:
+    if settings.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", settings.kv_cache_dtype]
+    if settings.tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    if nodes > 1:
         args += ["--distributed-executor-backend", "ray"]
-    if settings.get("enforce_eager"):
+    if settings.enforce_eager:
         args.append("--enforce-eager")
     args += ["--enable-prefix-caching", "--enable-chunked-prefill"]
     return [a for a in args if a not in REMOVED_FLAGS]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.quant import GGUF_ENGINES, WeightFormat, kv_dtype_bytes
+from sparkserve.plan.settings import EngineSettings, GgufSettings, VllmSettings
 
 GIB = 1024**3
 
@@ -59,10 +60,10 @@ class MemoryPlan:
     max_model_len: int
     max_concurrency: float
     total_gib: float  # what the engine holds once started, all devices
+    settings: EngineSettings  # what this plan was made with
     fits: bool = True
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    settings: dict[str, float | int | str | bool] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,15 +284,16 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
         max_model_len=max_len,
         max_concurrency=max_conc,
         total_gib=(budget + graphs - graphs_in_budget) * tp / GIB,
-        settings={
-            "gpu_memory_utilization": util,
-            "max_num_batched_tokens": mnbt,
-            "max_num_seqs": mns,
-            "block_size": block,
-            "kv_cache_dtype": dep.kv_cache_dtype,
-            "tensor_parallel_size": tp,
-            "enforce_eager": dep.enforce_eager,
-        },
+        settings=VllmSettings(
+            gpu_memory_utilization=util,
+            max_model_len=max_len,
+            max_num_batched_tokens=mnbt,
+            max_num_seqs=mns,
+            block_size=block,
+            kv_cache_dtype=dep.kv_cache_dtype,
+            tensor_parallel_size=tp,
+            enforce_eager=dep.enforce_eager,
+        ),
     )
     fixed = weights + act + non_torch + graphs_in_budget
     if weights > budget:
@@ -388,7 +390,7 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
         max_model_len=num_ctx,
         max_concurrency=float(parallel),
         total_gib=total / GIB,
-        settings={"num_ctx": num_ctx, "num_parallel": parallel, "kv_cache_type": kv_dtype},
+        settings=GgufSettings(num_ctx=num_ctx, num_parallel=parallel, kv_cache_type=kv_dtype),
     )
     if total > pool:
         plan.fits = False

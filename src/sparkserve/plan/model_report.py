@@ -20,6 +20,7 @@ from sparkserve.plan.planner import (
     unified_share_utilization,
 )
 from sparkserve.plan.quant import compute_dtype
+from sparkserve.plan.settings import vllm_settings
 from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, flop_params
 
 # One request of max-model-len should never hold the whole KV cache: keep room for this many.
@@ -70,11 +71,11 @@ class ModelReport:
 
     @property
     def utilization(self) -> float:
-        return float(self.recommended.memory.settings["gpu_memory_utilization"])
+        return vllm_settings(self.recommended.memory.settings).gpu_memory_utilization
 
     @property
     def max_num_seqs(self) -> int:
-        return int(self.recommended.memory.settings["max_num_seqs"])
+        return vllm_settings(self.recommended.memory.settings).max_num_seqs
 
 
 def vllm_precisions(model: ModelSpec, hw: HardwareProfile) -> tuple[str, ...]:
@@ -162,7 +163,7 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
 def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:
     """Lower the utilisation step by step until one request of max-model-len no longer fits."""
     dep = plan.deployment
-    steps = round(float(plan.memory.settings["gpu_memory_utilization"]) / UTILIZATION_STEP)
+    steps = round(vllm_settings(plan.memory.settings).gpu_memory_utilization / UTILIZATION_STEP)
     for step in range(steps - 1, 0, -1):
         util = step * UTILIZATION_STEP
         lower = dataclasses.replace(dep, gpu_memory_utilization=round(util, 2))

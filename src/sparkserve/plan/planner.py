@@ -10,6 +10,7 @@ from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.calibration import ENGINES
 from sparkserve.plan.memory import GIB, Deployment, MemoryPlan, engine_memory
 from sparkserve.plan.quant import GGUF_ENGINES, check_engine_format, hardware_warnings, weight_format
+from sparkserve.plan.settings import gguf_settings, vllm_settings
 from sparkserve.plan.speed import SpeedPlan, Workload, speed
 
 
@@ -53,7 +54,7 @@ class ServicePlan:
                 "fits": mem.fits,
                 "reasons": mem.reasons,
                 "warnings": self.warnings,
-                "settings": mem.settings,
+                "settings": mem.settings.to_dict(),
             },
             "perf": {
                 "decode_tps": round(perf.decode_tps, 2),
@@ -119,7 +120,7 @@ def plan_service(dep: Deployment, work: Workload, name: str = "") -> ServicePlan
     plan = ServicePlan(name=name or dep.model.id, deployment=dep, workload=work, memory=mem, perf=perf, warnings=warnings)
     plan.recommended_args = _recommended_args(plan)
     if dep.hardware.unified and dep.engine not in GGUF_ENGINES:
-        util = float(mem.settings["gpu_memory_utilization"])
+        util = vllm_settings(mem.settings).gpu_memory_utilization
         left = dep.hardware.gpu_memory_gib * (1 - util)
         if left < dep.hardware.os_reserve_gib:
             warnings.append(
@@ -150,9 +151,9 @@ def _recommended_args(plan: ServicePlan) -> list[str]:
     if dep.engine == "vllm":
         from sparkserve.engines import vllm
 
-        settings = dict(mem.settings, nodes=dep.nodes)
         return vllm.recommended_args(
-            settings,
+            vllm_settings(mem.settings),
+            nodes=dep.nodes,
             model_id=dep.model.id,
             quant=dep.quant.id,
             checkpoint_quant=dep.model.checkpoint_quant,
@@ -161,7 +162,7 @@ def _recommended_args(plan: ServicePlan) -> list[str]:
     if dep.engine == "ollama":
         from sparkserve.engines import ollama
 
-        return [f"{k}={v}" for k, v in ollama.recommended_env(mem.settings).items()]
+        return [f"{k}={v}" for k, v in ollama.recommended_env(gguf_settings(mem.settings)).items()]
     return []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from sparkserve.plan.planner import ServicePlan
+from sparkserve.plan.settings import vllm_settings
 
 # Requests seldom use the full context, so admitting this many times the full-length capacity
 # keeps the batch busy while preemptions stay rare.
@@ -25,6 +26,6 @@ def round_down_len(tokens: int) -> int:
 def sized_max_num_seqs(plan: ServicePlan) -> int:
     """Concurrent sequences worth admitting: a power of two near SEQS_OVER_FULL_LENGTH x what
     the KV cache holds at full length, never above the engine default."""
-    default = int(plan.memory.settings["max_num_seqs"])
+    default = vllm_settings(plan.memory.settings).max_num_seqs
     room = max(1.0, plan.memory.max_concurrency * SEQS_OVER_FULL_LENGTH)
     return max(1, min(default, 2 ** int(math.log2(room))))

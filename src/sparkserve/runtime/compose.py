@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.plan.planner import ServicePlan, StackPlan
+from sparkserve.plan.settings import gguf_settings
 from sparkserve.stack.load import Stack
 from sparkserve.stack.schema import ServiceSpec, env_references
 
@@ -84,7 +85,7 @@ def _service(stack: Stack, name: str, svc: ServiceSpec, hw: HardwareProfile, pla
     else:
         out["image"] = svc.image or ollama.image_for(hw)
         container_port, health = ollama.CONTAINER_PORT, ollama.healthcheck_test()
-        environment = {**ollama.recommended_env(plan.memory.settings), **svc.env}
+        environment = {**ollama.recommended_env(gguf_settings(plan.memory.settings)), **svc.env}
         if not any(_target(v) == ollama.MODELS_DIR for v in volumes):
             volumes.append(f"{OLLAMA_MODELS_VOLUME}:{ollama.MODELS_DIR}")
             named_volumes.add(OLLAMA_MODELS_VOLUME)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError
+from sparkserve.plan.settings import gguf_settings
 from sparkserve.runtime import procs
 
 if TYPE_CHECKING:
@@ -183,7 +184,8 @@ def build_launch(stack: Stack, name: str, plan: ServicePlan, executable: str,
                 "--host", listen, "--port", str(svc.port)]
     else:
         host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
-        env.update(ollama.server_env(f"{host}:{svc.port}", _ollama_models(stack, svc), plan.memory.settings))
+        env.update(ollama.server_env(f"{host}:{svc.port}", _ollama_models(stack, svc),
+                                     gguf_settings(plan.memory.settings)))
         argv = [executable, "serve"]
     lookup = {**env}
     for key, value in svc.env.items():

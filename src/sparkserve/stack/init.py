@@ -12,6 +12,7 @@ from sparkserve.errors import UserError
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.plan.planner import StackPlan
 from sparkserve.plan.recommend import SEQS_OVER_FULL_LENGTH, sized_max_num_seqs
+from sparkserve.plan.settings import gguf_settings, vllm_settings
 from sparkserve.plan.speed import Workload
 from sparkserve.stack.defaults import OLLAMA_SERVICE, VLLM_SERVICE
 from sparkserve.stack.schema import DEFAULT_BIND, DEFAULT_HF_CACHE
@@ -49,7 +50,7 @@ def plan_default_stack(hw: HardwareProfile, variant: str) -> StackPlan:
     first = plan_services(hw, (vllm, OLLAMA_SERVICE), Workload())
     vplan = first.services[0]
     settings = dict(vllm.settings, max_num_seqs=sized_max_num_seqs(vplan),
-                    gpu_memory_utilization=float(vplan.memory.settings["gpu_memory_utilization"]))
+                    gpu_memory_utilization=vllm_settings(vplan.memory.settings).gpu_memory_utilization)
     return plan_services(hw, (dataclasses.replace(vllm, settings=settings), OLLAMA_SERVICE), Workload())
 
 
@@ -59,7 +60,8 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
     stack = plan_default_stack(hw, variant)
     vplan, oplan = stack.services
     vmem, omem = vplan.memory, oplan.memory
-    util = float(vmem.settings["gpu_memory_utilization"])
+    vset, oset = vllm_settings(vmem.settings), gguf_settings(omem.settings)
+    util = vset.gpu_memory_utilization
     room = "Ollama and the OS" if hw.unified else "Ollama"
     left = hw.gpu_memory_gib * (1 - util)
     model, quant = VARIANTS[variant]
@@ -86,11 +88,11 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
         f" (Ollama needs {omem.total_gib:.1f} GiB{f', the OS {hw.os_reserve_gib:.0f} GiB' if hw.unified else ''}).",
         f"gpu_memory_utilization = {util:.2f}",
         f"max_model_len = {vmem.max_model_len}",
-        f"max_num_batched_tokens = {vmem.settings['max_num_batched_tokens']}  # prefill chunk per step",
+        f"max_num_batched_tokens = {vset.max_num_batched_tokens}  # prefill chunk per step",
         f"# The KV cache holds {vmem.kv_tokens:,} tokens = {vmem.max_concurrency:.1f} requests at the full {vmem.max_model_len:,};"
         f" most are shorter, so {SEQS_OVER_FULL_LENGTH}x that",
         "# (a power of two) keeps the batch full while preemptions stay rare.",
-        f"max_num_seqs = {vmem.settings['max_num_seqs']}",
+        f"max_num_seqs = {vset.max_num_seqs}",
         "enable_prefix_caching = true  # reuse the KV of shared prompt prefixes (system prompts, chat history)",
         "enable_chunked_prefill = true  # long prompts no longer stall running decodes",
         "",
@@ -102,8 +104,8 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
         f'volumes = ["{OLLAMA_MODELS_HOST}:/root/.ollama"]',
         "",
         f"[services.{OLLAMA_SERVICE.name}.args]",
-        f"num_ctx = {omem.settings['num_ctx']}",
-        f"num_parallel = {omem.settings['num_parallel']}",
+        f"num_ctx = {oset.num_ctx}",
+        f"num_parallel = {oset.num_parallel}",
         "",
         f"[services.{OLLAMA_SERVICE.name}.env]",
         f'OLLAMA_KEEP_ALIVE = "{OLLAMA_KEEP_ALIVE}"  # keep the model loaded between requests',

@@ -75,7 +75,7 @@ def _table(header: list[str], align: list[str], rows: list[list[str]]) -> str:
 
 def _plan_flags(plan: ServicePlan) -> str:
     """The `sparkserve plan` options that reproduce a plan's numbers."""
-    dep, work, settings = plan.deployment, plan.workload, plan.memory.settings
+    dep, work, settings = plan.deployment, plan.workload, plan.memory.settings.to_dict()
     flags = [f"-m {dep.model.id}", f"-H {dep.hardware.id}"]
     if dep.engine in GGUF_ENGINES:
         flags += [f"-e {dep.engine}", f"-q {dep.quant.id}", f"--max-model-len {plan.memory.max_model_len}"]
@@ -230,7 +230,7 @@ def _why(report: ModelReport) -> dict[str, str]:
     if report.neighbour is not None:
         nb = report.neighbour
         room.append(f"Ollama ({_gib(nb.memory.total_gib)} GiB: the default stack's {nb.deployment.model.id} "
-                    f"{nb.deployment.quant.id}, num_ctx {_count(int(nb.memory.settings['num_ctx']))})")
+                    f"{nb.deployment.quant.id}, num_ctx {_count(nb.memory.settings.max_model_len)})")
     if hw.unified:
         room.append(f"the OS ({hw.os_reserve_gib:.0f} GiB)")
     from sparkserve.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION

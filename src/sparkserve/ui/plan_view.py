@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparkserve.plan.planner import ServicePlan, StackPlan
+from sparkserve.plan.settings import gguf_settings, vllm_settings
 
 
 def _memory_table(plan: ServicePlan) -> Table:
@@ -17,17 +18,17 @@ def _memory_table(plan: ServicePlan) -> Table:
     t.add_row("weights", f"{mem.weights_gib:.1f}", f"{plan.deployment.quant.id}")
     if plan.deployment.engine in ("ollama", "llama.cpp"):
         t.add_row("compute buffers", f"{mem.activation_gib:.1f}", "one micro-batch")
-        t.add_row("KV cache", f"{mem.kv_cache_gib:.1f}",
-                  f"{mem.settings['num_ctx']:,} ctx x {mem.settings['num_parallel']} parallel ({mem.settings['kv_cache_type']})")
+        g = gguf_settings(mem.settings)
+        t.add_row("KV cache", f"{mem.kv_cache_gib:.1f}", f"{g.num_ctx:,} ctx x {g.num_parallel} parallel ({g.kv_cache_type})")
     else:
-        s = mem.settings
-        t.add_row("activation peak", f"{mem.activation_gib:.1f}", f"{s['max_num_batched_tokens']:,} batched tokens")
+        s = vllm_settings(mem.settings)
+        t.add_row("activation peak", f"{mem.activation_gib:.1f}", f"{s.max_num_batched_tokens:,} batched tokens")
         t.add_row("non-torch", f"{mem.non_torch_gib:.1f}", "cuBLAS, NCCL")
-        t.add_row("CUDA graphs", f"{mem.cuda_graph_gib:.1f}", "none (eager)" if s["enforce_eager"] else "")
+        t.add_row("CUDA graphs", f"{mem.cuda_graph_gib:.1f}", "none (eager)" if s.enforce_eager else "")
         t.add_row("KV cache", f"{mem.kv_cache_gib:.1f}",
                   f"{mem.kv_tokens:,} tokens, {mem.max_concurrency:.1f}x requests of {mem.max_model_len:,}")
         t.add_row("budget", f"{mem.budget_gib:.1f}",
-                  f"{s['gpu_memory_utilization']:.2f} x {mem.device_memory_gib:.1f} GiB x {mem.devices}")
+                  f"{s.gpu_memory_utilization:.2f} x {mem.device_memory_gib:.1f} GiB x {mem.devices}")
     t.add_row("[bold]total[/]", f"[bold]{mem.total_gib:.1f}[/]", "[green]fits[/]" if mem.fits else "[red]does not fit[/]")
     return t
 
