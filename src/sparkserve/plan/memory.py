@@ -405,6 +405,7 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
 
 
 def engine_memory(dep: Deployment) -> MemoryPlan:
-    if dep.engine in GGUF_ENGINES:
-        return ollama_memory(dep)
-    return vllm_memory(dep)
+    """The deployment's engine decides which accounting applies (engines/: `Engine.memory`)."""
+    from sparkserve.engines import get_engine
+
+    return get_engine(dep.engine).memory(dep)

@@ -7,10 +7,8 @@ from dataclasses import asdict, dataclass, field
 from sparkserve.errors import UserError, unknown
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.models.spec import ModelSpec
-from sparkserve.plan.calibration import ENGINES
 from sparkserve.plan.memory import GIB, Deployment, MemoryPlan, engine_memory
-from sparkserve.plan.quant import GGUF_ENGINES, check_engine_format, hardware_warnings, weight_format
-from sparkserve.plan.settings import gguf_settings, vllm_settings
+from sparkserve.plan.quant import check_engine_format, hardware_warnings, weight_format
 from sparkserve.plan.speed import SpeedPlan, Workload, speed
 
 
@@ -71,18 +69,17 @@ class ServicePlan:
 
 
 def check_engine(engine: str) -> str:
-    key = engine.strip().lower()
-    key = {"llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "tensorrt-llm": "trtllm", "trt-llm": "trtllm"}.get(key, key)
-    if key not in ENGINES:
-        raise unknown("engine", engine, ENGINES, hint="expected one of " + ", ".join(ENGINES))
-    return key
+    """The registered engine's name for `engine` (aliases accepted); unknown names are a UserError."""
+    from sparkserve.engines import get_engine
+
+    return get_engine(engine).name
 
 
 def check_kv_cache_dtype(engine: str, kv_dtype: str) -> None:
     """Each engine spells its KV-cache types its own way; reject what it would refuse."""
-    from sparkserve.engines import ollama, vllm
+    from sparkserve.engines import get_engine
 
-    accepted = ollama.KV_CACHE_TYPES if engine in GGUF_ENGINES else vllm.KV_CACHE_DTYPES
+    accepted = get_engine(engine).kv_cache_dtypes
     if kv_dtype not in accepted:
         raise unknown(f"KV-cache dtype for {engine}", kv_dtype, accepted, hint="expected one of " + ", ".join(accepted))
 
@@ -114,56 +111,18 @@ def deployment(
 
 
 def plan_service(dep: Deployment, work: Workload, name: str = "") -> ServicePlan:
+    from sparkserve.engines import get_engine
+
     mem = engine_memory(dep)
     perf = speed(dep, work)
     warnings = list(mem.warnings) + hardware_warnings(dep.quant, dep.hardware)
     plan = ServicePlan(name=name or dep.model.id, deployment=dep, workload=work, memory=mem, perf=perf, warnings=warnings)
-    plan.recommended_args = _recommended_args(plan)
-    if dep.hardware.unified and dep.engine not in GGUF_ENGINES:
-        util = vllm_settings(mem.settings).gpu_memory_utilization
-        left = dep.hardware.gpu_memory_gib * (1 - util)
-        if left < dep.hardware.os_reserve_gib:
-            warnings.append(
-                f"unified memory: vLLM takes {util:.2f} x {dep.hardware.gpu_memory_gib:.1f} GiB and leaves "
-                f"{left:.1f} GiB for the OS (needs about {dep.hardware.os_reserve_gib:.0f} GiB); the host may freeze. "
-                f"Use --gpu-memory-utilization {_util_leaving(dep.hardware, dep.hardware.os_reserve_gib):.2f}"
-            )
-    if dep.hardware.unified and dep.engine in GGUF_ENGINES:
-        left = dep.hardware.gpu_memory_gib - mem.total_gib
-        if left < dep.hardware.os_reserve_gib:
-            warnings.append(
-                f"unified memory: {dep.engine} needs {mem.total_gib:.1f} GiB and leaves {left:.1f} GiB for the OS "
-                f"(needs about {dep.hardware.os_reserve_gib:.0f} GiB); the host may freeze"
-            )
+    engine = get_engine(dep.engine)
+    plan.recommended_args = engine.recommended_args(plan)
+    warnings.extend(engine.unified_memory_warnings(dep, mem))
     if not mem.fits:
         warnings.extend(mem.reasons)
     return plan
-
-
-def _util_leaving(hw: HardwareProfile, reserve_gib: float) -> float:
-    import math
-
-    return math.floor((hw.gpu_memory_gib - reserve_gib) / hw.gpu_memory_gib * 100) / 100
-
-
-def _recommended_args(plan: ServicePlan) -> list[str]:
-    dep, mem = plan.deployment, plan.memory
-    if dep.engine == "vllm":
-        from sparkserve.engines import vllm
-
-        return vllm.recommended_args(
-            vllm_settings(mem.settings),
-            nodes=dep.nodes,
-            model_id=dep.model.id,
-            quant=dep.quant.id,
-            checkpoint_quant=dep.model.checkpoint_quant,
-            max_model_len=mem.max_model_len,
-        )
-    if dep.engine == "ollama":
-        from sparkserve.engines import ollama
-
-        return [f"{k}={v}" for k, v in ollama.recommended_env(gguf_settings(mem.settings)).items()]
-    return []
 
 
 @dataclass

@@ -60,8 +60,22 @@ KV_DTYPE_BYTES: dict[str, float] = {
     "q4_0": 18 / 32,
 }
 
-GGUF_ENGINES = frozenset({"ollama", "llama.cpp"})
-VLLM_LIKE_ENGINES = frozenset({"vllm", "sglang", "trtllm"})
+class _EnginesWhere:
+    """The registered engines that load GGUF files (or, with gguf=False, Hugging Face checkpoints);
+    `engine in GGUF_ENGINES` asks the engine registry, so an added engine needs no edit here."""
+
+    def __init__(self, gguf: bool) -> None:
+        self.gguf = gguf
+
+    def __contains__(self, name: object) -> bool:
+        from sparkserve.engines import find_engine
+
+        engine = find_engine(name) if isinstance(name, str) else None
+        return engine is not None and engine.gguf == self.gguf
+
+
+GGUF_ENGINES = _EnginesWhere(gguf=True)
+VLLM_LIKE_ENGINES = _EnginesWhere(gguf=False)
 
 
 def weight_format(name: str) -> WeightFormat:

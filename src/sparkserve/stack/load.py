@@ -21,18 +21,6 @@ if TYPE_CHECKING:  # the schema (and pydantic) load only when a stack file is re
 
 STACK_FILE = "sparkserve.toml"
 
-# Stack `args` the planner reads, with the type each must have; other vLLM args only reach the command.
-VLLM_PLANNER_ARGS: dict[str, type] = {
-    "max_model_len": int,
-    "gpu_memory_utilization": float,
-    "max_num_batched_tokens": int,
-    "max_num_seqs": int,
-    "kv_cache_dtype": str,
-    "enforce_eager": bool,
-    "tensor_parallel_size": int,
-}
-# Ollama takes no command-line flags: these settings become its server environment.
-OLLAMA_ARGS: dict[str, type] = {"num_ctx": int, "num_parallel": int, "kv_cache_type": str}
 
 
 @dataclass(frozen=True)
@@ -154,21 +142,15 @@ def _check_meaning(spec: StackFile, source: str) -> None:
 
 
 def _check_args(svc: ServiceSpec, where: str, source: str) -> None:
-    from sparkserve.engines import vllm
+    from sparkserve.engines import get_engine
 
-    known = VLLM_PLANNER_ARGS if svc.engine == "vllm" else OLLAMA_ARGS
+    engine = get_engine(svc.engine)
     for key, value in svc.args.items():
         path = f"{source}: {where}.{key}"
-        if svc.engine == "ollama" and key not in OLLAMA_ARGS:
-            guess = closest(key, OLLAMA_ARGS, n=1)
-            hint = f"did you mean {guess[0]!r}? " if guess else ""
-            raise UserError(f"{path}: Ollama takes no argument {key!r}; {hint}valid: {', '.join(OLLAMA_ARGS)} "
-                            "(other Ollama settings go in env, e.g. OLLAMA_KEEP_ALIVE)")
-        if svc.engine == "vllm":
-            problem = vllm.stack_arg_problem(key)
-            if problem:
-                raise UserError(f"{path}: {problem}")
-        wanted = known.get(key)
+        problem = engine.check_stack_arg(key)
+        if problem:
+            raise UserError(f"{path}: {problem}")
+        wanted = engine.planner_args.get(key)
         if wanted is not None and not _is_type(value, wanted):
             raise UserError(f"{path}: expected {_ARG_EXPECTED[wanted]}, got {_short(value)}")
 
@@ -211,11 +193,6 @@ def _at(source: str, path: str, check, *args):
 
 def planner_settings(svc: ServiceSpec) -> dict:
     """The stack args the planner understands, in the planner's own names."""
-    settings = {k: v for k, v in svc.args.items() if k in (VLLM_PLANNER_ARGS if svc.engine == "vllm" else OLLAMA_ARGS)}
-    if "kv_cache_type" in settings:
-        settings["kv_cache_dtype"] = settings.pop("kv_cache_type")
-    if "tensor_parallel_size" in settings:
-        settings["gpus"] = settings.pop("tensor_parallel_size")
-    if "gpu_memory_utilization" in settings:
-        settings["gpu_memory_utilization"] = float(settings["gpu_memory_utilization"])
-    return settings
+    from sparkserve.engines import get_engine
+
+    return get_engine(svc.engine).planner_settings(svc.args)

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 from sparkserve.hardware.profile import HardwareProfile
-from sparkserve.plan.planner import ServicePlan, StackPlan, deployment, plan_service, unified_share_utilization
-from sparkserve.plan.quant import GGUF_ENGINES
+from sparkserve.plan.planner import ServicePlan, StackPlan, deployment, plan_service
 from sparkserve.plan.speed import Workload
 from sparkserve.stack.defaults import DEFAULT_SERVICES, ServiceDefaults
 
 
 def default_quant(engine: str, resolved) -> str:
     """The quantisation a user gets when they name none: the checkpoint's own, or Ollama's default tag."""
+    from sparkserve.engines import get_engine
+
     if resolved.default_quant:
         return resolved.default_quant
-    if engine in GGUF_ENGINES:
-        return "mxfp4" if resolved.spec.checkpoint_quant == "mxfp4" else "q4_k_m"
-    return resolved.spec.checkpoint_quant or "bf16"
+    return get_engine(engine).default_quant(resolved.spec.checkpoint_quant)
 
 
 def default_engine(resolved) -> str:
-    return "ollama" if resolved.ollama_tag else "vllm"
+    """An Ollama tag is served by Ollama, anything else by vLLM."""
+    from sparkserve.engines import ollama, vllm
+
+    return ollama.NAME if resolved.ollama_tag else vllm.NAME
 
 
 def plan_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str | None, work: Workload,
@@ -34,16 +36,16 @@ def plan_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str 
 
 def plan_services(hw: HardwareProfile, services: tuple[ServiceDefaults, ...] | list[ServiceDefaults],
                   work: Workload) -> StackPlan:
-    """Plan GGUF services first: on unified memory vLLM's utilisation is sized to leave them room."""
-    ordered = sorted(services, key=lambda s: s.engine not in GGUF_ENGINES)
+    """Plan the engines that take what they need first; those that take a share of memory at start
+    (vLLM's utilisation) are then sized to leave them room."""
+    from sparkserve.engines import get_engine
+
+    ordered = sorted(services, key=lambda s: get_engine(s.engine).takes_memory_share)
     plans: list[ServicePlan] = []
     for svc in ordered:
         settings = dict(svc.settings)
-        if svc.engine not in GGUF_ENGINES and "gpu_memory_utilization" not in settings:
-            others = sum(p.memory.total_gib for p in plans)
-            from sparkserve.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
-
-            settings["gpu_memory_utilization"] = min(DEFAULT_GPU_MEMORY_UTILIZATION, unified_share_utilization(hw, others))
+        others = sum(p.memory.total_gib for p in plans)
+        settings.update(get_engine(svc.engine).share_settings(hw, others, settings))
         plans.append(plan_one(hw, svc.model, engine=svc.engine, quant=svc.quant, work=work, name=svc.name, **settings))
     order = {s.name: i for i, s in enumerate(services)}
     plans.sort(key=lambda p: order[p.name])

@@ -12,7 +12,8 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ENGINES = ("vllm", "ollama")
+from sparkserve.errors import closest
+
 RUNTIMES = ("compose", "native")
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_HF_CACHE = "/opt/hf"
@@ -93,7 +94,7 @@ class StackSettings(_Strict):
 class ServiceSpec(_Strict):
     """One model server. `args` become engine flags; `env` values may reference ${VAR} from .env."""
 
-    engine: Literal["vllm", "ollama"]
+    engine: str
     model: str = Field(min_length=1)
     quant: str | None = None
     port: int
@@ -103,6 +104,23 @@ class ServiceSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     volumes: list[str] = Field(default_factory=list)
     image: str | None = None
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_runs(cls, value: str) -> str:
+        """A registered engine that sparkserve can run (engines/registry.py)."""
+        from sparkserve.engines import engine_names, find_engine
+
+        engine = find_engine(value)
+        if engine is not None and engine.runnable:
+            return engine.name
+        names = engine_names(runnable=True)
+        expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}" if len(names) > 1 else repr(names[0])
+        if engine is not None:
+            raise ValueError(f"{engine.label} is planning only (sparkserve sizes it with 'plan -e {engine.name}' "
+                             f"but cannot run it); expected {expected}")
+        guess = closest(value, names, n=1)
+        return _raise(f"expected {expected}, got {value!r}" + (f"; did you mean {guess[0]!r}?" if guess else ""))
 
     @field_validator("port", mode="before")
     @classmethod
@@ -178,6 +196,10 @@ class StackFile(_Strict):
                 raise ValueError(f"services.{name}.port: port {svc.port} is already used by service {owner[svc.port]!r}")
             owner[svc.port] = name
         return self
+
+
+def _raise(message: str) -> str:
+    raise ValueError(message)
 
 
 def env_references(value: str) -> list[str]:

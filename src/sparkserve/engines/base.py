@@ -1,0 +1,189 @@
+"""What an engine is: the one place sparkserve asks about an inference server.
+
+Everything that differs between engines is a member of `Engine`: its server arguments and
+environment, image, container port, health and readiness probes, model listing, the API bench
+speaks, metric names, memory accounting, compose fragment and native command, secrets and doctor
+rules. Code outside `engines/` calls these members (through `get_engine(name)`) and never compares
+an engine's name. An engine that sparkserve plans but does not run keeps `runnable = False`; its
+running members raise `PlanningOnly` instead of borrowing another engine's behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sparkserve.errors import UserError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sparkserve.hardware.profile import HardwareProfile
+    from sparkserve.plan.memory import Deployment, MemoryPlan
+    from sparkserve.plan.planner import ServicePlan
+
+
+class PlanningOnly(UserError):
+    """Asked to run, probe or render an engine that sparkserve only plans."""
+
+
+@dataclass(frozen=True)
+class ComposeFragment:
+    """The engine's part of one compose service; runtime/compose.py adds ports, env_file, GPUs."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)  # the engine's own, before the service's
+    named_volumes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NativeCommand:
+    """What a native service runs: arguments after the executable and environment added to it."""
+
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+# poll(method, path, what, **httpx_kwargs) repeats a request until it returns 2xx; runtime/readiness.py
+# supplies it (with the deadline, the liveness check and the API key), the engine says what to ask.
+Poll = Callable[..., "httpx.Response"]
+Say = Callable[[str], None]
+PullProgress = Callable[[str, int, int], None]  # status, completed bytes, total bytes
+
+
+class Engine:
+    """Base of every engine. The defaults describe an engine that sparkserve only plans."""
+
+    name: str = ""
+    label: str = ""  # how people write it: "vLLM"
+    aliases: tuple[str, ...] = ()  # other spellings `-e` accepts
+    runnable: bool = False  # sparkserve can render, start, probe and bench it
+    order: int = 100  # where it appears in lists and help (lower first)
+    gguf: bool = False  # loads GGUF files (llama.cpp family) rather than Hugging Face checkpoints
+    kv_cache_dtypes: tuple[str, ...] = ("auto",)  # what its KV-cache setting accepts
+    # Stack `args` the planner reads, with the type each must have.
+    planner_args: Mapping[str, type] = {}
+    # True: the engine takes a fixed share of GPU memory at start (vLLM's gpu-memory-utilization), so a
+    # stack sizes it after the engines that take only what they need.
+    takes_memory_share: bool = False
+
+    # --- running ----------------------------------------------------------------------------------
+    container_port: int = 0
+    health_path: str = ""  # answers 2xx once the engine is alive
+    api_suffix: str = ""  # what clients append to the base URL ("/v1" for OpenAI-compatible servers)
+    bench_apis: tuple[str, ...] = ()  # API shapes bench may use, the default first
+    metrics_path: str | None = None
+    metric_aliases: Mapping[str, Sequence[str]] = {}  # reading -> Prometheus sample names, newest first
+    api_key_env: str | None = None  # the engine's own API-key variable (read from .env, never written)
+    needs_hf_token: bool = False  # downloads gated Hugging Face repos, which need HF_TOKEN
+    start_period: str = "1m"  # compose healthcheck grace while weights load
+    executable: str = ""  # the command on PATH for `runtime = "native"`
+    executable_env: str = ""  # environment variable naming that executable
+
+    def __repr__(self) -> str:
+        return f"<engine {self.name}{'' if self.runnable else ' (planning only)'}>"
+
+    def planning_only(self, what: str) -> PlanningOnly:
+        return PlanningOnly(f"{self.label or self.name} is planning only: sparkserve sizes it but cannot {what}; "
+                            "use engine = \"vllm\" or \"ollama\" to run the service")
+
+    # --- planning ---------------------------------------------------------------------------------
+    def memory(self, dep: Deployment) -> MemoryPlan:
+        """Where memory goes when this engine serves `dep`."""
+        raise NotImplementedError(f"{self.name}: no memory model")
+
+    def recommended_args(self, plan: ServicePlan) -> list[str]:
+        """The engine's configuration for a plan: command-line arguments, or KEY=value lines."""
+        return []
+
+    def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
+        """What would starve the OS on unified memory (DGX Spark), with the engine's own fix."""
+        left = dep.hardware.gpu_memory_gib - mem.total_gib / max(1, mem.devices)
+        if not dep.hardware.unified or left >= dep.hardware.os_reserve_gib:
+            return []
+        return [f"unified memory: {self.label or self.name} needs {mem.total_gib:.1f} GiB and leaves {left:.1f} GiB "
+                f"for the OS (needs about {dep.hardware.os_reserve_gib:.0f} GiB); the host may freeze"]
+
+    def memory_at_start_gib(self, mem: MemoryPlan) -> float:
+        """What the engine takes from free memory while it starts."""
+        return mem.total_gib
+
+    def share_settings(self, hw: HardwareProfile, others_gib: float, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Settings that leave room for the stack's other services (`others_gib`) on the same memory."""
+        return {}
+
+    def default_quant(self, checkpoint_quant: str | None) -> str:
+        """The weight format a service gets when it names none."""
+        return checkpoint_quant or "bf16"
+
+    def check_stack_arg(self, key: str) -> str | None:
+        """Why a stack `args` key cannot be used, or None when it can."""
+        return None
+
+    def planner_settings(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The stack args the planner understands, in the planner's names (`Deployment` fields)."""
+        return {k: v for k, v in args.items() if k in self.planner_args}
+
+    def served_name(self, model: str, args: Mapping[str, Any]) -> str:
+        """The model name clients send."""
+        return model
+
+    # --- running ----------------------------------------------------------------------------------
+    def image_for(self, hw: HardwareProfile) -> str:
+        raise self.planning_only("run it in a container")
+
+    def healthcheck_test(self) -> list[str]:
+        raise self.planning_only("run it in a container")
+
+    def compose_fragment(self, svc: Any, plan: ServicePlan, hw: HardwareProfile, hf_cache: str) -> ComposeFragment:
+        """The engine's part of a compose service for `svc` (a stack ServiceSpec)."""
+        raise self.planning_only("render it for docker compose")
+
+    def native_command(self, svc: Any, plan: ServicePlan, *, bind: str, hf_cache: str | None,
+                       stack_dir: str) -> NativeCommand:
+        """Arguments and environment for `runtime = "native"`."""
+        raise self.planning_only("start it natively")
+
+    def fallback_executable(self) -> str | None:
+        """Where to look after the stack file, $executable_env and PATH."""
+        return None
+
+    def not_found_hint(self) -> str:
+        return f"put {self.executable or self.name} on PATH or set ${self.executable_env}"
+
+    def check_args(self, executable: str, args: list[str], env: Mapping[str, str]) -> tuple[str, str]:
+        """("ok" | "error" | "skip", message): the installed engine's verdict on the arguments."""
+        return "skip", f"{self.label or self.name} has no argument check"
+
+    def startup_error(self, log_text: str) -> str | None:
+        """The log line that says why a start failed, or None."""
+        return None
+
+    def progress_lines(self, log_text: str) -> list[str]:
+        """Start-up milestones worth showing, in order."""
+        return []
+
+    def wait_ready(self, poll: Poll, *, name: str, model: str, say: Say,
+                   pull_progress: PullProgress | None = None, client: httpx.Client | None = None) -> str:
+        """Ask the server until it answers for the model; returns the model name it serves."""
+        raise self.planning_only("wait for it to answer")
+
+    def list_models(self, http: httpx.Client) -> list[str]:
+        """The model names the server lists."""
+        raise self.planning_only("list its models")
+
+    def owns_model_entry(self, entry: Mapping[str, Any]) -> bool:
+        """Whether an OpenAI /v1/models entry says this engine serves it."""
+        return False
+
+    def secret_env_names(self) -> tuple[str, ...]:
+        """Variables a rendered .env.example lists for this engine (values come from .env only)."""
+        return (self.api_key_env,) if self.api_key_env else ()
+
+    def doctor_rules(self) -> tuple[Any, ...]:
+        """This engine's log rules for `doctor`."""
+        return ()
