@@ -381,12 +381,12 @@ class Vllm(OpenAICompatible):
 
     def recommended_args(self, plan):
         dep, mem = plan.deployment, plan.memory
-        return recommended_args(dict(mem.settings, nodes=dep.nodes), model_id=dep.model.id, quant=dep.quant.id,
+        return recommended_args(vllm_settings(mem.settings), nodes=dep.nodes, model_id=dep.model.id, quant=dep.quant.id,
                                 checkpoint_quant=dep.model.checkpoint_quant, max_model_len=mem.max_model_len)
 
     def unified_memory_warnings(self, dep, mem):
         hw = dep.hardware
-        util = float(mem.settings["gpu_memory_utilization"])
+        util = vllm_settings(mem.settings).gpu_memory_utilization
         left = hw.gpu_memory_gib * (1 - util)
         if not hw.unified or left >= hw.os_reserve_gib:
             return []
