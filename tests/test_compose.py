@@ -75,8 +75,9 @@ def test_default_spark_project(tmp_path):
     gpu = {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
     for svc in (v, o):
         assert svc["deploy"]["resources"]["reservations"]["devices"] == [gpu]
-        assert svc["ipc"] == "host" and svc["restart"] == "unless-stopped"
-        assert svc["env_file"] == [".env"]
+        assert svc["restart"] == "unless-stopped" and "env_file" not in svc and "ipc" not in svc
+        assert svc["ulimits"] == {"memlock": {"soft": -1, "hard": -1}, "stack": {"soft": 67108864, "hard": 67108864}}
+        assert ":latest" not in svc["image"] and ":" in svc["image"].rsplit("/", 1)[-1]
     assert v["healthcheck"]["test"] == ["CMD", "curl", "-fsS", "http://localhost:8000/health"]
     assert o["healthcheck"]["test"] == ["CMD", "ollama", "list"]
     assert v["volumes"] == ["/opt/hf:/root/.cache/huggingface", "vllm-compile-cache:/root/.cache/vllm"]
@@ -93,8 +94,12 @@ def test_default_spark_project(tmp_path):
     assert "--enable-prefix-caching" in cmd and "--enable-chunked-prefill" in cmd
     assert not set(cmd) & vllm.REMOVED_FLAGS
     assert "--api-key" not in cmd and "api-key" not in text
-    assert v["environment"] == {"HF_TOKEN": "${HF_TOKEN}"}
+    assert v["environment"] == {"HF_TOKEN": "${HF_TOKEN:-}", "VLLM_API_KEY": "${VLLM_API_KEY:-}"}
+    assert v["shm_size"] == "8gb" and "shm_size" not in o
     assert o["environment"]["OLLAMA_KEEP_ALIVE"] == "30m"
+    assert o["environment"]["OLLAMA_MAX_LOADED_MODELS"] == "1" and o["environment"]["OLLAMA_NUM_PARALLEL"] == "1"
+    assert not any("HF_TOKEN" in v or "VLLM_API_KEY" in v for v in o["environment"].values())
+    assert "HF_TOKEN" not in o["environment"]
     assert (tmp_path / ".env.example").read_text().count("HF_TOKEN=\n") == 1
     assert "VLLM_API_KEY=\n" in (tmp_path / ".env.example").read_text()
     assert not (tmp_path / ".env").exists()
@@ -164,7 +169,7 @@ def test_stack_settings_reach_the_compose_file(tmp_path):
     assert "--enforce-eager" in cmd
     assert cmd[cmd.index("--served-model-name") + 1: cmd.index("--served-model-name") + 3] == ["chat", "qwen"]
     # a literal $ is escaped for compose; ${VAR} stays a reference
-    assert chat["environment"] == {"HF_TOKEN": "${HF_TOKEN}", "PROMPT_PREFIX": "cost $$5"}
+    assert chat["environment"] == {"HF_TOKEN": "${HF_TOKEN:-}", "VLLM_API_KEY": "${VLLM_API_KEY:-}", "PROMPT_PREFIX": "cost $$5"}
     assert local["environment"]["OLLAMA_KEEP_ALIVE"] == "-1"
     assert local["environment"]["OLLAMA_CONTEXT_LENGTH"] == "4096"
 

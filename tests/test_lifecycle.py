@@ -375,13 +375,13 @@ def test_up_docker_problems_each_give_their_fix(project, mode, message):
     assert result.stderr.count("\n") == 1
 
 
-def test_up_needs_a_dotenv_file(project):
+def test_up_without_a_dotenv_file_starts(project):
+    """.env is optional: compose fills the services' ${VAR:-} references with empty values."""
     project.write()
     (project.dir / ".env").unlink()
-    result = project.run("up")
-    assert result.returncode == 2
-    assert "no .env in" in result.stderr and "sparkserve render --write-env" in result.stderr
-    assert project.calls() == []
+    result = project.run("up", "--no-wait")
+    assert result.returncode == 0, result.stderr
+    assert any(c.startswith("up ") for c in project.compose_commands()), project.compose_commands()
 
 
 def test_up_without_docker(project, tmp_path):

@@ -120,15 +120,6 @@ def memory_check(hw, need_gib: float, meminfo: dict[str, int]) -> tuple[str | No
     return None, note
 
 
-def _check_env_file(project: Project) -> None:
-    """The compose file lists .env in env_file, and compose refuses to start without it."""
-    from sparkserve.runtime.compose import ENV_EXAMPLE, ENV_FILE
-
-    if not (project.directory / ENV_FILE).is_file():
-        raise UserError(f"no {ENV_FILE} in {project.directory} (the services read their secrets from it); create it with "
-                        f"'sparkserve render --write-env' or copy {ENV_EXAMPLE} to {ENV_FILE} and chmod 600 it")
-
-
 def _has_token(project: Project) -> bool:
     from sparkserve.runtime.compose import ENV_FILE, read_env_file
 
@@ -232,7 +223,6 @@ def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: fl
 
     project = _project(stack, render_files=True)
     check_architecture(project.hw)
-    _check_env_file(project)
     for name in names:
         svc = project.stack.services[name]
         if svc.engine == "vllm" and svc.model.startswith(GATED_PREFIXES) and not _has_token(project):

@@ -31,6 +31,9 @@ def recommended_env(settings: GgufSettings, keep_alive: str = "30m") -> dict[str
         "OLLAMA_KEEP_ALIVE": keep_alive,
         "OLLAMA_CONTEXT_LENGTH": str(settings.num_ctx),
         "OLLAMA_NUM_PARALLEL": str(settings.num_parallel),
+        # The plan sizes memory for the service's one model; Ollama's default (3 per GPU, docs/faq.md)
+        # would let a second model load beside vLLM and exhaust unified memory.
+        "OLLAMA_MAX_LOADED_MODELS": "1",
         "OLLAMA_FLASH_ATTENTION": "1",
     }
     if settings.kv_cache_type != DEFAULT_KV_CACHE_TYPE:
@@ -38,8 +41,11 @@ def recommended_env(settings: GgufSettings, keep_alive: str = "30m") -> dict[str
     return env
 
 
-# Multi-arch (amd64 and arm64) image; a stack's `image` key pins a release.
-IMAGE = "ollama/ollama:latest"
+# Multi-arch (amd64 and arm64) image pinned to a release: `latest` has lagged releases for weeks
+# (ollama/ollama#13039). 0.18.2 was current in April 2026 (open-webui/open-webui#23886). A stack's
+# `image` key pins another, `name:tag@sha256:<digest>` pins by digest.
+IMAGE = "ollama/ollama:0.18.2"
+SECRET_ENV_NAMES: tuple[str, ...] = ()  # Ollama reads no token: the registry it pulls from is public
 CONTAINER_PORT = 11434
 MODELS_DIR = "/root/.ollama"  # OLLAMA_MODELS defaults to <home>/.ollama/models
 

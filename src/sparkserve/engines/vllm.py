@@ -94,6 +94,19 @@ CONTAINER_PORT = 8000  # `vllm serve` default --port
 HEALTH_PATH = "/health"
 # Secrets vLLM reads from its environment instead of a flag (`--api-key` falls back to VLLM_API_KEY).
 SECRET_ENV = {"api_key": "VLLM_API_KEY"}
+# What a vLLM container needs from .env: the Hub token for gated models and the API key.
+SECRET_ENV_NAMES = ("HF_TOKEN", "VLLM_API_KEY")
+# /dev/shm for the container. vLLM's docs ask for --ipc=host or a large --shm-size: PyTorch and
+# vLLM's shared-memory broadcast pass tensors between the API server, engine core and workers
+# through it, and NCCL keeps its intra-node buffers there when tensor parallel > 1. 8 GiB for one
+# GPU, 16 GiB (the size the doctor rule `shm_too_small` advises) with more.
+SHM_GIB_ONE_GPU = 8
+SHM_GIB_TENSOR_PARALLEL = 16
+
+
+def shm_size(gpus: int) -> str:
+    """Compose `shm_size` for a service planned on `gpus` GPUs of one node."""
+    return f"{SHM_GIB_TENSOR_PARALLEL if gpus > 1 else SHM_GIB_ONE_GPU}gb"
 
 
 def image_for(hw) -> str:
