@@ -27,7 +27,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 # safetensors dtype names and their element sizes (safetensors/src/tensor.rs, Dtype); the sub-byte ones
@@ -154,7 +154,7 @@ class HubServer:
         self.repos[repo.repo_id] = repo
         return repo
 
-    def start(self) -> HubServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -162,7 +162,7 @@ class HubServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def __enter__(self) -> HubServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -198,13 +198,13 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        def do_GET(self) -> None:
             self._answer(head=False)
 
-        def do_HEAD(self) -> None:  # noqa: N802 - stdlib name
+        def do_HEAD(self) -> None:
             self._answer(head=True)
 
         def _token(self) -> str | None:

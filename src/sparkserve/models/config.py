@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sparkserve.errors import UserError
+from sparkserve.models import archs
 from sparkserve.models.spec import ModelSpec, ParamCounts
 
 # Google's gemma-3 config.json files omit these keys and rely on the defaults of
@@ -55,17 +56,15 @@ def _derive(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
     architecture = _first_architecture(config)
     text = _text_config(config)
     _check_required(text, source)
-    if "kv_lora_rank" in text:
-        raise UserError(
-            f"{source}: multi-head latent attention (kv_lora_rank, DeepSeek-V2/V3 style) is not supported yet"
-        )
     model_type = str(text.get("model_type") or config.get("model_type") or "")
+    archs.refuse_unmodelled(text, model_type, source)
     shape = _Shape.read(text, source)
-    moe = _Moe.read(text, shape)
+    moe = _Moe.read(text, shape, source)
     window, sliding_layers = _sliding_layers(text, model_type, shape.layers)
     tied = bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
 
     params = _count(text, model_type, shape, moe, tied, _vision_params(config, shape.hidden))
+    params, extra = _hybrid(text, model_type, shape, moe, params, source)
     quant = _checkpoint_quant(config, text)
     spec = ModelSpec(
         id=model_id,
@@ -93,8 +92,56 @@ def _derive(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
             or "bfloat16"
         ),
         source=source,
+        **extra,
     )
     return with_checkpoint_quant(spec, quant) if quant else spec
+
+
+def _hybrid(
+    text: Mapping[str, Any], model_type: str, shape: _Shape, moe: _Moe, params: ParamCounts, source: str
+) -> tuple[ParamCounts, dict[str, Any]]:
+    """Parameter groups and spec fields of latent-attention, linear-attention and Mamba-hybrid models."""
+    h = shape.hidden
+    full_layer_moe = moe.experts * _per_expert(model_type, h, moe) + _shared_and_router(model_type, h, moe)
+    if model_type in archs.MLA_TYPES:
+        mla = archs.Mla.read(text)
+        attention = mla.attention_params(h, shape.heads)
+        mtp_layers = int(text.get("num_nextn_predict_layers") or 0)
+        extra: dict[str, Any] = {"kv_lora_rank": mla.kv_lora_rank, "qk_rope_head_dim": mla.rope,
+                                 "index_head_dim": mla.index_head_dim, "index_topk": mla.index_topk,
+                                 "mtp_layers": mtp_layers}
+        # The MTP module (DeepSeek-V3 layer 61): one MoE decoder layer, enorm, hnorm, eh_proj (2h -> h) and a norm.
+        mtp = mtp_layers * (attention + full_layer_moe + 2 * h + 2 * h * h + 3 * h)
+        return dataclasses.replace(params, attention=shape.layers * attention, mtp=mtp), extra
+    if model_type in archs.LINEAR_ATTENTION_TYPES:
+        linear, full = archs.gated_deltanet(text, shape.layers, h)
+        gated = archs.gated_attention_params(text, h, shape.heads, shape.kv_heads, shape.head_dim)
+        mtp_layers = int(text.get("mtp_num_hidden_layers") or text.get("num_nextn_predict_layers") or 0)
+        mlp = full_layer_moe if moe.experts else 3 * h * shape.intermediate
+        # Qwen3NextMultiTokenPredictor: fc (2h -> h), two input norms, one full-attention decoder layer, a final norm.
+        mtp = mtp_layers * (2 * h * h + 3 * h + gated + mlp + 2 * h)
+        extra = {**_recurrent_fields(linear), "mtp_layers": mtp_layers}
+        attention = full * gated + linear.layers * linear.params_per_layer
+        return dataclasses.replace(params, attention=attention, mtp=mtp), extra
+    if model_type in archs.MAMBA_HYBRID_TYPES:
+        nh = archs.NemotronH.read(text, shape.layers, h, source)
+        q_dim, kv_dim = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+        attn_layer = 2 * h * q_dim + 2 * h * kv_dim + h  # q, k, v, o (unbiased) and the block norm
+        mlp_layer = 2 * h * shape.intermediate + h  # NemotronHMLP: up and down (squared ReLU, no gate), norm
+        extra = {**_recurrent_fields(nh.mamba), "stateless_layers": nh.mlp_layers + nh.moe_layers,
+                 "mtp_layers": int(text.get("num_nextn_predict_layers") or 0)}
+        return dataclasses.replace(
+            params,
+            attention=nh.attention_layers * attn_layer + nh.mamba.layers * nh.mamba.params_per_layer,
+            dense_mlp=nh.mlp_layers * mlp_layer,
+            other=h + nh.moe_layers * h,  # the final norm and each MoE block's norm
+        ), extra
+    return params, {}
+
+
+def _recurrent_fields(state: archs.Recurrent) -> dict[str, Any]:
+    return {"recurrent_layers": state.layers, "recurrent_conv_elements": state.conv_elements,
+            "recurrent_ssm_elements": state.ssm_elements, "recurrent_ssm_bytes": state.ssm_bytes}
 
 
 def with_checkpoint_quant(spec: ModelSpec, quant: str) -> ModelSpec:
@@ -133,10 +180,17 @@ class _Shape:
             layers=int(text["num_hidden_layers"]),
             heads=heads,
             kv_heads=int(text.get("num_key_value_heads") or heads),
-            head_dim=int(text.get("head_dim") or hidden // heads),
+            head_dim=_head_dim(text, hidden, heads),
             intermediate=int(intermediate or 0),
             vocab=int(text["vocab_size"]),
         )
+
+
+def _head_dim(text: Mapping[str, Any], hidden: int, heads: int) -> int:
+    """Per-head width of the attention scores: MLA's query head is nope + rope wide."""
+    if "kv_lora_rank" in text:
+        return int(text["qk_nope_head_dim"]) + int(text["qk_rope_head_dim"])
+    return int(text.get("head_dim") or text.get("attention_head_dim") or hidden // heads)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,12 +207,22 @@ class _Moe:
         return 1 if self.shared_width else 0
 
     @classmethod
-    def read(cls, text: Mapping[str, Any], shape: _Shape) -> _Moe:
+    def read(cls, text: Mapping[str, Any], shape: _Shape, source: str = "") -> _Moe:
+        model_type = str(text.get("model_type") or "")
+        if model_type in archs.MLA_TYPES:
+            experts, top_k, width, shared, layers = archs.deepseek_moe(text, shape.layers)
+            return cls(experts, top_k, width, shared, layers)
+        if model_type in archs.MAMBA_HYBRID_TYPES:
+            if not text.get("n_routed_experts"):
+                return cls()
+            pattern = str(text.get("hybrid_override_pattern") or "")
+            shared = int(text.get("moe_shared_expert_intermediate_size") or 0) * int(text.get("n_shared_experts") or 1)
+            return cls(int(text["n_routed_experts"]), int(text["num_experts_per_tok"]),
+                       int(text["moe_intermediate_size"]), shared, pattern.count("E"))
         experts = int(text.get("num_experts") or text.get("num_local_experts") or 0)
         if not experts:
             return cls()
         top_k = int(text.get("num_experts_per_tok") or text.get("experts_per_token") or 0)
-        model_type = str(text.get("model_type") or "")
         if model_type in _LLAMA4_TYPES:
             # Llama4TextConfig: experts and the one shared expert are intermediate_size wide; MoE layers are
             # moe_layers, else every interleave_moe_layer_step-th layer (Scout 1: all, Maverick 2: odd).
@@ -181,18 +245,11 @@ def _count(
     text: Mapping[str, Any], model_type: str, shape: _Shape, moe: _Moe, tied: bool, vision: int
 ) -> ParamCounts:
     h = shape.hidden
-    gpt_oss = model_type == "gpt_oss"
     embedding = shape.vocab * h
     dense_layers = shape.layers - moe.layers
 
-    if gpt_oss:
-        # gate_up_proj (h -> 2*width, biased) and down_proj (width -> h, biased) per expert.
-        per_expert = h * 2 * moe.width + 2 * moe.width + moe.width * h + h
-        router = h * moe.experts + moe.experts
-    else:
-        per_expert = 3 * h * moe.width
-        router = h * moe.experts
-    shared = (3 * h * moe.shared_width + (h if moe.shared_gate else 0)) if moe.shared_width else 0
+    per_expert = _per_expert(model_type, h, moe)
+    router_and_shared = _shared_and_router(model_type, h, moe)
 
     if model_type == "phi":
         # Phi-1/1.5/2: GELU MLP fc1 -> fc2, both biased; one LayerNorm (weight and bias) a layer, shared by
@@ -221,10 +278,35 @@ def _count(
         dense_mlp=dense_layers * dense_mlp,
         experts=moe.layers * moe.experts * per_expert,
         experts_active=moe.layers * moe.top_k * per_expert,
-        moe_shared=moe.layers * (router + shared),
+        moe_shared=moe.layers * router_and_shared,
         other=shape.layers * norms_per_layer + final_norm,
         vision=vision,
     )
+
+
+def _per_expert(model_type: str, h: int, moe: _Moe) -> int:
+    if model_type == "gpt_oss":
+        # gate_up_proj (h -> 2*width, biased) and down_proj (width -> h, biased) per expert.
+        return h * 2 * moe.width + 2 * moe.width + moe.width * h + h
+    if model_type in archs.MAMBA_HYBRID_TYPES:
+        return 2 * h * moe.width  # NemotronH experts: up and down, squared ReLU, no gate
+    return 3 * h * moe.width
+
+
+def _shared_and_router(model_type: str, h: int, moe: _Moe) -> int:
+    """One MoE layer's router and shared experts."""
+    if not moe.experts:
+        return 0
+    if model_type == "gpt_oss":
+        return h * moe.experts + moe.experts
+    if model_type in archs.MAMBA_HYBRID_TYPES:
+        # router with e_score_correction_bias; the shared expert is an ungated up/down MLP
+        return h * moe.experts + moe.experts + 2 * h * moe.shared_width
+    if model_type in archs.MLA_TYPES:
+        # DeepseekV3MoE: router weight and e_score_correction_bias; shared experts are SwiGLU MLPs
+        return h * moe.experts + moe.experts + 3 * h * moe.shared_width
+    shared = (3 * h * moe.shared_width + (h if moe.shared_gate else 0)) if moe.shared_width else 0
+    return h * moe.experts + shared
 
 
 def _attention_per_layer(text: Mapping[str, Any], model_type: str, shape: _Shape) -> int:
@@ -297,6 +379,8 @@ def _vision_params(config: Mapping[str, Any], text_hidden: int) -> int:
         return _pixtral_tower(vision) + _mistral3_projector(config, vh, text_hidden)
     if kind == "llama4_vision_model":
         return _llama4_vision(vision, text_hidden)
+    if "out_hidden_size" in vision and "depth" in vision:  # Qwen3-VL / Qwen3.5 vision tower
+        return archs.qwen3_vl_vision_params(vision)
     tower = _siglip_tower(vision)
     if str(config.get("model_type")) == "gemma3":
         return tower + vh * text_hidden + vh  # mm_input_projection_weight and mm_soft_emb_norm
@@ -402,7 +486,7 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _has_experts(text: Mapping[str, Any]) -> bool:
-    return bool(text.get("num_experts") or text.get("num_local_experts"))
+    return bool(text.get("num_experts") or text.get("num_local_experts") or text.get("n_routed_experts"))
 
 
 def _check_required(text: Mapping[str, Any], source: str) -> None:

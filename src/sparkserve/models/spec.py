@@ -17,7 +17,8 @@ class ParamCounts:
     experts_active: int  # routed experts one token touches (top-k of each MoE layer)
     moe_shared: int  # shared experts and routers: every token reads them
     other: int  # layer norms and the final norm
-    vision: int = 0  # vision tower and projector of a multimodal checkpoint
+    vision: int = 0  # vision / audio towers and projectors of a multimodal checkpoint
+    mtp: int = 0  # multi-token-prediction heads: in the checkpoint, loaded only for MTP speculative decoding
 
     @property
     def total(self) -> int:
@@ -25,6 +26,11 @@ class ParamCounts:
             self.embedding + self.lm_head + self.attention + self.dense_mlp + self.experts
             + self.moe_shared + self.other + self.vision
         )
+
+    @property
+    def checkpoint_total(self) -> int:
+        """What the repository ships: the model plus its MTP heads (DeepSeek-V3: 671B + 14B = 685B)."""
+        return self.total + self.mtp
 
     @property
     def active(self) -> int:
@@ -59,19 +65,63 @@ class ModelSpec:
     checkpoint_quant: str | None = None  # quantisation the published checkpoint ships in ("mxfp4")
     bf16_modules: tuple[str, ...] = ()  # groups of ParamCounts the checkpoint keeps in 16 bit
     source: str = ""  # where the config came from: "bundled", a path
+    # Multi-head latent attention (DeepSeek-V2/V3, Kimi K2, GLM-5): each attention layer caches one latent
+    # vector of kv_lora_rank + qk_rope_head_dim per token, shared by all heads (vLLM's MLA backends).
+    kv_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    # DeepSeek sparse attention (V3.2): a lightning indexer caches an index_head_dim FP8 key (and one fp32 scale
+    # per 128) per token per layer; each query attends to at most index_topk tokens.
+    index_head_dim: int = 0
+    index_topk: int = 0
+    # Linear-attention (gated DeltaNet) and Mamba layers: no KV cache, a fixed state per sequence per layer.
+    recurrent_layers: int = 0
+    recurrent_conv_elements: int = 0  # convolution state of one layer, one sequence
+    recurrent_ssm_elements: int = 0  # recurrent (temporal / SSM) state of one layer, one sequence
+    recurrent_ssm_bytes: int = 2  # the SSM state's dtype: model dtype unless the config asks for float32
+    stateless_layers: int = 0  # Nemotron-H MLP / MoE blocks counted in num_layers: neither KV nor state
+    mtp_layers: int = 0  # multi-token-prediction layers shipped beside the model
+    # From the safetensors headers, when the planner has them: bytes of each ParamCounts group as stored.
+    checkpoint_bytes: tuple[tuple[str, int], ...] = ()
 
     @property
     def is_moe(self) -> bool:
         return self.num_experts > 0
 
     @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
     def full_attention_layers(self) -> int:
-        return self.num_layers - self.sliding_window_layers
+        return self.num_layers - self.sliding_window_layers - self.recurrent_layers - self.stateless_layers
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers that keep a KV cache: full and sliding-window attention."""
+        return self.full_attention_layers + self.sliding_window_layers
+
+    def kv_elements_per_layer_token(self) -> int:
+        """Elements one token adds to one attention layer's cache: K and V per KV head, or MLA's one latent."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
 
     def kv_elements_per_token(self) -> int:
-        """K and V elements one token adds to the cache, over the full-attention layers."""
-        return 2 * self.num_kv_heads * self.head_dim * self.full_attention_layers
+        """Cache elements one token adds over the full-attention layers."""
+        return self.kv_elements_per_layer_token() * self.full_attention_layers
 
     def kv_elements_sliding(self) -> int:
         """K and V elements per token in sliding-window layers (bounded by the window)."""
-        return 2 * self.num_kv_heads * self.head_dim * self.sliding_window_layers
+        return self.kv_elements_per_layer_token() * self.sliding_window_layers
+
+    def recurrent_state_bytes(self, conv_bytes: float = 2.0, ssm_bytes: float | None = None) -> float:
+        """One sequence's recurrent state over all linear-attention / Mamba layers (all heads)."""
+        ssm = self.recurrent_ssm_bytes if ssm_bytes is None else ssm_bytes
+        return self.recurrent_layers * (self.recurrent_conv_elements * conv_bytes + self.recurrent_ssm_elements * ssm)
+
+    @property
+    def checkpoint_weight_bytes(self) -> int | None:
+        """Bytes the engine loads, from the safetensors headers (MTP heads left out); None without headers."""
+        if not self.checkpoint_bytes:
+            return None
+        return sum(b for group, b in self.checkpoint_bytes if group != "mtp")

@@ -124,8 +124,27 @@ def kv_heads_per_device(model: ModelSpec, tp: int) -> int:
 
 
 def kv_bytes_per_token_device(model: ModelSpec, kv_dtype: str, tp: int, *, layers: int | None = None) -> float:
-    n_layers = model.num_layers if layers is None else layers
-    return 2 * kv_heads_per_device(model, tp) * model.head_dim * n_layers * kv_dtype_bytes(kv_dtype)
+    """Cache bytes one token adds on one device, over `layers` attention layers (default: all of them)."""
+    n_layers = model.attention_layers if layers is None else layers
+    return kv_bytes_per_layer_token(model, kv_dtype, tp) * n_layers
+
+
+def kv_bytes_per_layer_token(model: ModelSpec, kv_dtype: str, tp: int) -> float:
+    if model.is_mla:
+        # vLLM's MLA backends cache one latent (kv_lora_rank + qk_rope_head_dim) per token, replicated on every
+        # tensor-parallel rank, not split by heads.
+        per_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kv_dtype_bytes(kv_dtype)
+        if model.index_head_dim:
+            # DeepSeek-V3.2's indexer key cache: FP8 keys and one fp32 scale per 128 (vLLM DeepseekV32IndexerCache)
+            per_layer += model.index_head_dim + model.index_head_dim // 128 * 4
+        return per_layer
+    return 2 * kv_heads_per_device(model, tp) * model.head_dim * kv_dtype_bytes(kv_dtype)
+
+
+def recurrent_state_bytes_device(model: ModelSpec, tp: int) -> float:
+    """One sequence's linear-attention / Mamba state on one device: vLLM splits the heads (and the conv
+    channels) over tensor-parallel ranks."""
+    return model.recurrent_state_bytes() / tp
 
 
 def _given(value, default):
@@ -150,13 +169,15 @@ def tokens_per_request_layers(model: ModelSpec, length: int, block_size: int) ->
 
 
 __all__ = [
+    "GIB",
     "Deployment",
     "MemoryPlan",
-    "GIB",
     "group_bits",
-    "weight_bytes",
+    "kv_bytes_per_layer_token",
     "kv_bytes_per_token_device",
+    "recurrent_state_bytes_device",
     "tokens_per_request_layers",
+    "weight_bytes",
 ]
 
 
@@ -220,25 +241,46 @@ def vllm_subtracts_cuda_graphs(version: str | None) -> bool:
 
 @dataclass(frozen=True)
 class KvLayout:
-    """How vLLM's hybrid allocator lays layers out: equal-size groups of layers share blocks, so
-    sliding-window models are padded to whole groups (gemma-3-27b: 62 layers -> 7 groups of 10)."""
+    """How vLLM's hybrid allocator lays layers out: equal-size groups of layers share one pool of equal-size
+    pages, so sliding-window models are padded to whole groups (gemma-3-27b: 62 layers -> 7 groups of 10)
+    and linear-attention / Mamba layers take one page per sequence holding their whole state."""
 
     group_size: int
     groups: int
     full_groups: int
+    recurrent_groups: int = 0
+    block_size: int = 16  # tokens per attention page
 
     @property
     def layer_slots(self) -> int:
         return self.group_size * self.groups
 
+    @property
+    def sliding_groups(self) -> int:
+        return self.groups - self.full_groups - self.recurrent_groups
 
-def kv_layout(model: ModelSpec) -> KvLayout:
-    full, local = model.full_attention_layers, model.sliding_window_layers
-    if not (full and local):
-        return KvLayout(group_size=model.num_layers, groups=1, full_groups=1)
-    size = min(full, local)
+
+# vLLM HybridAttentionMambaModelConfig: the attention block size is a multiple of 16 tokens
+# (kernel_block_alignment_size) large enough that one attention page holds one layer's recurrent state.
+VLLM_HYBRID_BLOCK_ALIGNMENT = 16
+
+
+def kv_layout(model: ModelSpec, block_size: int = 16, per_layer_token: float = 0.0, tp: int = 1) -> KvLayout:
+    full, local, recurrent = model.full_attention_layers, model.sliding_window_layers, model.recurrent_layers
+    if recurrent and per_layer_token:
+        state_page = recurrent_state_bytes_device(model, tp) / recurrent
+        align = VLLM_HYBRID_BLOCK_ALIGNMENT
+        block_size = max(block_size, align * math.ceil(state_page / (align * per_layer_token)))
+    counts = [n for n in (full, local, recurrent) if n]
+    if len(counts) <= 1:
+        return KvLayout(group_size=max(1, model.attention_layers or recurrent), groups=1, full_groups=1 if full else 0,
+                        recurrent_groups=0 if full else (1 if recurrent else 0), block_size=block_size)
+    size = min(counts)
     full_groups = math.ceil(full / size)
-    return KvLayout(group_size=size, groups=full_groups + math.ceil(local / size), full_groups=full_groups)
+    local_groups = math.ceil(local / size)
+    recurrent_groups = math.ceil(recurrent / size)
+    return KvLayout(group_size=size, groups=full_groups + local_groups + recurrent_groups, full_groups=full_groups,
+                    recurrent_groups=recurrent_groups, block_size=block_size)
 
 
 def vllm_memory(dep: Deployment) -> MemoryPlan:
@@ -262,9 +304,11 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
     graphs_in_budget = graphs if vllm_subtracts_cuda_graphs(dep.engine_version) else 0.0
     kv_avail = max(0.0, budget - weights - act - non_torch - graphs_in_budget)
 
-    layout = kv_layout(model)
-    per_layer_token = kv_bytes_per_token_device(model, kv_dtype, tp, layers=1)
-    blocks = int(kv_avail // (block * per_layer_token * layout.group_size))
+    per_layer_token = kv_bytes_per_layer_token(model, kv_dtype, tp)
+    layout = kv_layout(model, block, per_layer_token, tp)
+    block = layout.block_size
+    page = block * per_layer_token * layout.group_size  # one block of every layer in a group
+    blocks = int(kv_avail // page)
     kv_tokens = blocks * block // layout.groups
     per_request_blocks = request_blocks(model, layout, max_len, block, mnbt)
     max_conc = blocks / per_request_blocks if per_request_blocks else 0.0
@@ -280,7 +324,7 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
         cuda_graph_gib=graphs * tp / GIB,
         kv_cache_gib=kv_avail * tp / GIB,
         kv_tokens=kv_tokens,
-        kv_bytes_per_token=per_layer_token * model.num_layers * tp,
+        kv_bytes_per_token=per_layer_token * model.attention_layers * tp,
         max_model_len=max_len,
         max_concurrency=max_conc,
         total_gib=(budget + graphs - graphs_in_budget) * tp / GIB,
@@ -311,7 +355,7 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
     elif max_conc < 1:
         plan.fits = False
         fit_len = _largest_len_that_fits(model, layout, blocks, block, mnbt)
-        need = fixed + per_request_blocks * block * per_layer_token * layout.group_size
+        need = fixed + per_request_blocks * page
         need_util = need / (hw.gpu_memory_gib * GIB)
         hint = f"lower --max-model-len to {fit_len}" if fit_len else "use more memory"
         if need_util < 0.99:
@@ -329,11 +373,12 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
 
 def request_blocks(model: ModelSpec, layout: KvLayout, length: int, block: int, max_num_batched_tokens: int) -> int:
     """KV blocks one request of `length` tokens needs. A sliding-window group holds the window plus
-    one chunk of prefill (vLLM's SlidingWindowSpec.max_memory_usage_bytes)."""
-    blocks = layout.full_groups * math.ceil(length / block)
-    if layout.groups > layout.full_groups:
+    one chunk of prefill (vLLM's SlidingWindowSpec.max_memory_usage_bytes); a recurrent group one page
+    (MambaSpec without prefix caching)."""
+    blocks = layout.full_groups * math.ceil(length / block) + layout.recurrent_groups
+    if layout.sliding_groups:
         held = min(length, (model.sliding_window or length) - 1 + max_num_batched_tokens)
-        blocks += (layout.groups - layout.full_groups) * math.ceil(held / block)
+        blocks += layout.sliding_groups * math.ceil(held / block)
     return blocks
 
 
@@ -371,7 +416,8 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
     weights = weight_bytes(model, dep.quant, dep.engine)
     per_token = kv_bytes_per_token_device(model, kv_dtype, 1)
     slots = tokens_per_request_layers(model, num_ctx, 0) * parallel
-    kv = slots * per_token / model.num_layers
+    # llama.cpp keeps recurrent (Mamba / DeltaNet) states in F32 (llama_memory_recurrent type_r / type_s)
+    kv = slots * kv_bytes_per_layer_token(model, kv_dtype, 1) + parallel * model.recurrent_state_bytes(4.0, 4.0)
     compute = llamacpp_compute_buffer_bytes(model, engine.DEFAULT_NUM_BATCH)
     total = weights + kv + compute
     pool = (hw.gpu_memory_gib - (hw.os_reserve_gib if hw.unified else 0.0)) * GIB * devices

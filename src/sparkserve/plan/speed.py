@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.calibration import Efficiency, efficiency_for
-from sparkserve.plan.memory import Deployment, group_bits, kv_bytes_per_token_device
+from sparkserve.plan.memory import Deployment, group_bits, kv_bytes_per_layer_token
 from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
 
 
@@ -65,10 +65,13 @@ def kv_bytes_per_context(dep: Deployment, context: int) -> float:
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else ("f16" if dep.engine in GGUF_ENGINES else "auto")
     # Each tensor-parallel rank reads its own KV heads; heads replicate when ranks outnumber them.
     ranks = 1 if dep.engine in GGUF_ENGINES else dep.devices
-    per_layer_token = kv_bytes_per_token_device(model, kv_dtype, ranks) * ranks / model.num_layers
+    per_layer_token = kv_bytes_per_layer_token(model, kv_dtype, ranks) * ranks
     window = model.sliding_window or context
-    layer_tokens = model.full_attention_layers * context + model.sliding_window_layers * min(context, window)
-    return layer_tokens * per_layer_token
+    # DeepSeek sparse attention reads the latents of its index_topk tokens (the indexer keys are a small share)
+    attended = min(context, model.index_topk) if model.index_topk else context
+    layer_tokens = model.full_attention_layers * attended + model.sliding_window_layers * min(context, window)
+    # linear-attention / Mamba layers read and write their fixed state once per step instead
+    return layer_tokens * per_layer_token + 2 * model.recurrent_state_bytes()
 
 
 def flop_params(model: ModelSpec, batch: int = 1) -> float:
