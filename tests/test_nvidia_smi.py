@@ -63,3 +63,16 @@ def test_hw_command_on_a_spark_whose_nvml_does_not_load(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "NVIDIA GB10" in run.stdout and "dgx-spark" in run.stdout and "unified" in run.stdout
     assert "read with nvidia-smi instead" in run.stdout
+
+
+def test_h200_output_captured_on_a_real_host(tmp_path, monkeypatch):
+    """tests/data/nvidia_smi/h200-*: what nvidia-smi 580.159 printed on an H200 with no process."""
+    fake_nvidia_smi.install(tmp_path / "bin", "h200")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    d = detect(meminfo_path=_meminfo(tmp_path), nvml=FakeNVML(init_error=NO_NVML))
+    (gpu,) = d.gpus
+    assert d.profile_id == "h200" and not gpu.unified
+    assert gpu.memory_total_gib == round(143771 / 1024, 2) and gpu.memory_used_gib == 0
+    assert gpu.compute_capability == "9.0" and gpu.power_limit_w == 700 and gpu.max_memory_clock_mhz == 3201
+    assert gpu.processes == () and d.driver_version == "580.159.04" and d.cuda_driver_version == "13.0"
+    assert not any("not in the catalog" in n or "another memory variant" in n for n in d.notes)
