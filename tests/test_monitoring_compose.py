@@ -24,12 +24,20 @@ def render_monitoring(tmp_path: Path, stack_text: str, *flags: str) -> dict:
 
 def test_default_stack_with_monitoring(tmp_path):
     doc = render_monitoring(tmp_path, default_stack_text(get_profile("dgx-spark")))
-    assert set(doc["services"]) == {"vllm-qwen3-32b", "ollama", "prometheus", "grafana"}
-    prom, graf = doc["services"]["prometheus"], doc["services"]["grafana"]
-    for svc in (prom, graf):
+    assert set(doc["services"]) == {"vllm-qwen3-32b", "ollama", "prometheus", "grafana", "sparkserve-exporter"}
+    prom, graf, exp = (doc["services"][n] for n in ("prometheus", "grafana", "sparkserve-exporter"))
+    for svc in (prom, graf, exp):
         assert svc["network_mode"] == "host" and "ports" not in svc  # nothing published beyond 127.0.0.1
         assert all(v.endswith(":ro") or v.split(":")[0] in doc["volumes"] for v in svc["volumes"])
     assert "--web.listen-address=127.0.0.1:9090" in prom["command"]
+    stack_dir = str(tmp_path.resolve())
+    assert exp["command"] == ["--stack", f"{stack_dir}/sparkserve.toml", "--bind", "127.0.0.1", "--port", "9400"]
+    assert exp["volumes"] == [f"{stack_dir}:{stack_dir}:ro"] and exp["pid"] == "host"
+    assert exp["image"].startswith("sparkserve-exporter:") and exp["build"] == {"context": "./monitoring/exporter"}
+    dockerfile = (tmp_path / "monitoring/exporter/Dockerfile").read_text()
+    assert "FROM python:3.12-slim" in dockerfile and 'ENTRYPOINT ["python", "-m", "sparkserve", "exporter"]' in dockerfile
+    unit = (tmp_path / "monitoring/sparkserve-exporter.service").read_text()
+    assert "-m sparkserve exporter --stack " in unit and "--port 9400" in unit
     assert graf["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
     assert graf["environment"]["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-admin}"
     assert {"prometheus-data", "grafana-data", "vllm-compile-cache"} <= set(doc["volumes"])
@@ -89,4 +97,18 @@ def test_monitoring_stays_until_removed(tmp_path):
     removed = render_monitoring(tmp_path, default_stack_text(get_profile("h100-sxm")), "--no-monitoring")
     assert set(removed["services"]) == {"vllm-qwen3-32b", "ollama"}
     assert not (tmp_path / "monitoring" / "prometheus.yml").exists()
+    assert not (tmp_path / "monitoring/exporter/Dockerfile").exists()
     assert "prometheus-data" not in removed.get("volumes", {})
+
+
+def test_monitoring_ports_come_from_the_stack(tmp_path):
+    stack = default_stack_text(get_profile("h100-sxm")) + "\n[monitoring]\nprometheus_port = 19090\nexporter_port = 19400\n"
+    doc = render_monitoring(tmp_path, stack)
+    assert "--web.listen-address=127.0.0.1:19090" in doc["services"]["prometheus"]["command"]
+    assert doc["services"]["sparkserve-exporter"]["command"][-1] == "19400"
+    scrape = yaml.safe_load((tmp_path / "monitoring" / "prometheus.yml").read_text())
+    (exporter_job,) = [j for j in scrape["scrape_configs"] if j["job_name"] == "sparkserve-exporter"]
+    assert exporter_job["static_configs"] == [{"targets": ["127.0.0.1:19400"]}]
+    (tmp_path / "sparkserve.toml").write_text(stack.replace("exporter_port", "exporter_prot"))
+    bad = run_cli("render", "--monitoring", cwd=tmp_path)
+    assert bad.returncode == 2 and "exporter_prot" in bad.stderr and "exporter_port" in bad.stderr

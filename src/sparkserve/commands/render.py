@@ -37,11 +37,13 @@ def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware:
         if name not in result.project.skipped:
             console.print(f"  {name}: http://{host}:{svc.port}")
     if "prometheus" in result.project.document["services"]:
-        from sparkserve.runtime.monitoring import GRAFANA_PORT, PROMETHEUS_PORT
+        from sparkserve.runtime.monitoring import EXPORTER_SERVICE, EXPORTER_UNIT
 
-        console.print(f"  prometheus: http://localhost:{PROMETHEUS_PORT}  grafana: http://localhost:{GRAFANA_PORT} "
-                      "(127.0.0.1 only): start them with 'docker compose up -d prometheus grafana', and run "
-                      "'sparkserve exporter' on this host for Ollama, memory and GPU metrics")
+        ports = loaded.spec.monitoring
+        console.print(f"  prometheus: http://localhost:{ports.prometheus_port}  grafana: http://localhost:{ports.grafana_port}"
+                      f"  exporter: http://localhost:{ports.exporter_port}/metrics (127.0.0.1 only): 'docker compose up -d "
+                      f"prometheus grafana {EXPORTER_SERVICE}' starts them; without Docker, run the exporter natively "
+                      f"with {out_dir / EXPORTER_UNIT}")
     for warning in plan.warnings() + [w for s in plan.services for w in s.warnings]:
         console.print(f"[yellow]warning:[/] {warning}")
 

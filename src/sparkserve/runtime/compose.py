@@ -192,7 +192,7 @@ def render(stack: Stack, hw: HardwareProfile, plan: StackPlan, out_dir: Path, wr
     project = build_project(stack, hw, plan)
     with_monitoring = mon.is_rendered(out_dir) if monitoring is None else monitoring
     if with_monitoring:
-        mon.add_to_project(project.document, project.env_names)
+        mon.add_to_project(stack, project.document, project.env_names)
     compose_path, example_path = out_dir / COMPOSE_FILE, out_dir / ENV_EXAMPLE
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,26 +1,31 @@
-"""`render --monitoring`: Prometheus and Grafana beside the stack, with a provisioned dashboard.
+"""`render --monitoring`: Prometheus, Grafana and `sparkserve exporter` beside the stack, with a
+provisioned dashboard.
 
-Both run with host networking and listen on 127.0.0.1 only: Prometheus then reaches every
-vLLM service (compose-published or native) and `sparkserve exporter` on the host at the
-addresses users see, and nothing is opened to the network. Queries name vLLM metrics through
+All three run with host networking and listen on 127.0.0.1 only: Prometheus then reaches every
+vLLM service (compose-published or native) and the exporter on the host at the addresses users
+see, and nothing is opened to the network. Queries name vLLM metrics through
 `engines.vllm.METRIC_ALIASES`, so one dashboard reads old and new vLLM releases.
+
+The exporter runs in a slim image built from the rendered `monitoring/exporter/Dockerfile`
+(python:3.12-slim + `pip install sparkserve`), or natively from the rendered systemd unit
+`monitoring/sparkserve-exporter.service`; ports come from the stack's `[monitoring]` table.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
+import sys
 from pathlib import Path
 
+from sparkserve import __version__
 from sparkserve.engines.vllm import METRIC_ALIASES
 from sparkserve.runtime import yamltext
 from sparkserve.stack.load import Stack
 
 PROMETHEUS_IMAGE = "prom/prometheus:v3.5.0"  # LTS line; multi-arch (amd64, arm64)
 GRAFANA_IMAGE = "grafana/grafana:11.6.0"  # multi-arch (amd64, arm64)
-PROMETHEUS_PORT = 9090
-GRAFANA_PORT = 3000
-EXPORTER_PORT = 9400  # `sparkserve exporter` default
 LOCAL = "127.0.0.1"
 DATASOURCE_UID = "sparkserve-prometheus"
 DIR = "monitoring"
@@ -28,7 +33,11 @@ PROMETHEUS_YML = f"{DIR}/prometheus.yml"
 DATASOURCES_YML = f"{DIR}/grafana/provisioning/datasources/prometheus.yml"
 DASHBOARDS_YML = f"{DIR}/grafana/provisioning/dashboards/sparkserve.yml"
 DASHBOARD_JSON = f"{DIR}/grafana/dashboards/sparkserve.json"
-SERVICES = ("prometheus", "grafana")
+EXPORTER_DOCKERFILE = f"{DIR}/exporter/Dockerfile"
+EXPORTER_UNIT = f"{DIR}/sparkserve-exporter.service"
+EXPORTER_BASE_IMAGE = "python:3.12-slim"  # Debian slim with CPython 3.12: sparkserve needs >= 3.11
+EXPORTER_SERVICE = "sparkserve-exporter"
+SERVICES = ("prometheus", "grafana", EXPORTER_SERVICE)
 ENV_NAMES = ("GRAFANA_ADMIN_PASSWORD",)  # .env.example lists it (note in compose.ENV_EXAMPLE_NOTES)
 
 
@@ -45,8 +54,9 @@ def _scrape_host(bind: str) -> str:
     return f"[{bind}]" if addr.version == 6 else bind
 
 
-def prometheus_config(stack: Stack, exporter_port: int = EXPORTER_PORT) -> dict:
+def prometheus_config(stack: Stack) -> dict:
     """Scrape every vLLM service of the stack and the sparkserve exporter on the host."""
+    exporter_port = stack.spec.monitoring.exporter_port
     host = _scrape_host(stack.spec.stack.bind)
     vllm = [{"targets": [f"{host}:{svc.port}"], "labels": {"service": name, "runtime": svc.runtime}}
             for name, svc in stack.services.items() if svc.engine == "vllm"]
@@ -58,8 +68,10 @@ def prometheus_config(stack: Stack, exporter_port: int = EXPORTER_PORT) -> dict:
     return {"global": {"scrape_interval": "5s", "evaluation_interval": "15s"}, "scrape_configs": jobs}
 
 
-def services() -> dict[str, dict]:
-    """The two compose services; configuration files are mounted read-only from ./monitoring."""
+def services(stack: Stack) -> dict[str, dict]:
+    """The three compose services; configuration files are mounted read-only from ./monitoring."""
+    ports = stack.spec.monitoring
+    stack_dir = str(stack.path.parent.resolve())
     return {
         "prometheus": {
             "image": PROMETHEUS_IMAGE,
@@ -67,7 +79,7 @@ def services() -> dict[str, dict]:
                 "--config.file=/etc/prometheus/prometheus.yml",
                 "--storage.tsdb.path=/prometheus",
                 "--storage.tsdb.retention.time=15d",
-                f"--web.listen-address={LOCAL}:{PROMETHEUS_PORT}",
+                f"--web.listen-address={LOCAL}:{ports.prometheus_port}",
             ],
             "network_mode": "host",
             "volumes": [f"./{PROMETHEUS_YML}:/etc/prometheus/prometheus.yml:ro", "prometheus-data:/prometheus"],
@@ -78,7 +90,7 @@ def services() -> dict[str, dict]:
             "network_mode": "host",
             "environment": {
                 "GF_SERVER_HTTP_ADDR": LOCAL,
-                "GF_SERVER_HTTP_PORT": str(GRAFANA_PORT),
+                "GF_SERVER_HTTP_PORT": str(ports.grafana_port),
                 "GF_SECURITY_ADMIN_PASSWORD": "${GRAFANA_ADMIN_PASSWORD:-admin}",
                 "GF_AUTH_ANONYMOUS_ENABLED": "true",
                 "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
@@ -92,16 +104,59 @@ def services() -> dict[str, dict]:
             "depends_on": ["prometheus"],
             "restart": "unless-stopped",
         },
+        EXPORTER_SERVICE: {
+            "build": {"context": f"./{DIR}/exporter"},
+            "image": f"sparkserve-exporter:{__version__}",
+            # The stack directory at its host path: the exporter finds the stack's Ollama services and
+            # the pid files of its native ones where the host's sparkserve wrote them.
+            "command": ["--stack", str(stack.path.resolve()), "--bind", LOCAL, "--port", str(ports.exporter_port)],
+            "network_mode": "host",  # Ollama and the services' ports on 127.0.0.1
+            "pid": "host",  # reads the services' processes (RSS, GPU memory per pid)
+            "volumes": [f"{stack_dir}:{stack_dir}:ro"],
+            "deploy": {"resources": {"reservations": {"devices": [
+                {"driver": "nvidia", "count": "all", "capabilities": ["gpu", "utility"]},
+            ]}}},
+            "restart": "unless-stopped",
+        },
     }
 
 
 VOLUMES = ("prometheus-data", "grafana-data")
 
 
-def datasource_config() -> dict:
+def exporter_dockerfile() -> str:
+    """The exporter's image: the released sparkserve on a slim Python; SPARKSERVE= picks a wheel or URL."""
+    return (f"# Generated by `sparkserve render --monitoring`: the image of the {EXPORTER_SERVICE} service.\n"
+            f"# docker compose builds it; --build-arg SPARKSERVE=<wheel, path or URL> installs another build.\n"
+            f"FROM {EXPORTER_BASE_IMAGE}\n"
+            f"ARG SPARKSERVE=sparkserve=={__version__}\n"
+            'RUN pip install --no-cache-dir "$SPARKSERVE"\n'
+            'ENTRYPOINT ["python", "-m", "sparkserve", "exporter"]\n')
+
+
+def exporter_unit(stack: Stack) -> str:
+    """A systemd unit for the exporter as a native service, run by this Python's sparkserve."""
+    argv = [sys.executable, "-m", "sparkserve", "exporter", "--stack", str(stack.path.resolve()),
+            "--bind", LOCAL, "--port", str(stack.spec.monitoring.exporter_port)]
+    return ("# Generated by `sparkserve render --monitoring`: `sparkserve exporter` as a native service.\n"
+            f"# Install: systemctl --user link {Path(EXPORTER_UNIT).name} path; or copy it to ~/.config/systemd/user/,\n"
+            f"# then: systemctl --user daemon-reload && systemctl --user enable --now {Path(EXPORTER_UNIT).name}\n"
+            "[Unit]\n"
+            "Description=sparkserve exporter: Ollama models, unified memory and GPU readings for Prometheus\n"
+            "After=network-online.target\n\n"
+            "[Service]\n"
+            f"ExecStart={shlex.join(argv)}\n"
+            f"WorkingDirectory={stack.path.parent.resolve()}\n"
+            "Restart=on-failure\n"
+            "RestartSec=5\n\n"
+            "[Install]\n"
+            "WantedBy=default.target\n")
+
+
+def datasource_config(stack: Stack) -> dict:
     return {"apiVersion": 1, "datasources": [{
         "name": "Prometheus", "uid": DATASOURCE_UID, "type": "prometheus", "access": "proxy",
-        "url": f"http://{LOCAL}:{PROMETHEUS_PORT}", "isDefault": True, "jsonData": {"timeInterval": "5s"},
+        "url": f"http://{LOCAL}:{stack.spec.monitoring.prometheus_port}", "isDefault": True, "jsonData": {"timeInterval": "5s"},
     }]}
 
 
@@ -185,20 +240,22 @@ def dashboard() -> dict:
     }
 
 
-def files(stack: Stack, exporter_port: int = EXPORTER_PORT) -> dict[str, str]:
+def files(stack: Stack) -> dict[str, str]:
     """Relative path -> text of every monitoring file."""
     note = "Generated by `sparkserve render --monitoring`: edit the stack file, not this one."
     return {
-        PROMETHEUS_YML: yamltext.dump(prometheus_config(stack, exporter_port), header=note),
-        DATASOURCES_YML: yamltext.dump(datasource_config(), header=note),
+        PROMETHEUS_YML: yamltext.dump(prometheus_config(stack), header=note),
+        DATASOURCES_YML: yamltext.dump(datasource_config(stack), header=note),
         DASHBOARDS_YML: yamltext.dump(dashboards_provider(), header=note),
         DASHBOARD_JSON: json.dumps(dashboard(), indent=2) + "\n",
+        EXPORTER_DOCKERFILE: exporter_dockerfile(),
+        EXPORTER_UNIT: exporter_unit(stack),
     }
 
 
-def add_to_project(document: dict, env_names: list[str]) -> None:
-    """Put the two services and their volumes into a compose document built by `build_project`."""
-    document.setdefault("services", {}).update(services())
+def add_to_project(stack: Stack, document: dict, env_names: list[str]) -> None:
+    """Put the three services and their volumes into a compose document built by `build_project`."""
+    document.setdefault("services", {}).update(services(stack))
     volumes = document.setdefault("volumes", {})
     for name in VOLUMES:
         volumes.setdefault(name, {})
@@ -209,7 +266,7 @@ def add_to_project(document: dict, env_names: list[str]) -> None:
 
 def remove_files(out_dir: Path) -> list[Path]:
     """Delete what `write_files` wrote (render --no-monitoring); returns []: nothing was written."""
-    for rel in (PROMETHEUS_YML, DATASOURCES_YML, DASHBOARDS_YML, DASHBOARD_JSON):
+    for rel in (PROMETHEUS_YML, DATASOURCES_YML, DASHBOARDS_YML, DASHBOARD_JSON, EXPORTER_DOCKERFILE, EXPORTER_UNIT):
         (out_dir / rel).unlink(missing_ok=True)
     return []
 

@@ -168,10 +168,19 @@ class ServiceSpec(_Strict):
         return volumes
 
 
+class MonitoringSettings(_Strict):
+    """Ports of `render --monitoring`: Prometheus, Grafana and `sparkserve exporter`, all on 127.0.0.1."""
+
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)  # Prometheus's own default
+    grafana_port: int = Field(default=3000, ge=1, le=65535)  # Grafana's own default
+    exporter_port: int = Field(default=9400, ge=1, le=65535)  # `sparkserve exporter --port` default
+
+
 class StackFile(_Strict):
-    """The whole file: `[stack]` plus one `[services.<name>]` table per server."""
+    """The whole file: `[stack]`, optional `[monitoring]`, and one `[services.<name>]` table per server."""
 
     stack: StackSettings = Field(default_factory=StackSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     services: dict[str, ServiceSpec]
 
     @field_validator("services")
@@ -213,6 +222,8 @@ def fields_at(loc: tuple) -> list[str]:
         return list(StackFile.model_fields)
     if loc[0] == "stack" and len(loc) == 1:
         return list(StackSettings.model_fields)
+    if loc[0] == "monitoring" and len(loc) == 1:
+        return list(MonitoringSettings.model_fields)
     if loc[0] == "services" and len(loc) == 2:
         return list(ServiceSpec.model_fields)
     return []
