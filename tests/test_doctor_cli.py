@@ -4,6 +4,7 @@ daemon down, compose plugin missing, NVIDIA runtime missing, wrong image archite
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -21,7 +22,9 @@ from sparkserve.hardware.catalog import get_profile
 from sparkserve.hardware.detect import detect
 
 REPO = Path(__file__).resolve().parents[1]
-LOGS = sorted((REPO / "tests" / "data" / "logs").glob("*.log"))
+LOG_DIR = REPO / "tests" / "data" / "logs"
+with (LOG_DIR / "MANIFEST.csv").open(newline="") as _fh:
+    LOGS = [LOG_DIR / r["file"] for r in csv.DictReader(_fh) if r["split"] == "work"]  # never the held-back set
 FAKE_DOCKER = REPO / "tests" / "data" / "fake_docker_doctor" / "docker"
 GIB = 1024**3
 
@@ -93,10 +96,10 @@ runner = CliRunner()
 def test_doctor_log_json_names_the_cause_first(log, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stack file: the log alone decides
     result = runner.invoke(app, ["doctor", "--log", str(log), "--json"])
-    assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data) == {"findings"}
     cause = log.name.split("__", 1)[0]
+    assert result.exit_code == (0 if cause == "healthy" else 1), result.output  # a recognised failure exits 1
     if cause == "healthy":
         assert data["findings"] == []
         return
@@ -110,7 +113,7 @@ def test_doctor_log_json_names_the_cause_first(log, tmp_path, monkeypatch):
 def test_doctor_log_text_output(tmp_path):
     log = REPO / "tests" / "data" / "logs" / "port_in_use__1.log"
     result = cli("doctor", "--log", str(log), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     assert "port_in_use" in result.stdout and "fix:" in result.stdout
     assert "environment" not in result.stdout  # --log diagnoses the file only
 
@@ -125,6 +128,7 @@ def test_doctor_log_unrecognised_text_gives_an_empty_list(tmp_path):
     log.write_text("INFO 11-02 09:12:40 api_server.py:1] Application startup complete.\n")
     result = cli("doctor", "--log", str(log), "--json", cwd=tmp_path)
     assert json.loads(result.stdout) == {"findings": []}
+    assert result.returncode == 0
 
 
 def test_kv_fix_uses_the_plan_when_the_stack_is_known(tmp_path, docker_bin):
@@ -148,7 +152,7 @@ def test_kv_fix_uses_the_plan_when_the_stack_is_known(tmp_path, docker_bin):
     state.mkdir()
     (state / "chat.log").write_text(KV_LOG)
     result = cli("doctor", "chat", "--json", cwd=tmp_path, path=docker_bin)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     data = json.loads(result.stdout)
     assert data["findings"][0]["cause_id"] == "kv_cache_too_small_for_max_model_len"
     assert data["findings"][0]["fix"] == fix
@@ -160,7 +164,7 @@ def test_doctor_reads_compose_logs_of_a_service(tmp_path, docker_bin):
     write_stack(tmp_path)
     assert cli("render", cwd=tmp_path).returncode == 0
     result = cli("doctor", "chat", "--json", cwd=tmp_path, path=docker_bin, mode="crash")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     data = json.loads(result.stdout)
     assert [f["cause_id"] for f in data["findings"]] == ["cuda_oom_runtime"]
     assert any("CUDA out of memory" in line for line in data["findings"][0]["evidence"])
@@ -184,8 +188,10 @@ def test_doctor_unknown_service(tmp_path):
 # --- environment checks ---------------------------------------------------------------------------
 
 def checks_of(result: subprocess.CompletedProcess) -> dict[str, dict]:
-    assert result.returncode == 0, result.stderr
-    return {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+    data = json.loads(result.stdout)
+    failed = any(c["status"] == "fail" for c in data["checks"]) or bool(data["findings"])
+    assert result.returncode == (1 if failed else 0), result.stderr  # scripts can tell a failed check
+    return {c["id"]: c for c in data["checks"]}
 
 
 def test_checks_with_docker_and_the_nvidia_runtime(tmp_path, docker_bin):
@@ -288,7 +294,7 @@ def test_port_held_by_another_program(tmp_path, docker_bin):
 
 def test_doctor_without_a_stack_file_runs_what_it_can(tmp_path, docker_bin):
     result = cli("doctor", cwd=tmp_path, path=docker_bin)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == (1 if "FAIL" in result.stdout else 0), result.stderr
     assert "n/a  disk_space: no stack file" in result.stdout
     assert "pass docker" in result.stdout
 

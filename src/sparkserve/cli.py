@@ -197,7 +197,9 @@ def doctor(
     """Check the environment (driver, Docker, disk, ports, memory, token) and explain failures in the logs."""
     from sparkserve.commands.doctor import run_doctor
 
-    run_doctor(service=service, log=log, json_out=json_out, stack=stack_file, tail=tail)
+    code = run_doctor(service=service, log=log, json_out=json_out, stack=stack_file, tail=tail)
+    if code:
+        raise typer.Exit(code)
 
 
 from sparkserve.commands.bench import bench_app  # noqa: E402 - typer only; the benchmark loads when it runs

@@ -112,7 +112,8 @@ def _checks(loaded: Loaded | None) -> list[Check]:
     return run_checks(ctx)
 
 
-def run_doctor(*, service: str | None, log: str | None, json_out: bool, stack: str | None, tail: int) -> None:
+def run_doctor(*, service: str | None, log: str | None, json_out: bool, stack: str | None, tail: int) -> int:
+    """Print the checks and findings; the exit code is 1 when a check fails or a log shows a failure."""
     from sparkserve.doctor.diagnose import diagnose, diagnose_file
 
     if tail < 1:
@@ -145,8 +146,9 @@ def run_doctor(*, service: str | None, log: str | None, json_out: bool, stack: s
     findings.sort(key=lambda pair: -pair[1].score)  # stable: each log's own order breaks ties
     if json_out:
         print(json.dumps(_json(findings, checks, sources), indent=2))
-        return
-    _print(findings, checks, sources, log)
+    else:
+        _print(findings, checks, sources, log)
+    return 1 if findings or any(c.status == "fail" for c in checks) else 0
 
 
 def _json(findings, checks, sources) -> dict:

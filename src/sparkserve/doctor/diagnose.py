@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparkserve.doctor.normalise import normalise
 from sparkserve.doctor.rules import FACTS, NOISE, RULES, Fact, Probe, Rule, on_unified_memory
 
 MAX_BYTES = 8 * 1024 * 1024
@@ -24,13 +25,6 @@ _MAX_HITS = 200
 _EVIDENCE_CHARS = 300
 _WINDOW = 3
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|#033\[[0-9;]*m")
-_PREFIX = re.compile(
-    r"^(?:[\w.-]+\s+\|\s)?"  # docker compose service column
-    r"(?:\[\d{4}-\d\d-\d\dT[\d:.]+Z\]\s*)?"  # CI timestamps
-    r"(?:\((?:\w+(?: rank=\d+)?) pid=\d+(?:, ip=[\d.]+)?\)\s*)*"  # (EngineCore_DP0 pid=1) ...
-    r"(?:(?:ERROR|WARNING|INFO|DEBUG|CRITICAL) \d\d-\d\d [\d:]+ (?:\[[\w.]+:\d+\]|[\w.]+:\d+\])\s*)?"
-)
 _WRAPPED = re.compile(r"[a-z]")
 """A continuation of a message the terminal or issue tracker wrapped."""
 _OPTIONAL = re.compile(r"\[([^\[\]]*\{\w+\}[^\[\]]*)\]")
@@ -71,14 +65,8 @@ def render(template: str, fields: Mapping[str, str]) -> str:
     return text.format_map({**missing, **fields})
 
 
-def _clean(line: str) -> str:
-    if "\x1b" in line or "#033[" in line:
-        line = _ANSI.sub("", line)
-    return line.rstrip("\r\n")
-
-
 def _evidence(line: str, following: str = "") -> str:
-    text = _PREFIX.sub("", line.strip()).strip()
+    text = line.strip()
     if _WRAPPED.match(following) and text[-1:].isalnum():
         text = f"{text} {following.strip()}"
     return text if len(text) <= _EVIDENCE_CHARS else text[: _EVIDENCE_CHARS - 1] + "…"
@@ -89,7 +77,7 @@ def _tail(text: str, max_bytes: int) -> str:
         return text
     cut = text[-max_bytes:]
     newline = cut.find("\n")
-    return cut[newline + 1 :] if newline >= 0 else cut
+    return cut[newline + 1 :] if 0 <= newline < len(cut) - 1 else cut
 
 
 @dataclass(frozen=True)
@@ -130,11 +118,10 @@ class _Scan:
         self.facts: dict[str, str] = {}
         self.flags: dict[str, None] = {}
         self.seen: set[int] = set()
-        self.hits: dict[str, list[_Hit]] = {}
+        self.hits: dict[int, list[_Hit]] = {}  # by id() of the rule
 
     def feed(self, lines: Iterable[str]) -> None:
-        for raw in lines:
-            line = _clean(raw)
+        for line in normalise(lines):
             self.lines.append(line)
             lowered = line.lower()
             present = [n for n in _NEEDLES if n in lowered]
@@ -144,7 +131,7 @@ class _Scan:
             self._read(len(self.lines) - 1, line, candidates)
 
     def _read(self, index: int, line: str, candidates: list[int]) -> None:
-        matched_rules: set[str] = set()
+        matched_rules: set[int] = set()
         for i in candidates:
             entry = _ENTRIES[i]
             if entry.kind == "fact":
@@ -157,12 +144,12 @@ class _Scan:
                     return
             else:
                 rule, sig = entry.owner  # type: ignore[misc]
-                if rule.cause_id in matched_rules:
+                if id(rule) in matched_rules:
                     continue
                 m = sig.probe.regex.search(line)
                 if m:
-                    matched_rules.add(rule.cause_id)
-                    hits = self.hits.setdefault(rule.cause_id, [])
+                    matched_rules.add(id(rule))
+                    hits = self.hits.setdefault(id(rule), [])
                     if len(hits) < _MAX_HITS:
                         groups = {k: v.strip() for k, v in m.groupdict().items() if v is not None}
                         hits.append(_Hit(index, groups, sig.summary, sig.fix))
@@ -238,16 +225,16 @@ def diagnose_lines(lines: Iterable[str], context: Mapping[str, str] | None = Non
     scan.feed(lines)
     context = {**(context or {}), **scan.context_fields()}
     ranked = sorted(
-        (rule for rule in RULES if rule.cause_id in scan.hits),
-        key=lambda r: (-r.priority, scan.hits[r.cause_id][0].index),
+        (rule for rule in RULES if id(rule) in scan.hits),
+        key=lambda r: (-r.priority, scan.hits[id(r)][0].index),
     )
     findings: list[Finding] = []
     claimed: set[int] = set()
     superseded: set[str] = set()
     for rule in ranked:
-        if rule.cause_id in superseded:
+        if rule.cause_id in superseded or any(f.cause_id == rule.cause_id for f in findings):
             continue
-        hits = scan.hits[rule.cause_id]
+        hits = scan.hits[id(rule)]
         indices = {h.index for h in hits}
         if indices <= claimed:
             continue
@@ -276,6 +263,10 @@ def diagnose_file(path: str | os.PathLike[str], *, max_bytes: int = MAX_BYTES,
     with p.open("rb") as fh:
         if size > max_bytes:
             fh.seek(size - max_bytes)
-            fh.readline()
-        data = fh.read()
+            data = fh.read()
+            newline = data.find(b"\n")
+            if 0 <= newline < len(data) - 1:  # drop the partial first line, unless it is all there is
+                data = data[newline + 1 :]
+        else:
+            data = fh.read()
     return diagnose(data.decode("utf-8", errors="replace"), max_bytes=max_bytes, context=context)

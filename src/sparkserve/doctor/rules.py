@@ -463,6 +463,26 @@ _OOM_NUMBERS = (
 
 RULES: tuple[Rule, ...] = (
     Rule(
+        "no_kv_cache_memory",
+        priority=95,
+        signatures=(
+            sig(r"No available memory for the cache blocks"),
+            sig(r"# GPU blocks: 0\b", needle="# gpu blocks: 0"),
+            sig(r"Available KV cache memory: (?P<kv>-[\d.]+) ?GiB", needle="available kv cache memory: -"),
+        ),
+        summary=(
+            "After the weights and the activation peak nothing was left for the KV cache[ at "
+            "--gpu-memory-utilization {util}][ ({kv} GiB)]."
+        ),
+        fix=(
+            "Give vLLM a larger share: raise --gpu-memory-utilization[ above {util}] if no other process uses the GPU "
+            "(`nvidia-smi`), lower the activation peak (--max-num-batched-tokens, --max-num-seqs, --enforce-eager), "
+            "or serve a quantized/smaller model or more GPUs (--tensor-parallel-size)."
+        ),
+        supersedes=("cuda_oom_runtime",),
+        uma_note=_SPARK_MEMORY,
+    ),
+    Rule(
         "kv_cache_too_small_for_max_model_len",
         priority=95,
         signatures=(sig(r"max seq len \(\d+\)"),),
@@ -541,8 +561,8 @@ RULES: tuple[Rule, ...] = (
         extract=_OOM_NUMBERS,
         requires=(
             probe(
-                r"load_model|load_weights|create_weights|weight_loader|model_loader"
-                r"|Loading safetensors checkpoint shards"
+                r"load_model|load_weights|create_weights|weight_loader|model_loader|load_single_module"
+                r"|Loading (?:safetensors|pt) checkpoint shards|Loading (?:safetensors )?weights"
             ),
         ),
         excludes=(_WEIGHTS_LOADED,),
@@ -580,6 +600,7 @@ RULES: tuple[Rule, ...] = (
             sig(r"You are trying to access a gated repo"),
             sig(r"GatedRepoError"),
             sig(r"Access to model (?P<repo>\S+) is restricted"),
+            sig(r"is awaiting a review from the repo authors|not in the authorized list"),
         ),
         summary="The model[ {repo}] is gated on Hugging Face and this token may not download it[ (HTTP {status})].",
         fix=(
@@ -595,6 +616,23 @@ RULES: tuple[Rule, ...] = (
         supersedes=("model_not_found", "download_failure"),
     ),
     Rule(
+        "gated_model_access",
+        priority=80,
+        signatures=(
+            sig(r"(?P<status>40[13]) Client Error[.:]?(?: \w+)*? for url: https://huggingface\.co/(?P<repo>[\w.-]+/[\w.-]+)"),
+            sig(r"(?P<status>40[13]) Client Error\. \(Request ID: ", needle="client error. (request id"),
+        ),
+        summary="The Hugging Face Hub refused the download (HTTP {status})[ for {repo}]: the repository needs a token "
+        "with access.",
+        fix=(
+            "Accept the licence on the model page[ (https://huggingface.co/{repo})] with the account whose token you "
+            "use, then pass the token to the server: HF_TOKEN=hf_… in the container environment (or "
+            "`huggingface-cli login` for native runs). 401 means no or an invalid token, 403 a token without access."
+        ),
+        excludes=(probe(r"Repository Not Found|RepositoryNotFoundError|RevisionNotFoundError|EntryNotFoundError"),),
+        supersedes=("download_failure",),
+    ),
+    Rule(
         "model_not_found",
         priority=85,
         signatures=(
@@ -604,6 +642,8 @@ RULES: tuple[Rule, ...] = (
             sig(r"Repo id must be in the form 'repo_name' or 'namespace/repo_name': '(?P<model>[^']+)'"),
             sig(r"is not a local folder and is not a valid model identifier"),
             sig(r"pull model manifest: file does not exist"),
+            sig(r"RevisionNotFoundError|Invalid rev id: (?P<rev>\S+)", needle="rev"),
+            sig(r"does not appear to have a file named (?P<file>config\.json|[\w.-]+\.(?:json|safetensors))"),
             sig(r"model \\?['\"](?P<model>[^'\"\\]+)\\?['\"] not found, try pulling it first"),
         ),
         summary="The model[ '{model}'] was found neither locally nor on the hub.",
@@ -649,6 +689,45 @@ RULES: tuple[Rule, ...] = (
             sig(r"no kernel image is available for execution on the device"),
             sig(r"with CUDA capability (?P<sm>sm_\d+a?) is not compatible with the current PyTorch installation"),
             sig(r"PyTorch no longer supports this GPU because it is too old"),
+            sig(
+                r"ptxas fatal\s*:\s*Value '(?P<sm>sm_\d+[af]?)' is not defined for option 'gpu-name'",
+                summary="Triton's bundled ptxas does not know this GPU's architecture ({sm}).",
+                fix=(
+                    "Point Triton at the CUDA toolkit's own ptxas, which knows {sm}: "
+                    "TRITON_PTXAS_PATH=/usr/local/cuda/bin/ptxas (CUDA 12.9+/13 for sm_121 on DGX Spark), or use an "
+                    "image built for this GPU (nvcr.io/nvidia/vllm, vllm/vllm-openai CUDA 13 builds)."
+                ),
+            ),
+            sig(
+                r"PTXASError: PTXAS error",
+                summary="Triton could not assemble a GPU kernel for this GPU (ptxas failed).",
+                fix=(
+                    "Usually Triton's bundled ptxas is older than the GPU (sm_121a on DGX Spark): set "
+                    "TRITON_PTXAS_PATH=/usr/local/cuda/bin/ptxas from a CUDA 12.9+/13 toolkit, or use an image built "
+                    "for this GPU (nvcr.io/nvidia/vllm); --enforce-eager avoids some compiled kernels."
+                ),
+            ),
+            sig(
+                r"expects arch to be one of \[(?P<supported>[^\]]*)\], but got Arch\.(?P<sm>sm_\d+[af]?)",
+                summary="A CUTLASS/FlashInfer kernel was built for {supported} only, not this GPU ({sm}).",
+                fix=(
+                    "Select a kernel path this GPU has: on DGX Spark (sm_121) use --attention-backend TRITON_ATTN "
+                    "and Marlin for NVFP4/MoE (--moe-backend marlin, VLLM_USE_FLASHINFER_MOE_FP4=0), or a vLLM/"
+                    "FlashInfer build that includes sm_121 (nvcr.io/nvidia/vllm)."
+                ),
+            ),
+            sig(
+                r"Failed to initialize cutlass TMA WS grouped gemm|No compiled cutlass_scaled_mm\w* for a compute "
+                r"capability|cutlass_scaled_mm\w* (?:is )?not supported|FP4\b[^.]*\bnot supported on "
+                r"(?:this|the current) (?:GPU|device|platform)",
+                summary="This build has no NVFP4/CUTLASS kernel for this GPU.",
+                fix=(
+                    "On DGX Spark (sm_121) and RTX 50 (sm_120) use the Marlin path for NVFP4 (--moe-backend marlin, "
+                    "VLLM_USE_FLASHINFER_MOE_FP4=0) or a build compiled with sm_120/sm_121 kernels "
+                    "(nvcr.io/nvidia/vllm); or serve an FP8/AWQ checkpoint instead."
+                ),
+            ),
+            sig(r"Unsupported gpu architecture '(?P<sm>compute_\d+[af]?)'"),
         ),
         summary="The engine build has no GPU kernels for this GPU[ ({gpu}, {sm})].",
         fix=(
@@ -668,7 +747,7 @@ RULES: tuple[Rule, ...] = (
         "host_driver_too_old_for_image",
         priority=95,
         signatures=(
-            sig(r"unsatisfied condition: cuda>=(?P<need_cuda>\d+\.\d+)"),
+            sig(r"unsatisfied condition: cuda ?>= ?(?P<need_cuda>\d+\.\d+)"),
             sig(r"CUDA driver version is insufficient for CUDA runtime version"),
             sig(r"The NVIDIA driver on your system is too old \(found version (?P<found>\d+)\)"),
         ),
@@ -815,21 +894,23 @@ RULES: tuple[Rule, ...] = (
             sig(r"Bind for (?P<addr>[\d.:\[\]]+?):(?P<port>\d+) failed: port is already allocated"),
             sig(r"failed to bind host port for (?P<addr>[\d.]+):(?P<port>\d+)\S*: address already in use"),
             sig(
-                r"listen tcp (?P<addr>[\d.]*):(?P<port>\d+): bind: (?:address already in use|Only one usage of each "
-                r"socket address)",
+                r"listen tcp (?P<addr>[\d.\[\]:]*?):(?P<port>\d+): bind: ",
                 fix=(
                     "Port {port} is taken — usually by the Ollama system service that already runs: use it, or stop it "
                     "(`sudo systemctl stop ollama`, or quit the tray app) before `ollama serve`, or set "
                     "OLLAMA_HOST=127.0.0.1:<other port>."
                 ),
             ),
+            sig(r"Bind for (?P<addr>[\d.:\[\]]+?):(?P<port>\d+): unexpected error \(Failure EADDRINUSE\)"),
             sig(r"\[Errno 98\][^\n]*(?:address already in use|Address already in use)"),
             sig(r"error while attempting to bind on address \('(?P<addr>[^']*)', (?P<port>\d+)\)"),
+            sig(r"\[WinError 10048\]|\bEADDRINUSE\b|OSError: \[Errno 48\] Address already in use"),
         ),
         summary="Port[ {port}] is already in use on the host.",
         fix=(
-            "Find the owner with `ss -ltnp 'sport = :{port}'` or `docker ps --filter publish={port}` and stop it, or "
-            "publish another host port (`-p <free port>:{port}` / compose `ports`)."
+            "Find the process or container that holds the port (`ss -ltnp`[ → `ss -ltnp 'sport = :{port}'`], "
+            "`docker ps`[ → `docker ps --filter publish={port}`]) and stop it, or publish another host port "
+            "(`-p <free port>:<container port>` / compose `ports`)."
         ),
     ),
     Rule(
@@ -921,6 +1002,26 @@ RULES: tuple[Rule, ...] = (
                 ),
             ),
             sig(r"Model architectures \[(?P<arch>[^\]]+)\] are not supported for now"),
+            sig(
+                r"(?:unable to load model|error loading model):? (?P<blob>\S*blobs[/\\]sha256[-:][0-9a-f]+)",
+                summary="Ollama could not load the model file {blob}.",
+                fix=(
+                    "Most often the model needs a newer Ollama than this one (`ollama -v`; new model families need "
+                    "the release that added them): upgrade Ollama. If it is already current, the blob is damaged or "
+                    "came from elsewhere: `ollama rm <model>` and `ollama pull <model>` again."
+                ),
+            ),
+            sig(
+                r"error loading model: (?P<why>check_tensor_dims: tensor '[^']+' not found|done_getting_tensors: "
+                r"wrong number of tensors[^\n]*|missing tensor '[^']+')",
+                summary="The model file has tensors this Ollama/llama.cpp build does not expect ({why}).",
+                fix=(
+                    "The GGUF was made for a newer llama.cpp: upgrade Ollama (`ollama -v`), or pick a GGUF of the "
+                    "same model converted for this version."
+                ),
+            ),
+            sig(r"(?:requires|needs) (?:a )?newer version of Ollama|requires Ollama (?:version )?[\d.]+",
+                fix="Upgrade Ollama to the version the model needs (`ollama -v` shows this one), then pull again."),
         ),
         summary="The engine cannot load this model format/architecture[ ('{arch}')].",
         fix=(
@@ -933,7 +1034,8 @@ RULES: tuple[Rule, ...] = (
         "corrupt_model_files",
         priority=88,
         signatures=(
-            sig(r"SafetensorError: Error while deserializing header: (?P<why>\w+)"),
+            sig(r"Error while deserializing header: (?P<why>\w+)"),
+            sig(r"tensor '[^']+' data is not within the file bounds|invalid (?:file )?magic|failed to read magic"),
             sig(r"digest mismatch, file must be downloaded again"),
             sig(r"PytorchStreamReader failed reading zip archive"),
             sig(r"invalid load key"),
@@ -969,6 +1071,7 @@ RULES: tuple[Rule, ...] = (
             sig(r"llama runner process has terminated:? ?(?P<status>[^\"\n]*)"),
             sig(r"llama-server process has terminated:? ?(?P<status>[^\"\n]*)"),
             sig(r"llama runner process no longer running: ?(?P<status>\S*)"),
+            sig(r"llama runner terminated:? ?(?P<status>[^\"\n]*)"),
         ),
         summary="Ollama's model runner crashed while loading or running the model[ ({status})].",
         fix=(
