@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hub_server import HubServer
 
 from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
 from sparkserve.runtime.procs import stop_group
@@ -42,6 +43,18 @@ def _tail(path: Path, n: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return "<no log>"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_server(tmp_path_factory: pytest.TempPathFactory):
+    """Every test (and every sparkserve it starts) talks to a local Hub-shaped server, never the real Hub,
+    and keeps fetched model metadata in a temporary cache. Tests publish repos with `hub_server.add(...)`."""
+    with HubServer() as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_ENDPOINT", server.url)
+        mp.setenv("SPARKSERVE_MODELS_CACHE", str(tmp_path_factory.mktemp("sparkserve-models")))
+        mp.delenv("HF_HUB_OFFLINE", raising=False)
+        mp.delenv("HF_TOKEN", raising=False)
+        yield server
 
 
 @pytest.fixture(scope="session")

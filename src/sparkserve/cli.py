@@ -39,6 +39,7 @@ def plan(
     num_parallel: Annotated[Optional[int], typer.Option("--num-parallel", help="Ollama parallel requests.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     stack_file: Annotated[Optional[str], typer.Option("--stack", help="Stack file to plan (default: ./sparkserve.toml if present).")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Never touch the network: bundled, local and cached models only.")] = False,
 ) -> None:
     """Plan memory and speed before anything is downloaded (no --model: the stack file, else the default stack)."""
     options = dict(locals())

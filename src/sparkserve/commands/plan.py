@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from sparkserve.errors import UserError
@@ -16,10 +17,12 @@ def resolve_hardware(hardware: str | None):
 
 def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, output_len, context,
              max_model_len, gpu_memory_utilization, kv_cache_dtype, max_num_batched_tokens, max_num_seqs,
-             enforce_eager, num_parallel, json_out, stack_file=None) -> None:
+             enforce_eager, num_parallel, json_out, stack_file=None, offline=False) -> None:
     from sparkserve.plan.speed import Workload
     from sparkserve.stack import planning
 
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # huggingface_hub's own switch; sparkserve's Hub reader honours it too
     _check_counts(at_least_one={"--batch": batch, "--gpus": gpus, "--nodes": nodes, "--max-model-len": max_model_len,
                                 "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
                                 "--num-parallel": num_parallel},

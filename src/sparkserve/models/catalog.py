@@ -6,11 +6,13 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sparkserve.errors import UserError, unknown
+from sparkserve.models import hub, weights
 from sparkserve.models.aliases import ALIASES, OLLAMA, OLLAMA_QUANT_WORDS, QUANT_SUFFIXES
 from sparkserve.models.config import spec_from_config, with_checkpoint_quant
 from sparkserve.models.spec import ModelSpec
@@ -27,12 +29,37 @@ class ResolvedModel:
 
 
 def resolve_model(name: str) -> ResolvedModel:
-    """Local path first (the user's files win), then the bundled catalog and Ollama tags, then the HF cache."""
+    """Local path first (the user's files win), then the bundled catalog and Ollama tags, then the HF cache,
+    then the Hub's metadata (sparkserve's cache of it first). `org/name@revision` skips the catalog."""
     name = name.strip()
-    found = _from_path(name) or _from_catalog(name) or _from_ollama(name) or _from_hf_cache(name)
+    repo, revision = hub.split_revision(name)
+    found = _from_path(name)
+    if found is None and revision is None:
+        found = _from_catalog(name) or _from_ollama(name)
+    found = found or _from_hf_cache(repo, revision) or _from_hub(repo, revision)
     if found is None:
         raise unknown("model", name, _known_names(), hint=_HINT)
     return found
+
+
+def _from_hub(repo: str, revision: str | None) -> ResolvedModel | None:
+    if not hub.is_repo_id(repo):
+        return None
+    try:
+        meta = hub.fetch(repo, revision)
+    except hub.RepoNotFound:
+        raise unknown("model", repo, _known_names(), hint="not on the Hub either (private? set HF_TOKEN); " + _HINT)
+    spec = spec_from_config(meta.config, repo if revision is None else f"{repo}@{revision}", meta.source)
+    spec = with_tensor_bytes(spec, meta.tensor_bytes.items())
+    return ResolvedModel(spec, spec.checkpoint_quant, None)
+
+
+def with_tensor_bytes(spec: ModelSpec, tensors: Iterable[tuple[str, int]]) -> ModelSpec:
+    """The spec with its weights priced from the real tensors (nothing changes without any)."""
+    groups = weights.group_bytes(tensors, spec.num_layers)
+    if not groups:
+        return spec
+    return dataclasses.replace(spec, checkpoint_bytes=tuple(sorted(groups.items())))
 
 
 def list_models() -> list[str]:
@@ -48,8 +75,19 @@ def _from_path(name: str) -> ResolvedModel | None:
         config_file, path = path, path.parent
     else:
         return None
-    spec = spec_from_config(_read_json(config_file), str(path.resolve()), str(config_file))
+    spec = spec_from_config(_with_quant_files(_read_json(config_file), path), str(path.resolve()), str(config_file))
+    spec = with_tensor_bytes(spec, weights.local_tensor_bytes(path))
     return ResolvedModel(spec, spec.checkpoint_quant, None)
+
+
+def _with_quant_files(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """config.json plus the quantisation a side file (hf_quant_config.json, quantize_config.json) describes."""
+    if config.get("quantization_config"):
+        return config
+    for name in hub.QUANT_FILES:
+        if (folder / name).is_file():
+            return {**config, "quantization_config": hub.quant_description(name, _read_json(folder / name))}
+    return config
 
 
 def _from_catalog(name: str) -> ResolvedModel | None:
@@ -110,7 +148,7 @@ def _split_size(tag: str, sizes: dict[str, str]) -> tuple[str | None, str]:
     return None, ""
 
 
-def _from_hf_cache(name: str) -> ResolvedModel | None:
+def _from_hf_cache(name: str, revision: str | None = None) -> ResolvedModel | None:
     if name.count("/") != 1:
         return None
     hub = _hf_hub_dir()
@@ -121,12 +159,17 @@ def _from_hf_cache(name: str) -> ResolvedModel | None:
     if not repo.is_dir():
         repo = next((d for d in hub.iterdir() if d.name.lower() == wanted.lower()), repo)
     snapshots = [s for s in (repo / "snapshots").glob("*") if (s / "config.json").is_file()]
+    if revision is not None:
+        ref = repo / "refs" / revision
+        commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else revision
+        snapshots = [s for s in snapshots if s.name == commit]
     if not snapshots:
         return None
     newest = max(snapshots, key=lambda s: (s / "config.json").stat().st_mtime)
     config_file = newest / "config.json"
     hf_id = repo.name.removeprefix("models--").replace("--", "/", 1)
-    spec = spec_from_config(_read_json(config_file), hf_id, str(config_file))
+    spec = spec_from_config(_with_quant_files(_read_json(config_file), newest), hf_id, str(config_file))
+    spec = with_tensor_bytes(spec, weights.local_tensor_bytes(newest))
     return ResolvedModel(spec, spec.checkpoint_quant, None)
 
 

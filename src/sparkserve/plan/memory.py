@@ -94,12 +94,35 @@ def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, fl
     return bits
 
 
-def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> float:
+_GROUPS = ("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision")
+
+
+def uses_checkpoint_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> bool:
+    """The engine loads the checkpoint as published, so its safetensors headers give the weight bytes."""
+    if engine in GGUF_ENGINES or not model.checkpoint_bytes:
+        return False
+    own = model.checkpoint_quant or ("bf16" if model.checkpoint_dtype in ("bfloat16", "float16") else "fp32")
+    if own == "bf16":
+        return fmt.id in ("bf16", "fp16")
+    return own == fmt.id
+
+
+def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, float]:
+    """Bytes of each ParamCounts group as the engine holds them: the real tensors when the checkpoint is
+    loaded as published (MTP heads left out: vLLM loads them only for MTP speculative decoding), else
+    parameters x bits of the format."""
+    if uses_checkpoint_bytes(model, fmt, engine):
+        real = dict(model.checkpoint_bytes)
+        return {g: float(real.get(g, 0)) for g in _GROUPS}
     bits = group_bits(model, fmt, engine)
-    p = model.params
-    total = sum(getattr(p, g) * b / 8 for g, b in bits.items())
+    return {g: getattr(model.params, g) * bits[g] / 8 for g in _GROUPS}
+
+
+def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> float:
+    groups = group_weight_bytes(model, fmt, engine)
+    total = sum(groups.values())
     if fmt.id == "mxfp4" and model.is_moe and engine not in GGUF_ENGINES:
-        total += p.experts * bits["experts"] / 8 * (mxfp4_padding(model) - 1)
+        total += groups["experts"] * (mxfp4_padding(model) - 1)
     return total
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.calibration import Efficiency, efficiency_for
-from sparkserve.plan.memory import Deployment, group_bits, kv_bytes_per_layer_token
+from sparkserve.plan.memory import Deployment, group_weight_bytes, kv_bytes_per_layer_token
 from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
 
 
@@ -50,14 +50,12 @@ def experts_touched_fraction(model: ModelSpec, batch: int) -> float:
 def decode_bytes(dep: Deployment, batch: int, context: int) -> float:
     """Bytes one decode step reads, over all devices."""
     model = dep.model
-    bits = group_bits(model, dep.quant, dep.engine)
-    p = model.params
-    head = p.lm_head or p.embedding  # tied embeddings are read once, as the output projection
-    head_bits = bits["lm_head"] if p.lm_head else bits["embedding"]
-    dense = sum(getattr(p, g) * bits[g] for g in ("attention", "dense_mlp", "moe_shared", "other")) / 8
-    experts = p.experts * bits["experts"] / 8 * experts_touched_fraction(model, batch)
+    groups = group_weight_bytes(model, dep.quant, dep.engine)
+    head = groups["lm_head"] or groups["embedding"]  # tied embeddings are read once, as the output projection
+    dense = sum(groups[g] for g in ("attention", "dense_mlp", "moe_shared", "other"))
+    experts = groups["experts"] * experts_touched_fraction(model, batch)
     kv = batch * kv_bytes_per_context(dep, context)
-    return dense + head * head_bits / 8 + experts + kv
+    return dense + head + experts + kv
 
 
 def kv_bytes_per_context(dep: Deployment, context: int) -> float:
@@ -159,7 +157,7 @@ def prefill_seconds(dep: Deployment, prompt_len: int, eff: Efficiency, achieved_
     the weights that chunk touches."""
     model = dep.model
     p = model.params
-    expert_bytes = p.experts * group_bits(model, dep.quant, dep.engine)["experts"] / 8
+    expert_bytes = group_weight_bytes(model, dep.quant, dep.engine)["experts"]
     other_bytes = decode_bytes(dep, 1, 0) - expert_bytes * experts_touched_fraction(model, 1)
     dense_params = flop_params(model) - p.experts_active
     total, done = 0.0, 0
