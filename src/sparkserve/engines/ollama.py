@@ -216,3 +216,47 @@ def same_tag(listed: str, wanted: str) -> bool:
 
 
 ENGINE = register(Ollama())
+
+
+# --- what `sparkserve tune` may vary -------------------------------------------------------------
+
+# Settings tune searches and their types. num_parallel, num_ctx and kv_cache_type are stack `args`;
+# flash attention has no arg and goes into the service's env (OLLAMA_FLASH_ATTENTION).
+TUNABLE: dict[str, type] = {"num_parallel": int, "num_ctx": int, "flash_attention": bool, "kv_cache_type": str}
+TUNE_CHOICES: dict[str, tuple[str, ...]] = {"kv_cache_type": KV_CACHE_TYPES}
+TUNE_CONCURRENCY_KEY = "num_parallel"
+TUNE_MEMORY_KEY = None
+TUNE_LENGTH_KEY = "num_ctx"
+TUNE_LOAD_CAPS = ("num_parallel",)
+
+
+def tune_max_concurrency(hw) -> int:
+    """The highest OLLAMA_NUM_PARALLEL tune proposes by itself: four times the largest value Ollama
+    picks on its own (4, docs/faq.md); each slot reserves a full num_ctx of KV cache."""
+    return 16
+
+
+def tune_defaults(settings: dict, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
+    """Parallel requests around the predicted load; the planned context, KV type and flash attention."""
+    return {
+        "num_parallel": seqs,
+        "num_ctx": [max_model_len],
+        "flash_attention": [True],
+        "kv_cache_type": [str(settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE))],
+    }
+
+
+def tune_cap_need(key: str, load: int, prompt_len: int) -> int:
+    """num_parallel limits nothing while it is at least the number of requests in flight."""
+    return load
+
+
+def tune_overrides(args: dict) -> tuple[dict, dict[str, str]]:
+    """A tuned configuration as the stack's (args, env)."""
+    stack_args = {k: v for k, v in args.items() if k != "flash_attention"}
+    env = {"OLLAMA_FLASH_ATTENTION": "1" if args["flash_attention"] else "0"} if "flash_attention" in args else {}
+    return stack_args, env
+
+
+def args_conflict(args: dict) -> str | None:
+    return None
