@@ -21,9 +21,19 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError, closest
-from sparkserve.tune.predict import Planner, Prediction, WorkloadShape, order, plan_setting, planned_settings, predict
-from sparkserve.tune.space import (Candidate, Limits, candidates, check_space, engine_module, parse_budget,
-                                   parse_slos, parse_space, powers_around, slo_dict)
+from sparkserve.tune.predict import Planner, Prediction, WorkloadShape, order, planned_settings, predict
+from sparkserve.tune.space import (
+    Candidate,
+    Limits,
+    candidates,
+    check_space,
+    engine_module,
+    parse_budget,
+    parse_slos,
+    parse_space,
+    powers_around,
+    slo_dict,
+)
 from sparkserve.tune.trial import GUARD_CAUSE, Context, Measure, run_trial
 
 if TYPE_CHECKING:

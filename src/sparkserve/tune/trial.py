@@ -181,6 +181,13 @@ def level_record(load: int, summary: dict, server: dict, slos: list[Slo]) -> dic
     }
 
 
+def _kill_now(pgid: int) -> None:
+    """The guard's answer to a breach: free the memory at once, no grace period."""
+    from sparkserve.runtime import procs
+
+    procs.stop_group(pgid, kill_at_once=True)
+
+
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP while an engine stops: a second Ctrl-C then interrupts the
@@ -233,7 +240,7 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
         proc, started = native.start(path, launch)
         ctx.journal.started(cand.id, started.pid, started.pgid)
         guard = MemoryGuard(name, Floor(settings.min_mem_available_gib),
-                            on_breach=lambda _m: procs.stop_group(started.pgid, kill_at_once=True))
+                            on_breach=lambda _m: _kill_now(started.pgid))
         log = native.log_file(path, name)
 
         def alive() -> str | None:
