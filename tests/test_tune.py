@@ -8,9 +8,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from native_kit import cli_env, run_cli
 from rich.console import Console
 
-from native_kit import cli_env, run_cli
 from sparkserve.errors import UserError
 from sparkserve.tune.journal import Journal
 from sparkserve.tune.report import apply
