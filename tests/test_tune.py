@@ -212,3 +212,25 @@ def test_apply_refuses_an_inline_args_table_and_a_search_without_a_best(tmp_path
     with pytest.raises(UserError, match="no configuration met the SLO"):
         apply({"service": "tiny", "best": None}, stack, "vllm", Console())
     assert stack.read_text() == inline and not (tmp_path / "sparkserve.toml.bak").exists()
+
+
+def test_model_page_example_is_what_the_command_plans(default_stack):
+    """docs/models/qwen3-32b.md shows `sparkserve tune --dry-run` on the default stack: run it as printed."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "models" / "qwen3-32b.md").read_text()
+    section = page.split("## What `sparkserve tune` would try", 1)[1].split("\n## ", 1)[0]
+    command = re.search(r"```\n(.+?)\n```", section).group(1)
+    init, tune = command.split(" && ")
+    assert init == "sparkserve init --hardware dgx-spark"
+    out = default_stack / "example.json"
+    done = run_cli(default_stack, *tune.split()[1:], "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    trials = json.loads(out.read_text())["trials"]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert len(rows) == len(trials)
+    for row, trial in zip(rows, trials):
+        cells = [c.strip() for c in row]
+        assert int(cells[1]) == trial["args"]["max_num_seqs"]
+        assert int(cells[2]) == trial["args"]["max_num_batched_tokens"]
+        assert cells[3] == str(trial["predicted"]["max_load"] or "–")

@@ -58,5 +58,5 @@ def run_tune(*, service: str | None, stack_file: str | None, slo: str, workload:
         Path(html_file).expanduser().write_text(report.render_html(data), encoding="utf-8")
         console.print(f"report: {html_file}")
     if apply:
-        report.apply(data, search.stack.path, search.engine.NAME, console)
+        report.apply(data, search.stack.path, search.engine.name, console)
     return 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from sparkserve.plan.settings import GgufSettings, gguf_settings
 import json
 import time
@@ -75,6 +78,14 @@ PLANNER_ARGS: dict[str, type] = {"num_ctx": int, "num_parallel": int, "kv_cache_
 MODELS_VOLUME = "ollama-models"  # named volume for the models when the stack mounts none
 INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
 PROGRESS_LINES = r"pulling manifest|llama runner started in [\d.]+ seconds"
+
+
+# Settings tune searches and their types. num_parallel, num_ctx and kv_cache_type are stack `args`;
+# flash attention has no arg and goes into the service's env (OLLAMA_FLASH_ATTENTION).
+TUNABLE: dict[str, type] = {"num_parallel": int, "num_ctx": int, "flash_attention": bool, "kv_cache_type": str}
+# Four times the largest OLLAMA_NUM_PARALLEL Ollama picks on its own (4, docs/faq.md); each slot
+# reserves a full num_ctx of KV cache, so the plan rules out what does not fit.
+MAX_TUNE_PARALLEL = 16
 
 
 class Ollama(Engine):
@@ -179,6 +190,25 @@ class Ollama(Engine):
         response.raise_for_status()
         return [str(m.get("name", "")) for m in response.json().get("models", [])]
 
+    tunable = TUNABLE
+    tune_choices: Mapping[str, tuple[str, ...]] = MappingProxyType({"kv_cache_type": KV_CACHE_TYPES})
+    tune_concurrency_key = "num_parallel"
+    tune_length_key = "num_ctx"
+    tune_load_caps = ("num_parallel",)
+
+    def tune_max_concurrency(self, hw):
+        return MAX_TUNE_PARALLEL
+
+    def tune_defaults(self, settings, *, max_model_len, seqs):
+        """Parallel requests around the predicted load; the planned context, KV type and flash attention."""
+        return {"num_parallel": seqs, "num_ctx": [max_model_len], "flash_attention": [True],
+                "kv_cache_type": [str(settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE))]}
+
+    def tune_overrides(self, args):
+        stack_args = {k: v for k, v in args.items() if k != "flash_attention"}
+        env = {"OLLAMA_FLASH_ATTENTION": "1" if args["flash_attention"] else "0"} if "flash_attention" in args else {}
+        return stack_args, env
+
 
 def _models_dir(svc, stack_dir: str) -> str:
     """The host folder compose would mount as /root/.ollama holds the models in `models/`; without
@@ -216,47 +246,3 @@ def same_tag(listed: str, wanted: str) -> bool:
 
 
 ENGINE = register(Ollama())
-
-
-# --- what `sparkserve tune` may vary -------------------------------------------------------------
-
-# Settings tune searches and their types. num_parallel, num_ctx and kv_cache_type are stack `args`;
-# flash attention has no arg and goes into the service's env (OLLAMA_FLASH_ATTENTION).
-TUNABLE: dict[str, type] = {"num_parallel": int, "num_ctx": int, "flash_attention": bool, "kv_cache_type": str}
-TUNE_CHOICES: dict[str, tuple[str, ...]] = {"kv_cache_type": KV_CACHE_TYPES}
-TUNE_CONCURRENCY_KEY = "num_parallel"
-TUNE_MEMORY_KEY = None
-TUNE_LENGTH_KEY = "num_ctx"
-TUNE_LOAD_CAPS = ("num_parallel",)
-
-
-def tune_max_concurrency(hw) -> int:
-    """The highest OLLAMA_NUM_PARALLEL tune proposes by itself: four times the largest value Ollama
-    picks on its own (4, docs/faq.md); each slot reserves a full num_ctx of KV cache."""
-    return 16
-
-
-def tune_defaults(settings: dict, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
-    """Parallel requests around the predicted load; the planned context, KV type and flash attention."""
-    return {
-        "num_parallel": seqs,
-        "num_ctx": [max_model_len],
-        "flash_attention": [True],
-        "kv_cache_type": [str(settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE))],
-    }
-
-
-def tune_cap_need(key: str, load: int, prompt_len: int) -> int:
-    """num_parallel limits nothing while it is at least the number of requests in flight."""
-    return load
-
-
-def tune_overrides(args: dict) -> tuple[dict, dict[str, str]]:
-    """A tuned configuration as the stack's (args, env)."""
-    stack_args = {k: v for k, v in args.items() if k != "flash_attention"}
-    env = {"OLLAMA_FLASH_ATTENTION": "1" if args["flash_attention"] else "0"} if "flash_attention" in args else {}
-    return stack_args, env
-
-
-def args_conflict(args: dict) -> str | None:
-    return None

@@ -6,6 +6,9 @@ module for defaults instead of hard-coding them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from dataclasses import dataclass
 
 from sparkserve.plan.settings import VllmSettings, vllm_settings
@@ -83,71 +86,6 @@ def recommended_args(settings: VllmSettings, *, model_id: str, quant: str, check
         args.append("--enforce-eager")
     args += ["--enable-prefix-caching", "--enable-chunked-prefill"]
     return [a for a in args if a not in REMOVED_FLAGS]
-
-
-# --- what `sparkserve tune` may vary -------------------------------------------------------------
-
-# Server arguments tune searches (stack `args` names) and the type of each value.
-TUNABLE: dict[str, type] = {
-    "max_num_seqs": int,
-    "max_num_batched_tokens": int,
-    "max_model_len": int,
-    "gpu_memory_utilization": float,
-    "kv_cache_dtype": str,
-    "enable_prefix_caching": bool,
-    "enable_chunked_prefill": bool,
-}
-TUNE_CHOICES: dict[str, tuple[str, ...]] = {"kv_cache_dtype": KV_CACHE_DTYPES}
-# Keys whose value caps how many requests run together (the load search never goes above it).
-TUNE_CONCURRENCY_KEY = "max_num_seqs"
-TUNE_MEMORY_KEY = "gpu_memory_utilization"
-TUNE_LENGTH_KEY = "max_model_len"
-# Keys that only matter once the load reaches them: two configurations that differ in these alone
-# behave alike below the smaller value (tune measures one and infers the other).
-TUNE_LOAD_CAPS = ("max_num_seqs", "max_num_batched_tokens")
-
-
-def tune_max_concurrency(hw) -> int:
-    """The highest max-num-seqs tune proposes by itself: vLLM's own default for this GPU."""
-    return defaults_for(hw).max_num_seqs
-
-
-def tune_defaults(settings: dict, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
-    """The space tune searches when the user names none: the planned memory settings, the
-    planned batch token budget halved and doubled, and `seqs` (around the predicted load)."""
-    mnbt = int(settings["max_num_batched_tokens"])
-    return {
-        "max_num_seqs": seqs,
-        "max_num_batched_tokens": sorted({max(256, mnbt // 2), mnbt, mnbt * 2}),
-        "max_model_len": [max_model_len],
-        "gpu_memory_utilization": [round(float(settings["gpu_memory_utilization"]), 2)],
-        "kv_cache_dtype": [str(settings.get("kv_cache_dtype", "auto"))],
-        "enable_prefix_caching": [True],
-        "enable_chunked_prefill": [True],
-    }
-
-
-def tune_cap_need(key: str, load: int, prompt_len: int) -> int:
-    """The smallest value of a TUNE_LOAD_CAPS key that cannot limit `load` concurrent requests: one
-    sequence each, and (worst case) every prompt's prefill plus a decode token each in one step."""
-    return load if key == "max_num_seqs" else load * (prompt_len + 1)
-
-
-def tune_overrides(args: dict) -> tuple[dict, dict[str, str]]:
-    """A tuned configuration as the stack's (args, env): every vLLM setting is a flag."""
-    return dict(args), {}
-
-
-def args_conflict(args: dict) -> str | None:
-    """Why vLLM would refuse this combination before loading anything (SchedulerConfig's own
-    checks, vllm/config/scheduler.py), or None."""
-    mnbt, seqs, length = args.get("max_num_batched_tokens"), args.get("max_num_seqs"), args.get("max_model_len")
-    if mnbt and seqs and mnbt < seqs:
-        return f"max-num-batched-tokens {mnbt} is below max-num-seqs {seqs}: vLLM refuses it"
-    if args.get("enable_chunked_prefill") is False and mnbt and length and mnbt < length:
-        return (f"without chunked prefill max-num-batched-tokens {mnbt} must hold max-model-len {length}: "
-                "vLLM refuses it")
-    return None
 
 
 # Container images. x86_64: the project's CUDA 13 build (driver 580+); aarch64 (DGX Spark, GH200):
@@ -432,6 +370,50 @@ def cpu_venv():
     return Path(os.environ.get(CPU_VENV_ENV) or default)
 
 
+# --- what `sparkserve tune` may vary -------------------------------------------------------------
+
+# Server arguments tune searches (stack `args` names) and the type of each value.
+TUNABLE: dict[str, type] = {
+    "max_num_seqs": int,
+    "max_num_batched_tokens": int,
+    "max_model_len": int,
+    "gpu_memory_utilization": float,
+    "kv_cache_dtype": str,
+    "enable_prefix_caching": bool,
+    "enable_chunked_prefill": bool,
+}
+# The smallest batch token budget tune proposes by itself (vLLM's own floor for a chunk is far lower;
+# below a few hundred tokens prefill crawls for any real prompt).
+MIN_TUNE_BATCHED_TOKENS = 256
+
+
+def tune_defaults(settings, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
+    """The planned memory settings, the planned batch token budget halved and doubled, and `seqs`
+    (around the load the plan expects to meet the SLO)."""
+    mnbt = int(settings["max_num_batched_tokens"])
+    return {
+        "max_num_seqs": seqs,
+        "max_num_batched_tokens": sorted({max(MIN_TUNE_BATCHED_TOKENS, mnbt // 2), mnbt, mnbt * 2}),
+        "max_model_len": [max_model_len],
+        "gpu_memory_utilization": [round(float(settings["gpu_memory_utilization"]), 2)],
+        "kv_cache_dtype": [str(settings.get("kv_cache_dtype", "auto"))],
+        "enable_prefix_caching": [True],
+        "enable_chunked_prefill": [bool(settings.get("enable_chunked_prefill", True))],
+    }
+
+
+def args_conflict(args) -> str | None:
+    """Why vLLM would refuse this combination before loading anything (SchedulerConfig's own
+    checks, vllm/config/scheduler.py), or None."""
+    mnbt, seqs, length = args.get("max_num_batched_tokens"), args.get("max_num_seqs"), args.get("max_model_len")
+    if mnbt and seqs and mnbt < seqs:
+        return f"max-num-batched-tokens {mnbt} is below max-num-seqs {seqs}: vLLM refuses it"
+    if args.get("enable_chunked_prefill") is False and mnbt and length and mnbt < length:
+        return (f"without chunked prefill max-num-batched-tokens {mnbt} must hold max-model-len {length}: "
+                "vLLM refuses it")
+    return None
+
+
 class Vllm(OpenAICompatible):
     name = NAME
     label = "vLLM"
@@ -544,6 +526,27 @@ class Vllm(OpenAICompatible):
 
     def owns_model_entry(self, entry):
         return entry.get("owned_by") == NAME
+
+    tunable = TUNABLE
+    tune_choices: Mapping[str, tuple[str, ...]] = MappingProxyType({"kv_cache_dtype": KV_CACHE_DTYPES})
+    tune_concurrency_key = "max_num_seqs"
+    tune_memory_key = "gpu_memory_utilization"
+    tune_length_key = "max_model_len"
+    tune_load_caps = ("max_num_seqs", "max_num_batched_tokens")
+
+    def tune_max_concurrency(self, hw):
+        """vLLM's own max-num-seqs default for this GPU."""
+        return defaults_for(hw).max_num_seqs
+
+    def tune_defaults(self, settings, *, max_model_len, seqs):
+        return tune_defaults(settings, max_model_len=max_model_len, seqs=seqs)
+
+    def tune_cap_need(self, key, load, prompt_len):
+        """One sequence per request; in the worst step every prompt's prefill plus one decode token each."""
+        return load if key == "max_num_seqs" else load * (prompt_len + 1)
+
+    def args_conflict(self, args):
+        return args_conflict(args)
 
 
 

@@ -37,15 +37,9 @@ class WorkloadShape:
         return (self.prompt_len + self.output_len) * max(1, self.turns)
 
 
-def plan_setting(plan: ServicePlan, key: str):
-    """One planned setting (the planner's settings mapping, or typed settings once they land)."""
-    settings = plan.memory.settings
-    return settings[key] if isinstance(settings, dict) else getattr(settings, key)
-
-
 def planned_settings(plan: ServicePlan) -> dict:
-    settings = plan.memory.settings
-    return dict(settings) if isinstance(settings, dict) else dict(vars(settings))
+    """The plan's engine settings by name (tune's space uses the stack's `args` names)."""
+    return plan.memory.settings.to_dict()
 
 
 class Planner:
@@ -167,7 +161,7 @@ def point_at(plan: ServicePlan, load: int, shape: WorkloadShape, slos: list[Slo]
 def predict(planner: Planner, candidate: Candidate, slos: list[Slo]) -> Prediction:
     """Plan a configuration: skip what cannot start or cannot meet the SLO even alone."""
     engine = planner.engine
-    cap = int(candidate.args.get(engine.TUNE_CONCURRENCY_KEY) or 1)
+    cap = int(candidate.args.get(engine.tune_concurrency_key) or 1)
     prediction = Prediction(candidate=candidate, cap=cap)
     conflict = engine.args_conflict(candidate.args)
     if conflict:
@@ -191,8 +185,15 @@ def predict(planner: Planner, candidate: Candidate, slos: list[Slo]) -> Predicti
     if not first.meets_slo:
         prediction.skip = f"cannot meet the SLO at concurrency 1: predicted {first.why}"
         return prediction
-    meeting = [p.load for p in prediction.curve if p.meets_slo]
-    prediction.max_load = max(meeting)
+    good = max(p.load for p in prediction.curve if p.meets_slo)
+    bad = min((p.load for p in prediction.curve if not p.meets_slo and p.load > good), default=None)
+    while bad is not None and bad - good > 1:  # between two levels of the curve: bisect with the planner
+        mid = (good + bad) // 2
+        point = point_at(planner.plan(candidate.args, mid), mid, planner.shape, slos, kv_requests)
+        prediction.curve.append(point)
+        good, bad = (mid, bad) if point.meets_slo else (good, mid)
+    prediction.curve.sort(key=lambda p: p.load)
+    prediction.max_load = good
     return prediction
 
 

@@ -87,7 +87,7 @@ def result(search: Search, trials: list[dict], *, elapsed_s: float | None) -> di
     shape = search.request.shape
     return {
         "service": search.name,
-        "engine": search.engine.NAME,
+        "engine": search.engine.name,
         "hardware": search.hw.id,
         "slo": slo_dict(search.slos),
         "workload": {"kind": shape.kind, "prompt_len": shape.prompt_len, "output_len": shape.output_len,

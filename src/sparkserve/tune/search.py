@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError, closest
@@ -38,6 +37,7 @@ from sparkserve.tune.trial import GUARD_CAUSE, Context, Measure, run_trial
 
 if TYPE_CHECKING:
     from sparkserve.bench.slo import Slo
+    from sparkserve.engines.base import Engine
     from sparkserve.hardware.profile import HardwareProfile
     from sparkserve.stack.load import Stack
 
@@ -73,7 +73,7 @@ class Search:
     stack: Stack
     name: str
     hw: HardwareProfile
-    engine: ModuleType
+    engine: Engine
     slos: list[Slo]
     space: dict[str, list]
     predictions: list[Prediction]  # in search order
@@ -105,9 +105,19 @@ def _pick_service(stack: Stack, wanted: str | None) -> str:
 
 def prepare(request: Request, *, hardware: str | None = None) -> Search:
     """Load the stack, build the space and plan every configuration; starts nothing."""
-    from sparkserve.plan.planner import unified_share_utilization
     from sparkserve.stack.load import STACK_FILE, find_stack, load_stack
     from sparkserve.stack.stackplan import stack_hardware
+
+    path = find_stack(request.stack_file)
+    if path is None:
+        raise UserError(f"no {STACK_FILE} here; create one with 'sparkserve init' or pass --stack FILE")
+    stack = load_stack(path)
+    return plan_search(request, stack, stack_hardware(stack, hardware))
+
+
+def plan_search(request: Request, stack: Stack, hw: HardwareProfile) -> Search:
+    """The space of a stack's service and every configuration in it planned, most promising first."""
+    from sparkserve.plan.planner import unified_share_utilization
     from sparkserve.tune.journal import journal_path
 
     slos = parse_slos(request.slo)
@@ -115,18 +125,12 @@ def prepare(request: Request, *, hardware: str | None = None) -> Search:
     shape = request.shape
     if shape.prompt_len < 1 or shape.output_len < 1:
         raise UserError("--prompt-len and --output-len must be at least 1")
-    path = find_stack(request.stack_file)
-    if path is None:
-        raise UserError(f"no {STACK_FILE} here; create one with 'sparkserve init' or pass --stack FILE")
-    stack = load_stack(path)
     name = _pick_service(stack, request.service)
-    svc = stack.services[name]
-    engine = engine_module(svc.engine)
-    hw = stack_hardware(stack, hardware)
+    engine = engine_module(stack.services[name].engine)
     planner = Planner(stack, name, hw, shape, engine)
     overrides = parse_space(list(request.space), engine)
     safe = None
-    if engine.TUNE_MEMORY_KEY:
+    if engine.tune_memory_key:
         safe = min(MAX_UTILIZATION, unified_share_utilization(hw, planner.others_gib()))
     limits = Limits(min_len=shape.request_len, safe_util=safe)
     check_space(overrides, engine, limits)
@@ -144,13 +148,13 @@ def default_space(planner: Planner, slos: list[Slo], limits: Limits) -> dict[str
     engine = planner.engine
     base = planner.plan({}, 1)
     settings = planned_settings(base)
-    conc_key = engine.TUNE_CONCURRENCY_KEY
+    conc_key = engine.tune_concurrency_key
     kv_cap = max(1, base.memory.kv_tokens // planner.shape.request_len)
     cap = max(1, min(engine.tune_max_concurrency(planner.hw), kv_cap))
     first = predict(planner, Candidate({conc_key: cap}), slos)
     seqs = powers_around(first.max_load or 1, cap)
     space = engine.tune_defaults(settings, max_model_len=max(base.memory.max_model_len, limits.min_len), seqs=seqs)
-    key = engine.TUNE_MEMORY_KEY
+    key = engine.tune_memory_key
     if key and limits.safe_util is not None:
         space[key] = sorted({min(v, limits.safe_util) for v in space[key]})
     return space
@@ -164,21 +168,21 @@ def _differs_only_in(a: dict, b: dict, keys: tuple[str, ...]) -> list[str] | Non
     return diff if all(k in keys for k in diff) else None
 
 
-def decided_by(pred: Prediction, done: list[dict], engine: ModuleType, prompt_len: int) -> dict | None:
+def decided_by(pred: Prediction, done: list[dict], engine: Engine, prompt_len: int) -> dict | None:
     """An untried configuration that measurements already decide: inferred, dominated, or ruled out."""
     args = pred.candidate.args
-    conc = engine.TUNE_CONCURRENCY_KEY
+    conc = engine.tune_concurrency_key or ""
     for trial in done:
         other = trial["args"]
         if trial["status"] == "failed" and trial.get("cause_id") in MEMORY_CAUSES:
-            keys = [k for k in (engine.TUNE_MEMORY_KEY, engine.TUNE_LENGTH_KEY) if k and k in args]
-            same_rest = all(args.get(k) == other.get(k) for k in args if k not in keys and k not in engine.TUNE_LOAD_CAPS)
+            keys = [k for k in (engine.tune_memory_key, engine.tune_length_key) if k and k in args]
+            same_rest = all(args.get(k) == other.get(k) for k in args if k not in keys and k not in engine.tune_load_caps)
             if keys and same_rest and all(args[k] >= other.get(k, args[k]) for k in keys):
                 return {"status": "ruled_out", "by": trial["id"],
                         "reason": f"trial {trial['id']} ran out of memory ({trial['cause_id']}) asking for no more"}
         if trial["status"] != "measured":
             continue
-        diff = _differs_only_in(args, other, engine.TUNE_LOAD_CAPS)
+        diff = _differs_only_in(args, other, engine.tune_load_caps)
         if diff is None:
             continue
         fail = trial.get("first_failing_load")

@@ -8,15 +8,17 @@ workload needs, and a gpu-memory-utilization above the plan's safe value for the
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import json
 import re
 from dataclasses import dataclass, field
-from types import ModuleType
+from typing import TYPE_CHECKING
 
 from sparkserve.bench.slo import METRICS, STATISTICS, Slo, parse_slo
 from sparkserve.errors import UserError, closest
+
+if TYPE_CHECKING:
+    from sparkserve.engines.base import Engine
 
 # `ttft_p90_ms=2000`: the issue's spelling; bench's `ttft:p90<2000ms` is accepted too.
 _KEY_SLO = re.compile(r"^\s*([a-z0-9]+)_([a-z0-9]+)_(ms|s|us)\s*=\s*([0-9]*\.?[0-9]+)\s*$", re.IGNORECASE)
@@ -24,9 +26,14 @@ _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|m|h|)\s*$", re.IGNORECASE)
 _SLO_EXAMPLE = "e.g. --slo ttft_p90_ms=2000,itl_p90_ms=100"
 
 
-def engine_module(engine: str) -> ModuleType:
-    """The engine's knowledge module (its TUNABLE keys, defaults and conflicts)."""
-    return importlib.import_module(f"sparkserve.engines.{engine}")
+def engine_module(engine: str) -> Engine:
+    """The engine, which knows what of it can be tuned; planning-only engines cannot be."""
+    from sparkserve.engines import get_engine
+
+    found = get_engine(engine)
+    if not found.tunable:
+        raise found.planning_only("tune it")
+    return found
 
 
 def parse_slos(text: str) -> list[Slo]:
@@ -94,9 +101,9 @@ def _value(text: str, kind: type, key: str, choices: tuple[str, ...] | None):
     return value
 
 
-def parse_space(texts: list[str], engine: ModuleType) -> dict[str, list]:
+def parse_space(texts: list[str], engine: Engine) -> dict[str, list]:
     """`--space max-num-seqs=8,16` (repeatable; dashes or underscores) -> {"max_num_seqs": [8, 16]}."""
-    tunable: dict[str, type] = engine.TUNABLE
+    tunable = engine.tunable
     out: dict[str, list] = {}
     for text in texts:
         key, sep, values = text.partition("=")
@@ -107,11 +114,11 @@ def parse_space(texts: list[str], engine: ModuleType) -> dict[str, list]:
             guess = closest(key, tunable, n=1)
             hint = f"did you mean {guess[0].replace('_', '-')!r}? " if guess else ""
             valid = ", ".join(k.replace("_", "-") for k in tunable)
-            raise UserError(f"--space {key.replace('_', '-')}: {engine.NAME} has no such setting to tune; "
+            raise UserError(f"--space {key.replace('_', '-')}: {engine.name} has no such setting to tune; "
                             f"{hint}valid: {valid}")
         if key in out:
             raise UserError(f"--space {key.replace('_', '-')} is given twice; list all its values once")
-        parsed = [_value(v, tunable[key], key.replace("_", "-"), engine.TUNE_CHOICES.get(key))
+        parsed = [_value(v, tunable[key], key.replace("_", "-"), engine.tune_choices.get(key))
                   for v in values.split(",") if v.strip()]
         out[key] = list(dict.fromkeys(parsed))
     return out
@@ -125,11 +132,11 @@ class Limits:
     safe_util: float | None  # the plan's safe gpu-memory-utilization for this host (None: no such key)
 
 
-def check_space(space: dict[str, list], engine: ModuleType, limits: Limits) -> None:
+def check_space(space: dict[str, list], engine: Engine, limits: Limits) -> None:
     """A UserError for a value tune must never try."""
-    length_key, memory_key = engine.TUNE_LENGTH_KEY, engine.TUNE_MEMORY_KEY
-    flag = length_key.replace("_", "-")
-    for value in space.get(length_key, []):
+    length_key, memory_key = engine.tune_length_key, engine.tune_memory_key
+    flag = (length_key or "").replace("_", "-")
+    for value in space.get(length_key or "", []):
         if value < limits.min_len:
             raise UserError(f"--space {flag}={value}: the workload needs {limits.min_len} tokens per request "
                             f"(prompt + output); use values of at least {limits.min_len}")

@@ -231,17 +231,20 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
     name, path = planner.name, planner.stack.path
     settings = stack.spec.stack
     launch = native.build_launch(stack, name, planner.plan(cand.args, 1), ctx.executable)
+    log = native.log_file(path, name)
     began = time.monotonic()
     record: dict = {"id": cand.id, "args": cand.args, "predicted": prediction.to_dict(), "start_load": start_load,
                     "started_at": time.time()}
     lock = native.StartLock(path, name).acquire()
+    started = None
     try:
         check_ports_free(settings.bind, {name: launch.port}, path)
-        proc, started = native.start(path, launch)
-        ctx.journal.started(cand.id, started.pid, started.pgid)
-        guard = MemoryGuard(name, Floor(settings.min_mem_available_gib),
-                            on_breach=lambda _m: _kill_now(started.pgid))
-        log = native.log_file(path, name)
+        # A Ctrl-C during the start lands after the engine is recorded, inside the try that stops it.
+        with signals_held():
+            proc, started = native.start(path, launch)
+            ctx.journal.started(cand.id, started.pid, started.pgid)
+        pgid = started.pgid
+        guard = MemoryGuard(name, Floor(settings.min_mem_available_gib), on_breach=lambda _m: _kill_now(pgid))
 
         def alive() -> str | None:
             if guard.tripped:
@@ -249,45 +252,43 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
             code = proc.poll()
             return None if code is None else native.exit_reason(launch.engine, code, log)
 
-        try:
-            with guard:
-                try:
-                    ready = wait_ready(ReadyTarget(name=name, engine=launch.engine, base_url=launch.url,
-                                                   model=launch.model, api_key=launch.api_key),
-                                       timeout=ctx.measure.start_timeout_s, alive=alive, poll=ctx.measure.poll_s)
-                except UserError as exc:
-                    record.update(status="failed", phase="start", **_cause(log, guard.tripped, str(exc)))
-                    return record
-                record["ready_s"] = round(ready.seconds, 1)
-                ctx.say(f"  ready in {ready.seconds:.0f} s; searching the load")
-                try:
-                    found = _search(ctx, launch, stack, prediction, start_load, deadline, alive)
-                except Died as exc:
-                    record.update(status="failed", phase="load", **_cause(log, guard.tripped, str(exc)))
-                    return record
-        finally:
+        with guard:
+            try:
+                ready = wait_ready(ReadyTarget(name=name, engine=launch.engine, base_url=launch.url,
+                                               model=launch.model, api_key=launch.api_key),
+                                   timeout=ctx.measure.start_timeout_s, alive=alive, poll=ctx.measure.poll_s)
+            except UserError as exc:
+                record.update(status="failed", phase="start", **_cause(log, guard.tripped, str(exc)))
+                return record
+            record["ready_s"] = round(ready.seconds, 1)
+            ctx.say(f"  ready in {ready.seconds:.0f} s; searching the load")
+            try:
+                found = _search(ctx, launch, stack, prediction, start_load, deadline, alive)
+            except Died as exc:
+                record.update(status="failed", phase="load", **_cause(log, guard.tripped, str(exc)))
+                return record
+    finally:
+        if started is not None:
             with signals_held():
                 procs.stop_group(started.pgid, timeout=native.STOP_TIMEOUT_S)
                 proc.poll()
                 native.pid_file(path, name).unlink(missing_ok=True)
-    finally:
         lock.release()
         record["wall_s"] = round(time.monotonic() - began, 1)
     best = found.best
     record.update(status="measured", levels=sorted(found.levels.values(), key=lambda lv: lv["load"]),
                   cut_by_budget=found.cut_by_budget, load=best["load"] if best else None,
-                  first_failing_load=found.first_failing, meets_slo=best is not None,
-                  measured=best)
+                  first_failing_load=found.first_failing, meets_slo=best is not None, measured=best)
     return record
 
 
 def _search(ctx: Context, launch, stack, prediction: Prediction, start_load: int, deadline: float | None,
             alive: Callable[[], str | None]) -> LevelSearch:
-    from sparkserve.bench.target import DEFAULT_API, Target, probe
+    from sparkserve.bench.target import Target, probe
     from sparkserve.bench.tokens import resolve_tokenizer
 
     svc = stack.services[ctx.planner.name]
-    target = probe(Target(api=DEFAULT_API[svc.engine], base_url=launch.url, model=launch.model, engine=svc.engine,
+    target = probe(Target(api=ctx.planner.engine.bench_apis[0], base_url=launch.url, model=launch.model, engine=svc.engine,
                           service=ctx.planner.name, api_key=launch.api_key, stack_model=svc.model,
                           stack_quant=svc.quant, stack_hardware=stack.spec.stack.hardware,
                           server_args=dict(svc.args)))
