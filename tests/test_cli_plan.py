@@ -21,9 +21,9 @@ def run(*args: str, script: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-def plan_json(*args: str) -> dict:
+def plan_json(*args: str, code: int = 0) -> dict:
     r = run("plan", *args, "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == code, r.stderr
     return json.loads(r.stdout)  # the whole stdout is one JSON document
 
 
@@ -110,22 +110,27 @@ def test_recommended_args_never_contain_removed_flags(args: tuple[str, ...]) -> 
         assert flag not in out["recommended_args"]
 
 
-def test_non_fitting_combination_exits_0_with_a_reason() -> None:
-    out = plan_json("--model", "Qwen/Qwen3-235B-A22B", "--quant", "bf16")
+def test_non_fitting_combination_exits_3_with_a_reason() -> None:
+    out = plan_json("--model", "Qwen/Qwen3-235B-A22B", "--quant", "bf16", code=3)
     assert out["memory"]["fits"] is False
     assert out["memory"]["reasons"]
     assert any("weights" in r for r in out["memory"]["reasons"])
     r = run("plan", "--model", "Qwen/Qwen3-235B-A22B", "--quant", "bf16")
-    assert r.returncode == 0
+    assert r.returncode == 3
     assert "does not fit" in squash(r.stdout)
 
 
-def test_too_long_context_exits_0_with_the_numbers() -> None:
-    out = plan_json("--model", "Qwen/Qwen3-32B", "--hardware", "h100-sxm")
+def test_too_long_context_exits_3_with_the_numbers_and_a_shorter_recommendation() -> None:
+    out = plan_json("--model", "Qwen/Qwen3-32B", "--hardware", "h100-sxm", "--max-model-len", "40960", code=3)
     mem = out["memory"]
     assert mem["fits"] is False
     assert mem["kv_tokens"] < mem["max_model_len"] == 40960
     assert any(f"{mem['kv_tokens']:,}" in r and "40,960" in r for r in mem["reasons"])
+    rec = out["recommendation"]
+    assert rec["fits"] is True and rec["args"] == out["recommended_args"]
+    shorter = int(rec["args"][rec["args"].index("--max-model-len") + 1])
+    assert shorter < 40960
+    assert any(note.startswith(f"--max-model-len 40960 -> {shorter}") for note in rec["notes"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -88,9 +88,9 @@ def test_default_spark_project(tmp_path):
     assert cmd[0] == "Qwen/Qwen3-32B"
     assert cmd[cmd.index("--quantization") + 1] == "fp8"
     assert cmd[cmd.index("--gpu-memory-utilization") + 1] == "0.85"
-    assert cmd[cmd.index("--max-model-len") + 1] == "32768"
+    assert cmd[cmd.index("--max-model-len") + 1] == "40960"
     assert cmd[cmd.index("--max-num-batched-tokens") + 1] == "8192"
-    assert cmd[cmd.index("--max-num-seqs") + 1] == "16"
+    assert cmd[cmd.index("--max-num-seqs") + 1] == "8"
     assert "--enable-prefix-caching" in cmd and "--enable-chunked-prefill" in cmd
     assert not set(cmd) & vllm.REMOVED_FLAGS
     assert "--api-key" not in cmd and "api-key" not in text

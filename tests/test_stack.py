@@ -14,7 +14,8 @@ import pytest
 
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import get_profile, list_profiles
-from sparkserve.stack.init import default_stack_text, plan_default_stack, sized_max_num_seqs
+from sparkserve.plan.recommend import sized_max_num_seqs
+from sparkserve.stack.init import default_stack_text, plan_default_stack
 from sparkserve.stack.load import find_stack, load_stack, parse_stack, planner_settings
 from sparkserve.stack.stackplan import plan_stack
 
@@ -43,9 +44,11 @@ def test_init_writes_the_default_spark_stack(tmp_path):
     args = vllm["args"]
     # 121.6 GiB less Ollama's 6.1 GiB and the OS's 12 GiB, floored to hundredths.
     assert args["gpu_memory_utilization"] == 0.85
-    assert args["max_model_len"] == 32768
+    # The KV cache holds Qwen3-32B's 40,960 positions more than twice, so the whole window is kept;
+    # it holds 6.8 such requests: 2x that, as a power of two, is 8 sequences.
+    assert args["max_model_len"] == 40960
     assert args["max_num_batched_tokens"] == 8192
-    assert args["max_num_seqs"] == 16
+    assert args["max_num_seqs"] == 8
     assert args["enable_prefix_caching"] is True and args["enable_chunked_prefill"] is True
     assert "swap_space" not in args
     ollama = data["services"]["ollama"]
@@ -249,7 +252,7 @@ def test_plan_of_the_init_stack_matches_the_built_in_default(tmp_path):
     assert planned["host"]["hardware"] == "dgx-spark" and planned["host"]["fits"] is True
     vllm = planned["services"][0]
     assert vllm["memory"]["settings"]["gpu_memory_utilization"] == 0.85
-    assert vllm["memory"]["settings"]["max_num_seqs"] == 16
+    assert vllm["memory"]["settings"]["max_num_seqs"] == 8
     builtin = json.loads(run_cli("plan", "--json", cwd=REPO).stdout)
     assert set(builtin) == set(planned)
     assert builtin["host"]["used_gib"] == pytest.approx(planned["host"]["used_gib"], abs=0.5)

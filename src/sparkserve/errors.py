@@ -13,6 +13,10 @@ class UserError(Exception):
     exit_code = 2
 
 
+# Exit codes scripts can rely on (README "Exit codes"): 2 is a UserError.
+EXIT_DOES_NOT_FIT = 3  # `plan`: the plan was printed, and it does not fit or would not start
+
+
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """Closest spellings of `name` among `choices`, case-insensitively."""
     choices = list(choices)

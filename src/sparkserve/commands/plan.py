@@ -49,6 +49,7 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
             from sparkserve.ui.plan_view import render_stack
 
             render_stack(stack)
+        _exit_unless(stack.fits)
         return
     if stack_file is not None:
         raise UserError("--stack plans every service of the stack file; drop --model (or --stack)")
@@ -66,6 +67,16 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
         from sparkserve.ui.plan_view import render_service
 
         render_service(plan)
+    _exit_unless(plan.fits)
+
+
+def _exit_unless(fits: bool) -> None:
+    """Exit 3 when what was planned does not fit (or would not start); the plan is printed first."""
+    if not fits:
+        from sparkserve.errors import EXIT_DOES_NOT_FIT
+
+        sys.stdout.flush()
+        raise SystemExit(EXIT_DOES_NOT_FIT)
 
 
 def _check_counts(*, at_least_one: dict, at_least_zero: dict) -> None:

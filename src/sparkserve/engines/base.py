@@ -116,6 +116,31 @@ class Engine:
         """Settings that leave room for the stack's other services (`others_gib`) on the same memory."""
         return {}
 
+    paste_prefix: tuple[str, ...] = ()  # what precedes the arguments in a command a user pastes
+
+    def paste_lines(self, args: Sequence[str]) -> list[str]:
+        """The recommended configuration as lines a user can paste into a shell."""
+        import shlex
+
+        return [shlex.join([*self.paste_prefix, *args])] if args else []
+
+    # --- what the recommendation (plan/recommend.py) asks --------------------------------------------
+    def sizing_defaults(self, hw: HardwareProfile) -> Any:
+        """Defaults the recommendation sizes from (utilisation, batched tokens, sequences), or None
+        when the engine's settings are taken as given."""
+        return None
+
+    def quantises_on_load(self, quant: str) -> bool:
+        """Whether the engine makes `quant` weights from a 16-bit checkpoint while loading it."""
+        return True
+
+    def valid_tensor_parallel(self, model: Any, tensor_parallel_size: int) -> bool:
+        return True
+
+    def constraint_problems(self, model: Any, quant: str, settings: Any) -> list[str]:
+        """What the engine refuses at start for these settings, memory aside (one line each)."""
+        return []
+
     def default_quant(self, checkpoint_quant: str | None) -> str:
         """The weight format a service gets when it names none."""
         return checkpoint_quant or "bf16"
@@ -187,33 +212,3 @@ class Engine:
     def doctor_rules(self) -> tuple[Any, ...]:
         """This engine's log rules for `doctor`."""
         return ()
-
-    # --- tuning (`sparkserve tune`) ---------------------------------------------------------------
-    tunable: Mapping[str, type] = {}  # settings tune may vary (stack `args` names) and their types
-    tune_choices: Mapping[str, tuple[str, ...]] = {}  # the values a text setting accepts
-    tune_concurrency_key: str | None = None  # the setting that caps requests in flight
-    tune_memory_key: str | None = None  # the share of GPU memory the engine takes at start
-    tune_length_key: str | None = None  # the context each request may use
-    # Settings that only matter once the load reaches them (two configurations that differ only in
-    # these behave alike below the smaller values).
-    tune_load_caps: tuple[str, ...] = ()
-
-    def tune_max_concurrency(self, hw: HardwareProfile) -> int:
-        """The highest concurrency setting tune proposes by itself."""
-        raise self.planning_only("tune it")
-
-    def tune_defaults(self, settings: Mapping[str, Any], *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
-        """The space tune searches when the user names none, from the plan's settings."""
-        raise self.planning_only("tune it")
-
-    def tune_cap_need(self, key: str, load: int, prompt_len: int) -> int:
-        """The smallest value of a `tune_load_caps` setting that cannot limit `load` requests in flight."""
-        return load
-
-    def tune_overrides(self, args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-        """A tuned configuration as the stack service's (args, env)."""
-        return dict(args), {}
-
-    def args_conflict(self, args: Mapping[str, Any]) -> str | None:
-        """Why the engine would refuse this combination of settings before loading anything, or None."""
-        return None

@@ -58,6 +58,7 @@ class SGLang(StaticPoolEngine):
     name = "sglang"
     label = "SGLang"
     share_flag = "--mem-fraction-static"
+    paste_prefix = ("python", "-m", "sglang.launch_server")
 
     def recommended_args(self, plan: Any) -> list[str]:
         """`python -m sglang.launch_server` arguments (SGLang server_args.py names)."""
@@ -76,6 +77,7 @@ class TensorRTLLM(StaticPoolEngine):
     label = "TensorRT-LLM"
     aliases = ("tensorrt-llm", "trt-llm", "tensorrt_llm")
     share_flag = "--kv_cache_free_gpu_memory_fraction"
+    paste_prefix = ("trtllm-serve",)
 
     def recommended_args(self, plan: Any) -> list[str]:
         """`trtllm-serve` arguments."""
@@ -95,6 +97,7 @@ class LlamaCpp(Engine):
     aliases = ("llamacpp", "llama-cpp")
     gguf = True
     kv_cache_dtypes = ("auto", "f16", "q8_0", "q4_0")  # --cache-type-k/-v
+    paste_prefix = ("llama-server",)
 
     def memory(self, dep: Any) -> Any:
         from sparkserve.plan.memory import ollama_memory

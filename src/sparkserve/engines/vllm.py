@@ -6,15 +6,17 @@ module for defaults instead of hard-coding them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 from dataclasses import dataclass
 
-from sparkserve.plan.settings import VllmSettings, vllm_settings
+from typing import TYPE_CHECKING
+
 from sparkserve.engines.base import ComposeFragment, NativeCommand
 from sparkserve.engines.openai import OpenAICompatible
 from sparkserve.engines.registry import register
+from sparkserve.plan.settings import VllmSettings, vllm_settings
+
+if TYPE_CHECKING:
+    from sparkserve.models.spec import ModelSpec
 
 NAME = "vllm"
 
@@ -56,10 +58,26 @@ def defaults_for(hw) -> VllmDefaults:
     )
 
 
-QUANT_FLAG = {
-    # `--quantization` is inferred from a pre-quantised checkpoint; only on-the-fly FP8 needs the flag.
-    "fp8": "fp8",
+# Weight formats vLLM makes from a 16-bit checkpoint while loading it, and the flags that ask for them
+# (vLLM docs "FP8 W8A8": `--quantization fp8` quantises BF16/FP16 weights on load; `--dtype` casts).
+# Every other format (AWQ, GPTQ, INT8 W8A8, NVFP4, MXFP4) needs a checkpoint that ships it.
+ON_LOAD_FLAGS: dict[str, list[str]] = {
+    "bf16": [],
+    "fp16": [],
+    "fp32": ["--dtype", "float32"],
+    "fp8": ["--quantization", "fp8"],
 }
+
+
+def quantises_on_load(quant: str) -> bool:
+    return quant in ON_LOAD_FLAGS
+
+
+def quant_args(quant: str, checkpoint_quant: str | None) -> list[str]:
+    """Flags that turn the checkpoint into `quant`: none when the checkpoint already ships it."""
+    if checkpoint_quant:
+        return []
+    return list(ON_LOAD_FLAGS.get(quant, []))
 
 
 def recommended_args(settings: VllmSettings, *, model_id: str, quant: str, checkpoint_quant: str | None,
@@ -68,8 +86,7 @@ def recommended_args(settings: VllmSettings, *, model_id: str, quant: str, check
     args = [model_id]
     if served_name:
         args += ["--served-model-name", served_name]
-    if quant in QUANT_FLAG and checkpoint_quant != quant and not model_id.lower().endswith(("-fp8", "-fp8-dynamic")):
-        args += ["--quantization", QUANT_FLAG[quant]]
+    args += quant_args(quant, checkpoint_quant)
     args += [
         "--gpu-memory-utilization", f"{settings.gpu_memory_utilization:.2f}",
         "--max-model-len", str(max_model_len),
@@ -80,12 +97,73 @@ def recommended_args(settings: VllmSettings, *, model_id: str, quant: str, check
         args += ["--kv-cache-dtype", settings.kv_cache_dtype]
     if settings.tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    if settings.pipeline_parallel_size > 1:
+        args += ["--pipeline-parallel-size", str(settings.pipeline_parallel_size)]
     if nodes > 1:
         args += ["--distributed-executor-backend", "ray"]
     if settings.enforce_eager:
         args.append("--enforce-eager")
-    args += ["--enable-prefix-caching", "--enable-chunked-prefill"]
+    args.append("--enable-prefix-caching")
+    args.append("--enable-chunked-prefill" if settings.enable_chunked_prefill else "--no-enable-chunked-prefill")
     return [a for a in args if a not in REMOVED_FLAGS]
+
+
+# --- what vLLM refuses at start (config validation, not argparse) ------------------------------------
+
+
+def parallel_problems(model: ModelSpec, tensor_parallel_size: int) -> list[str]:
+    """ModelConfig.verify_with_parallel_config: attention heads divide by TP; QKVParallelLinear
+    (model_executor/layers/linear.py) splits KV heads when TP < KV heads, else replicates them,
+    so one of the two must divide the other (vLLM 0.32)."""
+    tp, heads, kv = tensor_parallel_size, model.num_attention_heads, model.num_kv_heads
+    problems = []
+    if heads % tp:
+        problems.append(f"tensor parallel size {tp} does not divide the {heads} attention heads")
+    elif (kv % tp if tp < kv else tp % kv):
+        problems.append(f"tensor parallel size {tp} and the {kv} KV heads do not divide one another")
+    return problems
+
+
+def valid_tensor_parallel(model: ModelSpec, tensor_parallel_size: int) -> bool:
+    return not parallel_problems(model, tensor_parallel_size)
+
+
+def scheduler_problems(settings: VllmSettings) -> list[str]:
+    """SchedulerConfig.verify_max_model_len (vllm/config/scheduler.py, 0.32)."""
+    problems = []
+    if settings.max_num_batched_tokens < settings.max_num_seqs:
+        problems.append(f"max-num-batched-tokens {settings.max_num_batched_tokens} is below max-num-seqs "
+                        f"{settings.max_num_seqs}")
+    if not settings.enable_chunked_prefill and settings.max_num_batched_tokens < settings.max_model_len:
+        problems.append(f"max-num-batched-tokens {settings.max_num_batched_tokens} is below max-model-len "
+                        f"{settings.max_model_len} without chunked prefill")
+    return problems
+
+
+def length_problems(model: ModelSpec, max_model_len: int) -> list[str]:
+    """ModelConfig refuses a max-model-len past the positions unless RoPE scaling is configured
+    (sparkserve never sets it)."""
+    if max_model_len > model.max_position_embeddings:
+        return [f"max-model-len {max_model_len} is above the model's {model.max_position_embeddings} positions"]
+    return []
+
+
+def quant_problems(model: ModelSpec, quant: str) -> list[str]:
+    """The weights vLLM loads are the checkpoint's: a pre-quantised repo fixes them, and a 16-bit one
+    becomes only what vLLM quantises on load."""
+    if model.checkpoint_quant:
+        if model.checkpoint_quant != quant:
+            return [f"{model.id} ships {model.checkpoint_quant} weights, not {quant}"]
+        return []
+    if not quantises_on_load(quant):
+        return [f"vLLM cannot make {quant} weights from the 16-bit {model.id} on load: it needs a {quant} checkpoint"]
+    return []
+
+
+def constraint_problems(model: ModelSpec, quant: str, settings: VllmSettings) -> list[str]:
+    """Everything vLLM would refuse at start for this model and these settings (memory aside)."""
+    return (quant_problems(model, quant) + parallel_problems(model, settings.tensor_parallel_size)
+            + scheduler_problems(settings) + length_problems(model, settings.max_model_len))
 
 
 # Container images. x86_64: the project's CUDA 13 build (driver 580+); aarch64 (DGX Spark, GH200):
@@ -370,50 +448,6 @@ def cpu_venv():
     return Path(os.environ.get(CPU_VENV_ENV) or default)
 
 
-# --- what `sparkserve tune` may vary -------------------------------------------------------------
-
-# Server arguments tune searches (stack `args` names) and the type of each value.
-TUNABLE: dict[str, type] = {
-    "max_num_seqs": int,
-    "max_num_batched_tokens": int,
-    "max_model_len": int,
-    "gpu_memory_utilization": float,
-    "kv_cache_dtype": str,
-    "enable_prefix_caching": bool,
-    "enable_chunked_prefill": bool,
-}
-# The smallest batch token budget tune proposes by itself (vLLM's own floor for a chunk is far lower;
-# below a few hundred tokens prefill crawls for any real prompt).
-MIN_TUNE_BATCHED_TOKENS = 256
-
-
-def tune_defaults(settings, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
-    """The planned memory settings, the planned batch token budget halved and doubled, and `seqs`
-    (around the load the plan expects to meet the SLO)."""
-    mnbt = int(settings["max_num_batched_tokens"])
-    return {
-        "max_num_seqs": seqs,
-        "max_num_batched_tokens": sorted({max(MIN_TUNE_BATCHED_TOKENS, mnbt // 2), mnbt, mnbt * 2}),
-        "max_model_len": [max_model_len],
-        "gpu_memory_utilization": [round(float(settings["gpu_memory_utilization"]), 2)],
-        "kv_cache_dtype": [str(settings.get("kv_cache_dtype", "auto"))],
-        "enable_prefix_caching": [True],
-        "enable_chunked_prefill": [bool(settings.get("enable_chunked_prefill", True))],
-    }
-
-
-def args_conflict(args) -> str | None:
-    """Why vLLM would refuse this combination before loading anything (SchedulerConfig's own
-    checks, vllm/config/scheduler.py), or None."""
-    mnbt, seqs, length = args.get("max_num_batched_tokens"), args.get("max_num_seqs"), args.get("max_model_len")
-    if mnbt and seqs and mnbt < seqs:
-        return f"max-num-batched-tokens {mnbt} is below max-num-seqs {seqs}: vLLM refuses it"
-    if args.get("enable_chunked_prefill") is False and mnbt and length and mnbt < length:
-        return (f"without chunked prefill max-num-batched-tokens {mnbt} must hold max-model-len {length}: "
-                "vLLM refuses it")
-    return None
-
-
 class Vllm(OpenAICompatible):
     name = NAME
     label = "vLLM"
@@ -443,6 +477,20 @@ class Vllm(OpenAICompatible):
         dep, mem = plan.deployment, plan.memory
         return recommended_args(vllm_settings(mem.settings), nodes=dep.nodes, model_id=dep.model.id, quant=dep.quant.id,
                                 checkpoint_quant=dep.model.checkpoint_quant, max_model_len=mem.max_model_len)
+
+    paste_prefix = ("vllm", "serve")
+
+    def sizing_defaults(self, hw):
+        return defaults_for(hw)
+
+    def quantises_on_load(self, quant):
+        return quantises_on_load(quant)
+
+    def valid_tensor_parallel(self, model, tensor_parallel_size):
+        return valid_tensor_parallel(model, tensor_parallel_size)
+
+    def constraint_problems(self, model, quant, settings):
+        return constraint_problems(model, quant, vllm_settings(settings))
 
     def unified_memory_warnings(self, dep, mem):
         hw = dep.hardware
@@ -526,27 +574,6 @@ class Vllm(OpenAICompatible):
 
     def owns_model_entry(self, entry):
         return entry.get("owned_by") == NAME
-
-    tunable = TUNABLE
-    tune_choices: Mapping[str, tuple[str, ...]] = MappingProxyType({"kv_cache_dtype": KV_CACHE_DTYPES})
-    tune_concurrency_key = "max_num_seqs"
-    tune_memory_key = "gpu_memory_utilization"
-    tune_length_key = "max_model_len"
-    tune_load_caps = ("max_num_seqs", "max_num_batched_tokens")
-
-    def tune_max_concurrency(self, hw):
-        """vLLM's own max-num-seqs default for this GPU."""
-        return defaults_for(hw).max_num_seqs
-
-    def tune_defaults(self, settings, *, max_model_len, seqs):
-        return tune_defaults(settings, max_model_len=max_model_len, seqs=seqs)
-
-    def tune_cap_need(self, key, load, prompt_len):
-        """One sequence per request; in the worst step every prompt's prefill plus one decode token each."""
-        return load if key == "max_num_seqs" else load * (prompt_len + 1)
-
-    def args_conflict(self, args):
-        return args_conflict(args)
 
 
 

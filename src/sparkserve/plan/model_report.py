@@ -68,6 +68,7 @@ class ModelReport:
     decode: tuple[ServicePlan, ...]  # batch 1 first
     prefill: tuple[PrefillPoint, ...]
     shortfall: KvShortfall | None
+    alone: ServicePlan | None = None  # the recommendation with the machine to itself (`plan -m`)
 
     @property
     def utilization(self) -> float:
@@ -97,50 +98,34 @@ def choose_quant(model: ModelSpec, hw: HardwareProfile, fits: dict[str, bool]) -
     return "fp8" if hw.native_fp8 and fits.get("fp8", False) else "awq"
 
 
-def checkpoint_for(model: ModelSpec, quant: str) -> ModelSpec:
-    """4-bit weights come from a pre-quantised upload (`<id>-AWQ` by the publishers' naming);
-    FP8 and BF16 load the original checkpoint."""
-    from sparkserve.models.config import with_checkpoint_quant
-
-    if quant == "awq" and model.checkpoint_quant is None:
-        return with_checkpoint_quant(dataclasses.replace(model, id=model.id + "-AWQ"), "awq")
-    return model
-
-
-def tidy_length(tokens: int) -> int:
-    """A max-model-len not above `tokens`, rounded the way `sparkserve doctor` suggests lengths."""
-    from sparkserve.plan.recommend import round_down_len
-
-    return round_down_len(tokens)
-
-
 def vllm_plan(hw: HardwareProfile, model: ModelSpec, quant: str, work: Workload | None = None, **settings) -> ServicePlan:
     return plan_service(deployment(hw, model, quant, "vllm", **settings), work or Workload())
 
 
 def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan | None) -> ModelReport:
-    """Size vLLM like `sparkserve init` does: utilisation leaving room for the neighbour (and the OS
-    on unified memory), a max-model-len the KV cache holds at least twice, max-num-seqs from it."""
-    from sparkserve.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
-    from sparkserve.plan.recommend import sized_max_num_seqs
+    """The recommendation (plan/recommend.py) beside the neighbour, as `sparkserve init` writes it, and
+    alone on the machine, as `sparkserve plan -m` prints it; every other figure at its settings."""
+    from sparkserve.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION, NAME
+    from sparkserve.plan.recommend import ALONE, Setting, recommend
 
     others = neighbour.memory.total_gib if neighbour else 0.0
     util = min(DEFAULT_GPU_MEMORY_UTILIZATION, unified_share_utilization(hw, others))
     native = model.max_position_embeddings
 
-    def at(quant: str, length: int, **extra) -> ServicePlan:
-        return vllm_plan(hw, model, quant, gpu_memory_utilization=util, max_model_len=length, **extra)
+    def at(quant: str, length: int) -> ServicePlan:
+        return vllm_plan(hw, model, quant, gpu_memory_utilization=util, max_model_len=length)
 
     fits = {q: at(q, native).memory.kv_tokens >= MIN_FULL_LENGTH_REQUESTS * MIN_LENGTH for q in vllm_precisions(model, hw)}
     quant = choose_quant(model, hw, fits)
-    capacity = at(quant, native).memory.kv_tokens
-    length = min(native, capacity // MIN_FULL_LENGTH_REQUESTS)
-    length = tidy_length(length) if length >= MIN_LENGTH else native
-    seqs = sized_max_num_seqs(at(quant, length))
-    settings = dict(gpu_memory_utilization=util, max_model_len=length, max_num_seqs=seqs)
-    served = checkpoint_for(model, quant)
+    setting = Setting(others, (neighbour.name,)) if neighbour else ALONE
+    rec = recommend(hw, model, quant, NAME, Workload(), setting)
+    recommended = rec.plan
+    chosen = vllm_settings(recommended.memory.settings)
+    settings = dict(gpu_memory_utilization=chosen.gpu_memory_utilization, max_model_len=chosen.max_model_len,
+                    max_num_seqs=chosen.max_num_seqs)
+    served, quant = recommended.deployment.model, recommended.deployment.quant.id
+    length, seqs = chosen.max_model_len, chosen.max_num_seqs
 
-    recommended = vllm_plan(hw, served, quant, **settings)
     precisions = tuple(vllm_plan(hw, model, q, **settings) for q in vllm_precisions(model, hw)) + tuple(
         plan_service(deployment(hw, model, q, "ollama", max_model_len=length), Workload()) for q in gguf_precisions(model)
     )
@@ -157,6 +142,7 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
         decode=decode,
         prefill=prefill,
         shortfall=kv_shortfall(recommended) if recommended.fits else None,
+        alone=recommend(hw, model, quant, NAME, Workload(), ALONE).plan if neighbour else None,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError, unknown
 from sparkserve.hardware.profile import HardwareProfile
@@ -10,6 +11,9 @@ from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.memory import GIB, Deployment, MemoryPlan, engine_memory
 from sparkserve.plan.quant import check_engine_format, hardware_warnings, weight_format
 from sparkserve.plan.speed import SpeedPlan, Workload, speed
+
+if TYPE_CHECKING:
+    from sparkserve.plan.recommend import Recommendation
 
 
 @dataclass
@@ -21,6 +25,7 @@ class ServicePlan:
     perf: SpeedPlan
     recommended_args: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    recommendation: Recommendation | None = None  # set by plan/recommend.py: what to run instead, and why
 
     @property
     def fits(self) -> bool:
@@ -65,6 +70,7 @@ class ServicePlan:
                 "bound": perf.bound,
             },
             "recommended_args": self.recommended_args,
+            **({"recommendation": self.recommendation.to_dict()} if self.recommendation else {}),
         }
 
 

@@ -15,14 +15,12 @@ class ServiceDefaults:
     settings: dict = field(default_factory=dict)
 
 
-
 VLLM_SERVICE = ServiceDefaults(
     name="vllm-qwen3-32b",
     engine="vllm",
     model="Qwen/Qwen3-32B",
     quant="fp8",  # BF16 (65 GB) would leave a Spark's KV cache and Ollama no room and halve decode speed
-    port=8000,
-    settings={"max_model_len": 32768},
+    port=8000,  # every vLLM setting is left to the recommendation (plan/recommend.py)
 )
 
 # Ollama has no fixed model; the plan reserves room for one resident model (keep-alive 30 min).

@@ -11,7 +11,7 @@ from pathlib import Path
 from sparkserve.errors import UserError
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.plan.planner import StackPlan
-from sparkserve.plan.recommend import SEQS_OVER_FULL_LENGTH, sized_max_num_seqs
+from sparkserve.plan.recommend import SEQS_OVER_FULL_LENGTH
 from sparkserve.plan.settings import gguf_settings, vllm_settings
 from sparkserve.plan.speed import Workload
 from sparkserve.stack.defaults import OLLAMA_SERVICE, VLLM_SERVICE
@@ -40,31 +40,33 @@ def default_variant(hw: HardwareProfile) -> str:
 
 
 def plan_default_stack(hw: HardwareProfile, variant: str) -> StackPlan:
-    """Plan the default services for `variant`, then again with the sized max_num_seqs."""
+    """Plan the default services for `variant`: vLLM's settings are the recommendation beside Ollama."""
     from sparkserve.stack.planning import plan_services
 
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     model, quant = VARIANTS[variant]
     vllm = dataclasses.replace(VLLM_SERVICE, model=model, quant=quant)
-    first = plan_services(hw, (vllm, OLLAMA_SERVICE), Workload())
-    vplan = first.services[0]
-    settings = dict(vllm.settings, max_num_seqs=sized_max_num_seqs(vplan),
-                    gpu_memory_utilization=vllm_settings(vplan.memory.settings).gpu_memory_utilization)
-    return plan_services(hw, (dataclasses.replace(vllm, settings=settings), OLLAMA_SERVICE), Workload())
+    return plan_services(hw, (vllm, OLLAMA_SERVICE), Workload())
 
 
 def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
-    """The TOML of the default stack for `hw`, each sized value with its reason."""
+    """The TOML of the default stack for `hw`, each sized value with its reason: the recommended
+    configuration (plan/recommend.py), so `plan` on the file prints the same arguments."""
     variant = variant or default_variant(hw)
     stack = plan_default_stack(hw, variant)
-    vplan, oplan = stack.services
+    asked, oplan = stack.services
+    rec = asked.recommendation
+    vplan = rec.plan if rec is not None and rec.why_none is None else asked
     vmem, omem = vplan.memory, oplan.memory
     vset, oset = vllm_settings(vmem.settings), gguf_settings(omem.settings)
     util = vset.gpu_memory_utilization
     room = "Ollama and the OS" if hw.unified else "Ollama"
     left = hw.gpu_memory_gib * (1 - util)
-    model, quant = VARIANTS[variant]
+    model, quant = vplan.deployment.model.id, vplan.deployment.quant.id
+    changed = [f"# Changed from the {variant} variant to fit: {note}" for note in (rec.notes if rec else [])]
+    parallel = ([f"tensor_parallel_size = {vset.tensor_parallel_size}  # {vplan.deployment.gpus} GPUs"]
+                if vset.tensor_parallel_size > 1 else [])
     lines = [
         "# sparkserve stack: `sparkserve plan` sizes it, `sparkserve render` writes docker-compose.yml from it.",
         f"# Written by `sparkserve init --hardware {hw.id} --variant {variant}`.",
@@ -75,10 +77,11 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
         f'bind = "{DEFAULT_BIND}"  # "0.0.0.0" publishes the ports on the LAN',
         f'hf_cache = "{DEFAULT_HF_CACHE}"  # mounted as the containers\' Hugging Face cache',
         "",
+        *changed,
         f"[services.{VLLM_SERVICE.name}]",
         'engine = "vllm"',
         f'model = "{model}"',
-        f'quant = "{quant}"  # {VARIANT_WHY[variant]}',
+        f'quant = "{quant}"  # {VARIANT_WHY[variant] if quant == VARIANTS[variant][1] else "what fits"}',
         f"port = {VLLM_SERVICE.port}",
         'gpus = "all"',
         'env = { HF_TOKEN = "${HF_TOKEN}" }  # from .env; gated models need it',
@@ -93,6 +96,7 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
         f" most are shorter, so {SEQS_OVER_FULL_LENGTH}x that",
         "# (a power of two) keeps the batch full while preemptions stay rare.",
         f"max_num_seqs = {vset.max_num_seqs}",
+        *parallel,
         "enable_prefix_caching = true  # reuse the KV of shared prompt prefixes (system prompts, chat history)",
         "enable_chunked_prefill = true  # long prompts no longer stall running decodes",
         "",
@@ -115,17 +119,23 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
 
 
 def write_default_stack(path: Path, hw: HardwareProfile, variant: str | None = None, force: bool = False) -> StackPlan:
-    """Write the default stack to `path`; an existing file stays unless `force`."""
+    """Write the default stack to `path`. An existing file stays, and a stack that does not fit is not
+    written, unless `force`."""
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
     variant = variant or default_variant(hw)
     text = default_stack_text(hw, variant)
-    from sparkserve.stack.load import parse_stack
+    from sparkserve.stack.load import Stack, parse_stack
+    from sparkserve.stack.stackplan import plan_stack
 
-    parse_stack(text, str(path))
+    written = plan_stack(Stack(path=path, spec=parse_stack(text, str(path))), hw)
+    if not written.fits and not force:
+        why = next((w for s in written.services for w in s.memory.reasons), None) or written.warnings()[0]
+        raise UserError(f"the default stack ({variant}) does not fit on {hw.name}: {why}; "
+                        "try another --variant or --hardware, or pass --force to write it anyway")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot write the stack file ({exc.strerror or exc})") from None
-    return plan_default_stack(hw, variant)
+    return written

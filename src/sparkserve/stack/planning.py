@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from sparkserve.hardware.profile import HardwareProfile
-from sparkserve.plan.planner import ServicePlan, StackPlan, deployment, plan_service
+from sparkserve.plan.planner import ServicePlan, StackPlan
+from sparkserve.plan.recommend import ALONE, Recommendation, Setting, recommend
 from sparkserve.plan.speed import Workload
 from sparkserve.stack.defaults import DEFAULT_SERVICES, ServiceDefaults
 
@@ -24,20 +25,29 @@ def default_engine(resolved) -> str:
     return ollama.NAME if resolved.ollama_tag else vllm.NAME
 
 
-def plan_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str | None, work: Workload,
-             name: str = "", **settings) -> ServicePlan:
+def recommend_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str | None, work: Workload,
+                  name: str = "", setting: Setting = ALONE, **settings) -> Recommendation:
+    """The one recommendation for a service (plan/recommend.py), from the user's words."""
     from sparkserve.models.catalog import resolve_model
 
     resolved = resolve_model(model)
     engine = engine or default_engine(resolved)
-    dep = deployment(hw, resolved.spec, quant or default_quant(engine, resolved), engine, **settings)
-    return plan_service(dep, work, name=name)
+    gpus, nodes = settings.pop("gpus", None) or 1, settings.pop("nodes", None) or 1
+    return recommend(hw, resolved.spec, quant or default_quant(engine, resolved), engine, work, setting,
+                     gpus=gpus, nodes=nodes, name=name, **settings)
+
+
+def plan_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str | None, work: Workload,
+             name: str = "", setting: Setting = ALONE, **settings) -> ServicePlan:
+    """The plan of what was asked (unset settings chosen by the recommendation), carrying the recommendation."""
+    return recommend_one(hw, model, engine=engine, quant=quant, work=work, name=name, setting=setting,
+                         **settings).requested
 
 
 def plan_services(hw: HardwareProfile, services: tuple[ServiceDefaults, ...] | list[ServiceDefaults],
                   work: Workload) -> StackPlan:
     """Plan the engines that take what they need first; those that take a share of memory at start
-    (vLLM's utilisation) are then sized to leave them room."""
+    (vLLM's utilisation) are then sized beside them."""
     from sparkserve.engines import get_engine
 
     ordered = sorted(services, key=lambda s: get_engine(s.engine).takes_memory_share)
@@ -45,8 +55,12 @@ def plan_services(hw: HardwareProfile, services: tuple[ServiceDefaults, ...] | l
     for svc in ordered:
         settings = dict(svc.settings)
         others = sum(p.memory.total_gib for p in plans)
-        settings.update(get_engine(svc.engine).share_settings(hw, others, settings))
-        plans.append(plan_one(hw, svc.model, engine=svc.engine, quant=svc.quant, work=work, name=svc.name, **settings))
+        setting = Setting(others, tuple(p.name for p in plans)) if plans else ALONE
+        engine = get_engine(svc.engine)
+        if engine.sizing_defaults(hw) is None:
+            settings.update(engine.share_settings(hw, others, settings))
+        plans.append(plan_one(hw, svc.model, engine=svc.engine, quant=svc.quant, work=work, name=svc.name,
+                              setting=setting, **settings))
     order = {s.name: i for i, s in enumerate(services)}
     plans.sort(key=lambda p: order[p.name])
     return StackPlan(hardware=hw, services=plans)

@@ -65,8 +65,27 @@ def render_service(plan: ServicePlan, console: Console | None = None) -> None:
     console.print(_speed_table(plan))
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {w}")
-    if plan.recommended_args:
-        console.print("[bold]recommended:[/] " + " ".join(plan.recommended_args))
+    render_recommendation(plan, console)
+
+
+def render_recommendation(plan: ServicePlan, console: Console) -> None:
+    """The setting it was sized for, each change from what was asked, then the command on lines of its own
+    (printed with soft wrap so a terminal never breaks it: it must paste as it is)."""
+    from sparkserve.engines import get_engine
+
+    rec = plan.recommendation
+    if rec is None:
+        return
+    console.print(f"[bold]recommended[/] ({rec.setting}):", soft_wrap=True)
+    for note in rec.notes:
+        console.print(f"  changed: {note}", soft_wrap=True, highlight=False, markup=False)
+    if rec.planning_only:
+        console.print(f"  {rec.planning_only}", soft_wrap=True, highlight=False, markup=False)
+    if rec.why_none:
+        console.print(f"[red]no configuration fits:[/] {rec.why_none}", soft_wrap=True)
+        return
+    for line in get_engine(rec.plan.deployment.engine).paste_lines(rec.args):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def render_stack(stack: StackPlan, console: Console | None = None) -> None:
