@@ -47,10 +47,12 @@ def _tail(path: Path, n: int = 40) -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def hub_server(tmp_path_factory: pytest.TempPathFactory):
-    """Every test (and every sparkserve it starts) talks to a local Hub-shaped server, never the real Hub,
+    """Every test (and every sparkserve it starts) talks to a local Hub-shaped server, never the real Hub
+    or Ollama registry,
     and keeps fetched model metadata in a temporary cache. Tests publish repos with `hub_server.add(...)`."""
     with HubServer() as server, pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_ENDPOINT", server.url)
+        mp.setenv("OLLAMA_REGISTRY", server.url)  # answers 404 to manifests: tags fall back to the HF shape
         mp.setenv("SPARKSERVE_MODELS_CACHE", str(tmp_path_factory.mktemp("sparkserve-models")))
         mp.delenv("HF_HUB_OFFLINE", raising=False)
         mp.delenv("HF_TOKEN", raising=False)

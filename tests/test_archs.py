@@ -111,3 +111,45 @@ def test_unmodelled_features_are_refused_by_name(config: dict, feature: str) -> 
     with pytest.raises(UserError, match=re.escape(feature)) as err:
         spec_from_config({**base, **config}, "x/y", "x/config.json")
     assert "\n" not in str(err.value)
+
+
+def test_nemotron3_nano_moe_blocks_and_float32_ssm_state() -> None:
+    spec = resolve_model("nemotron3:30b").spec
+    assert spec.params.total / 1e9 == pytest.approx(31.6, abs=0.05)  # model card: 31.6B
+    assert spec.params.active / 1e9 == pytest.approx(3.6, abs=0.05)  # model card: ~3.6B with embeddings
+    assert (spec.full_attention_layers, spec.recurrent_layers, spec.moe_layers) == (6, 23, 23)
+    # mamba_ssm_cache_dtype float32: the SSM state takes 4 bytes an element, the conv state the model's 2
+    conv, ssm = (64 * 64 + 2 * 8 * 128) * 3, 64 * 64 * 128
+    assert spec.recurrent_state_bytes() == 23 * (conv * 2 + ssm * 4)
+
+
+def test_qwen36_counts_its_vision_tower_and_mtp_head() -> None:
+    spec = resolve_model("Qwen/Qwen3.6-35B-A3B").spec
+    assert spec.params.total / 1e9 == pytest.approx(35, rel=0.02)  # "35B-A3B"
+    assert spec.params.active / 1e9 == pytest.approx(3, rel=0.2)
+    assert spec.params.vision > 0.4e9 and spec.params.mtp > 0
+    assert (spec.full_attention_layers, spec.recurrent_layers) == (10, 30)
+    plan = _plan("Qwen/Qwen3.6-35B-A3B", "bf16")[1]
+    assert plan.memory.weights_gib * GIB == pytest.approx(2 * (spec.params.total), rel=1e-6)  # tower in, MTP out
+
+
+def test_glm_moe_reads_deepseek_style_expert_keys() -> None:
+    config = {"architectures": ["Glm4MoeForCausalLM"], "model_type": "glm4_moe", "hidden_size": 4096,
+              "num_hidden_layers": 4, "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+              "intermediate_size": 10944, "moe_intermediate_size": 1408, "n_routed_experts": 128,
+              "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1, "vocab_size": 151552,
+              "num_nextn_predict_layers": 1, "attention_bias": True}
+    spec = spec_from_config(config, "zai-org/x", "x")
+    assert (spec.num_experts, spec.experts_per_token, spec.moe_layers) == (128, 8, 3)
+    assert spec.params.experts == 3 * 128 * 3 * 4096 * 1408
+    assert spec.params.dense_mlp == 3 * 4096 * 10944  # one dense first layer
+    assert spec.params.mtp > 0
+
+
+def test_gemma4_is_refused_naming_its_kv_layout() -> None:
+    config = {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
+              "text_config": {"model_type": "gemma4_text", "hidden_size": 5376, "num_hidden_layers": 60,
+                              "num_attention_heads": 32, "vocab_size": 262144, "intermediate_size": 21504,
+                              "global_head_dim": 512, "num_global_key_value_heads": 4}}
+    with pytest.raises(UserError, match="Gemma 4's per-layer-type KV shapes"):
+        spec_from_config(config, "google/gemma-4-31b-it", "x")

@@ -278,6 +278,13 @@ OLLAMA: dict[str, OllamaModel] = {
         {"2b": "ibm-granite/granite-3.3-2b-instruct", "8b": "ibm-granite/granite-3.3-8b-instruct"}, "8b", "q4_k_m"
     ),
     "qwen2": OllamaModel({"7b": "Qwen/Qwen2-7B-Instruct"}, "7b", "q4_0"),
+    # 2026 families: hybrid linear attention, Mamba hybrids, latent attention (Q4_K_M defaults like the 2025 uploads)
+    "qwen3.6": OllamaModel({"35b": "Qwen/Qwen3.6-35B-A3B", "35b-a3b": "Qwen/Qwen3.6-35B-A3B"}, "35b", "q4_k_m"),
+    "qwen3-next": OllamaModel({"80b": "Qwen/Qwen3-Next-80B-A3B-Instruct"}, "80b", "q4_k_m"),
+    "nemotron3": OllamaModel({"30b": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "30b", "q4_k_m"),
+    "nemotron-3-nano": OllamaModel({"30b": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "30b", "q4_k_m"),
+    "nemotron-nano": OllamaModel({"9b": "nvidia/NVIDIA-Nemotron-Nano-9B-v2"}, "9b", "q4_k_m"),
+    "deepseek-v3": OllamaModel({"671b": "deepseek-ai/DeepSeek-V3"}, "671b", "q4_k_m"),
 }
 
 # Tag words that name a quantisation without spelling it as a GGUF type.

@@ -16,6 +16,8 @@ from sparkserve.errors import UserError
 MLA_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "glm_moe_dsa"})
 LINEAR_ATTENTION_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"})
 MAMBA_HYBRID_TYPES = frozenset({"nemotron_h"})
+# GQA attention with DeepSeek-style MoE keys (n_routed_experts, first_k_dense_replace, noaux_tc router bias)
+DEEPSEEK_MOE_TYPES = frozenset({"glm4_moe", "deepseek_v2", "deepseek_v3", "kimi_k2"})
 # Architectures whose cache the planner cannot size yet: refused by name rather than planned as dense attention.
 _REFUSED = {
     "deepseek_v4": "DeepSeek-V4's compressed sparse attention (compressed KV every few tokens, hash-routed layers)",
@@ -25,6 +27,10 @@ _REFUSED = {
     "mamba2": "pure Mamba-2 models without attention layers",
     "minimax_m1": "MiniMax lightning attention",
     "kimi_linear": "Kimi Linear's KDA layers",
+    "gemma4": "Gemma 4's per-layer-type KV shapes (global_head_dim, num_global_key_value_heads, attention_k_eq_v, "
+              "shared KV layers)",
+    "gemma4_text": "Gemma 4's per-layer-type KV shapes (global_head_dim, num_global_key_value_heads, attention_k_eq_v, "
+                   "shared KV layers)",
 }
 _FLOAT32 = frozenset({"float32", "fp32"})
 
@@ -174,7 +180,7 @@ class NemotronH:
 
     @classmethod
     def read(cls, text: Mapping[str, Any], layers: int, hidden: int, source: str) -> NemotronH:
-        pattern = str(text.get("hybrid_override_pattern") or "")
+        pattern = nemotron_pattern(text)
         if len(pattern) != layers or set(pattern) - set("M*-E"):
             raise UserError(f"{source}: hybrid_override_pattern must have one of M * - E per layer "
                             f"({layers} layers), got {pattern!r}")
@@ -193,6 +199,15 @@ class NemotronH:
         mamba = Recurrent(pattern.count("M"), conv_dim * (kernel - 1), heads * head_dim * state,
                           4 if ssm_dtype in _FLOAT32 else 2, params)
         return cls(pattern, mamba, pattern.count("*"), pattern.count("-"), pattern.count("E"))
+
+
+def nemotron_pattern(text: Mapping[str, Any]) -> str:
+    """One letter per layer: hybrid_override_pattern, or newer Nemotron 3 configs' layers_block_type names."""
+    pattern = str(text.get("hybrid_override_pattern") or "")
+    if not pattern and text.get("layers_block_type"):
+        letters = {"mamba": "M", "attention": "*", "mlp": "-", "moe": "E"}
+        pattern = "".join(letters.get(str(b), "?") for b in text["layers_block_type"])
+    return pattern
 
 
 def qwen3_vl_vision_params(vision: Mapping[str, Any]) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkserve.errors import UserError, unknown
-from sparkserve.models import hub, weights
+from sparkserve.models import hub, ollama_registry, weights
 from sparkserve.models.aliases import ALIASES, OLLAMA, OLLAMA_QUANT_WORDS, QUANT_SUFFIXES
 from sparkserve.models.config import spec_from_config, with_checkpoint_quant
 from sparkserve.models.spec import ModelSpec
@@ -137,7 +137,13 @@ def _from_ollama(name: str) -> ResolvedModel | None:
     words = [w for w in rest.split("-") if w]
     quant = next((w for w in words if _GGUF_QUANT.match(w)), None)
     quant = quant or next((OLLAMA_QUANT_WORDS[w] for w in words if w in OLLAMA_QUANT_WORDS), None)
-    return ResolvedModel(_bundled_spec(hf_id), (quant or entry.default_quant).lower(), f"{model}:{typed_tag}")
+    quant = (quant or entry.default_quant).lower()
+    spec = _bundled_spec(hf_id)
+    published = ollama_registry.weight_bytes(model, typed_tag)
+    if published:
+        spec = dataclasses.replace(spec, gguf_bytes=published, gguf_quant=quant,
+                                   source=f"{spec.source}; weights: Ollama registry manifest of {model}:{typed_tag}")
+    return ResolvedModel(spec, quant, f"{model}:{typed_tag}")
 
 
 def _split_size(tag: str, sizes: dict[str, str]) -> tuple[str | None, str]:

@@ -136,6 +136,11 @@ def _hybrid(
             dense_mlp=nh.mlp_layers * mlp_layer,
             other=h + nh.moe_layers * h,  # the final norm and each MoE block's norm
         ), extra
+    mtp_layers = int(text.get("num_nextn_predict_layers") or 0)
+    if mtp_layers and moe.experts:
+        # GLM-4.5+ MTP layer: one MoE decoder layer, enorm, hnorm, eh_proj (2h -> h) and a norm, as DeepSeek's
+        layer = _attention_per_layer(text, model_type, shape) + full_layer_moe + 2 * h
+        return dataclasses.replace(params, mtp=mtp_layers * (layer + 2 * h * h + 3 * h)), {"mtp_layers": mtp_layers}
     return params, {}
 
 
@@ -209,16 +214,16 @@ class _Moe:
     @classmethod
     def read(cls, text: Mapping[str, Any], shape: _Shape, source: str = "") -> _Moe:
         model_type = str(text.get("model_type") or "")
-        if model_type in archs.MLA_TYPES:
-            experts, top_k, width, shared, layers = archs.deepseek_moe(text, shape.layers)
-            return cls(experts, top_k, width, shared, layers)
         if model_type in archs.MAMBA_HYBRID_TYPES:
             if not text.get("n_routed_experts"):
                 return cls()
-            pattern = str(text.get("hybrid_override_pattern") or "")
+            pattern = archs.nemotron_pattern(text)
             shared = int(text.get("moe_shared_expert_intermediate_size") or 0) * int(text.get("n_shared_experts") or 1)
             return cls(int(text["n_routed_experts"]), int(text["num_experts_per_tok"]),
                        int(text["moe_intermediate_size"]), shared, pattern.count("E"))
+        if text.get("n_routed_experts"):  # DeepSeek-style MoE keys: DeepSeek, Kimi K2, GLM-4.5+ (glm4_moe)
+            experts, top_k, width, shared, layers = archs.deepseek_moe(text, shape.layers)
+            return cls(experts, top_k, width, shared, layers)
         experts = int(text.get("num_experts") or text.get("num_local_experts") or 0)
         if not experts:
             return cls()
@@ -302,8 +307,8 @@ def _shared_and_router(model_type: str, h: int, moe: _Moe) -> int:
     if model_type in archs.MAMBA_HYBRID_TYPES:
         # router with e_score_correction_bias; the shared expert is an ungated up/down MLP
         return h * moe.experts + moe.experts + 2 * h * moe.shared_width
-    if model_type in archs.MLA_TYPES:
-        # DeepseekV3MoE: router weight and e_score_correction_bias; shared experts are SwiGLU MLPs
+    if model_type in archs.MLA_TYPES or model_type in archs.DEEPSEEK_MOE_TYPES:
+        # DeepseekV3MoE / Glm4MoeMoE: router weight and e_score_correction_bias; shared experts are SwiGLU MLPs
         return h * moe.experts + moe.experts + 3 * h * moe.shared_width
     shared = (3 * h * moe.shared_width + (h if moe.shared_gate else 0)) if moe.shared_width else 0
     return h * moe.experts + shared

@@ -82,6 +82,9 @@ class ModelSpec:
     mtp_layers: int = 0  # multi-token-prediction layers shipped beside the model
     # From the safetensors headers, when the planner has them: bytes of each ParamCounts group as stored.
     checkpoint_bytes: tuple[tuple[str, int], ...] = ()
+    # From the Ollama registry manifest of a tag: the GGUF weight layers' bytes and the tag's quantisation.
+    gguf_bytes: int = 0
+    gguf_quant: str | None = None
 
     @property
     def is_moe(self) -> bool:

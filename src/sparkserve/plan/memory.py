@@ -115,7 +115,12 @@ def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict
         real = dict(model.checkpoint_bytes)
         return {g: float(real.get(g, 0)) for g in _GROUPS}
     bits = group_bits(model, fmt, engine)
-    return {g: getattr(model.params, g) * bits[g] / 8 for g in _GROUPS}
+    estimate = {g: getattr(model.params, g) * bits[g] / 8 for g in _GROUPS}
+    if engine in GGUF_ENGINES and model.gguf_bytes and model.gguf_quant == fmt.id and sum(estimate.values()):
+        # the tag's GGUF layers as published (registry manifest), shared out over the groups as estimated
+        scale = model.gguf_bytes / sum(estimate.values())
+        return {g: b * scale for g, b in estimate.items()}
+    return estimate
 
 
 def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> float:
