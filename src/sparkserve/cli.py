@@ -210,6 +210,41 @@ app.add_typer(bench_app, name="bench")
 
 
 @app.command()
+def tune(
+    service: Annotated[Optional[str], typer.Argument(help="The stack service to tune (default: the only one).")] = None,
+    slo: Annotated[str, typer.Option("--slo", help="Objectives each load must meet, e.g. ttft_p90_ms=2000,itl_p90_ms=100.")] = "ttft_p90_ms=2000,itl_p90_ms=100",
+    workload: Annotated[str, typer.Option("--workload", "-w", help="random, prefix, multiturn or file (as sparkserve bench).")] = "random",
+    prompt_len: Annotated[int, typer.Option("--prompt-len", "-p", help="Prompt tokens per request.")] = 512,
+    output_len: Annotated[int, typer.Option("--output-len", "-o", help="Output tokens per request.")] = 256,
+    prefix_len: Annotated[Optional[int], typer.Option("--prefix-len", help="prefix workload: shared tokens.")] = None,
+    num_prefixes: Annotated[int, typer.Option("--num-prefixes", help="prefix workload: distinct prefixes.")] = 1,
+    turns: Annotated[int, typer.Option("--turns", help="multiturn workload: turns per conversation.")] = 3,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="file workload: a ShareGPT JSON file.")] = None,
+    budget: Annotated[Optional[str], typer.Option("--budget", help="Wall-clock limit for the whole search: 30m, 2h, 900s.")] = None,
+    space: Annotated[Optional[list[str]], typer.Option("--space", help="KEY=v1,v2 values to try (repeatable), e.g. max-num-seqs=8,16,32.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the search in the journal; finished trials are not repeated.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trials with the plan's predictions; start nothing.")] = False,
+    apply: Annotated[bool, typer.Option("--apply", help="Write the best arguments into the stack file (backup kept, diff shown).")] = False,
+    json_file: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON.")] = None,
+    html_file: Annotated[Optional[str], typer.Option("--html", help="Write an offline HTML report with the Pareto plot.")] = None,
+    num_prompts: Annotated[int, typer.Option("--num-prompts", "-n", help="Requests per measured load level (at least twice the load).")] = 32,
+    start_timeout: Annotated[float, typer.Option("--start-timeout", help="Seconds each configuration may take to start.")] = 900.0,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Plan for this hardware profile instead of the stack's.")] = None,
+    stack_file: StackOption = None,
+) -> None:
+    """Find the server arguments that serve the most under a latency SLO: planned first, then measured."""
+    from sparkserve.commands.tune import run_tune
+
+    code = run_tune(service=service, stack_file=stack_file, slo=slo, workload=workload, prompt_len=prompt_len,
+                    output_len=output_len, prefix_len=prefix_len, num_prefixes=num_prefixes, turns=turns,
+                    dataset=dataset, budget=budget, space=space or [], resume=resume, dry_run=dry_run, apply=apply,
+                    json_file=json_file, html_file=html_file, num_prompts=num_prompts, start_timeout=start_timeout,
+                    hardware=hardware)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def demo(
     directory: Annotated[Optional[str], typer.Option("--dir", help="Folder for the demo's model, stack and state (default: ~/.cache/sparkserve/demo).")] = None,
     port: Annotated[int, typer.Option("--port", help="Port for vLLM (0: a free one).")] = 0,

@@ -36,8 +36,36 @@ def generate(model: str, hardware: str | None) -> tuple[str, str]:
                          work=Workload(), name=OLLAMA_SERVICE.name, **OLLAMA_SERVICE.settings)
     report = build_report(hw, spec, neighbour)
     context = DocContext(command=f"sparkserve docs {spec.id} --hardware {hw.id}",
-                         gated=report.recommended.deployment.model.id.startswith(GATED_PREFIXES))
+                         gated=report.recommended.deployment.model.id.startswith(GATED_PREFIXES),
+                         tune=tune_example(spec.id, hw))
     return model_slug(spec.id), model_doc(report, context)
+
+
+# The model page's `sparkserve tune --dry-run` example: an interactive chat (a person reads about
+# 5 tokens/s, so 200 ms between tokens still streams faster than reading) with 512-token prompts.
+TUNE_EXAMPLE_SLO = "ttft_p90_ms=2000,itl_p90_ms=200"
+TUNE_EXAMPLE_PROMPT, TUNE_EXAMPLE_OUTPUT = 512, 256
+
+
+def tune_example(model_id: str, hw) -> dict | None:
+    """What `sparkserve tune --dry-run` plans for the default stack's vLLM service, when this page's
+    model is the one that stack serves; None otherwise."""
+    from sparkserve.stack.defaults import VLLM_SERVICE
+    from sparkserve.stack.init import default_stack_text
+    from sparkserve.stack.load import STACK_FILE, Stack, parse_stack
+    from sparkserve.tune.predict import WorkloadShape
+    from sparkserve.tune.report import dry_run_result
+    from sparkserve.tune.search import Request, plan_search
+
+    if model_id != VLLM_SERVICE.model:
+        return None
+    spec = parse_stack(default_stack_text(hw), STACK_FILE)
+    request = Request(stack_file=None, service=VLLM_SERVICE.name, slo=TUNE_EXAMPLE_SLO,
+                      shape=WorkloadShape(prompt_len=TUNE_EXAMPLE_PROMPT, output_len=TUNE_EXAMPLE_OUTPUT))
+    data = dry_run_result(plan_search(request, Stack(path=Path(STACK_FILE), spec=spec), hw))
+    data["command"] = (f"sparkserve init --hardware {hw.id} && sparkserve tune {VLLM_SERVICE.name} "
+                       f"--slo {TUNE_EXAMPLE_SLO} -p {TUNE_EXAMPLE_PROMPT} -o {TUNE_EXAMPLE_OUTPUT} --dry-run")
+    return data
 
 
 def run_docs(*, model: str, hardware: str | None, out: str | None) -> None:

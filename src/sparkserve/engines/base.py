@@ -212,3 +212,33 @@ class Engine:
     def doctor_rules(self) -> tuple[Any, ...]:
         """This engine's log rules for `doctor`."""
         return ()
+
+    # --- tuning (`sparkserve tune`) ---------------------------------------------------------------
+    tunable: Mapping[str, type] = {}  # settings tune may vary (stack `args` names) and their types
+    tune_choices: Mapping[str, tuple[str, ...]] = {}  # the values a text setting accepts
+    tune_concurrency_key: str | None = None  # the setting that caps requests in flight
+    tune_memory_key: str | None = None  # the share of GPU memory the engine takes at start
+    tune_length_key: str | None = None  # the context each request may use
+    # Settings that only matter once the load reaches them (two configurations that differ only in
+    # these behave alike below the smaller values).
+    tune_load_caps: tuple[str, ...] = ()
+
+    def tune_max_concurrency(self, hw: HardwareProfile) -> int:
+        """The highest concurrency setting tune proposes by itself."""
+        raise self.planning_only("tune it")
+
+    def tune_defaults(self, settings: Mapping[str, Any], *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
+        """The space tune searches when the user names none, from the plan's settings."""
+        raise self.planning_only("tune it")
+
+    def tune_cap_need(self, key: str, load: int, prompt_len: int) -> int:
+        """The smallest value of a `tune_load_caps` setting that cannot limit `load` requests in flight."""
+        return load
+
+    def tune_overrides(self, args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """A tuned configuration as the stack service's (args, env)."""
+        return dict(args), {}
+
+    def args_conflict(self, args: Mapping[str, Any]) -> str | None:
+        """Why the engine would refuse this combination of settings before loading anything, or None."""
+        return None

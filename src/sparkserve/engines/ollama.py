@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from sparkserve.plan.settings import GgufSettings, gguf_settings
 import json
 import time
@@ -75,6 +78,14 @@ PLANNER_ARGS: dict[str, type] = {"num_ctx": int, "num_parallel": int, "kv_cache_
 MODELS_VOLUME = "ollama-models"  # named volume for the models when the stack mounts none
 INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
 PROGRESS_LINES = r"pulling manifest|llama runner started in [\d.]+ seconds"
+
+
+# Settings tune searches and their types. num_parallel, num_ctx and kv_cache_type are stack `args`;
+# flash attention has no arg and goes into the service's env (OLLAMA_FLASH_ATTENTION).
+TUNABLE: dict[str, type] = {"num_parallel": int, "num_ctx": int, "flash_attention": bool, "kv_cache_type": str}
+# Four times the largest OLLAMA_NUM_PARALLEL Ollama picks on its own (4, docs/faq.md); each slot
+# reserves a full num_ctx of KV cache, so the plan rules out what does not fit.
+MAX_TUNE_PARALLEL = 16
 
 
 class Ollama(Engine):
@@ -182,6 +193,25 @@ class Ollama(Engine):
         response = http.get("/api/tags")
         response.raise_for_status()
         return [str(m.get("name", "")) for m in response.json().get("models", [])]
+
+    tunable = TUNABLE
+    tune_choices: Mapping[str, tuple[str, ...]] = MappingProxyType({"kv_cache_type": KV_CACHE_TYPES})
+    tune_concurrency_key = "num_parallel"
+    tune_length_key = "num_ctx"
+    tune_load_caps = ("num_parallel",)
+
+    def tune_max_concurrency(self, hw):
+        return MAX_TUNE_PARALLEL
+
+    def tune_defaults(self, settings, *, max_model_len, seqs):
+        """Parallel requests around the predicted load; the planned context, KV type and flash attention."""
+        return {"num_parallel": seqs, "num_ctx": [max_model_len], "flash_attention": [True],
+                "kv_cache_type": [str(settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE))]}
+
+    def tune_overrides(self, args):
+        stack_args = {k: v for k, v in args.items() if k != "flash_attention"}
+        env = {"OLLAMA_FLASH_ATTENTION": "1" if args["flash_attention"] else "0"} if "flash_attention" in args else {}
+        return stack_args, env
 
 
 def _models_dir(svc, stack_dir: str) -> str:

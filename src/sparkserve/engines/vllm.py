@@ -6,6 +6,9 @@ module for defaults instead of hard-coding them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -448,6 +451,50 @@ def cpu_venv():
     return Path(os.environ.get(CPU_VENV_ENV) or default)
 
 
+# --- what `sparkserve tune` may vary -------------------------------------------------------------
+
+# Server arguments tune searches (stack `args` names) and the type of each value.
+TUNABLE: dict[str, type] = {
+    "max_num_seqs": int,
+    "max_num_batched_tokens": int,
+    "max_model_len": int,
+    "gpu_memory_utilization": float,
+    "kv_cache_dtype": str,
+    "enable_prefix_caching": bool,
+    "enable_chunked_prefill": bool,
+}
+# The smallest batch token budget tune proposes by itself (vLLM's own floor for a chunk is far lower;
+# below a few hundred tokens prefill crawls for any real prompt).
+MIN_TUNE_BATCHED_TOKENS = 256
+
+
+def tune_defaults(settings, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
+    """The planned memory settings, the planned batch token budget halved and doubled, and `seqs`
+    (around the load the plan expects to meet the SLO)."""
+    mnbt = int(settings["max_num_batched_tokens"])
+    return {
+        "max_num_seqs": seqs,
+        "max_num_batched_tokens": sorted({max(MIN_TUNE_BATCHED_TOKENS, mnbt // 2), mnbt, mnbt * 2}),
+        "max_model_len": [max_model_len],
+        "gpu_memory_utilization": [round(float(settings["gpu_memory_utilization"]), 2)],
+        "kv_cache_dtype": [str(settings.get("kv_cache_dtype", "auto"))],
+        "enable_prefix_caching": [True],
+        "enable_chunked_prefill": [bool(settings.get("enable_chunked_prefill", True))],
+    }
+
+
+def args_conflict(args) -> str | None:
+    """Why vLLM would refuse this combination before loading anything (SchedulerConfig's own
+    checks, vllm/config/scheduler.py), or None."""
+    mnbt, seqs, length = args.get("max_num_batched_tokens"), args.get("max_num_seqs"), args.get("max_model_len")
+    if mnbt and seqs and mnbt < seqs:
+        return f"max-num-batched-tokens {mnbt} is below max-num-seqs {seqs}: vLLM refuses it"
+    if args.get("enable_chunked_prefill") is False and mnbt and length and mnbt < length:
+        return (f"without chunked prefill max-num-batched-tokens {mnbt} must hold max-model-len {length}: "
+                "vLLM refuses it")
+    return None
+
+
 class Vllm(OpenAICompatible):
     name = NAME
     label = "vLLM"
@@ -574,6 +621,27 @@ class Vllm(OpenAICompatible):
 
     def owns_model_entry(self, entry):
         return entry.get("owned_by") == NAME
+
+    tunable = TUNABLE
+    tune_choices: Mapping[str, tuple[str, ...]] = MappingProxyType({"kv_cache_dtype": KV_CACHE_DTYPES})
+    tune_concurrency_key = "max_num_seqs"
+    tune_memory_key = "gpu_memory_utilization"
+    tune_length_key = "max_model_len"
+    tune_load_caps = ("max_num_seqs", "max_num_batched_tokens")
+
+    def tune_max_concurrency(self, hw):
+        """vLLM's own max-num-seqs default for this GPU."""
+        return defaults_for(hw).max_num_seqs
+
+    def tune_defaults(self, settings, *, max_model_len, seqs):
+        return tune_defaults(settings, max_model_len=max_model_len, seqs=seqs)
+
+    def tune_cap_need(self, key, load, prompt_len):
+        """One sequence per request; in the worst step every prompt's prefill plus one decode token each."""
+        return load if key == "max_num_seqs" else load * (prompt_len + 1)
+
+    def args_conflict(self, args):
+        return args_conflict(args)
 
 
 

@@ -33,6 +33,7 @@ class DocContext:
 
     command: str  # the `sparkserve docs ...` line that regenerates the page
     gated: bool  # the Hugging Face repo asks users to accept a licence first
+    tune: dict | None = None  # `sparkserve tune --dry-run` of the default stack's service (its JSON)
 
 
 def model_doc(report: ModelReport, context: DocContext) -> str:
@@ -42,9 +43,10 @@ def model_doc(report: ModelReport, context: DocContext) -> str:
         _memory_section(report),
         _arguments_section(report),
         _speed_section(report),
+        _tune_section(context.tune),
         _troubleshooting_section(report, context),
     ]
-    return "\n\n".join(s.strip("\n") for s in sections) + "\n"
+    return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
 
 
 # --- numbers ------------------------------------------------------------------------------------------
@@ -352,6 +354,62 @@ def _speed_section(report: ModelReport) -> str:
     rows = [_decode_row(p) for p in report.decode] + [r for p in report.prefill for r in _prefill_rows(p)]
     table = _table(["workload", "predicted", "reproduce"], ["---", "---", "---"], rows)
     return intro + table
+
+
+def _tune_section(data: dict | None) -> str:
+    """What `sparkserve tune` would try for the default stack's vLLM service, and why."""
+    if not data:
+        return ""
+    slo = " and ".join(f"{k.split('_')[0].upper()} p{k.split('_p')[1].split('_')[0]} ≤ {v:g} ms"
+                       for k, v in data["slo"].items())
+    w, space = data["workload"], data["space"]
+    fixed = ", ".join(f"{k.replace('_', '-')} {_setting(v[0])}" for k, v in space.items() if len(v) == 1)
+    rows = []
+    for i, t in enumerate(data["trials"], 1):
+        at = (t["predicted"] or {}).get("at_max_load") or {}
+        args = t["args"]
+        verdict = f"skipped: {t['reason']}" if t["status"] == "skipped" else "measure"
+        rows.append([str(i), str(args["max_num_seqs"]), str(args["max_num_batched_tokens"]),
+                     str(t["predicted"].get("max_load") or "–"), f"{at['goodput_rps']:.2f}" if at else "–",
+                     f"{at['aggregate_tps']:.0f}" if at else "–", f"{at['ttft_ms']:.0f}" if at else "–",
+                     f"{at['itl_ms']:.0f}" if at else "–", verdict])
+    kv = next((t["predicted"].get("kv_requests") for t in data["trials"] if t["predicted"].get("kv_requests")), None)
+    seqs = ", ".join(str(v) for v in space["max_num_seqs"])
+    batched = ", ".join(str(v) for v in space["max_num_batched_tokens"])
+    return (
+        "## What `sparkserve tune` would try\n\n"
+        f"For an interactive chat ({w['prompt_len']}-token prompts, {w['output_len']}-token replies) that must keep "
+        f"{slo}, on the default stack's vLLM service:\n\n"
+        f"```\n{data['command']}\n```\n\n"
+        "plans these configurations, most promising first, before it starts any (predictions at the highest "
+        "load where the plan expects the SLO to hold):\n\n"
+        + _table(["#", "max-num-seqs", "max-num-batched-tokens", "highest load", "goodput req/s", "output tok/s",
+                  "TTFT ms", "ITL ms", "then"], ["---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"],
+                 rows)
+        + "\n\nWhy these:\n\n"
+        f"- max-num-seqs {seqs}: the power of two at or above the highest load the plan expects to meet the SLO, "
+        "half and twice it, never above vLLM's "
+        f"own default or what the KV cache holds for this workload ({kv} requests of "
+        f"{w['prompt_len'] + w['output_len']} tokens).\n"
+        f"- max-num-batched-tokens {batched}: the plan's prefill chunk halved and doubled (a larger chunk raises "
+        "throughput, a smaller one keeps TTFT and ITL down while prompts arrive).\n"
+        f"- The same in every trial: {fixed}. The utilisation is the plan's safe value for this machine: the rest "
+        "is Ollama's and the OS's, and on unified memory running out freezes the host, so tune never tries more "
+        "and never steps down from 0.98 the way vLLM's auto_tune does.\n"
+        "- Each configuration is then started for real under the memory guard; the load search starts at the "
+        "plan's highest load (corrected by what earlier trials measured), doubles or halves until the SLO "
+        "breaks or holds, then bisects. A configuration whose max-num-seqs is at most a load another one already "
+        "sustained, or that differs from a measured one only in limits that load never reached, is decided "
+        "without starting it. `--budget` caps the wall time; `--resume` continues after an interruption; "
+        "`--apply` writes the winner into sparkserve.toml. Measured against a full grid: "
+        "[tune.md](../tune.md)."
+    )
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _decode_row(plan: ServicePlan) -> list[str]:

@@ -1,0 +1,101 @@
+"""`sparkserve tune` on the real CPU vLLM: four configurations, one that cannot start twice over.
+
+Run 1 is interrupted (SIGINT, as Ctrl-C) as soon as its first trial is in the journal; run 2
+resumes, must not repeat that trial, records the configurations vLLM refuses with doctor's cause,
+writes the JSON and applies the best arguments to the stack file. Each CPU vLLM start costs about
+30 s, so the space is small and each load level sends few requests.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import tomllib
+from pathlib import Path
+
+from native_kit import cli_env, free_port, pgrep, read_pid_file, run_cli, start_cli, wait_for
+
+STACK = """
+[stack]
+hardware = "dgx-spark"
+vllm = "{vllm}"
+
+[services.tiny]
+engine = "vllm"
+model = "{model}"
+port = {port}
+runtime = "native"
+env = {{ VLLM_CPU_KVCACHE_SPACE = "1", VLLM_CPU_OMP_THREADS_BIND = "auto", HF_HUB_OFFLINE = "1" }}
+
+[services.tiny.args]
+served_model_name = "tiny"
+max_model_len = 2048  # the tiny model has 4096 positions
+enforce_eager = true
+"""
+# max-model-len 8192 is above the tiny model's 4096 positions: vLLM refuses it at start.
+TUNE = ["tune", "--slo", "ttft_p90_ms=2000,itl_p90_ms=200", "-p", "64", "-o", "16", "-n", "6",
+        "--space", "max-num-seqs=2,4", "--space", "max-num-batched-tokens=2048",
+        "--space", "max-model-len=2048,8192", "--budget", "20m"]
+
+
+def _trials(journal: Path) -> list[dict]:
+    lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+    return [e for e in lines if e.get("kind") == "trial"]
+
+
+def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, tmp_path):
+    port = free_port()
+    stack = tmp_path / "sparkserve.toml"
+    stack.write_text(STACK.format(vllm=vllm_venv / "bin" / "vllm", model=tiny_model, port=port))
+    journal = tmp_path / ".sparkserve" / "tune-tiny.jsonl"
+
+    first = start_cli(tmp_path, *TUNE)
+    wait_for("the first finished trial", lambda: (journal.exists() and _trials(journal)) or first.poll() is not None)
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 130, f"{out}\n{err}"
+    assert "--resume" in out
+    done_before = _trials(journal)
+    assert len(done_before) == 1, done_before
+    assert read_pid_file(tmp_path, "tiny") is None, "the interrupted trial's engine was left behind"
+    assert not pgrep(f"vllm serve .*--port {port}$")
+
+    result_file = tmp_path / "tune.json"
+    html_file = tmp_path / "tune.html"
+    second = run_cli(tmp_path, *TUNE, "--resume", "--json", str(result_file), "--html", str(html_file), "--apply",
+                     env=cli_env())
+    assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
+    assert "resuming: 1 trial(s)" in second.stdout
+
+    trials = _trials(journal)
+    ids = [t["id"] for t in trials]
+    assert len(ids) == len(set(ids)), "a finished trial ran again"
+    assert ids[0] == done_before[0]["id"]
+
+    data = json.loads(result_file.read_text())
+    assert data["slo"] == {"ttft_p90_ms": 2000.0, "itl_p90_ms": 200.0}
+    by_len = {}
+    for t in data["trials"]:
+        by_len.setdefault(t["args"]["max_model_len"], []).append(t)
+    refused = [t for t in by_len[8192] if t["status"] == "failed"]
+    assert refused, by_len[8192]
+    assert {t["cause_id"] for t in refused} == {"invalid_engine_argument"}, refused
+    best = data["best"]
+    assert best["meets_slo"] is True and best["args"]["max_model_len"] == 2048
+    assert best["load"] >= 1 and best["measured"]["goodput_rps"] > 0
+    assert all(s["attained"] for s in best["measured"]["slo"])
+    assert data["pareto"] and all(p["aggregate_tps"] > 0 for p in data["pareto"])
+    measured = [t for t in data["trials"] if t["status"] == "measured"]
+    assert all("plan_vs_measured" in t for t in measured)
+    assert "<svg" in html_file.read_text()
+
+    applied = tomllib.loads(stack.read_text())["services"]["tiny"]["args"]
+    assert applied["max_num_seqs"] == best["args"]["max_num_seqs"]
+    assert applied["max_num_batched_tokens"] == 2048
+    assert applied["enable_chunked_prefill"] is True
+    assert "# the tiny model has 4096 positions" in stack.read_text()
+    assert (tmp_path / "sparkserve.toml.bak").read_text() == STACK.format(
+        vllm=vllm_venv / "bin" / "vllm", model=tiny_model, port=port)
+    assert "+max_num_seqs = " in second.stdout
+    assert read_pid_file(tmp_path, "tiny") is None
+    assert not pgrep(f"vllm serve .*--port {port}$")
