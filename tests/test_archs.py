@@ -153,3 +153,26 @@ def test_gemma4_is_refused_naming_its_kv_layout() -> None:
                               "global_head_dim": 512, "num_global_key_value_heads": 4}}
     with pytest.raises(UserError, match="Gemma 4's per-layer-type KV shapes"):
         spec_from_config(config, "google/gemma-4-31b-it", "x")
+
+
+def test_deepseek_v32_fp8_cache_uses_the_fp8_ds_mla_layout() -> None:
+    _, plan = _plan("deepseek-ai/DeepSeek-V3.2", "fp8", gpus=8, kv_cache_dtype="fp8")
+    # 512 FP8 latent + 4 fp32 scales + 64 BF16 rope = 656 bytes, plus the 132-byte indexer key
+    assert plan.memory.kv_bytes_per_token == (656 + 132) * 61 * 8
+
+
+@pytest.mark.parametrize(("model", "total", "active"), [
+    ("Qwen/Qwen3.5-122B-A10B", 122, 10),  # the names' totals and active counts
+    ("Qwen/Qwen3.5-27B", 27, 27),
+    ("zai-org/GLM-4.7-Flash", 30, 3.5),
+])
+def test_2026_bundled_totals_match_their_names(model: str, total: float, active: float) -> None:
+    params = resolve_model(model).spec.params
+    assert params.total / 1e9 == pytest.approx(total, rel=0.03)
+    assert params.active / 1e9 == pytest.approx(active, rel=0.15)
+
+
+def test_glm47_flash_is_latent_attention_with_one_dense_layer() -> None:
+    spec = resolve_model("glm-4.7-flash:30b").spec
+    assert spec.is_mla and spec.moe_layers == 46 and spec.mtp_layers == 1
+    assert spec.kv_elements_per_token() == 47 * (512 + 64)

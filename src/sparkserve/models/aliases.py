@@ -24,6 +24,8 @@ class Alias(NamedTuple):
 
 
 ALIASES: dict[str, Alias] = {
+    # Qwen3.6-27B keeps Qwen3.5-27B's architecture (Qwen3_5ForConditionalGeneration, same widths; model card)
+    "Qwen/Qwen3.6-27B": Alias("Qwen/Qwen3.5-27B", {}),
     "Qwen/Qwen3-30B-A3B-Instruct-2507": Alias("Qwen/Qwen3-30B-A3B", _QWEN3_2507_CONTEXT),
     "Qwen/Qwen3-30B-A3B-Thinking-2507": Alias("Qwen/Qwen3-30B-A3B", _QWEN3_2507_CONTEXT),
     "Qwen/Qwen3-Coder-30B-A3B-Instruct": Alias("Qwen/Qwen3-30B-A3B", _QWEN3_2507_CONTEXT),
@@ -279,7 +281,11 @@ OLLAMA: dict[str, OllamaModel] = {
     ),
     "qwen2": OllamaModel({"7b": "Qwen/Qwen2-7B-Instruct"}, "7b", "q4_0"),
     # 2026 families: hybrid linear attention, Mamba hybrids, latent attention (Q4_K_M defaults like the 2025 uploads)
-    "qwen3.6": OllamaModel({"35b": "Qwen/Qwen3.6-35B-A3B", "35b-a3b": "Qwen/Qwen3.6-35B-A3B"}, "35b", "q4_k_m"),
+    "qwen3.6": OllamaModel(
+        {"27b": "Qwen/Qwen3.6-27B", "35b": "Qwen/Qwen3.6-35B-A3B", "35b-a3b": "Qwen/Qwen3.6-35B-A3B"}, "35b", "q4_k_m"
+    ),
+    "qwen3.5": OllamaModel({"27b": "Qwen/Qwen3.5-27B", "122b": "Qwen/Qwen3.5-122B-A10B"}, "27b", "q4_k_m"),
+    "glm-4.7-flash": OllamaModel({"30b": "zai-org/GLM-4.7-Flash"}, "30b", "q4_k_m"),
     "qwen3-next": OllamaModel({"80b": "Qwen/Qwen3-Next-80B-A3B-Instruct"}, "80b", "q4_k_m"),
     "nemotron3": OllamaModel({"30b": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "30b", "q4_k_m"),
     "nemotron-3-nano": OllamaModel({"30b": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "30b", "q4_k_m"),

@@ -13,7 +13,7 @@ from typing import Any
 
 from sparkserve.errors import UserError
 
-MLA_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "glm_moe_dsa"})
+MLA_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "glm_moe_dsa", "glm4_moe_lite"})
 LINEAR_ATTENTION_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"})
 MAMBA_HYBRID_TYPES = frozenset({"nemotron_h"})
 # GQA attention with DeepSeek-style MoE keys (n_routed_experts, first_k_dense_replace, noaux_tc router bias)

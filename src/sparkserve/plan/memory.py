@@ -162,6 +162,10 @@ def kv_bytes_per_layer_token(model: ModelSpec, kv_dtype: str, tp: int) -> float:
         # vLLM's MLA backends cache one latent (kv_lora_rank + qk_rope_head_dim) per token, replicated on every
         # tensor-parallel rank, not split by heads.
         per_layer = (model.kv_lora_rank + model.qk_rope_head_dim) * kv_dtype_bytes(kv_dtype)
+        if model.index_head_dim and kv_dtype_bytes(kv_dtype) == 1:
+            # sparse MLA's fp8_ds_mla layout: FP8 latent, one fp32 scale per 128, the rope part kept in BF16
+            # (vLLM: "Using DeepSeek's fp8_ds_mla KV cache format", 656 bytes for DeepSeek-V3.2)
+            per_layer = model.kv_lora_rank + model.kv_lora_rank // 128 * 4 + model.qk_rope_head_dim * 2
         if model.index_head_dim:
             # DeepSeek-V3.2's indexer key cache: FP8 keys and one fp32 scale per 128 (vLLM DeepseekV32IndexerCache)
             per_layer += model.index_head_dim + model.index_head_dim // 128 * 4
