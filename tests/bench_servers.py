@@ -7,7 +7,7 @@ Every request is appended to --record (one JSON line: path and body) before it i
 Faults (`--faults ok,http500,...`, used in turn by request number, then the last one repeats):
 ok, http500, malformed (a non-JSON SSE line after two chunks), truncated (the connection drops
 after two chunks), error_event (an error object inside the stream), stall (two chunks, then
-silence for 30 s), die (two chunks, then the process exits).
+silence for --stall-s, 30 s by default), die (two chunks, then the process exits).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def _prefix_fault(request: web.Request, response: web.StreamResponse, faul
     if fault == "die":
         os._exit(3)
     if fault == "stall":
-        await asyncio.sleep(30)
+        await asyncio.sleep(request.app["state"].args.stall_s)
     return False
 
 
@@ -198,6 +198,7 @@ def main() -> None:
     parser.add_argument("--tokens-per-chunk", default="1")
     parser.add_argument("--no-usage", action="store_true", help="ignore stream_options (a server without usage)")
     parser.add_argument("--short-every", type=int, default=0)
+    parser.add_argument("--stall-s", type=float, default=30.0)
     args = parser.parse_args()
     web.run_app(build_app(args), host="127.0.0.1", port=args.port, print=None, handle_signals=True,
                 shutdown_timeout=0.5)

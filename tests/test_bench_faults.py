@@ -15,9 +15,9 @@ EXPECTED = {"http_status": 1, "malformed_stream": 1, "truncated_stream": 1, "str
 def test_each_fault_is_counted_by_kind(tmp_path, kind: str, api: str) -> None:
     with stand_in(kind, "--faults", FAULTS) as (url, server):
         proc, data = run_bench(["--url", url, "--api", api, "-p", "8", "-o", "6", "-n", "7", "--warmup", "0",
-                                "--timeout", "1.5"], tmp_path / "r.json")
+                                "--timeout", "1.5", "--max-failure-rate", "0.75"], tmp_path / "r.json")
         assert server.poll() is None
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr  # 5 of 7 failed: within the 0.75 allowed
     summary = data["summary"]
     assert (summary["completed"], summary["failed"]) == (2, 5)
     assert summary["errors"] == EXPECTED
@@ -25,6 +25,19 @@ def test_each_fault_is_counted_by_kind(tmp_path, kind: str, api: str) -> None:
     failed = [r for r in data["runs"][0]["requests"] if not r["ok"]]
     assert all(r["error"] for r in failed)
     assert data["runs"][0]["stopped_reason"] == "num_prompts"
+
+
+@pytest.mark.parametrize(("allowed", "code"), [(None, 1), ("0.49", 1), ("0.5", 0)])
+def test_more_failures_than_max_failure_rate_exit_non_zero(tmp_path, allowed: str | None, code: int) -> None:
+    """Half of the requests failing is a failed run by default (--max-failure-rate 0)."""
+    with stand_in("openai", "--faults", "ok,http500,ok,http500") as (url, _server):
+        flags = ["--max-failure-rate", allowed] if allowed else []
+        proc, data = run_bench(["--url", url, "--api", "openai-completions", "-p", "8", "-o", "6", "-n", "4",
+                                "--warmup", "0", *flags], tmp_path / "r.json")
+    assert (data["summary"]["completed"], data["summary"]["failed"]) == (2, 2)
+    assert proc.returncode == code, proc.stdout
+    if code:
+        assert "50.0% of the requests of a load point failed" in proc.stdout
 
 
 @pytest.mark.parametrize(("kind", "api"), [("openai", "openai-completions"), ("ollama", "ollama-chat")])

@@ -22,7 +22,7 @@ def test_generate_with_num_predict_and_short_answers(tmp_path) -> None:
     bodies = _recorded(record)
     assert len(bodies) == 6 and {b["path"] for b in bodies} == {"/api/generate"}
     for b in bodies:
-        assert b["body"]["stream"] is True and b["body"]["options"] == {"num_predict": 10}
+        assert b["body"]["stream"] is True and b["body"]["options"] == {"num_predict": 10, "temperature": 0.0}
         assert b["body"]["model"] == "standin" and "ignore_eos" not in b["body"]
     run = data["runs"][0]
     s = run["summary"]

@@ -23,7 +23,7 @@ def results(tmp_path_factory) -> tuple:
     for delay in ("0.004", "0.008"):
         with stand_in("openai", "--tokens-per-chunk", "1,3,2", "--chunk-delay", delay) as (url, _):
             proc, data = run_bench(["--url", url, "--api", "openai-completions", "-p", "8", "-o", "12", "-n", "4",
-                                    "-c", "1,2", "--slo", "ttft:p99<5s", "--html", str(tmp / f"r{delay}.html")],
+                                    "-c", "1,2", "--slo", "ttft:p99<5s", "--per-chunk-usage", "--html", str(tmp / f"r{delay}.html")],
                                    tmp / f"r{delay}.json")
             assert proc.returncode == 0, proc.stderr
             out.append((tmp / f"r{delay}.json", data, tmp / f"r{delay}.html"))

@@ -83,7 +83,8 @@ def test_up_runs_ollama_serve_in_its_own_session_with_its_environment(project):
     assert f"ready ollama: http://127.0.0.1:{project.port} (qwen3:4b" in result.stdout
     (started,) = events(project.calls, "exec")
     assert started["argv"] == ["serve"]
-    assert started["sid"] == started["pid"] == started["pgid"]  # own session and process group
+    # Its own session and process group, led by the log pump that sparkserve started in a new session.
+    assert started["sid"] == started["pgid"] != os.getsid(0)
     assert started["env"]["OLLAMA_HOST"] == f"127.0.0.1:{project.port}"
     assert started["env"]["OLLAMA_MODELS"] == str(project.dir / "ollama-home" / "models")
     assert started["env"]["OLLAMA_KEEP_ALIVE"] == "10m"  # the stack's env wins over the planned 30m
@@ -94,7 +95,7 @@ def test_up_runs_ollama_serve_in_its_own_session_with_its_environment(project):
                         ("POST", "/api/generate"), ("GET", "/api/ps")]
     assert (project.dir / "ollama-home/models/manifests/registry.ollama.ai/library/qwen3/4b").is_file()
     record = project.record()
-    assert record["pid"] == started["pid"] and record["argv"][-1] == "serve"
+    assert record["pid"] == started["pid"] and record["pgid"] == started["pgid"] and record["argv"][-1] == "serve"
     state = project.dir / ".sparkserve"
     assert (state / "ollama.log").is_file() and not (state / "ollama.lock").exists()
     shown = result.stdout + result.stderr + (state / "ollama.pid").read_text()
@@ -158,7 +159,7 @@ def test_a_pid_reused_by_another_program_is_stale_and_never_signalled(project):
         (state / "ollama.pid").write_text(json.dumps({
             "pid": stranger.pid, "pgid": stranger.pid, "start_ticks": 1, "argv": ["/usr/bin/ollama", "serve"],
             "engine": "ollama", "url": f"http://127.0.0.1:{project.port}", "model": "qwen3:4b",
-            "started_at": 0.0, "log": str(state / "ollama.log")}))
+            "started_at": 0.0, "log": str(state / "ollama.log"), "marker": "0" * 32, "group_start_ticks": 1}))
         status = project.run("status")
         assert "stale" in status.stdout and f"pid {stranger.pid} now belongs to another program (sleep 300)" in status.stdout
         up = project.run("up")

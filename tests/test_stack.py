@@ -178,7 +178,7 @@ BAD = {
     "invalid_toml": "line 6, column 9: invalid TOML: Invalid value",
     "inline_secret": 'services.vllm-qwen3-32b.env: HF_TOKEN looks like a secret: put its value in .env and write HF_TOKEN = "${HF_TOKEN}" here',
     "removed_flag": "services.vllm-qwen3-32b.args.swap_space: current vLLM no longer accepts --swap-space",
-    "api_key_arg": "services.vllm-qwen3-32b.args.api_key: secrets never go in the stack file; set VLLM_API_KEY in .env",
+    "api_key_arg": "services.vllm-qwen3-32b.args.api_key: 'api_key' holds a secret and the stack file is not the place for it",
     "unknown_quant": "services.vllm-qwen3-32b.quant: unknown quantisation 'fp9'; closest: fp8",
     "gguf_on_vllm": "services.vllm-qwen3-32b.quant: quantisation 'q4_k_m' is a GGUF type",
     "ollama_arg": "services.ollama.args.num_ctxx: Ollama takes no argument 'num_ctxx'; did you mean 'num_ctx'?",

@@ -55,8 +55,9 @@ def load_points(concurrency: str | None, rate: str | None, burstiness: float) ->
 def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt_len, output_len, prefix_len,
               num_prefixes, turns, dataset, tokenizer, concurrency, rate, burstiness, num_prompts, duration, warmup,
               slo, timeout, ignore_eos, temperature, seed, hardware, sample_interval, json_file, html_file,
-              quiet) -> int:
-    """Run and report; returns the exit code (0; 1 when nothing completed or the server died; 130 on Ctrl-C)."""
+              quiet, max_failure_rate: float = 0.0, per_chunk_usage: bool = False) -> int:
+    """Run and report; returns the exit code (0; 1 when nothing completed, the server died or more
+    requests failed than --max-failure-rate allows; 130 on Ctrl-C)."""
     from rich.console import Console
 
     from sparkserve.bench.client import RequestOptions
@@ -77,6 +78,10 @@ def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt
         raise UserError(f"--warmup must be 0 or more, got {warmup}")
     if not timeout > 0:
         raise UserError(f"--timeout must be above zero, got {timeout}")
+    if not 0 <= max_failure_rate <= 1:
+        raise UserError(f"--max-failure-rate must be a share from 0 to 1 (0.05 = 5 %), got {max_failure_rate}")
+    if temperature is not None and not 0 <= temperature < math.inf:
+        raise UserError(f"--temperature must be a number >= 0, got {temperature}")
     if sample_interval < 0:
         raise UserError(f"--sample-interval must be 0 or more, got {sample_interval}")
     if num_prompts is None and duration is None:
@@ -102,7 +107,7 @@ def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt
     bench = BenchPlan(target=target, tokens=tokens, workload=work, points=points,
                       stop=StopRule(num_prompts=num_prompts, duration_s=duration), warmup=warmup, slos=slos,
                       request=RequestOptions(ignore_eos=ignore_eos and not target.is_ollama, temperature=temperature,
-                                             timeout_s=timeout),
+                                             timeout_s=timeout, per_chunk_usage=per_chunk_usage),
                       basis=plan_basis(target, hardware), sample_interval_s=sample_interval, warnings=warnings)
     console = Console(highlight=False, stderr=False)
     if not quiet:
@@ -121,12 +126,16 @@ def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt
     result = build_result(bench, execution.runs, execution.interrupted,
                           environment=environment(target, execution.server_config),
                           num_prompts=num_prompts, duration_s=duration)
+    from sparkserve.secrets import known_values, redact_text
+
+    hidden = sorted({*known_values(), *([api_key] if api_key else [])}, key=len, reverse=True)
     if json_file:
-        Path(json_file).expanduser().write_text(result.model_dump_json(indent=1) + "\n", encoding="utf-8")
+        text = redact_text(result.model_dump_json(indent=1), hidden)
+        Path(json_file).expanduser().write_text(text + "\n", encoding="utf-8")
     if html_file:
         from sparkserve.bench.html import render_html
 
-        Path(html_file).expanduser().write_text(render_html(result), encoding="utf-8")
+        Path(html_file).expanduser().write_text(redact_text(render_html(result), hidden), encoding="utf-8")
     print_result(result, console)
     for path, what in ((json_file, "result"), (html_file, "report")):
         if path:
@@ -135,4 +144,15 @@ def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt
         return EXIT_INTERRUPTED
     if not any(r.summary.completed for r in result.runs) or any(r.stopped_reason == "server_died" for r in result.runs):
         return EXIT_FAILED
+    worst = max((failure_rate(r.summary) for r in result.runs), default=0.0)
+    if worst > max_failure_rate:
+        console.print(f"[red]failed[/]: {worst:.1%} of the requests of a load point failed, more than "
+                      f"--max-failure-rate {max_failure_rate:g} allows")
+        return EXIT_FAILED
     return 0
+
+
+def failure_rate(summary) -> float:
+    """Failed requests over those that ended (completed or failed; cancelled ones do not count)."""
+    ended = summary.completed + summary.failed
+    return summary.failed / ended if ended else 0.0

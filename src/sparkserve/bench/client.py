@@ -30,7 +30,10 @@ Message = dict[str, str]
 @dataclass(frozen=True)
 class RequestOptions:
     ignore_eos: bool = True  # fixed output length on vLLM; Ollama has no such switch
-    temperature: float | None = None  # None: the server's default
+    temperature: float | None = None  # None: greedy (0), as `vllm bench serve` asks unless told otherwise
+    # vLLM's `continuous_usage_stats`: a token count in every chunk. Off by default: the server then
+    # computes and serialises usage per token, work `vllm bench serve` does not ask of it.
+    per_chunk_usage: bool = False
     timeout_s: float = 300.0  # whole request, connect to last byte
     connect_timeout_s: float = 10.0
 
@@ -40,17 +43,15 @@ def payload(target: Target, messages: list[Message], max_tokens: int, opts: Requ
     if target.api == "openai-chat":
         body: dict = {
             "model": target.model, "messages": messages, "max_tokens": max_tokens, "stream": True,
-            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            "stream_options": _stream_options(opts),
         }
     elif target.api == "openai-completions":
         body = {
             "model": target.model, "prompt": as_prompt(messages), "max_tokens": max_tokens, "stream": True,
-            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
+            "stream_options": _stream_options(opts),
         }
     else:
-        options: dict = {"num_predict": max_tokens}
-        if opts.temperature is not None:
-            options["temperature"] = opts.temperature
+        options: dict = {"num_predict": max_tokens, "temperature": _temperature(opts)}
         body = {"model": target.model, "stream": True, "options": options}
         if target.api == "ollama-chat":
             body["messages"] = messages
@@ -59,9 +60,17 @@ def payload(target: Target, messages: list[Message], max_tokens: int, opts: Requ
         return json.dumps(body).encode()
     if opts.ignore_eos:
         body["ignore_eos"] = True
-    if opts.temperature is not None:
-        body["temperature"] = opts.temperature
+    body["temperature"] = _temperature(opts)
     return json.dumps(body).encode()
+
+
+def _temperature(opts: RequestOptions) -> float:
+    return 0.0 if opts.temperature is None else opts.temperature
+
+
+def _stream_options(opts: RequestOptions) -> dict[str, bool]:
+    """The final chunk's usage always (exact output count); per-chunk usage only when asked."""
+    return {"include_usage": True, "continuous_usage_stats": True} if opts.per_chunk_usage else {"include_usage": True}
 
 
 def as_prompt(messages: list[Message]) -> str:

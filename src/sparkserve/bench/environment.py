@@ -53,6 +53,13 @@ def local_server_command(port: int) -> list[str] | None:
 
 
 def server_args(target: Target) -> dict[str, object]:
+    """The server's arguments as a result may record them: secret values (`--api-key`) redacted."""
+    from sparkserve.secrets import redact_mapping
+
+    return redact_mapping(_server_args(target))
+
+
+def _server_args(target: Target) -> dict[str, object]:
     if target.server_args:
         return dict(target.server_args)
     host, port = target.host_port

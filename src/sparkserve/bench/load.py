@@ -2,8 +2,10 @@
 
 A point stops issuing after `num_prompts` requests (rounded up to whole conversations) or
 `duration_s` seconds, whichever comes first, when the server dies, or on interrupt. Requests
-in flight then finish (each is bounded by the client's timeout) or, on interrupt, are
-cancelled. Warm-up requests run before the clock starts and are not recorded.
+in flight then finish (each is bounded by the client's timeout); with `duration_s` they get as
+long again at most, then are cancelled (counted as cancelled, not failed); on interrupt they are
+cancelled at once. Warm-up requests run before the clock starts, are not recorded, and are
+cancelled at once on interrupt too.
 """
 
 from __future__ import annotations
@@ -226,7 +228,17 @@ class PointDriver:
                 await self.client.send(outcome, [{"role": "user", "content": spec.user}], spec.output_tokens)
                 self.run.warmup_failed += not outcome.ok
 
-        await asyncio.gather(*(one() for _ in range(width)))
+        warm = asyncio.gather(*(one() for _ in range(width)))
+        stopper = asyncio.create_task(self.interrupt.wait())
+        try:
+            await asyncio.wait({warm, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not warm.done():  # Ctrl-C: a warm-up request may take up to the request timeout
+                warm.cancel()
+                await asyncio.gather(warm, return_exceptions=True)
+            else:
+                warm.result()
+        finally:
+            stopper.cancel()
 
     async def _drive(self) -> None:
         if self.point.rate is None:
@@ -257,11 +269,14 @@ class PointDriver:
             self.deadline = run.started_at + self.stop.duration_s
         drive = asyncio.create_task(self._drive())
         stopper = asyncio.create_task(self.interrupt.wait())
+        # Requests in flight at the deadline get as long again as the point issued, then are cancelled.
+        cut = None if self.stop.duration_s is None else max(0.0, run.started_at + 2 * self.stop.duration_s
+                                                              - time.perf_counter())
         try:
-            await asyncio.wait({drive, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({drive, stopper}, timeout=cut, return_when=asyncio.FIRST_COMPLETED)
             if not drive.done():
                 self.halt = True
-                run.stopped_reason = "interrupted"
+                run.stopped_reason = "interrupted" if self.interrupt.is_set() else "duration"
                 run.cancelled = run.in_flight
                 drive.cancel()
                 for task in list(self.tasks):
@@ -272,7 +287,7 @@ class PointDriver:
         finally:
             stopper.cancel()
         ends = [o.ended_at for o in run.outcomes]
-        end = time.perf_counter() if run.stopped_reason == "interrupted" or not ends else max(ends)
+        end = time.perf_counter() if run.cancelled or run.stopped_reason == "interrupted" or not ends else max(ends)
         run.duration_s = max(0.0, end - run.started_at)
         run.outcomes.sort(key=lambda o: o.sent_at)
         for i, outcome in enumerate(run.outcomes):

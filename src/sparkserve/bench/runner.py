@@ -231,7 +231,7 @@ def build_result(bench: BenchPlan, runs: list[tuple[PointRun, dict]], interrupte
             "prefix_len": bench.workload.prefix_len if spec.kind == "prefix" else None,
             "num_prefixes": spec.num_prefixes if spec.kind == "prefix" else None,
             "turns": spec.turns if spec.kind == "multiturn" else None, "dataset": spec.dataset,
-            "ignore_eos": bench.request.ignore_eos, "temperature": bench.request.temperature,
+            "ignore_eos": bench.request.ignore_eos, "temperature": bench.request.temperature if bench.request.temperature is not None else 0.0,
             "num_prompts": num_prompts, "duration_s": duration_s, "warmup": bench.warmup, "seed": spec.seed,
             "tokenizer": bench.tokens.source, "tokens_exact": bench.tokens.exact,
         },

@@ -54,7 +54,7 @@ class StreamFault(Exception):
 class OpenAIStream:
     """SSE from /v1/completions or /v1/chat/completions."""
 
-    __slots__ = ("o", "chat", "count_text", "keep_text", "buf", "done", "seen", "parts", "first")
+    __slots__ = ("o", "chat", "count_text", "keep_text", "buf", "done", "seen", "parts", "first", "texts")
 
     def __init__(self, outcome: Outcome, *, chat: bool, count_text: Counter, keep_text: bool) -> None:
         self.o = outcome
@@ -66,6 +66,7 @@ class OpenAIStream:
         self.seen = 0  # the server's running completion_tokens
         self.parts: list[str] = []
         self.first = True
+        self.texts: list[str] = []  # chunks without a server count, counted only if no total arrives
 
     def feed(self, data: bytes, t: float) -> None:
         """Consume bytes that arrived at `t` (seconds after the request was sent)."""
@@ -143,9 +144,11 @@ class OpenAIStream:
             self.o.output_tokens = total
             return
         if choices and text:
-            self.o.tokens_exact = False
+            # No per-chunk count: one token per chunk, as vLLM streams them (and as `vllm bench serve`
+            # counts); the final usage chunk then gives the exact total. Without one, count the text.
             self.o.chunk_times.append(t)
-            self.o.chunk_tokens.append(max(1, self.count_text(text)))
+            self.o.chunk_tokens.append(1)
+            self.texts.append(text)
 
     def finish(self) -> None:
         """The connection ended: judge whether the stream was complete."""
@@ -155,6 +158,11 @@ class OpenAIStream:
             raise StreamFault(TRUNCATED_STREAM, "the stream ended before data: [DONE]")
         if not self.o.chunk_times:
             raise StreamFault(EMPTY_STREAM, "the stream carried no output token")
+        if self.texts and (self.o.output_tokens is None or sum(self.o.chunk_tokens) != self.o.output_tokens):
+            # No total, or chunks that held several tokens: count their text after the stream, off the hot path.
+            self.o.tokens_exact = False
+            uncounted = len(self.o.chunk_tokens) - len(self.texts)
+            self.o.chunk_tokens[uncounted:] = [max(1, self.count_text(text)) for text in self.texts]
         if self.keep_text:
             self.o.text = "".join(self.parts)
 

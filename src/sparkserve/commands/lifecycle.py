@@ -193,6 +193,28 @@ def _wait(project: Project, names: list[str], timeout: float, console) -> None:
         console.print(f"[green]ready[/] {name}: {ready.url} ({ready.model}, {ready.seconds:.0f} s)")
 
 
+def warn_exposure(stack: Stack, names: list[str], console) -> None:
+    """Before anything starts: services reachable from the network, and a .env others can read."""
+    from sparkserve import secrets
+    from sparkserve.runtime import exposure
+    from sparkserve.runtime.compose import ENV_FILE, read_env_file
+
+    env_file = stack.path.parent / ENV_FILE
+    variables = {**read_env_file(env_file), **{k: v for k, v in os.environ.items() if v}}
+    services = {n: stack.services[n].engine for n in names}
+    for line in exposure.warnings(stack.spec.stack.bind, services, variables):
+        console.print(line, markup=False, soft_wrap=True, style="bold red" if line.startswith("WARNING") else "yellow")
+    note = secrets.env_file_warning(env_file)
+    if note:
+        console.print(note, markup=False, soft_wrap=True, style="yellow")
+
+
+def endpoint(bind: str, port: int, path: str = "") -> str:
+    from sparkserve.runtime.exposure import endpoint as text
+
+    return text(bind, port, path)
+
+
 def run_up(*, stack: str | None, services: list[str], force: bool, timeout: float, wait: bool) -> None:
     """Compose services through docker compose, native ones as local processes; every check of
     both runs before either starts anything."""
@@ -204,6 +226,7 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
     loaded = native.load(stack)
     compose_names, native_names = split_services(loaded.stack, services)
     _check_fits(loaded.plan, loaded.hw, force)
+    warn_exposure(loaded.stack, compose_names + native_names, console)
     with native.prepared(loaded, native_names, console) as todo:
         if compose_names:
             _compose_up(stack, compose_names, force=force, timeout=timeout, wait=wait, console=console)
@@ -213,7 +236,7 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
         console.print("endpoints:" if not compose_names else "native endpoints:")
         for name in native_names:
             suffix = "/v1" if loaded.stack.services[name].engine == "vllm" else ""
-            console.print(f"  {name}: {_url(bind, loaded.stack.services[name].port)}{suffix}")
+            console.print(f"  {name}: {endpoint(bind, loaded.stack.services[name].port, suffix)}", markup=False)
 
 
 def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: float, wait: bool, console) -> None:
@@ -252,7 +275,7 @@ def _print_urls(project: Project, names: list[str], console) -> None:
     for name in names:
         svc = project.stack.services[name]
         suffix = "/v1" if svc.engine == "vllm" else ""
-        console.print(f"  {name}: {_url(bind, svc.port)}{suffix}")
+        console.print(f"  {name}: {endpoint(bind, svc.port, suffix)}", markup=False)
 
 
 def run_down(*, stack: str | None) -> None:
@@ -311,26 +334,25 @@ def run_logs(*, stack: str | None, service: str | None, follow: bool, tail: int 
 
 def status_rows(loaded) -> list[dict]:
     """One row per service as its runtime sees it: container state and health, or the native pid."""
-    import httpx
-
     from sparkserve.commands import native
 
     compose_names, native_names = split_services(loaded.stack, [])
+    from sparkserve.engines import get_engine
+
     native_rows = {r["service"]: r for r in native.rows(loaded, native_names)}
     states, no_state = _compose_states(Path(loaded.path)) if compose_names else ({}, "not created")
     bind = loaded.stack.spec.stack.bind
+    services = loaded.stack.services
+    answered = native.probe_all({n: _url(bind, services[n].port) + get_engine(services[n].engine).health_path
+                                 for n in compose_names})
     rows = []
-    for name, svc in loaded.stack.services.items():
+    for name, svc in services.items():
         if name in native_rows:
             rows.append(native_rows[name])
             continue
         url = _url(bind, svc.port)
         state = states.get(name)
-        probe = "/health" if svc.engine == "vllm" else "/api/version"
-        try:
-            answers = httpx.get(url + probe, timeout=2.0).is_success
-        except httpx.HTTPError:
-            answers = False
+        answers = answered.get(name, False)
         rows.append({
             "service": name, "engine": svc.engine, "runtime": svc.runtime,
             "state": state.state if state else ("native" if svc.runtime == "native" else no_state),

@@ -87,6 +87,22 @@ def interrupt_on_terminate():
     return _handling((signal.SIGTERM, signal.SIGHUP), interrupt)
 
 
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP back for the block and deliver them after it: a start is
+    never cut between its engine existing and its pid file (and the caller's cleanup) knowing it."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def uninterruptible():
     """Ignore Ctrl-C, SIGTERM and SIGHUP while stopping an engine: a second Ctrl-C must not leave
     it half stopped with its pid file gone."""
@@ -154,7 +170,8 @@ def start_all(loaded: Loaded, todo: list[native.Launch], *, timeout: float, wait
     floor = Floor(loaded.stack.spec.stack.min_mem_available_gib)
     with interrupt_on_terminate():
         for launch in todo:
-            _start_one(loaded.path, launch, floor, timeout=timeout, wait=wait, console=console, poll=poll)
+            _start_one(loaded.path, launch, floor, timeout=timeout, wait=wait, console=console, poll=poll,
+                       log_max_mib=loaded.stack.spec.stack.log_max_mib)
 
 
 def _launches(loaded: Loaded, names: list[str]) -> dict[str, native.Launch]:
@@ -207,20 +224,25 @@ def _fix(message: str) -> str:
 
 
 def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait: bool, console: Console,
-               poll: float | None) -> None:
-    from sparkserve.runtime import procs
+               poll: float | None, log_max_mib: float = native.DEFAULT_LOG_MAX_MIB) -> None:
     from sparkserve.runtime.memguard import MemoryGuard
     from sparkserve.runtime.readiness import Target, progress_lines, wait_ready
 
+    from sparkserve.secrets import redact_argv, secret_values
+
     log = native.log_file(path, launch.name)
-    console.print(f"starting {launch.name}: {shlex.join(launch.argv)}", markup=False, soft_wrap=True)
+    hidden = secret_values(launch.env)
+    console.print(f"starting {launch.name}: {shlex.join(redact_argv(launch.argv))}", markup=False, soft_wrap=True)
     console.print(f"  log: {log}", markup=False, soft_wrap=True)
-    proc, record = native.start(path, launch)
-    guard = MemoryGuard(launch.name, floor,
-                        on_breach=lambda _msg: procs.stop_group(record.pgid, kill_at_once=True))
+    record: native.Record | None = None
+    guard = None
     try:
+        with deferred_signals():  # a signal now arrives after `record` is set, inside this try
+            proc, record = native.start(path, launch, log_max_mib=log_max_mib)
+        started = record
+        guard = MemoryGuard(launch.name, floor, on_breach=lambda _msg: native.stop_record(started, kill_at_once=True))
         if not wait:
-            console.print(f"{launch.name}: started (pid {proc.pid}); not waiting, so the memory guard is off")
+            console.print(f"{launch.name}: started (pid {record.pid}); not waiting, so the memory guard is off")
             return
         shown: set[str] = set()
 
@@ -228,10 +250,10 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
             if guard.tripped:
                 return guard.tripped
             code = proc.poll()
-            return None if code is None else native.exit_reason(launch.engine, code, log)
+            return None if code is None else native.exit_reason(launch.engine, code, log, hidden)
 
         def tick() -> None:
-            for line in progress_lines("\n".join(native.log_tail(log, 200))):
+            for line in progress_lines("\n".join(native.log_tail(log, 200, hidden))):
                 if line not in shown:
                     shown.add(line)
                     console.print(f"  {launch.name}: {line}", markup=False, soft_wrap=True)
@@ -242,16 +264,18 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
             ready = wait_ready(target, timeout=timeout, alive=alive, say=console.print, tick=tick,
                                poll=poll if poll is not None else float(os.environ.get("SPARKSERVE_POLL_S", "1")))
         tick()
-        console.print(f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {proc.pid}, {ready.seconds:.0f} s)")
+        console.print(f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {record.pid}, {ready.seconds:.0f} s)")
     except BaseException as exc:
+        if record is None:
+            raise
         with uninterruptible():
-            procs.stop_group(record.pgid, timeout=native.STOP_TIMEOUT_S)
+            native.stop_record(record, timeout=native.STOP_TIMEOUT_S)
             proc.poll()
             native.pid_file(path, launch.name).unlink(missing_ok=True)
-        if guard.tripped:
+        if guard is not None and guard.tripped:
             raise UserError(guard.tripped) from None
         if isinstance(exc, KeyboardInterrupt):
-            console.print(f"{launch.name}: interrupted; stopped it (pid {proc.pid})")
+            console.print(f"{launch.name}: interrupted; stopped it (pid {record.pid})")
         raise
 
 
@@ -273,24 +297,47 @@ def down(loaded: Loaded, names: list[str], console: Console) -> None:
             console.print(f"{name}: not running")
 
 
-def rows(loaded: Loaded, names: list[str]) -> list[dict]:
-    """One status row per native service: state, pid, uptime, health, model; a crash brings its log tail."""
+PROBE_TIMEOUT_S = 2.0  # one /health probe; all services are probed at once, so status takes this at most
+
+
+def probe_all(urls: dict[str, str], timeout: float = PROBE_TIMEOUT_S) -> dict[str, bool]:
+    """Whether each URL answers 2xx, all probed at once within `timeout` in total: one hung
+    engine costs `timeout`, not a queue of them."""
+    import asyncio
+
     import httpx
 
-    from sparkserve.runtime.native import observe, served_name, service_url
+    async def one(client: httpx.AsyncClient, url: str) -> bool:
+        try:
+            return (await asyncio.wait_for(client.get(url), timeout)).is_success
+        except (httpx.HTTPError, TimeoutError, OSError):
+            return False
 
+    async def every() -> dict[str, bool]:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout)) as client:
+            answers = await asyncio.gather(*(one(client, url) for url in urls.values()))
+        return dict(zip(urls, answers))
+
+    return asyncio.run(every()) if urls else {}
+
+
+def rows(loaded: Loaded, names: list[str]) -> list[dict]:
+    """One status row per native service: state, pid, uptime, health, model; a crash brings its log tail."""
+    from sparkserve.engines import get_engine
+    from sparkserve.runtime.native import observe, served_name, service_url
+    from sparkserve.secrets import known_values
+
+    hidden = known_values(loaded.path.parent / native.ENV_FILE)
+    seen_by = {name: observe(loaded.path, name) for name in names}
+    urls = {name: service_url(loaded.stack.spec.stack.bind, loaded.stack.services[name].port) for name in names}
+    probes = {name: urls[name] + get_engine(loaded.stack.services[name].engine).health_path
+              for name in names if seen_by[name].state == native.RUNNING}
+    answered = probe_all(probes)
     out = []
     for name in names:
         svc = loaded.stack.services[name]
-        url = service_url(loaded.stack.spec.stack.bind, svc.port)
-        seen = observe(loaded.path, name)
-        answers = False
-        if seen.state == native.RUNNING:
-            probe = "/health" if svc.engine == "vllm" else "/api/version"
-            try:
-                answers = httpx.get(url + probe, timeout=2.0).is_success
-            except httpx.HTTPError:
-                answers = False
+        url, seen = urls[name], seen_by[name]
+        answers = answered.get(name, False)
         record = seen.record
         row = {
             "service": name, "engine": svc.engine, "runtime": "native", "state": seen.state,
@@ -304,7 +351,7 @@ def rows(loaded: Loaded, names: list[str]) -> list[dict]:
         }
         if seen.state == native.CRASHED:
             row["leftover_pids"] = list(seen.leftover)
-            row["log_tail"] = native.log_tail(record.log if record else row["log"], 10)
+            row["log_tail"] = native.log_tail(row["log"], 10, hidden)
         out.append(row)
     return out
 
@@ -334,26 +381,47 @@ def print_problems(native_rows: list[dict], console: Console) -> None:
 
 
 def logs(loaded: Loaded, name: str, *, follow: bool, tail: int | None) -> None:
-    """Print a native service's log file; --follow keeps printing until Ctrl-C."""
+    """Print a native service's log file (streamed in blocks, secrets redacted); --follow keeps
+    printing, across rotations, until Ctrl-C."""
     import sys
 
+    from sparkserve.secrets import known_values
+
+    native.checked_state_dir(loaded.path)
     path = native.log_file(loaded.path, name)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"no log for {name} yet ({path}); start it with 'sparkserve up {name}'")
-    lines = native.log_tail(path, tail) if tail else path.read_text(errors="replace").splitlines()
-    for line in lines:
-        print(line)
-    if not follow:
-        return
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        try:
-            while True:
-                chunk = fh.read()
-                if chunk:
-                    sys.stdout.write(chunk.decode(errors="replace"))
-                    sys.stdout.flush()
-                else:
-                    time.sleep(0.5)
-        except KeyboardInterrupt:
+    if path.is_symlink():
+        raise UserError(f"{path} is a symbolic link; sparkserve never follows links in its state directory: remove it")
+    hidden = known_values(loaded.path.parent / native.ENV_FILE)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+
+    try:
+        if tail:
+            for line in native.log_tail(path, tail, hidden):
+                write(line + "\n")
+            offset = path.stat().st_size
+        else:
+            offset = native.stream_log(path, write, hidden)
+        sys.stdout.flush()
+        if not follow:
             return
+        inode = path.stat().st_ino
+        while True:
+            try:
+                now = path.stat()
+            except FileNotFoundError:
+                now = None
+            if now is not None and now.st_ino != inode:  # rotated: the rest of the old part is in .log.1
+                inode, offset = now.st_ino, 0
+            if now is not None and now.st_size > offset:
+                offset = native.stream_log(path, write, hidden, start=offset)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+    except BrokenPipeError:  # `sparkserve logs | head`
+        return

@@ -204,12 +204,13 @@ def flag_for(key: str) -> str:
 
 
 def stack_arg_problem(key: str) -> str | None:
-    """Why a stack `args` key cannot become a flag, or None when it can."""
-    if key in SECRET_ENV:
-        return f"secrets never go in the stack file; set {SECRET_ENV[key]} in .env (vLLM reads it from the environment)"
+    """Why a stack `args` key cannot become a flag, or None when it can (secrets: sparkserve.secrets,
+    which the stack loader asks first)."""
+    from sparkserve import secrets
+
     if flag_for(key) in REMOVED_FLAGS:
         return f"current vLLM no longer accepts {flag_for(key)}; remove it"
-    if key in ("model", "host", "port"):
+    if secrets.normalize(key) in ("model", "host", "port"):
         return f"{key} is set by sparkserve from the service itself; remove it from args"
     return None
 

@@ -2,14 +2,15 @@
 /proc/meminfo, the NVML readings a GB10 does give, and what each service's processes hold.
 
 A custom Collector reads fresh values on every scrape (nothing is cached between scrapes).
-Scrapes run one at a time and every source has a short timeout, so a slow Ollama or NVML
-cannot pile up threads. A reading that is missing is left out of the scrape, never sent as 0.
+One scrape reads the sources at a time; scrapes that arrive meanwhile share its result instead
+of queueing behind it, so a hung source costs every scraper one timeout, not one each. A reading that is missing is left out of the scrape, never sent as 0.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -50,21 +51,39 @@ class SparkserveCollector(Collector):
         self._nvml = nvml
         self._timeout_s = timeout_s
         self._lock = threading.Lock()
+        self._inflight: Future[list[Metric]] | None = None
 
     def describe(self) -> list[Metric]:
         return []  # names vary with what the host has; registration must not trigger a scrape
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            started = time.monotonic()
-            metrics = [*self._memory(), *self._ollama_metrics()]
-            detection = detect(self._meminfo_path, nvml=self._nvml)
-            metrics += self._gpu_metrics(detection)
-            metrics += self._service_metrics(detection)
-            duration = _gauge("exporter_scrape_duration_seconds", "Time this scrape took to read every source.")
-            duration.add_metric([], time.monotonic() - started)
-            metrics.append(duration)
-        yield from metrics
+            shared = self._inflight
+            if shared is None:
+                shared = self._inflight = Future()
+                leader = True
+            else:
+                leader = False
+        if leader:
+            try:
+                shared.set_result(self._scrape())
+            except BaseException as exc:  # noqa: BLE001 - waiting scrapes get the same failure
+                shared.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._inflight = None
+        yield from shared.result()
+
+    def _scrape(self) -> list[Metric]:
+        started = time.monotonic()
+        metrics = [*self._memory(), *self._ollama_metrics()]
+        detection = detect(self._meminfo_path, nvml=self._nvml)
+        metrics += self._gpu_metrics(detection)
+        metrics += self._service_metrics(detection)
+        duration = _gauge("exporter_scrape_duration_seconds", "Time this scrape took to read every source.")
+        duration.add_metric([], time.monotonic() - started)
+        metrics.append(duration)
+        return metrics
 
     def _memory(self) -> list[Metric]:
         m = read_host_memory(self._meminfo_path)

@@ -68,6 +68,7 @@ class Sampler:
         self._nvml = nvml
         self._meminfo_path = meminfo_path
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        self._budget_s = timeout_s
         self._previous: dict[str, VllmSample] = {}
         self.history: dict[str, dict[str, deque[float | None]]] = {}
         self.memory_history: deque[float | None] = deque(maxlen=history)
@@ -89,9 +90,31 @@ class Sampler:
             targets = []
         gpus = detect(self._meminfo_path, nvml=self._nvml)
         memory = read_host_memory(self._meminfo_path)
-        readings = [self._read(t, gpus) for t in targets]
+        readings = self._read_all(targets, gpus)
         self._remember(readings, memory)
         return Snapshot(taken_at=time.time(), services=readings, gpus=gpus, memory=memory)
+
+    def _read_all(self, targets: list[Target], gpus: Detection) -> list[ServiceReading]:
+        """Every target at once, within one timeout in total: a hung service is reported as not
+        answering instead of holding up the others (its reader thread is left to time out)."""
+        import threading
+
+        found: dict[int, ServiceReading] = {}
+
+        def read(i: int, target: Target) -> None:
+            try:
+                found[i] = self._read(target, gpus)
+            except Exception as exc:  # noqa: BLE001 - one broken reading must not lose the others
+                found[i] = ServiceReading(target=target, health="down", error=f"{type(exc).__name__}: {exc}")
+
+        workers = [threading.Thread(target=read, args=(i, t), daemon=True) for i, t in enumerate(targets)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + self._budget_s
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        late = f"no answer within {self._budget_s:g} s"
+        return [found.get(i) or ServiceReading(target=t, health="unhealthy", error=late) for i, t in enumerate(targets)]
 
     def _read(self, target: Target, gpus: Detection) -> ServiceReading:
         pids = service_pids(target)

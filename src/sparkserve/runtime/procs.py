@@ -5,6 +5,11 @@ to another program. A process is "ours" only while its start time (field 22 of
 /proc/<pid>/stat) and its command line match what was recorded when it started. Engines fork
 workers (vLLM's EngineCore and Worker) into the same process group, so stopping means
 signalling the whole group and waiting until no member is left.
+
+A recorded process group is only a number: after a crash it may hold unrelated programs (or be
+our own group, or 1). Engines sparkserve starts carry `SPARKSERVE_ID=<marker>` in their
+environment, which every worker inherits; `stop_group(..., marker=...)` signals only processes
+that carry it and started no earlier than the engine, and never process group 0, 1 or our own.
 """
 
 from __future__ import annotations
@@ -16,6 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROC = Path("/proc")
+MARKER_ENV = "SPARKSERVE_ID"
+
+
+class UnsafeGroup(ValueError):
+    """A process group sparkserve must never signal: 0, 1, negative, or its own."""
+
+
+def check_group(pgid: object) -> int:
+    """`pgid` when it names a group sparkserve may signal; UnsafeGroup otherwise."""
+    if isinstance(pgid, bool) or not isinstance(pgid, int) or pgid <= 1:
+        raise UnsafeGroup(f"process group {pgid!r} is not one sparkserve started (expected an integer > 1)")
+    if pgid == os.getpgrp():
+        raise UnsafeGroup(f"process group {pgid} is sparkserve's own")
+    return pgid
 
 
 @dataclass(frozen=True)
@@ -51,10 +70,28 @@ def proc_info(pid: int) -> ProcInfo | None:
 
 
 def runs_argv(info: ProcInfo, argv: list[str] | tuple[str, ...]) -> bool:
-    """Whether the process runs `argv`; a `#!` script shows its interpreter first, so only the
-    tail has to match."""
-    argv = tuple(argv)
-    return bool(argv) and info.cmdline[-len(argv):] == argv
+    """Whether the process runs `argv` (compared with secret values redacted on both sides); a `#!`
+    script shows its interpreter first, so only the tail has to match."""
+    from sparkserve.secrets import redact_argv
+
+    argv = tuple(redact_argv(argv))
+    return bool(argv) and tuple(redact_argv(info.cmdline))[-len(argv):] == argv
+
+
+def carries_marker(pid: int, marker: str) -> bool:
+    """Whether the process's environment holds SPARKSERVE_ID=<marker> (unreadable: no)."""
+    if not marker:
+        return False
+    try:
+        environ = (PROC / str(pid) / "environ").read_bytes()
+    except OSError:
+        return False
+    return f"{MARKER_ENV}={marker}".encode() in environ.split(b"\0")
+
+
+def marked_members(pgid: int, marker: str, since_ticks: int = 0) -> list[ProcInfo]:
+    """Live members of the group that carry the marker and started no earlier than `since_ticks`."""
+    return [m for m in group_members(pgid) if m.start_ticks >= since_ticks and carries_marker(m.pid, marker)]
 
 
 def group_members(pgid: int) -> list[ProcInfo]:
@@ -79,15 +116,37 @@ def _reap(pids: list[int]) -> None:
 
 def _signal_group(pgid: int, sig: int) -> None:
     try:
-        os.killpg(pgid, sig)
+        os.killpg(check_group(pgid), sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def wait_group_gone(pgid: int, timeout: float, poll: float = 0.1) -> bool:
+def _signal(pgid: int, sig: int, marker: str | None, since_ticks: int) -> None:
+    """The whole group when every live member is ours; else only the members that are."""
+    if marker is None:
+        _signal_group(pgid, sig)
+        return
+    members = group_members(pgid)
+    ours = [m for m in members if m.start_ticks >= since_ticks and carries_marker(m.pid, marker)]
+    if ours and len(ours) == len(members):
+        _signal_group(pgid, sig)
+        return
+    for member in ours:
+        try:
+            os.kill(member.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _members(pgid: int, marker: str | None, since_ticks: int) -> list[ProcInfo]:
+    return group_members(pgid) if marker is None else marked_members(pgid, marker, since_ticks)
+
+
+def wait_group_gone(pgid: int, timeout: float, poll: float = 0.1, *, marker: str | None = None,
+                    since_ticks: int = 0) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        members = group_members(pgid)
+        members = _members(pgid, marker, since_ticks)
         if not members:
             return True
         _reap([m.pid for m in members] + [pgid])
@@ -96,21 +155,25 @@ def wait_group_gone(pgid: int, timeout: float, poll: float = 0.1) -> bool:
         time.sleep(poll)
 
 
-def stop_group(pgid: int, *, timeout: float = 30.0, kill_at_once: bool = False) -> str:
+def stop_group(pgid: int, *, timeout: float = 30.0, kill_at_once: bool = False, marker: str | None = None,
+               since_ticks: int = 0) -> str:
     """Stop every process of the group: SIGTERM, then SIGKILL after `timeout` seconds.
 
     Returns "gone" (nothing was running), "terminated" or "killed". `kill_at_once` skips the
     grace period: for the memory guard, where freeing memory now matters more than a clean exit.
+    With `marker`, only processes carrying SPARKSERVE_ID=<marker> (started at or after
+    `since_ticks`) count and are signalled. Group 0, 1 and our own raise UnsafeGroup.
     """
+    check_group(pgid)
     _reap([pgid])
-    if not group_members(pgid):
+    if not _members(pgid, marker, since_ticks):
         return "gone"
     if not kill_at_once:
-        _signal_group(pgid, signal.SIGTERM)
-        if wait_group_gone(pgid, timeout):
+        _signal(pgid, signal.SIGTERM, marker, since_ticks)
+        if wait_group_gone(pgid, timeout, marker=marker, since_ticks=since_ticks):
             return "terminated"
-    _signal_group(pgid, signal.SIGKILL)
-    if not wait_group_gone(pgid, 10.0):
-        left = ", ".join(str(m.pid) for m in group_members(pgid))
+    _signal(pgid, signal.SIGKILL, marker, since_ticks)
+    if not wait_group_gone(pgid, 10.0, marker=marker, since_ticks=since_ticks):
+        left = ", ".join(str(m.pid) for m in _members(pgid, marker, since_ticks))
         raise OSError(f"processes {left} of group {pgid} survived SIGKILL")
     return "killed"

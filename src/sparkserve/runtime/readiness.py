@@ -24,6 +24,17 @@ PROGRESS_LINES = re.compile(
 )
 
 
+REQUEST_TIMEOUT_S = 30.0  # one probe at most; never past the caller's deadline
+CONNECT_TIMEOUT_S = 3.0
+
+
+def _within(deadline: float) -> httpx.Timeout:
+    """A request timeout that ends by the deadline: a server that accepts and never answers
+    costs the time that is left, not a fixed 30 s."""
+    left = max(0.05, deadline - time.monotonic())
+    return httpx.Timeout(min(REQUEST_TIMEOUT_S, left), connect=min(CONNECT_TIMEOUT_S, left))
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -56,7 +67,8 @@ def wait_ready(target: Target, *, timeout: float, alive: Alive = lambda: None, s
                poll: float = 2.0) -> Ready:
     started = time.monotonic()
     deadline = started + timeout
-    with httpx.Client(base_url=target.base_url, timeout=httpx.Timeout(30.0, connect=3.0)) as client:
+    with httpx.Client(base_url=target.base_url, timeout=httpx.Timeout(REQUEST_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                      trust_env=False) as client:
         if target.engine == "vllm":
             model = _wait_vllm(client, target, deadline, alive, say, tick, poll)
         else:
@@ -70,7 +82,9 @@ def _poll(client: httpx.Client, method: str, path: str, target: Target, deadline
     last = "no answer yet"
     while True:
         try:
-            response = client.request(method, path, headers=_auth(target), **kwargs)
+            if time.monotonic() >= deadline:
+                raise httpx.TimeoutException("deadline")
+            response = client.request(method, path, headers=_auth(target), timeout=_within(deadline), **kwargs)
             if response.is_success:
                 return response
             if response.status_code == 401:
@@ -78,7 +92,7 @@ def _poll(client: httpx.Client, method: str, path: str, target: Target, deadline
                                 "set VLLM_API_KEY in .env (sparkserve reads it from there too)")
             last = f"HTTP {response.status_code}"
         except httpx.TransportError as exc:
-            last = type(exc).__name__
+            last = type(exc).__name__ if str(exc) != "deadline" else last
         stopped = alive()
         if stopped:
             raise UserError(f"{target.name} stopped while waiting for {what}: {stopped}")
@@ -86,7 +100,7 @@ def _poll(client: httpx.Client, method: str, path: str, target: Target, deadline
         if time.monotonic() >= deadline:
             raise UserError(f"{target.name}: {what} not ready at {target.base_url}{path} in time ({last}); "
                             f"see 'sparkserve logs {target.name}'")
-        time.sleep(poll)
+        time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
 
 
 def _auth(target: Target) -> dict[str, str]:
@@ -116,7 +130,7 @@ def _wait_ollama(client, target, deadline, alive, say, tick, poll, pull_progress
     tags = _poll(client, "GET", "/api/tags", target, deadline, alive, tick, poll, "the model list").json()
     if not any(_same_tag(m.get("name", ""), model) for m in tags.get("models", [])):
         say(f"{target.name}: pulling {model}")
-        _pull(client, target, pull_progress)
+        _pull(client, target, pull_progress, deadline)
     began = time.monotonic()
     # An empty prompt loads the model and returns at once; the server's keep-alive then holds it.
     _poll(client, "POST", "/api/generate", target, deadline, alive, tick, poll, f"loading {model}",
@@ -128,11 +142,25 @@ def _wait_ollama(client, target, deadline, alive, say, tick, poll, pull_progress
     return model
 
 
-def _pull(client: httpx.Client, target: Target, progress: PullProgress | None) -> None:
-    with client.stream("POST", "/api/pull", json={"model": target.model, "stream": True}, timeout=None) as response:
+def _pull(client: httpx.Client, target: Target, progress: PullProgress | None, deadline: float) -> None:
+    late = UserError(f"{target.name}: pulling {target.model} did not finish in time; pass a longer --timeout")
+    try:
+        _pull_until(client, target, progress, deadline, late)
+    except httpx.TimeoutException:
+        raise late from None
+    except httpx.TransportError as exc:
+        raise UserError(f"{target.name}: pulling {target.model} failed: {type(exc).__name__}") from None
+
+
+def _pull_until(client: httpx.Client, target: Target, progress: PullProgress | None, deadline: float,
+                late: UserError) -> None:
+    with client.stream("POST", "/api/pull", json={"model": target.model, "stream": True},
+                       timeout=_within(deadline)) as response:
         if not response.is_success:
             raise UserError(f"{target.name}: pulling {target.model} failed: HTTP {response.status_code}")
         for line in response.iter_lines():
+            if time.monotonic() >= deadline:
+                raise late
             if not line.strip():
                 continue
             event = json.loads(line)

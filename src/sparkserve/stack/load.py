@@ -52,6 +52,9 @@ def load_stack(path: str | Path) -> Stack:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{path}: cannot read stack file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text at byte {exc.start} (a binary file?); a stack file is TOML, "
+                        "see 'sparkserve init'") from None
     return Stack(path=path, spec=parse_stack(text, str(path)))
 
 
@@ -65,12 +68,32 @@ def parse_stack(text: str, source: str = STACK_FILE) -> StackFile:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{source}: {_toml_message(exc)}") from None
+    _check_values(data, source)
     try:
         spec = StackFile.model_validate(data)
     except ValidationError as exc:
         raise UserError(f"{source}: {_first_error(exc)}") from None
     _check_meaning(spec, source)
     return spec
+
+
+def _check_values(value: object, source: str, path: str = "") -> None:
+    """Values no field can use: a NUL (no command line or environment can carry it) and inf/nan."""
+    import math
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\0" in key:
+                raise UserError(f"{source}: {path or 'the top level'}: a key holds a NUL character; remove it")
+            _check_values(item, source, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_values(item, source, f"{path}[{i}]")
+    elif isinstance(value, str) and "\0" in value:
+        raise UserError(f"{source}: {path}: the value holds a NUL character, which no command line or "
+                        "environment can carry; remove it")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{source}: {path}: expected a finite number, got {value}")
 
 
 def _toml_message(exc: tomllib.TOMLDecodeError) -> str:
@@ -144,9 +167,14 @@ def _check_meaning(spec: StackFile, source: str) -> None:
 def _check_args(svc: ServiceSpec, where: str, source: str) -> None:
     from sparkserve.engines import get_engine
 
+    from sparkserve import secrets
+
     engine = get_engine(svc.engine)
     for key, value in svc.args.items():
         path = f"{source}: {where}.{key}"
+        secret = secrets.arg_problem(key, value, engine.api_key_env if secrets.normalize(key) == "api_key" else None)
+        if secret:
+            raise UserError(f"{path}: {secret}")
         problem = engine.check_stack_arg(key)
         if problem:
             raise UserError(f"{path}: {problem}")

@@ -20,14 +20,14 @@ DEFAULT_HF_CACHE = "/opt/hf"
 # Below this much MemAvailable a starting native service is stopped: on unified memory (DGX Spark)
 # running out freezes the whole host instead of failing one process.
 DEFAULT_MIN_MEM_AVAILABLE_GIB = 4.0
+# Two parts of this size per native service at most: days of vLLM's request logging, never a full disk.
+DEFAULT_LOG_MAX_MIB = 64.0
 _PERCENT = re.compile(r"\d+(\.\d+)?%")
 
 # Compose service names (compose-spec: ^[a-zA-Z0-9._-]+$), starting with a letter or digit.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
-# Environment names whose values are credentials: they must come from .env, never the stack file.
-_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|_KEY$)", re.IGNORECASE)
 _VOLUME_MODES = frozenset({"ro", "rw", "z", "Z", "cached", "delegated", "consistent", "nocopy"})
 
 ArgValue = Union[bool, int, float, str, list[Union[int, float, str]]]
@@ -56,6 +56,8 @@ class StackSettings(_Strict):
     vllm: str | None = None
     ollama: str | None = None
     min_mem_available_gib: Union[float, str] = DEFAULT_MIN_MEM_AVAILABLE_GIB
+    # runtime = "native": a log file is rotated past this many MiB (the previous part stays as .log.1).
+    log_max_mib: float = Field(default=DEFAULT_LOG_MAX_MIB, gt=0, le=1024 * 1024)
 
     @field_validator("bind")
     @classmethod
@@ -84,7 +86,7 @@ class StackSettings(_Strict):
     @classmethod
     def _gib_or_percent(cls, value: object) -> object:
         """A number of GiB, or "N%" of MemTotal: the native runtime stops a starting service below it."""
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf"):
             return float(value)
         if isinstance(value, str) and _PERCENT.fullmatch(value.strip()) and float(value.strip()[:-1]) < 100:
             return value.strip()
@@ -147,10 +149,14 @@ class ServiceSpec(_Strict):
     @field_validator("env")
     @classmethod
     def _env_names_and_secrets(cls, env: dict[str, str]) -> dict[str, str]:
+        from sparkserve.secrets import is_secret_name
+
         for name, value in env.items():
             if not _ENV_NAME.match(name):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
-            if _SECRET_NAME.search(name) and value and not _ENV_REF.fullmatch(value):
+            if "\0" in value:
+                raise ValueError(f"{name}: a NUL character cannot be passed in an environment variable; remove it")
+            if is_secret_name(name) and value and not _ENV_REF.fullmatch(value):
                 raise ValueError(
                     f"{name} looks like a secret: put its value in .env and write {name} = \"${{{name}}}\" here"
                 )
