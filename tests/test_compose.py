@@ -251,7 +251,7 @@ def test_serve_args_overrides_and_flags():
     assert args == ["m", "--gpu-memory-utilization", "0.85", "--max-num-seqs", "16", "--no-enable-prefix-caching",
                     "--kv-cache-dtype", "fp8"]
     assert vllm.flag_for("max_model_len") == "--max-model-len"
-    assert vllm.stack_arg_problem("swap_space") and vllm.stack_arg_problem("api_key")
+    assert vllm.stack_arg_problem("swap_space")  # secrets (api_key) are sparkserve.secrets' to refuse
     assert vllm.stack_arg_problem("max_model_len") is None
 
 

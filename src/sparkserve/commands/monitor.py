@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 DEFAULT_INTERVAL_S = 1.0
 # A one-shot status may wait on a busy server (vLLM answers /metrics slowly under heavy load);
 # the live view keeps polling, so a shorter wait keeps it current.
-STATUS_TIMEOUT_S = 10.0
+STATUS_TIMEOUT_S = 5.0  # per poll, all services at once: a hung service costs this, then is skipped
 MONITOR_TIMEOUT_S = 5.0
 DEFAULT_OLLAMA = "http://127.0.0.1:11434"
 

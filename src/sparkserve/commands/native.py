@@ -269,7 +269,7 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
         if record is None:
             raise
         with uninterruptible():
-            native.stop_record(record, timeout=native.STOP_TIMEOUT_S)
+            native.stop_record(record)
             proc.poll()
             native.pid_file(path, launch.name).unlink(missing_ok=True)
         if guard is not None and guard.tripped:

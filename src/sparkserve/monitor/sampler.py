@@ -69,6 +69,7 @@ class Sampler:
         self._meminfo_path = meminfo_path
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
         self._budget_s = timeout_s
+        self._busy: dict[str, Any] = {}  # target name -> its reader thread still waiting for an answer
         self._previous: dict[str, VllmSample] = {}
         self.history: dict[str, dict[str, deque[float | None]]] = {}
         self.memory_history: deque[float | None] = deque(maxlen=history)
@@ -107,13 +108,17 @@ class Sampler:
             except Exception as exc:  # noqa: BLE001 - one broken reading must not lose the others
                 found[i] = ServiceReading(target=target, health="down", error=f"{type(exc).__name__}: {exc}")
 
-        workers = [threading.Thread(target=read, args=(i, t), daemon=True) for i, t in enumerate(targets)]
-        for worker in workers:
-            worker.start()
-        deadline = time.monotonic() + self._budget_s
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
         late = f"no answer within {self._budget_s:g} s"
+        workers = {}
+        for i, t in enumerate(targets):
+            if t.name in self._busy and self._busy[t.name].is_alive():
+                continue  # still waiting on the last poll: do not stack another reader on a hung service
+            workers[t.name] = threading.Thread(target=read, args=(i, t), daemon=True)
+            workers[t.name].start()
+        deadline = time.monotonic() + self._budget_s
+        for worker in workers.values():
+            worker.join(max(0.0, deadline - time.monotonic()))
+        self._busy = {name: w for name, w in {**self._busy, **workers}.items() if w.is_alive()}
         return [found.get(i) or ServiceReading(target=t, health="unhealthy", error=late) for i, t in enumerate(targets)]
 
     def _read(self, target: Target, gpus: Detection) -> ServiceReading:

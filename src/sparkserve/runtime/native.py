@@ -561,13 +561,23 @@ def start(stack_path: Path, launch: Launch, *, log_max_mib: float = DEFAULT_LOG_
     return proc, record
 
 
-def stop_record(record: Record, *, timeout: float = STOP_TIMEOUT_S, kill_at_once: bool = False) -> str:
+def stop_timeout() -> float:
+    """Seconds between SIGTERM and SIGKILL: STOP_TIMEOUT_S, or $SPARKSERVE_STOP_TIMEOUT_S."""
+    try:
+        value = float(os.environ.get("SPARKSERVE_STOP_TIMEOUT_S", STOP_TIMEOUT_S))
+    except ValueError:
+        return STOP_TIMEOUT_S
+    return value if 0 <= value < math.inf else STOP_TIMEOUT_S
+
+
+def stop_record(record: Record, *, timeout: float | None = None, kill_at_once: bool = False) -> str:
     """Stop the processes of a started engine: only those carrying its marker."""
+    timeout = stop_timeout() if timeout is None else timeout
     return procs.stop_group(record.pgid, timeout=timeout, kill_at_once=kill_at_once, marker=record.marker,
                             since_ticks=record.group_start_ticks)
 
 
-def stop(stack_path: Path, name: str, *, timeout: float = STOP_TIMEOUT_S, kill_at_once: bool = False) -> Observed:
+def stop(stack_path: Path, name: str, *, timeout: float | None = None, kill_at_once: bool = False) -> Observed:
     """Stop a service's processes (SIGTERM, SIGKILL after `timeout`) and remove its pid and lock
     files. Only processes carrying the pid file's marker are signalled: never a stranger that
     reused the pid or the group. Returns what was seen."""
