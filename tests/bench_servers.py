@@ -199,6 +199,7 @@ def main() -> None:
     parser.add_argument("--no-usage", action="store_true", help="ignore stream_options (a server without usage)")
     parser.add_argument("--short-every", type=int, default=0)
     parser.add_argument("--stall-s", type=float, default=30.0)
+    parser.add_argument("--api-key", help="accepted like vLLM's flag, so the command line holds a secret")
     args = parser.parse_args()
     web.run_app(build_app(args), host="127.0.0.1", port=args.port, print=None, handle_signals=True,
                 shutdown_timeout=0.5)
