@@ -13,9 +13,12 @@ import pytest
 from hub_server import HubRepo, HubServer, safetensors_file, tensor_bytes
 
 from sparkserve.errors import UserError
+from sparkserve.hardware.catalog import get_profile
 from sparkserve.models.catalog import resolve_model
 from sparkserve.plan.memory import weight_bytes
 from sparkserve.plan.quant import weight_format
+from sparkserve.stack.load import load_stack
+from sparkserve.stack.stackplan import plan_stack
 
 HIDDEN, LAYERS, EXPERTS, WIDTH, VOCAB = 256, 2, 4, 128, 1000
 CONFIG = {
@@ -165,3 +168,16 @@ def test_local_directory_uses_its_safetensors_headers(tmp_path: Path) -> None:
     resolved = resolve_model(str(tmp_path))
     assert resolved.default_quant == "nvfp4"
     assert weight_bytes(resolved.spec, weight_format("nvfp4"), "vllm") == LOADED_BYTES
+
+
+def test_a_stacks_hf_cache_is_searched_before_the_hub(tmp_path: Path, hub_server: HubServer) -> None:
+    snapshot = tmp_path / "hf" / "hub" / "models--acme--In-Stack-Cache" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps(CONFIG))
+    stack_file = tmp_path / "sparkserve.toml"
+    stack_file.write_text(f'[stack]\nhardware = "dgx-spark"\nhf_cache = "{tmp_path / "hf"}"\n\n'
+                          '[services.v]\nengine = "vllm"\nmodel = "acme/In-Stack-Cache"\nport = 8000\n')
+    before = len(hub_server.requests)
+    plan = plan_stack(load_stack(stack_file), get_profile("dgx-spark"))
+    assert plan.services[0].deployment.model.num_experts == EXPERTS
+    assert len(hub_server.requests) == before  # found in the stack's cache, the Hub never asked

@@ -28,15 +28,18 @@ class ResolvedModel:
     ollama_tag: str | None  # set when the name was an Ollama tag; the runtime pulls this
 
 
-def resolve_model(name: str) -> ResolvedModel:
-    """Local path first (the user's files win), then the bundled catalog and Ollama tags, then the HF cache,
-    then the Hub's metadata (sparkserve's cache of it first). `org/name@revision` skips the catalog."""
+def resolve_model(name: str, *, hf_home: str | Path | None = None) -> ResolvedModel:
+    """Local path first (the user's files win), then the bundled catalog and Ollama tags, then the HF cache
+    (`hf_home`, a stack's hf_cache, before the environment's), then the Hub's metadata (sparkserve's cache
+    of it first). `org/name@revision` skips the catalog."""
     name = name.strip()
     repo, revision = hub.split_revision(name)
     found = _from_path(name)
     if found is None and revision is None:
         found = _from_catalog(name) or _from_ollama(name)
-    found = found or _from_hf_cache(repo, revision) or _from_hub(repo, revision)
+    for cache in _hub_dirs(hf_home):
+        found = found or _from_hf_cache(repo, revision, cache)
+    found = found or _from_hub(repo, revision)
     if found is None:
         raise unknown("model", name, _known_names(), hint=_HINT)
     return found
@@ -154,16 +157,21 @@ def _split_size(tag: str, sizes: dict[str, str]) -> tuple[str | None, str]:
     return None, ""
 
 
-def _from_hf_cache(name: str, revision: str | None = None) -> ResolvedModel | None:
+def _hub_dirs(hf_home: str | Path | None) -> list[Path]:
+    dirs = [Path(hf_home).expanduser() / "hub"] if hf_home else []
+    return [*dirs, _hf_hub_dir()]
+
+
+def _from_hf_cache(name: str, revision: str | None = None, cache: Path | None = None) -> ResolvedModel | None:
     if name.count("/") != 1:
         return None
-    hub = _hf_hub_dir()
-    if not hub.is_dir():
+    hub_dir = cache or _hf_hub_dir()
+    if not hub_dir.is_dir():
         return None
     wanted = "models--" + name.replace("/", "--")
-    repo = hub / wanted
+    repo = hub_dir / wanted
     if not repo.is_dir():
-        repo = next((d for d in hub.iterdir() if d.name.lower() == wanted.lower()), repo)
+        repo = next((d for d in hub_dir.iterdir() if d.name.lower() == wanted.lower()), repo)
     snapshots = [s for s in (repo / "snapshots").glob("*") if (s / "config.json").is_file()]
     if revision is not None:
         ref = repo / "refs" / revision

@@ -161,7 +161,7 @@ def _check_meaning(spec: StackFile, source: str) -> None:
     for name, svc in spec.services.items():
         where = f"services.{name}"
         _check_args(svc, f"{where}.args", source)
-        _check_model(svc, where, source, hw)
+        _check_model(svc, where, source, hw, spec.stack.hf_cache)
 
 
 def _check_args(svc: ServiceSpec, where: str, source: str) -> None:
@@ -194,12 +194,12 @@ def _is_type(value: object, wanted: type) -> bool:
     return isinstance(value, wanted)
 
 
-def _check_model(svc: ServiceSpec, where: str, source: str, hw) -> None:
+def _check_model(svc: ServiceSpec, where: str, source: str, hw, hf_cache: str) -> None:
     from sparkserve.models.catalog import resolve_model
     from sparkserve.plan.quant import check_engine_format, weight_format
 
     try:
-        resolve_model(svc.model)
+        resolve_model(svc.model, hf_home=hf_cache)
     except UserError as exc:
         hint = "an HF id, an Ollama tag, or a directory holding config.json"
         message = str(exc).replace("point --model at a directory holding config.json", f"expected {hint}")

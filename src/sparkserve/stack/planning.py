@@ -26,11 +26,11 @@ def default_engine(resolved) -> str:
 
 
 def recommend_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str | None, work: Workload,
-                  name: str = "", setting: Setting = ALONE, **settings) -> Recommendation:
+                  name: str = "", setting: Setting = ALONE, hf_home: str | None = None, **settings) -> Recommendation:
     """The one recommendation for a service (plan/recommend.py), from the user's words."""
     from sparkserve.models.catalog import resolve_model
 
-    resolved = resolve_model(model)
+    resolved = resolve_model(model, hf_home=hf_home)
     engine = engine or default_engine(resolved)
     gpus, nodes = settings.pop("gpus", None) or 1, settings.pop("nodes", None) or 1
     return recommend(hw, resolved.spec, quant or default_quant(engine, resolved), engine, work, setting,
@@ -38,16 +38,16 @@ def recommend_one(hw: HardwareProfile, model: str, *, engine: str | None, quant:
 
 
 def plan_one(hw: HardwareProfile, model: str, *, engine: str | None, quant: str | None, work: Workload,
-             name: str = "", setting: Setting = ALONE, **settings) -> ServicePlan:
+             name: str = "", setting: Setting = ALONE, hf_home: str | None = None, **settings) -> ServicePlan:
     """The plan of what was asked (unset settings chosen by the recommendation), carrying the recommendation."""
     return recommend_one(hw, model, engine=engine, quant=quant, work=work, name=name, setting=setting,
-                         **settings).requested
+                         hf_home=hf_home, **settings).requested
 
 
 def plan_services(hw: HardwareProfile, services: tuple[ServiceDefaults, ...] | list[ServiceDefaults],
-                  work: Workload) -> StackPlan:
+                  work: Workload, hf_home: str | None = None) -> StackPlan:
     """Plan the engines that take what they need first; those that take a share of memory at start
-    (vLLM's utilisation) are then sized beside them."""
+    (vLLM's utilisation) are then sized beside them. `hf_home`: the stack's HF cache, searched for models."""
     from sparkserve.engines import get_engine
 
     ordered = sorted(services, key=lambda s: get_engine(s.engine).takes_memory_share)
@@ -60,7 +60,7 @@ def plan_services(hw: HardwareProfile, services: tuple[ServiceDefaults, ...] | l
         if engine.sizing_defaults(hw) is None:
             settings.update(engine.share_settings(hw, others, settings))
         plans.append(plan_one(hw, svc.model, engine=svc.engine, quant=svc.quant, work=work, name=svc.name,
-                              setting=setting, **settings))
+                              setting=setting, hf_home=hf_home, **settings))
     order = {s.name: i for i, s in enumerate(services)}
     plans.sort(key=lambda p: order[p.name])
     return StackPlan(hardware=hw, services=plans)

@@ -37,6 +37,6 @@ def plan_stack(stack: Stack, hw: HardwareProfile, work: Workload | None = None) 
     from sparkserve.stack.planning import plan_services
 
     try:
-        return plan_services(hw, service_defaults(stack), work or Workload())
+        return plan_services(hw, service_defaults(stack), work or Workload(), hf_home=stack.spec.stack.hf_cache)
     except UserError as exc:
         raise UserError(f"{stack.path}: {exc}") from None
