@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +26,24 @@ COMMANDS = {
     "sparkserve plan": ["plan"],
     "sparkserve plan --json": ["plan", "--json"],
     "sparkserve plan -m openai/gpt-oss-120b -H dgx-spark": ["plan", "-m", "openai/gpt-oss-120b", "-H", "dgx-spark"],
+    # a Hub repo planned a second time: its metadata (config, weight bytes by group) from sparkserve's cache, offline
+    "sparkserve plan -m bench/Cached-Hub-Repo --offline": ["plan", "-m", "bench/Cached-Hub-Repo", "--offline"],
 }
+CACHED_REPO = "bench/Cached-Hub-Repo"
+
+
+def seed_hub_cache(folder: Path) -> None:
+    """What a first `plan -m org/name` leaves behind: the Qwen3-Next shape with its weight bytes by group."""
+    import json
+    from importlib import resources
+
+    from sparkserve.models import hub
+
+    config = json.loads(resources.files("sparkserve.models").joinpath(
+        "bundled/Qwen--Qwen3-Next-80B-A3B-Instruct.json").read_text(encoding="utf-8"))
+    groups = {"attention": 4_000_000_000, "experts": 150_000_000_000, "embedding": 622_329_856}
+    os.environ["SPARKSERVE_MODELS_CACHE"] = str(folder)
+    hub._store(hub.RepoMetadata(CACHED_REPO, "main", "0" * 40, config, {}, groups, source="benchmark"))
 
 
 def executable() -> str:
@@ -50,6 +68,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "plan-speed.md")
     args = ap.parse_args()
     exe = executable()
+    seed_hub_cache(Path(tempfile.mkdtemp(prefix="sparkserve-plan-speed-")))
     rows, ok = [], True
     for label, extra in COMMANDS.items():
         ms = time_runs([exe, *extra], args.runs)

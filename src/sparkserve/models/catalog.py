@@ -53,7 +53,8 @@ def _from_hub(repo: str, revision: str | None) -> ResolvedModel | None:
     except hub.RepoNotFound:
         raise unknown("model", repo, _known_names(), hint="not on the Hub either (private? set HF_TOKEN); " + _HINT)
     spec = spec_from_config(meta.config, repo if revision is None else f"{repo}@{revision}", meta.source)
-    spec = with_tensor_bytes(spec, meta.tensor_bytes.items())
+    if meta.group_bytes:
+        spec = dataclasses.replace(spec, checkpoint_bytes=tuple(sorted(meta.group_bytes.items())))
     return ResolvedModel(spec, spec.checkpoint_quant, None)
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from sparkserve.errors import UserError
+from sparkserve.models import weights
 
 # Files a repo may describe its quantisation in, besides config.json's quantization_config:
 # ModelOpt (NVFP4 / FP8) writes hf_quant_config.json; GPTQ and AutoRound write quantize_config.json.
 QUANT_FILES = ("hf_quant_config.json", "quantize_config.json")
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
@@ -35,7 +36,9 @@ class RepoMetadata:
     commit: str  # the commit it resolved to
     config: dict[str, Any]  # config.json with the quantisation description merged in
     generation_config: dict[str, Any]
-    tensor_bytes: dict[str, int]  # name -> bytes, from the safetensors headers ({} when the repo has none)
+    # bytes per ParamCounts group, summed from the safetensors headers once ({} when the repo has none): a
+    # DeepSeek checkpoint lists 90,000 tensors, too many to classify again on every plan
+    group_bytes: dict[str, int]
     source: str  # where it came from, for messages
 
 
@@ -77,7 +80,7 @@ def load_cached(repo_id: str, revision: str | None) -> RepoMetadata | None:
         return None
     return RepoMetadata(
         repo_id=data["repo_id"], revision=data["revision"], commit=data["commit"], config=data["config"],
-        generation_config=data.get("generation_config") or {}, tensor_bytes=data.get("tensor_bytes") or {},
+        generation_config=data.get("generation_config") or {}, group_bytes=data.get("group_bytes") or {},
         source=f"{path} (fetched from the Hub, commit {data['commit'][:12]})",
     )
 
@@ -86,7 +89,7 @@ def _store(meta: RepoMetadata) -> None:
     path = _cache_file(meta.repo_id, meta.revision)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": CACHE_FORMAT, "repo_id": meta.repo_id, "revision": meta.revision, "commit": meta.commit,
-            "config": meta.config, "generation_config": meta.generation_config, "tensor_bytes": meta.tensor_bytes}
+            "config": meta.config, "generation_config": meta.generation_config, "group_bytes": meta.group_bytes}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     tmp.replace(path)  # a reader never sees half a file
@@ -186,7 +189,10 @@ def _download(repo_id: str, revision: str) -> RepoMetadata:
     except Exception as exc:  # noqa: BLE001 - connection refused, DNS, timeouts: the library's transport errors
         raise UserError(f"{repo_id}: cannot fetch metadata from {url} ({type(exc).__name__}: {exc}); check the "
                         "network, or plan with --offline from the cache") from None
-    return RepoMetadata(repo_id, revision, commit, config, generation, tensors,
+    nested = config.get("text_config")
+    text: dict[str, Any] = nested if isinstance(nested, dict) else config
+    groups = weights.group_bytes(tensors.items(), int(text.get("num_hidden_layers") or 0))
+    return RepoMetadata(repo_id, revision, commit, config, generation, groups,
                         source=f"{url}/{repo_id} (commit {commit[:12]})")
 
 
