@@ -113,7 +113,7 @@ def _model_section(report: ModelReport) -> str:
     kind = f"mixture of experts: {m.num_experts} routed experts, {m.experts_per_token} per token" if m.is_moe else "dense"
     head = "tied to the embeddings" if not p.lm_head else f"{_params(p.lm_head)} lm_head"
     group = m.num_attention_heads // m.num_kv_heads if m.num_kv_heads else 0
-    bf16_kv = 2 * m.num_kv_heads * m.head_dim * m.num_layers * 2
+    bf16_kv = m.kv_elements_per_layer_token() * m.attention_layers * 2
     if m.sliding_window_layers and m.sliding_window:
         sliding = (f"{m.sliding_window_layers} of {m.num_layers} layers attend to the last {_count(m.sliding_window)} "
                    f"tokens only; their KV stops growing there")
@@ -127,15 +127,31 @@ def _model_section(report: ModelReport) -> str:
         ["layers", f"{m.num_layers}, hidden size {_count(m.hidden_size)}"
                    + (f", MLP {_count(m.intermediate_size)}" if m.intermediate_size else "")
                    + (f", expert MLP {_count(m.moe_intermediate_size)} in {m.moe_layers} MoE layers" if m.is_moe else "")],
-        ["attention", f"GQA: {m.num_attention_heads} query heads share {m.num_kv_heads} KV heads "
-                      f"({group} per KV head), head_dim {m.head_dim}"],
+        ["attention", _attention_text(m, group)],
         ["sliding-window layers", sliding],
-        ["KV cache per token", f"{_count(bf16_kv)} bytes = {bf16_kv / KIB:,.0f} KiB in BF16 ({m.num_layers} layers x K and V "
-                               f"x {m.num_kv_heads} heads x {m.head_dim} x 2 bytes); half that with `--kv-cache-dtype fp8`"],
+        ["KV cache per token", f"{_count(bf16_kv)} bytes = {bf16_kv / KIB:,.0f} KiB in BF16 ({_kv_terms(m)}); "
+                               "half that with `--kv-cache-dtype fp8`"],
         ["native context", f"{_count(m.max_position_embeddings)} positions (`max_position_embeddings`)"],
         ["vocabulary", f"{_count(m.vocab_size)} tokens"],
     ]
     return "## What the model is\n\n" + _table(["", ""], ["---", "---"], rows)
+
+
+def _attention_text(m, group: int) -> str:
+    if m.is_mla:
+        return (f"multi-head latent attention: {m.num_attention_heads} heads share one cached latent of "
+                f"{m.kv_lora_rank} + {m.qk_rope_head_dim} per token")
+    text = (f"GQA: {m.num_attention_heads} query heads share {m.num_kv_heads} KV heads ({group} per KV head), "
+            f"head_dim {m.head_dim}")
+    if m.recurrent_layers:
+        text += f"; {m.recurrent_layers} of {m.num_layers} layers are linear-attention / Mamba with a fixed state"
+    return text
+
+
+def _kv_terms(m) -> str:
+    if m.is_mla:
+        return f"{m.attention_layers} layers x ({m.kv_lora_rank} + {m.qk_rope_head_dim}) latent x 2 bytes"
+    return f"{m.attention_layers} layers x K and V x {m.num_kv_heads} heads x {m.head_dim} x 2 bytes"
 
 
 def _memory_section(report: ModelReport) -> str:
