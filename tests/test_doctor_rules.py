@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from sparkserve.doctor.diagnose import Finding, diagnose, diagnose_file, render
-from sparkserve.doctor.rules import FACTS, NOISE, RULES, literal_needles, round_down_len
+from sparkserve.doctor.rules import all_rules, literal_needles, round_down_len
+
+_TABLE = all_rules()
+RULES, FACTS, NOISE = _TABLE.rules, _TABLE.facts, _TABLE.noise
 
 LOG_DIR = Path(__file__).parent / "data" / "logs"
 ALL_LOGS = sorted(LOG_DIR.glob("*.log"))

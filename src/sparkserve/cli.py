@@ -194,11 +194,22 @@ def doctor(
     json_out: Annotated[bool, typer.Option("--json", help='Print {"findings": [...], "checks": [...]}.')] = False,
     stack_file: StackOption = None,
     tail: Annotated[int, typer.Option("--tail", help="Log lines to read per service.")] = 500,
+    live: Annotated[bool, typer.Option("--live", help="Read the serving service's metrics over a window of its real traffic and name what limits it.")] = False,
+    url: Annotated[Optional[str], typer.Option("--url", help="With --live: the server to read (http://HOST:PORT) instead of a stack service.")] = None,
+    window: Annotated[float, typer.Option("--window", help="With --live: seconds to sample.")] = 30.0,
 ) -> None:
-    """Check the environment (driver, Docker, disk, ports, memory, token) and explain failures in the logs."""
-    from sparkserve.commands.doctor import run_doctor
+    """Check the environment (driver, Docker, disk, ports, memory, token) and explain failures in the logs.
 
-    code = run_doctor(service=service, log=log, json_out=json_out, stack=stack_file, tail=tail)
+    With --live: what limits a serving service's throughput or latency, with the fix in the engine's flags.
+    Exit code 1 when a check fails or a log shows a failure."""
+    from sparkserve.commands.doctor import run_doctor, run_live
+
+    if live or url:
+        if log:
+            raise UserError("--log and --live read different things: give one of them")
+        code = run_live(service=service, url=url, window=window, json_out=json_out, stack=stack_file)
+    else:
+        code = run_doctor(service=service, log=log, json_out=json_out, stack=stack_file, tail=tail)
     if code:
         raise typer.Exit(code)
 

@@ -1,4 +1,7 @@
-"""`sparkserve doctor [SERVICE] [--log FILE] [--json]`: environment checks and log diagnosis.
+"""`sparkserve doctor [SERVICE] [--log FILE | --live [--url URL] [--window S]] [--json]`.
+
+Environment checks and log diagnosis, or (`--live`) what limits a serving service's throughput or
+latency, read from its metrics over a window of its real traffic.
 
 Without `--log`, every environment check runs and each service's recent log is read
 (compose: `docker compose logs --tail`; native: its log file under `.sparkserve/`). With
@@ -186,3 +189,56 @@ def _print(findings, checks, sources, log: str | None) -> None:
         console.print(f"    fix: {escape(f.fix)}")
         for line in f.evidence:
             console.print(f"    [dim]> {escape(line)}[/]")
+
+
+def run_live(*, service: str | None, url: str | None, window: float, json_out: bool, stack: str | None) -> int:
+    """Sample a serving service for `window` seconds and print what limits it (exit 0: advice, not failure)."""
+    from sparkserve.doctor.live import diagnose_live
+    from sparkserve.engines import engines, get_engine
+    from sparkserve.runtime.native import service_url
+
+    settings: dict[str, object] = {}
+    plan: dict[str, float] = {}
+    if url is None:
+        loaded = _load(stack)
+        if loaded is None:
+            raise UserError("doctor --live needs a service of the stack here (sparkserve.toml) or --url http://HOST:PORT")
+        names = list(loaded.stack.services)
+        if service is None:
+            if len(names) != 1:
+                raise UserError(f"doctor --live: name the service to read, one of {', '.join(names)}")
+            service = names[0]
+        if service not in loaded.stack.services:
+            raise UserError(f"no service {service!r} in {loaded.stack.path}; services: {', '.join(names)}")
+        svc = loaded.stack.services[service]
+        url = service_url(loaded.stack.spec.stack.bind, svc.port)
+        probe = get_engine(svc.engine).live_probe()
+        if probe is None:
+            raise UserError(f"doctor --live cannot read {svc.engine} services yet")
+        probes = [probe]
+        settings = {k: v for k, v in dict(svc.args).items()}
+        sp = next((p for p in loaded.plan.services if p.name == service), None)
+        if sp is not None:
+            plan = {"decode_tps": sp.perf.decode_tps, "batch": float(sp.workload.batch)}
+    else:
+        if service is not None:
+            raise UserError("give either SERVICE or --url, not both")
+        probes = [p for p in (e.live_probe() for e in engines(runnable=True)) if p is not None]
+    result = diagnose_live(url, probes, window, settings=settings, plan=plan)
+    if json_out:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"[bold]live[/] ({escape(result.url)}, {result.window.seconds:.0f} s, "
+                  f"{len(result.window.samples)} reads)")
+    if not result.findings:
+        console.print("  nothing limits it in this window")
+    for f in result.findings:
+        console.print(f"  [yellow]{f.cause_id}[/]: {escape(f.summary)}")
+        console.print(f"    fix: {escape(f.fix)}")
+        for line in f.evidence:
+            console.print(f"    [dim]> {escape(line)}[/]")
+    return 0

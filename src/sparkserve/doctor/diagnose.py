@@ -13,8 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparkserve.doctor.advice import on_unified_memory
+from sparkserve.doctor.matcher import Fact, LogRules, Probe, Rule, render
 from sparkserve.doctor.normalise import normalise
-from sparkserve.doctor.rules import FACTS, NOISE, RULES, Fact, Probe, Rule, on_unified_memory
+from sparkserve.doctor.rules import all_rules
+
+__all__ = ["MAX_BYTES", "Finding", "diagnose", "diagnose_file", "diagnose_lines", "render"]
 
 MAX_BYTES = 8 * 1024 * 1024
 """Only the tail of bigger logs is read: the failure is at the end."""
@@ -27,8 +31,6 @@ _WINDOW = 3
 
 _WRAPPED = re.compile(r"[a-z]")
 """A continuation of a message the terminal or issue tracker wrapped."""
-_OPTIONAL = re.compile(r"\[([^\[\]]*\{\w+\}[^\[\]]*)\]")
-_FIELD = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
@@ -53,16 +55,6 @@ class _Hit:
     fix: str | None
 
 
-def render(template: str, fields: Mapping[str, str]) -> str:
-    """Fill {name} fields; a [bracketed] part naming an unknown field is dropped, other unknowns stay visible."""
-
-    def optional(m: re.Match[str]) -> str:
-        inner = m.group(1)
-        return inner if all(name in fields for name in _FIELD.findall(inner)) else ""
-
-    text = _OPTIONAL.sub(optional, template)
-    missing = {name: f"{{{name}}}" for name in _FIELD.findall(text) if name not in fields}
-    return text.format_map({**missing, **fields})
 
 
 def _evidence(line: str, following: str = "") -> str:
@@ -87,33 +79,42 @@ class _Entry:
     owner: object = None
 
 
-def _entries() -> list[_Entry]:
-    """Every probe in the order a line must be read: facts and context before noise, signatures last."""
-    entries = [_Entry("fact", f.probe, f) for f in FACTS]
-    entries += [_Entry("context", p) for r in RULES for p in (*r.requires, *r.excludes)]
-    entries += [_Entry("noise", p) for p in NOISE]
-    entries += [_Entry("signature", s.probe, (r, s)) for r in RULES for s in r.signatures]
-    return entries
+@dataclass(frozen=True)
+class _Table:
+    """The rules compiled for one scan: every probe in the order a line must be read (facts and context
+    before noise, signatures last) and the needle index that gates them."""
+
+    rules: tuple[Rule, ...]
+    entries: tuple[_Entry, ...]
+    index: dict[str, list[int]]
+    needles: tuple[str, ...]
+    ungated: tuple[int, ...]
 
 
-def _needle_index(entries: list[_Entry]) -> dict[str, list[int]]:
-    index: dict[str, list[int]] = {}
-    for i, entry in enumerate(entries):
-        for needle in entry.probe.needles:
-            index.setdefault(needle, []).append(i)
-    return index
+_COMPILED: dict[tuple[int, ...], _Table] = {}
 
 
-_ENTRIES = _entries()
-_INDEX = _needle_index(_ENTRIES)
-_NEEDLES = tuple(_INDEX)
-_UNGATED = [i for i, e in enumerate(_ENTRIES) if not e.probe.needles]
+def _table(table: LogRules) -> _Table:
+    key = tuple(id(r) for r in table.rules)
+    if key not in _COMPILED:
+        entries = [_Entry("fact", f.probe, f) for f in table.facts]
+        entries += [_Entry("context", p) for r in table.rules for p in (*r.requires, *r.excludes)]
+        entries += [_Entry("noise", p) for p in table.noise]
+        entries += [_Entry("signature", s.probe, (r, s)) for r in table.rules for s in r.signatures]
+        index: dict[str, list[int]] = {}
+        for i, entry in enumerate(entries):
+            for needle in entry.probe.needles:
+                index.setdefault(needle, []).append(i)
+        _COMPILED[key] = _Table(table.rules, tuple(entries), index, tuple(index),
+                                tuple(i for i, e in enumerate(entries) if not e.probe.needles))
+    return _COMPILED[key]
 
 
 class _Scan:
     """One pass over the lines, collecting signature hits, facts and context probes."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: _Table) -> None:
+        self.table = table
         self.lines: list[str] = []
         self.facts: dict[str, str] = {}
         self.flags: dict[str, None] = {}
@@ -124,16 +125,16 @@ class _Scan:
         for line in normalise(lines):
             self.lines.append(line)
             lowered = line.lower()
-            present = [n for n in _NEEDLES if n in lowered]
-            if not present and not _UNGATED:
+            present = [n for n in self.table.needles if n in lowered]
+            if not present and not self.table.ungated:
                 continue
-            candidates = sorted({i for n in present for i in _INDEX[n]}.union(_UNGATED))
+            candidates = sorted({i for n in present for i in self.table.index[n]}.union(self.table.ungated))
             self._read(len(self.lines) - 1, line, candidates)
 
     def _read(self, index: int, line: str, candidates: list[int]) -> None:
         matched_rules: set[int] = set()
         for i in candidates:
-            entry = _ENTRIES[i]
+            entry = self.table.entries[i]
             if entry.kind == "fact":
                 self._read_fact(entry.owner, line)  # type: ignore[arg-type]
             elif entry.kind == "context":
@@ -221,11 +222,11 @@ def diagnose_lines(lines: Iterable[str], context: Mapping[str, str] | None = Non
     `context` supplies facts the log may lack (the plan's utilisation, GPU memory, KV bytes per
     token); what the log itself says wins.
     """
-    scan = _Scan()
+    scan = _Scan(_table(all_rules()))
     scan.feed(lines)
     context = {**(context or {}), **scan.context_fields()}
     ranked = sorted(
-        (rule for rule in RULES if id(rule) in scan.hits),
+        (rule for rule in scan.table.rules if id(rule) in scan.hits),
         key=lambda r: (-r.priority, scan.hits[id(r)][0].index),
     )
     findings: list[Finding] = []

@@ -19,6 +19,8 @@ from sparkserve.errors import UserError
 if TYPE_CHECKING:
     import httpx
 
+    from sparkserve.engines.live import LiveProbe
+
     from sparkserve.hardware.profile import HardwareProfile
     from sparkserve.plan.memory import Deployment, MemoryPlan
     from sparkserve.plan.planner import ServicePlan
@@ -241,4 +243,8 @@ class Engine:
 
     def args_conflict(self, args: Mapping[str, Any]) -> str | None:
         """Why the engine would refuse this combination of settings before loading anything, or None."""
+        return None
+
+    def live_probe(self) -> LiveProbe | None:
+        """How `doctor --live` reads this engine while it serves; None when it cannot."""
         return None

@@ -189,6 +189,16 @@ class Ollama(Engine):
         say(f"{name}: {model} loaded in {time.monotonic() - began:.1f} s")
         return model
 
+    def doctor_rules(self):
+        from sparkserve.engines.ollama_doctor import LOG_RULES
+
+        return (LOG_RULES,)
+
+    def live_probe(self):
+        from sparkserve.engines.ollama_doctor import OllamaLiveProbe
+
+        return OllamaLiveProbe()
+
     def list_models(self, http):
         response = http.get("/api/tags")
         response.raise_for_status()

@@ -516,6 +516,16 @@ class Vllm(OpenAICompatible):
     executable = "vllm"
     executable_env = "SPARKSERVE_VLLM"
 
+    def doctor_rules(self):
+        from sparkserve.engines.vllm_doctor import LOG_RULES
+
+        return (LOG_RULES,)
+
+    def live_probe(self):
+        from sparkserve.engines.vllm_doctor import VllmLiveProbe
+
+        return VllmLiveProbe()
+
     def memory(self, dep):
         from sparkserve.plan.memory import vllm_memory
 
