@@ -181,3 +181,13 @@ def test_a_stacks_hf_cache_is_searched_before_the_hub(tmp_path: Path, hub_server
     plan = plan_stack(load_stack(stack_file), get_profile("dgx-spark"))
     assert plan.services[0].deployment.model.num_experts == EXPERTS
     assert len(hub_server.requests) == before  # found in the stack's cache, the Hub never asked
+
+
+def test_modelopt_mixed_precision_is_priced_from_its_headers(hub_server: HubServer) -> None:
+    mixed = {"producer": {"name": "modelopt"}, "quantization": {"quant_algo": "MIXED_PRECISION"}}
+    repo = _sharded_repo("acme/Mixed-Precision")
+    repo.files["hf_quant_config.json"] = json.dumps(mixed).encode()
+    hub_server.add(repo)
+    resolved = resolve_model("acme/Mixed-Precision")
+    assert resolved.default_quant == "nvfp4"
+    assert weight_bytes(resolved.spec, weight_format("nvfp4"), "vllm") == LOADED_BYTES

@@ -456,7 +456,10 @@ def _checkpoint_quant(config: Mapping[str, Any], text: Mapping[str, Any]) -> str
     if method == "modelopt":
         # ModelOpt (hf_quant_config.json / quantization_config): quant_algo NVFP4, FP8, or per-layer MIXED_PRECISION
         algo = str(qc.get("quant_algo") or "").lower()
-        return {"nvfp4": "nvfp4", "fp8": "fp8", "w4a8_awq": "awq", "w4a16_awq": "awq"}.get(algo, f"modelopt-{algo}")
+        # MIXED_PRECISION checkpoints (NVFP4 experts beside FP8 or BF16 layers) are priced from their headers;
+        # their lowest format stands for the compute path
+        known = {"nvfp4": "nvfp4", "fp8": "fp8", "w4a8_awq": "awq", "w4a16_awq": "awq", "mixed_precision": "nvfp4"}
+        return known.get(algo, f"modelopt-{algo}")
     if method in ("autoround", "auto-round"):
         return "gptq"  # AutoRound exports the GPTQ int4 layout (bits 4, group_size 128) that vLLM loads as GPTQ
     return method or None
