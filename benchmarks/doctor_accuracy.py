@@ -90,7 +90,8 @@ def report(results: list[Result]) -> str:
         f"Healthy logs with alarming but harmless lines: {len(healthy)}; false positives: {len(fp)}"
         + (" (" + ", ".join(f"{r.file} → {r.found[0]}" for r in fp) + ")" if fp else "") + ".",
         "",
-        f"Target (issue #13): held-back recall ≥ {TARGET:.0%}, no false positive on healthy logs, every cause ≥ 5 logs.",
+        f"Target (issue #13): held-back recall ≥ {TARGET:.0%}, no false positive on healthy logs, "
+        "every cause ≥ 5 logs.",
         "",
         "Causes with fewer than 5 logs (no more public logs found): "
         + (", ".join(f"{c} ({len(by[(c, 'work')]) + len(by[(c, 'heldout')])})" for c in causes

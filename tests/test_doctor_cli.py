@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from fake_nvml import FakeNVML
 
+from fake_nvml import FakeNVML
 from sparkserve.cli import app
 from sparkserve.doctor.checks import Context, check_driver, check_memory, check_page_cache
 from sparkserve.hardware.catalog import get_profile

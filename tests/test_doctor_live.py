@@ -2,8 +2,9 @@
 
 Three servers: the session one (default flags) read under one request at a time, one started with
 --max-num-seqs 1 under 8 concurrent streams, and one whose KV cache holds two 128-token blocks (one
-request of 256 tokens) under 8 streams of 250-token requests. Run under `flock /tmp/sparkserve-e2e.lock`. Windows are short; nothing here
-depends on how fast this machine is, only on what the server reports while the load runs.
+request of 256 tokens) under 8 streams of 250-token requests. Run under `flock /tmp/sparkserve-e2e.lock`.
+Windows are short; nothing here depends on how fast this machine is, only on what the server reports
+while the load runs.
 """
 
 from __future__ import annotations

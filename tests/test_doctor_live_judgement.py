@@ -77,9 +77,9 @@ def test_a_cache_that_is_on_but_never_hit_is_named():
 def test_decode_well_under_the_plan_is_below_plan_and_at_plan_is_not():
     start = {"vllm:inter_token_latency_seconds_sum": 0, "vllm:inter_token_latency_seconds_count": 0,
              "vllm:num_requests_running": 1}
-    slow = {**start, "vllm:inter_token_latency_seconds_sum": 1000 * 0.05, "vllm:inter_token_latency_seconds_count": 1000}
+    slow = {**start, "vllm:inter_token_latency_seconds_sum": 50.0, "vllm:inter_token_latency_seconds_count": 1000}
     assert "below_plan" in _ids(_window(start, slow, plan={"decode_tps": 40.0, "batch": 1.0}))
-    fast = {**start, "vllm:inter_token_latency_seconds_sum": 1000 * 0.026, "vllm:inter_token_latency_seconds_count": 1000}
+    fast = {**start, "vllm:inter_token_latency_seconds_sum": 26.0, "vllm:inter_token_latency_seconds_count": 1000}
     assert "below_plan" not in _ids(_window(start, fast, plan={"decode_tps": 40.0, "batch": 1.0}))
 
 

@@ -142,6 +142,7 @@ def run_doctor(*, service: str | None, log: str | None, json_out: bool, stack: s
         checks = _checks(loaded)
         names = [service] if service else (list(loaded.stack.services) if loaded else [])
         for name in names:
+            assert loaded is not None  # names come from the stack
             entry = service_log(loaded, name, tail)
             sources.append(entry)
             if entry.text:

@@ -12,9 +12,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from sparkserve.doctor.advice import on_unified_memory
-from sparkserve.doctor.matcher import Fact, LogRules, Probe, Rule, render
+from sparkserve.doctor.matcher import Fact, LogRules, Probe, Rule, Signature, render
 from sparkserve.doctor.normalise import normalise
 from sparkserve.doctor.rules import all_rules
 
@@ -144,11 +145,12 @@ class _Scan:
                 if entry.probe.regex.search(line):
                     return
             else:
-                rule, sig = entry.owner  # type: ignore[misc]
+                rule, sig = cast(tuple[Rule, Signature], entry.owner)
                 if id(rule) in matched_rules:
                     continue
-                m = sig.probe.regex.search(line)
-                if m:
+                found = sig.probe.regex.search(line)
+                if found:
+                    m = found
                     matched_rules.add(id(rule))
                     hits = self.hits.setdefault(id(rule), [])
                     if len(hits) < _MAX_HITS:
@@ -160,9 +162,9 @@ class _Scan:
             for m in fact.probe.regex.finditer(line):
                 self.flags[m.group("v")] = None
             return
-        m = fact.probe.regex.search(line)
-        if m:
-            self.facts[fact.name] = m.groupdict().get("v") or m.group(0)
+        found = fact.probe.regex.search(line)
+        if found:
+            self.facts[fact.name] = found.groupdict().get("v") or found.group(0)
 
     def window(self, index: int) -> tuple[str, str]:
         part = [s.strip() for s in self.lines[max(index - 1, 0) : index + _WINDOW]]

@@ -31,7 +31,8 @@ class LiveResult:
     def to_dict(self) -> dict[str, object]:
         return {"findings": [f.to_dict() for f in self.findings],
                 "live": {"url": self.url, "window_s": round(self.window.seconds, 1), "reads": len(self.window.samples),
-                         "settings": {k: v for k, v in self.window.settings.items() if isinstance(v, (str, int, float))},
+                         "settings": {k: v for k, v in self.window.settings.items()
+                                      if isinstance(v, (str, int, float))},
                          "plan": dict(self.window.plan)}}
 
 

@@ -261,7 +261,8 @@ def _below_plan(w: Window) -> LiveFinding | None:
         return None
     return LiveFinding(
         "below_plan",
-        f"Decode runs at {measured:.1f} tokens/s per request, well under the plan's {planned:.1f} at batch {batch:.0f}.",
+        f"Decode runs at {measured:.1f} tokens/s per request, well under the plan's {planned:.1f} "
+        f"at batch {batch:.0f}.",
         "Something else takes the GPU or memory bandwidth: another tenant or service (`nvidia-smi`, `sparkserve "
         "status`), power or thermal limits (`nvidia-smi -q -d PERFORMANCE`), or on unified memory page cache and "
         "swapping (flush caches, keep MemAvailable free).",
