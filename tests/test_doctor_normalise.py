@@ -26,6 +26,7 @@ WRAPPED = {
     "issue quote": f"> {KV}",
     "json line": '{"ts": "2025-01-01T00:00:00Z", "level": "error", "message": "' + KV.replace('`', "'") + '"}',
     "loguru": f"2024-04-27 10:13:05 | ERROR | stderr | {KV}",
+    "uvicorn": f"ERROR:    {KV}",
 }
 
 

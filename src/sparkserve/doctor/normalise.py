@@ -31,6 +31,7 @@ _PREFIXES = re.compile(
     r"|\((?:[\w:.-]+(?: rank=\d+)?\s+)?pid=\d+(?:, ip=[\d.]+)?\)\s*"  # (EngineCore_DP0 pid=1) / (pid=1, ip=..)
     r"|\(raylet\)\s*(?:\[[^\]]+\]\s*\(raylet\)\s*)?"  # (raylet) [2025-04-02 ...] (raylet)
     r"|(?:ERROR|WARNING|WARN|INFO|DEBUG|CRITICAL)\s+\d\d-\d\d [\d:.]+\s+(?:\[[\w./-]+:\d+\]|[\w./-]+:\d+\])\s?"
+    r"|(?:ERROR|WARNING|INFO|DEBUG|CRITICAL):\s+"  # uvicorn: "ERROR:    [Errno 98] ..."
     r")"
 )
 _GLUED = re.compile(r"(?<=\S)(?=\((?:[\w:.-]+\s+)?pid=\d+(?:, ip=[\d.]+)?\))")
