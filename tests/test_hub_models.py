@@ -191,3 +191,31 @@ def test_modelopt_mixed_precision_is_priced_from_its_headers(hub_server: HubServ
     resolved = resolve_model("acme/Mixed-Precision")
     assert resolved.default_quant == "nvfp4"
     assert weight_bytes(resolved.spec, weight_format("nvfp4"), "vllm") == LOADED_BYTES
+
+
+def test_latent_attention_repo_with_an_mtp_layer_from_the_hub(hub_server: HubServer) -> None:
+    """A DeepSeek-V3-shaped checkpoint (FP8 blocks with their scales): the MTP layer, numbered past the last
+    decoder layer, is shipped but not loaded; the KV cache is the latent."""
+    config = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 256,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": VOCAB,
+              "intermediate_size": 512, "moe_intermediate_size": 128, "n_routed_experts": 4, "n_shared_experts": 1,
+              "num_experts_per_tok": 2, "first_k_dense_replace": 1, "kv_lora_rank": 64, "q_lora_rank": 96,
+              "qk_nope_head_dim": 32, "qk_rope_head_dim": 16, "v_head_dim": 32, "num_nextn_predict_layers": 1,
+              "max_position_embeddings": 4096, "quantization_config": {"quant_method": "fp8",
+                                                                         "weight_block_size": [128, 128]}}
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {"model.embed_tokens.weight": ("BF16", (VOCAB, HIDDEN)),
+                                                       "lm_head.weight": ("BF16", (VOCAB, HIDDEN))}
+    for layer in range(3):  # layer 2 is the MTP module
+        p = f"model.layers.{layer}"
+        tensors[f"{p}.self_attn.kv_a_proj_with_mqa.weight"] = ("F8_E4M3", (64 + 16, HIDDEN))
+        tensors[f"{p}.self_attn.kv_a_proj_with_mqa.weight_scale_inv"] = ("F32", (1, 2))
+        tensors[f"{p}.self_attn.o_proj.weight"] = ("F8_E4M3", (HIDDEN, 4 * 32))
+        tensors[f"{p}.mlp.experts.0.down_proj.weight"] = ("F8_E4M3", (HIDDEN, 128))
+    hub_server.add(HubRepo("acme/Latent-MTP", {"config.json": json.dumps(config).encode(),
+                                               "model.safetensors": safetensors_file(tensors)}))
+    spec = resolve_model("acme/Latent-MTP").spec
+    mtp = sum(tensor_bytes(d, s) for n, (d, s) in tensors.items() if n.startswith("model.layers.2."))
+    loaded = sum(tensor_bytes(d, s) for d, s in tensors.values()) - mtp
+    assert dict(spec.checkpoint_bytes)["mtp"] == mtp
+    assert weight_bytes(spec, weight_format("fp8"), "vllm") == loaded
+    assert spec.is_mla and spec.kv_elements_per_token() == 2 * (64 + 16)
