@@ -219,3 +219,10 @@ def test_latent_attention_repo_with_an_mtp_layer_from_the_hub(hub_server: HubSer
     assert dict(spec.checkpoint_bytes)["mtp"] == mtp
     assert weight_bytes(spec, weight_format("fp8"), "vllm") == loaded
     assert spec.is_mla and spec.kv_elements_per_token() == 2 * (64 + 16)
+
+
+def test_weights_outside_the_root_checkpoint_fall_back_to_the_estimate(hub_server: HubServer) -> None:
+    hub_server.add(HubRepo("acme/Consolidated", {"config.json": json.dumps(CONFIG).encode(),
+                                                 "consolidated.safetensors": safetensors_file(TENSORS)}))
+    spec = resolve_model("acme/Consolidated").spec
+    assert spec.checkpoint_bytes == () and spec.params.experts > 0

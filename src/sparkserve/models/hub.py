@@ -164,7 +164,9 @@ def _download(repo_id: str, revision: str) -> RepoMetadata:
             if name in files and not config.get("quantization_config"):
                 config["quantization_config"] = quant_description(name, get_json(name, commit))
         tensors: dict[str, int] = {}
-        if any(f.endswith(".safetensors") for f in files):
+        # get_safetensors_metadata reads the root checkpoint (model.safetensors or its index); weights kept only
+        # in sub-folders (original/, consolidated.safetensors) leave the estimate from the config
+        if files & {"model.safetensors", "model.safetensors.index.json"}:
             st = api.get_safetensors_metadata(repo_id, revision=commit)
             for file_meta in st.files_metadata.values():
                 for name, tensor in file_meta.tensors.items():
