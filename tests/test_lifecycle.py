@@ -361,7 +361,7 @@ def test_up_needs_a_token_for_gated_models(project):
 
 
 @pytest.mark.parametrize("mode,message", [
-    ("no-compose", "error: the docker compose plugin is missing ('docker compose version' failed); install the compose plugin"),
+    ("no-compose", "error: docker compose is not available: the compose plugin is missing ('docker compose version' failed);"),
     ("no-daemon", "error: the Docker daemon is not running; start it with: sudo systemctl start docker"),
     ("no-nvidia", "error: Docker has no NVIDIA runtime, so containers cannot see the GPU; install the NVIDIA Container Toolkit"),
     ("port-busy", "error: a port of the stack is already in use (Error response from daemon: driver failed"),
@@ -384,13 +384,29 @@ def test_up_without_a_dotenv_file_starts(project):
     assert any(c.startswith("up ") for c in project.compose_commands()), project.compose_commands()
 
 
-def test_up_without_docker(project, tmp_path):
+NO_COMPOSE_HINT = 'or run the services without Docker: runtime = "native" in their [services.<name>] tables'
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["restart"], ["logs"], ["logs", "ollama"]])
+def test_every_command_says_the_same_without_docker(project, tmp_path, command):
     project.write()
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    result = project.run("up", path=str(empty))
+    result = project.run(*command, path=str(empty))
     assert result.returncode == 2
-    assert result.stderr == "error: docker not found on PATH; install Docker Engine: https://docs.docker.com/engine/install/\n"
+    assert result.stderr.startswith("error: docker compose is not available: docker not found on PATH; install Docker Engine")
+    assert NO_COMPOSE_HINT in result.stderr and result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+@pytest.mark.parametrize("command", [["up"], ["down"], ["restart"], ["logs"]])
+def test_every_command_says_the_same_without_the_compose_plugin(project, command):
+    project.write()
+    result = project.run(*command, mode="no-compose")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: docker compose is not available: the compose plugin is missing")
+    assert NO_COMPOSE_HINT in result.stderr and result.stderr.count("\n") == 1
+    assert "Usage" not in result.stdout + result.stderr
+    assert [c for c in project.compose_commands() if not c.startswith("version")] == []
 
 
 def test_up_reports_a_container_that_exits(project):
@@ -447,7 +463,7 @@ def test_status_and_monitor_before_render_and_without_docker(project, tmp_path):
     status = project.run("status", "--json", "--interval", "0.1", path=str(empty))
     assert status.returncode == 0, status.stderr
     states = [r["state"] for r in json.loads(status.stdout)["services"]]
-    assert states == ["n/a (docker not found on PATH)"] * 2
+    assert states == ["n/a (docker compose is not available: docker not found on PATH)"] * 2
 
 
 def _closed_port() -> int:

@@ -287,6 +287,9 @@ def run_down(*, stack: str | None) -> None:
     compose_names, native_names = split_services(loaded.stack, [])
     native.down(loaded, native_names, Console(highlight=False))
     if compose_names:
+        from sparkserve.runtime.docker import require_compose
+
+        require_compose()
         project = _project(stack, render_files=False)
         project.compose.down()
         print(f"stopped {project.compose.compose_file.parent.name}")
@@ -304,6 +307,9 @@ def run_restart(*, stack: str | None, service: str | None, timeout: float, wait:
         native.down(loaded, native_names, console)
         native.up(loaded, native_names, timeout=timeout, wait=wait, console=console)
     if compose_names:
+        from sparkserve.runtime.docker import require_compose
+
+        require_compose()
         project = _project(stack, render_files=False)
         project.compose.restart(compose_names if service else [])
         if wait:
@@ -326,6 +332,9 @@ def run_logs(*, stack: str | None, service: str | None, follow: bool, tail: int 
             native.logs(loaded, name, follow=False, tail=tail)
     if not compose_names:
         return
+    from sparkserve.runtime.docker import require_compose
+
+    require_compose()
     project = _project(stack, render_files=False)
     code = project.compose.logs(compose_names if service else [], follow=follow, tail=tail)
     if code not in (0, 130):

@@ -16,6 +16,8 @@ from sparkserve.errors import UserError
 DOCKER_INSTALL = "install Docker Engine: https://docs.docker.com/engine/install/"
 COMPOSE_INSTALL = "install the compose plugin: sudo apt-get install docker-compose-plugin"
 DAEMON_DOWN = "start it with: sudo systemctl start docker (or add yourself to the docker group: sudo usermod -aG docker $USER, then log in again)"
+NATIVE_HINT = ('or run the services without Docker: runtime = "native" in their [services.<name>] tables '
+               "(vLLM and Ollama then run as local processes)")
 NVIDIA_RUNTIME = ("install the NVIDIA Container Toolkit and register it: sudo apt-get install nvidia-container-toolkit && "
                   "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker")
 
@@ -43,7 +45,7 @@ class Compose:
         try:
             result = subprocess.run([*self._base(), *args], capture_output=capture, text=True)
         except FileNotFoundError:
-            raise UserError(f"docker not found on PATH; {DOCKER_INSTALL}") from None
+            raise UserError(compose_missing("docker not found on PATH")) from None
         if check and result.returncode != 0:
             raise UserError(explain_failure(f"docker compose {args[0]}", result.stderr or ""))
         return result
@@ -84,13 +86,27 @@ def parse_ps(text: str) -> list[ServiceState]:
     ]
 
 
+def compose_missing(reason: str) -> str:
+    """The one message every command gives when Docker or its compose plugin is missing."""
+    return (f"docker compose is not available: {reason}; {DOCKER_INSTALL} and the compose plugin "
+            f"(sudo apt-get install docker-compose-plugin), {NATIVE_HINT}")
+
+
+def require_compose() -> None:
+    """`docker` on PATH and `docker compose version` answering, else the one message above."""
+    if shutil.which("docker") is None:
+        raise UserError(compose_missing("docker not found on PATH"))
+    try:
+        version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(compose_missing(f"'docker compose version' failed: {exc}")) from None
+    if version.returncode != 0:
+        raise UserError(compose_missing("the compose plugin is missing ('docker compose version' failed)"))
+
+
 def preflight() -> None:
     """Docker, the compose plugin, a running daemon and the NVIDIA runtime, each with its fix."""
-    if shutil.which("docker") is None:
-        raise UserError(f"docker not found on PATH; {DOCKER_INSTALL}")
-    version = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
-    if version.returncode != 0:
-        raise UserError(f"the docker compose plugin is missing ('docker compose version' failed); {COMPOSE_INSTALL}")
+    require_compose()
     info = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True)
     if info.returncode != 0:
         raise UserError(explain_failure("docker info", info.stderr))
@@ -118,7 +134,7 @@ def explain_failure(what: str, stderr: str) -> str:
         return ("an image is built for another CPU architecture; on a DGX Spark (arm64) use an arm64 image such as "
                 "nvcr.io/nvidia/vllm, or set the stack's hardware to match this machine")
     if "is not a docker command" in lowered or ("unknown command" in lowered and "compose" in lowered):
-        return f"the docker compose plugin is missing; {COMPOSE_INSTALL}"
+        return compose_missing("the compose plugin is missing")
     return f"{what} failed: {_last_line(text) or 'no output'}"
 
 
