@@ -72,3 +72,21 @@ def test_a_model_the_server_does_not_serve_is_refused_before_load(tmp_path) -> N
     assert proc.returncode == 2
     assert "does not serve 'other'; it serves stand-in" in proc.stderr
     assert not record.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-p", "0"], "--prompt-len and --output-len must be at least 1"),
+    (["-o", "0"], "--prompt-len and --output-len must be at least 1"),
+    (["-w", "zipf"], "--workload 'zipf': expected one of"),
+    (["-w", "file"], "--workload file needs --dataset PATH"),
+    (["-w", "file", "--dataset", "/nonexistent/sharegpt.json"], "--dataset /nonexistent/sharegpt.json: no such file"),
+    (["-H", "bogus"], "bogus"),
+    (["-c", "0"], "--concurrency '0': each value must be above zero"),
+])
+def test_bad_arguments_fail_before_the_server_is_asked(tmp_path, args, message) -> None:
+    record = tmp_path / "requests.jsonl"
+    with stand_in("openai", record=record) as (url, _):
+        proc, _ = run_bench(["--url", url, "-n", "2", *args])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and message in proc.stderr and proc.stderr.count("\n") == 1
+    assert not record.exists() or record.read_text() == "", "the server was asked before the arguments were checked"

@@ -66,7 +66,7 @@ def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt
     from sparkserve.bench.slo import parse_slos
     from sparkserve.bench.target import probe, target_from_args
     from sparkserve.bench.tokens import resolve_tokenizer
-    from sparkserve.bench.workload import Workload, WorkloadSpec
+    from sparkserve.bench.workload import Workload, WorkloadSpec, check_spec
 
     slos = parse_slos(slo)
     points = load_points(concurrency, rate, burstiness)
@@ -91,6 +91,11 @@ def run_bench(*, service, stack_file, url, model, api, api_key, workload, prompt
             raise UserError(f"{flag} {path}: its directory does not exist")
     spec = WorkloadSpec(kind=workload, prompt_len=prompt_len, output_len=output_len, prefix_len=prefix_len,
                         num_prefixes=num_prefixes, turns=turns, dataset=dataset, seed=seed)
+    check_spec(spec)
+    if hardware and hardware.lower() != "auto":
+        from sparkserve.hardware.catalog import get_profile
+
+        get_profile(hardware)  # an unknown id fails here, naming the closest, not after the run
     target = probe(target_from_args(service=service, stack_file=stack_file, url=url, model=model, api=api,
                                     api_key=api_key))
     tokens = resolve_tokenizer(tokenizer, target.model_root, target.stack_model or target.model)

@@ -94,6 +94,15 @@ class Workload:
         return self.session(WARMUP_BASE + index)
 
 
+def check_spec(spec: WorkloadSpec) -> None:
+    """Every mistake the flags alone show, before the server is asked anything."""
+    _check(spec, None)
+    if spec.kind == "file":
+        file = Path(spec.dataset or "").expanduser()
+        if not file.is_file():
+            raise UserError(f"--dataset {file}: no such file (a ShareGPT JSON file)")
+
+
 def _check(spec: WorkloadSpec, max_model_len: int | None) -> None:
     if spec.kind not in KINDS:
         raise UserError(f"--workload {spec.kind!r}: expected one of {', '.join(KINDS)}")
