@@ -9,13 +9,31 @@ import typer
 
 from sparkserve.errors import UserError
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
     name="sparkserve",
     help="Plan, run, benchmark and watch local LLM inference services (vLLM, Ollama).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=HELP_OPTIONS,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sparkserve import __version__
+
+        print(f"sparkserve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Plan, run, benchmark and watch local LLM inference services (vLLM, Ollama)."""
 
 
 @app.command()
