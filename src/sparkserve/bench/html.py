@@ -12,7 +12,10 @@ from html import escape
 from sparkserve.bench.schema import BenchResult, RunResult
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
-W, H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 260, 64, 40, 28, 16
+# The legend sits in its own band between the title and the plot, so it never covers data.
+W, H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 280, 64, 40, 46, 16
+LEGEND_Y = 34
+CHAR_W = 6.2  # mean advance of 11px sans-serif, to lay legend entries side by side
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222}
@@ -39,9 +42,16 @@ def _fmt(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 100 or v == int(v) else f"{v:.2g}" if abs(v) < 1 else f"{v:.1f}"
 
 
-def chart(title: str, series: list[tuple[str, list[tuple[float, float]]]], xlabel: str, ylabel: str,
-          scatter: bool = False) -> str:
-    """An SVG line (or scatter) chart of named (x, y) series; empty series draw an empty frame."""
+Series = list[tuple[str, list[tuple[float, float]]]]
+
+
+def chart(title: str, series: Series, xlabel: str, ylabel: str, scatter: bool = False,
+          markers: bool = False, dashed: tuple[str, ...] = (), labels: dict[str, list[str]] | None = None) -> str:
+    """An SVG line (or scatter) chart of named (x, y) series; empty series draw an empty frame.
+
+    `markers` adds a dot at every point of a line; series named in `dashed` draw dashed (predictions);
+    `labels` names each point of a series (same order as its points).
+    """
     points = [p for _, pts in series for p in pts if all(map(math.isfinite, p))]
     out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">',
            f'<text x="{PAD_L}" y="16" font-weight="bold">{escape(title)}</text>']
@@ -68,17 +78,26 @@ def chart(title: str, series: list[tuple[str, list[tuple[float, float]]]], xlabe
                f'<text x="{PAD_L + pw / 2}" y="{H - 6}" text-anchor="middle">{escape(xlabel)}</text>'
                f'<text x="14" y="{PAD_T + ph / 2}" transform="rotate(-90 14 {PAD_T + ph / 2})" '
                f'text-anchor="middle">{escape(ylabel)}</text>')
-    for i, (name, pts) in enumerate(series):
+    legend_x = float(PAD_L)
+    for i, (name, raw) in enumerate(series):
         color = COLORS[i % len(COLORS)]
-        pts = [p for p in pts if all(map(math.isfinite, p))]
+        pts = [p for p in raw if all(map(math.isfinite, p))]
         if scatter:
-            out.extend(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}" fill-opacity="0.6"/>'
-                       for x, y in pts)
+            out.extend(f'<circle class="data" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.2" fill="{color}" '
+                       'fill-opacity="0.6"/>' for x, y in pts)
         elif pts:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
-            out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.6"/>')
-        out.append(f'<rect x="{W - PAD_R - 150}" y="{PAD_T + 4 + 14 * i}" width="10" height="10" fill="{color}"/>'
-                   f'<text x="{W - PAD_R - 136}" y="{PAD_T + 13 + 14 * i}">{escape(name)}</text>')
+            dash = ' stroke-dasharray="5 4"' if name in dashed else ""
+            out.append(f'<polyline class="data" points="{path}" fill="none" stroke="{color}" stroke-width="1.6"{dash}/>')
+            if markers:
+                out.extend(f'<circle class="data" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
+                           for x, y in pts)
+        for text, (x, y) in zip((labels or {}).get(name, []), raw):
+            if math.isfinite(x) and math.isfinite(y):
+                out.append(f'<text x="{sx(x) + 5:.1f}" y="{sy(y) - 5:.1f}" fill="{color}">{escape(text)}</text>')
+        out.append(f'<rect class="legend" x="{legend_x:.1f}" y="{LEGEND_Y - 9}" width="10" height="10" fill="{color}"/>'
+                   f'<text class="legend" x="{legend_x + 14:.1f}" y="{LEGEND_Y}">{escape(name)}</text>')
+        legend_x += 14 + CHAR_W * len(name) + 18
     out.append("</svg>")
     return "".join(out)
 
@@ -160,21 +179,97 @@ def _charts_html(run: RunResult) -> list[str]:
     return parts
 
 
+# ServerStats field -> (label, unit, scale): what the server table shows instead of the field name.
+SERVER_ROWS: dict[str, tuple[str, str, float]] = {
+    "source": ("readings from", "", 1),
+    "generation_tokens": ("tokens generated (server count)", "", 1),
+    "prompt_tokens": ("prompt tokens (server count)", "", 1),
+    "prefix_cache_queries": ("prefix cache lookups", "tokens", 1),
+    "prefix_cache_hits": ("prefix cache hits", "tokens", 1),
+    "prefix_cache_hit_rate": ("prefix cache hit rate", "%", 100),
+    "preemptions": ("preemptions", "", 1),
+    "kv_cache_usage_peak": ("KV cache usage, peak", "%", 100),
+    "running_peak": ("requests running, peak", "", 1),
+    "waiting_peak": ("requests waiting, peak", "", 1),
+    "queue_time_ms_mean": ("queue time, mean", "ms", 1),
+    "queue_time_ms_p90_at_most": ("queue time p90, at most (histogram bucket)", "ms", 1),
+    "ollama_eval_tps": ("Ollama decode speed", "tok/s", 1),
+    "ollama_prompt_eval_tps": ("Ollama prompt speed", "tok/s", 1),
+    "ollama_load_ms_total": ("Ollama model load", "ms", 1),
+    "mem_available_gib_min": ("memory available, lowest", "GiB", 1),
+    "gpu_util_pct_peak": ("GPU utilisation, peak", "%", 1),
+    "gpu_mem_used_gib_peak": ("GPU memory used, peak", "GiB", 1),
+    "gpu_power_w_peak": ("GPU power, peak", "W", 1),
+}
+
+
+def _server_rows(run: RunResult) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in run.server.model_dump(exclude={"readings"}).items():
+        if value is None:
+            continue
+        label, unit, scale = SERVER_ROWS.get(key, (key.replace("_", " "), "", 1))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = value * scale
+            text = f"{number:,.0f}" if float(number).is_integer() else f"{number:,.1f}"
+            if key == "queue_time_ms_p90_at_most":
+                text = f"\u2264 {text}"
+            rows.append((label, f"{text} {unit}".strip()))
+        else:
+            rows.append((label, str(value)))
+    return rows
+
+
 def _run_section(run: RunResult) -> str:
-    server = {k: v for k, v in run.server.model_dump(exclude={"readings"}).items() if v is not None}
-    rows = [(k, _num(v, 3) if isinstance(v, float) else str(v)) for k, v in server.items()]
-    return "".join([*_summary_html(run), *_charts_html(run), _table(("server", ""), rows)])
+    return "".join([*_summary_html(run), *_charts_html(run), _table(("server", ""), _server_rows(run))])
+
+
+def _per_user(aggregate: float | None, users: float | None) -> float | None:
+    return aggregate / users if aggregate is not None and users else None
+
+
+def pareto_chart(result: BenchResult) -> str:
+    """Tokens/s per user against aggregate tokens/s across a sweep, measured and planned.
+
+    Both sides divide output tokens/s by concurrent requests: measured by the run's mean
+    concurrency, predicted by the batch the plan was made for.
+    """
+    measured: list[tuple[float, float]] = []
+    predicted: list[tuple[float, float]] = []
+    names: list[str] = []
+    plan_names: list[str] = []
+    for run in result.runs:
+        s, plan = run.summary, run.plan
+        per_user = _per_user(s.output_tps, s.mean_concurrency)
+        if s.output_tps is not None and per_user is not None:
+            measured.append((s.output_tps, per_user))
+            names.append(_load_tag(run))
+        per_user_plan = _per_user(plan.predicted_output_tps, plan.batch)
+        if plan.available and plan.predicted_output_tps is not None and per_user_plan is not None:
+            predicted.append((plan.predicted_output_tps, per_user_plan))
+            plan_names.append(f"b={plan.batch}")
+    series: Series = [("measured", measured)]
+    if predicted:
+        series.append(("plan (predicted)", predicted))
+    return chart("Tokens/s per user against aggregate tokens/s", series, "aggregate output tokens/s",
+                 "output tokens/s per user", markers=True, dashed=("plan (predicted)",),
+                 labels={"measured": names, "plan (predicted)": plan_names})
+
+
+def _load_tag(run: RunResult) -> str:
+    load = run.load
+    return f"c={load.concurrency}" if load.mode == "concurrency" else f"{load.rate:g}/s" if load.rate else load.label
 
 
 def render_html(result: BenchResult) -> str:
     t, w, env = result.target, result.workload, result.environment
     sweep = ""
     if len(result.runs) > 1:
-        sweep = "<h2>Sweep</h2>" + chart(
+        sweep = "<h2>Sweep</h2>" + pareto_chart(result) + chart(
             "Throughput against latency",
             [("output tok/s vs TPOT p50", [(r.summary.output_tps, r.summary.tpot_ms.p50 or 0) for r in result.runs]),
              ("output tok/s vs TTFT p50", [(r.summary.output_tps, r.summary.ttft_ms.p50 or 0) for r in result.runs])],
-            "output tokens/s", "ms")
+            "output tokens/s", "ms", markers=True)
     warnings = "".join(f'<p class="warn">warning: {escape(x)}</p>' for x in result.warnings)
     head = (f"<h1>sparkserve bench: {escape(t.model)} ({escape(env.engine)} {escape(env.engine_version or '')})</h1>"
             f'<p class="muted">{escape(t.url)} {escape(t.api)} &middot; {escape(result.created_at)}'
