@@ -89,12 +89,14 @@ def chart(title: str, series: Series, xlabel: str, ylabel: str, scatter: bool = 
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
             dash = ' stroke-dasharray="5 4"' if name in dashed else ""
             out.append(f'<polyline class="data" points="{path}" fill="none" stroke="{color}" stroke-width="1.6"{dash}/>')
-            if markers:
+            if markers or len(pts) == 1:
                 out.extend(f'<circle class="data" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
                            for x, y in pts)
         for text, (x, y) in zip((labels or {}).get(name, []), raw):
             if math.isfinite(x) and math.isfinite(y):
-                out.append(f'<text x="{sx(x) + 5:.1f}" y="{sy(y) - 5:.1f}" fill="{color}">{escape(text)}</text>')
+                right = sx(x) > W - PAD_R - CHAR_W * len(text) - 8  # near the right edge: label on the left
+                anchor = f'x="{sx(x) - 5:.1f}" text-anchor="end"' if right else f'x="{sx(x) + 5:.1f}"'
+                out.append(f'<text {anchor} y="{sy(y) - 5:.1f}" fill="{color}">{escape(text)}</text>')
         out.append(f'<rect class="legend" x="{legend_x:.1f}" y="{LEGEND_Y - 9}" width="10" height="10" fill="{color}"/>'
                    f'<text class="legend" x="{legend_x + 14:.1f}" y="{LEGEND_Y}">{escape(name)}</text>')
         legend_x += 14 + CHAR_W * len(name) + 18
@@ -109,17 +111,17 @@ def _cdf(values: list[float]) -> list[tuple[float, float]]:
 
 
 def _throughput(run: RunResult) -> list[tuple[float, float]]:
-    """Output tokens per second in 1-second buckets, from every chunk's arrival."""
-    buckets: dict[int, int] = {}
-    for r in run.requests:
-        if not r.ok:
-            continue
-        for ms, n in zip(r.chunk_ms, r.chunk_tokens):
-            second = int(r.start_s + ms / 1000)
-            buckets[second] = buckets.get(second, 0) + n
-    if not buckets:
+    """Output tokens per second from every chunk's arrival, in 1-second buckets (a tenth of the run
+    when it lasted under 10 s, so a short run still draws a line)."""
+    arrivals = [(r.start_s + ms / 1000, n) for r in run.requests if r.ok for ms, n in zip(r.chunk_ms, r.chunk_tokens)]
+    if not arrivals:
         return []
-    return [(s + 0.5, float(buckets.get(s, 0))) for s in range(0, max(buckets) + 1)]
+    span = max(t for t, _ in arrivals)
+    width = 1.0 if span >= 10 else max(span / 10, 0.01)
+    buckets: dict[int, int] = {}
+    for t, n in arrivals:
+        buckets[int(t / width)] = buckets.get(int(t / width), 0) + n
+    return [((b + 0.5) * width, buckets.get(b, 0) / width) for b in range(0, max(buckets) + 1)]
 
 
 def _num(v: float | None, digits: int = 1) -> str:
@@ -271,7 +273,8 @@ def render_html(result: BenchResult) -> str:
              ("output tok/s vs TTFT p50", [(r.summary.output_tps, r.summary.ttft_ms.p50 or 0) for r in result.runs])],
             "output tokens/s", "ms", markers=True)
     warnings = "".join(f'<p class="warn">warning: {escape(x)}</p>' for x in result.warnings)
-    head = (f"<h1>sparkserve bench: {escape(t.model)} ({escape(env.engine)} {escape(env.engine_version or '')})</h1>"
+    engine = " ".join(x for x in (env.engine, env.engine_version) if x)
+    head = (f"<h1>sparkserve bench: {escape(t.model)} ({escape(engine)})</h1>"
             f'<p class="muted">{escape(t.url)} {escape(t.api)} &middot; {escape(result.created_at)}'
             f"{' &middot; interrupted' if result.interrupted else ''}</p>"
             f"<p>workload {escape(w.kind)}: {w.prompt_len} prompt + {w.output_len} output tokens, tokenizer "
