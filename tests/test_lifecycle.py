@@ -395,7 +395,7 @@ def test_every_command_says_the_same_without_docker(project, tmp_path, command):
     result = project.run(*command, path=str(empty))
     assert result.returncode == 2
     assert result.stderr.startswith("error: docker compose is not available: docker not found on PATH; install Docker Engine")
-    assert NO_COMPOSE_HINT in result.stderr and result.stderr.count("\n") == 1 and result.stdout == ""
+    assert NO_COMPOSE_HINT in result.stderr and result.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("command", [["up"], ["down"], ["restart"], ["logs"]])
