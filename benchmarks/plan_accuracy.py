@@ -115,7 +115,8 @@ def memory_ok(s: Scored) -> bool:
     return abs(s.predicted - s.measured) <= max(0.10 * s.measured, 1.5)
 
 
-def report(perf: list[Scored], memory: list[Scored], extra: list[Scored] = (), skipped: list[str] = ()) -> tuple[str, bool]:
+def report(perf: list[Scored], memory: list[Scored], extra: list[Scored] = (), skipped: list[str] = (),
+           newer: list[Scored] = ()) -> tuple[str, bool]:
     lines = ["# Planner accuracy", "",
              "Written by `benchmarks/plan_accuracy.py` from the real measurements in `data/calibration/`.",
              "Targets: speed, per metric, median absolute error <= 10 % and 90th percentile <= 30 %;",
@@ -151,6 +152,14 @@ def report(perf: list[Scored], memory: list[Scored], extra: list[Scored] = (), s
             lines.append(f"| {s.row_id} | {s.label} | {s.metric} | {s.measured:.2f} | {s.predicted:.2f} | {'yes' if memory_ok(s) else 'NO'} |")
         if skipped:
             lines += ["", "Not scored (model or format outside the catalogs):", ""] + [f"- {x}" for x in skipped]
+    if newer:
+        lines += ["", "## 2026-generation models (data/calibration/perf-2026-models.csv)", "",
+                  "Public measurements of hybrid linear-attention, Mamba-hybrid and NVFP4 MoE models (sources in the CSV);",
+                  "held out: not used to set constants, not in the targets above.", "",
+                  "| id | case | metric | measured | predicted | error |", "|---|---|---|---|---|---|"]
+        for s in newer:
+            signed = (s.predicted - s.measured) / s.measured
+            lines.append(f"| {s.row_id} | {s.label} | {s.metric} | {s.measured:,.2f} | {s.predicted:,.2f} | {signed:+.1%} |")
     return "\n".join(lines) + "\n", ok
 
 
@@ -159,12 +168,15 @@ def main() -> int:
     ap.add_argument("--perf", type=Path, default=SHARED / "perf-calibration.csv")
     ap.add_argument("--memory", type=Path, default=SHARED / "vllm-memory-calibration.csv")
     ap.add_argument("--extra-memory", type=Path, default=ROOT / "benchmarks" / "data" / "vllm_memory_logs.csv")
+    ap.add_argument("--newer", type=Path, default=SHARED / "perf-2026-models.csv")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy.md")
     ap.add_argument("--print", action="store_true", help="print the report instead of writing it")
     args = ap.parse_args()
     skipped: list[str] = []
     extra = score_memory(args.extra_memory, skipped) if args.extra_memory.exists() else []
-    text, ok = report(score_perf(args.perf), score_memory(args.memory) if args.memory.exists() else [], extra, skipped)
+    newer = score_perf(args.newer) if args.newer.exists() else []
+    text, ok = report(score_perf(args.perf), score_memory(args.memory) if args.memory.exists() else [], extra, skipped,
+                      newer)
     if args.print:
         print(text)
     else:
