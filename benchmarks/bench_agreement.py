@@ -22,8 +22,15 @@ processes can starve the API server, which then forwards a request's tokens only
 finished (TTFT close to E2E, TPOT close to 0): every client sees that, but it makes TTFT and TPOT
 a coin toss per run. The `uniproc` server streams token by token.
 
+Section `uniproc:shape` asks whether sparkserve's requests change what the server does: the
+server's own TPOT and output tokens/s (from its /metrics) under `vllm bench serve`, under
+sparkserve's default requests (greedy, final usage only, like vLLM's client), and under each part
+of sparkserve's former request shape alone (`--per-chunk-usage`, `--temperature 1`); and whether
+sparkserve's TTFT and TPOT match the server's own.
+
 Every run's numbers go to benchmarks/data/bench-agreement-runs.json (or `--save-runs FILE`);
-`--from-runs FILE` writes the doc from them again without measuring.
+`--from-runs FILE` writes the doc from them again without measuring (repeat it to merge sections
+measured on different days; each section names its own date).
 """
 
 from __future__ import annotations
@@ -55,6 +62,11 @@ METRICS = (("mean TTFT (ms)", "ttft"), ("mean TPOT (ms)", "tpot"), ("output toke
 REFERENCE = (("server's mean TTFT (ms)", "server_ttft"), ("mean TTFT / server's mean TTFT", "ttft_over_server"))
 # What the verdict is on: TTFT relative to the server's in the same run, TPOT and output tokens/s.
 JUDGED = ("ttft_over_server", "tpot", "tps")
+# The request-shape section: vLLM's client, sparkserve's default, and each former default alone.
+SHAPE_TOOLS = ("vllm", "sparkserve", "sparkserve-usage", "sparkserve-sampling")
+SHAPE_FLAGS = {"sparkserve": [], "sparkserve-usage": ["--per-chunk-usage"], "sparkserve-sampling": ["--temperature", "1"]}
+SHAPE_TITLES = {"vllm": "vllm bench serve", "sparkserve": "sparkserve bench (default)",
+                "sparkserve-usage": "sparkserve, --per-chunk-usage", "sparkserve-sampling": "sparkserve, --temperature 1"}
 
 
 def free_port() -> int:
@@ -110,6 +122,26 @@ def metric_sums(url: str) -> dict[str, float]:
 
     with httpx.Client(base_url=url, timeout=10) as client:
         return read(client)
+
+
+def server_readings(before: dict[str, float], after: dict[str, float], concurrency: int) -> dict[str, float | None]:
+    """The server's own mean TTFT and TPOT (ms) and output tokens/s over one run, from /metrics.
+
+    Output tokens/s: generated tokens / (sum of the server's request latencies / requests in
+    flight), the server's busy time; gaps a client leaves between requests do not count.
+    """
+    from sparkserve.demo.client import server_timing
+
+    timing = server_timing(before, after)
+
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    e2e = delta("vllm:e2e_request_latency_seconds_sum")
+    generated = delta("vllm:generation_tokens_total")
+    return {"server_ttft": timing.ttft_mean_ms,
+            "server_tpot": 1000 / timing.decode_tps if timing.decode_tps else None,
+            "server_tps": generated / (e2e / concurrency) if e2e > 0 else None}
 
 
 def load_average() -> float:
@@ -337,14 +369,80 @@ def table(results: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
     return lines, worst
 
 
-def facts(results: list[dict]) -> str:
+SHAPE_METRICS = (("server's mean TPOT (ms)", "server_tpot"), ("server's output tokens/s", "server_tps"),
+                 ("server's mean TTFT (ms)", "server_ttft"), ("mean TTFT (ms)", "ttft"), ("mean TPOT (ms)", "tpot"),
+                 ("output tokens/s", "tps"), ("mean TTFT / server's", "ttft_over_server"),
+                 ("mean TPOT / server's", "tpot_over_server"))
+
+
+def _pct(ratio: float) -> float:
+    return abs(ratio - 1) * 100
+
+
+def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
+    """The request-shape table and its verdict lines."""
+    for r in results:
+        for tool in SHAPE_TOOLS:
+            for x in r[tool]:
+                x["ttft_over_server"] = x["ttft"] / x["server_ttft"] if x.get("server_ttft") else float("nan")
+                x["tpot_over_server"] = x["tpot"] / x["server_tpot"] if x.get("server_tpot") else float("nan")
+    others = SHAPE_TOOLS[1:]
+    lines = ["| config | metric | " + " | ".join(SHAPE_TITLES[t] for t in SHAPE_TOOLS) + " | "
+             + " | ".join(f"{SHAPE_TITLES[t]} / vLLM" for t in others) + " |",
+             "|---|---|" + "---:|" * (len(SHAPE_TOOLS) + len(others))]
+    server_pct = 0.0
+    own = {t: {"ttft_over_server": 0.0, "tpot_over_server": 0.0} for t in ("vllm", "sparkserve")}
+    costs: dict[str, list[float]] = {t: [] for t in others[1:]}
+    for r in results:
+        cfg = r["config"]
+        label = f"P={cfg['prompt']} O={cfg['output']} N={cfg['n']} C={cfg['concurrency']}"
+        med = {key: {t: _median(r, t, key) for t in SHAPE_TOOLS} for _, key in SHAPE_METRICS}
+        for title, key in SHAPE_METRICS:
+            fmt = ".3f" if "over" in key else ",.2f"
+            ratios = [med[key][t] / med[key]["vllm"] if med[key]["vllm"] else float("nan") for t in others]
+            lines.append(f"| {label} | {title} | " + " | ".join(f"{med[key][t]:{fmt}}" for t in SHAPE_TOOLS) + " | "
+                         + " | ".join(f"{x:.3f}" for x in ratios) + " |")
+        for key in ("server_tpot", "server_tps"):
+            server_pct = max(server_pct, _pct(med[key]["sparkserve"] / med[key]["vllm"]))
+        for key in ("ttft_over_server", "tpot_over_server"):
+            for t in own:
+                own[t][key] = max(own[t][key], _pct(med[key][t]))
+        for t in costs:
+            costs[t].append(med["server_tpot"][t] / med["server_tpot"]["sparkserve"])
+
+    def verdict(pct: float) -> str:
+        return "within" if pct <= TARGET_PCT else "OUTSIDE"
+
+    excess = {t: statistics.median(x["ttft"] - x["server_ttft"] for r in results for x in r[t])
+              for t in ("vllm", "sparkserve")}
+    text = [
+        f"- **The server under sparkserve's default requests** against under `vllm bench serve`'s: its own mean "
+        f"TPOT and output tokens/s differ by at most {server_pct:.1f} % ({verdict(server_pct)} the "
+        f"{TARGET_PCT:g} % target).",
+        f"- **sparkserve against the server's own timings**: its mean TPOT differs from the server's own by at most "
+        f"{own['sparkserve']['tpot_over_server']:.1f} % ({verdict(own['sparkserve']['tpot_over_server'])} the "
+        f"target), its mean TTFT by at most {own['sparkserve']['ttft_over_server']:.1f} % "
+        f"({verdict(own['sparkserve']['ttft_over_server'])}); `vllm bench serve`'s by "
+        f"{own['vllm']['tpot_over_server']:.1f} % and {own['vllm']['ttft_over_server']:.1f} %. TPOT is the decode "
+        "time both sides measure; TTFT as a client sees it also holds "
+        f"the HTTP exchange and the API server's work before its clock starts (median excess over the server's "
+        f"TTFT: sparkserve {excess['sparkserve']:.2f} ms, vllm bench serve {excess['vllm']:.2f} ms), which on "
+        "this tiny model's millisecond TTFT is a large share and on a real model a small one.",
+        "- **What the former request shape cost the server** (its own mean TPOT against under sparkserve's "
+        "default, per configuration): " + "; ".join(
+            f"{SHAPE_TITLES[t]}: " + ", ".join(f"{x:.3f}x" for x in xs) for t, xs in costs.items()) + ".",
+    ]
+    return lines, text
+
+
+def facts(results: list[dict], tools: tuple[str, ...] = TOOLS) -> str:
     def span(tool: str, key: str) -> str:
         xs = [x[key] for r in results for x in r[tool]]
         return f"{min(xs)}-{max(xs)}"
 
     out_same = all(len({x["output_tokens"] for x in runs}) == 1
-                   for r in results for runs in zip(*(r[t] for t in TOOLS)))
-    loads = [x["load"] for r in results for tool in TOOLS for x in r[tool]]
+                   for r in results for runs in zip(*(r[t] for t in tools)))
+    loads = [x["load"] for r in results for tool in tools for x in r[tool]]
     return (f"Output tokens per run were {'the same' if out_same else 'NOT the same'} for every tool. Prompt tokens "
             f"per run (server counts): vLLM {span('vllm', 'input_tokens')}, sparkserve "
             f"{span('sparkserve', 'input_tokens')}. The 1-minute load average during the runs was "
@@ -363,6 +461,16 @@ SECTIONS = {
         ["One generator (sparkserve's exact-token random words) writes a fresh ShareGPT file of N prompts of P",
          "tokens for every run; vLLM reads it with `--dataset-name sharegpt --sharegpt-output-len O`, sparkserve",
          "with `--workload file`. Same server as above. What is left of a difference is the tools themselves."]),
+    ("uniproc", "shape"): (
+        "Does sparkserve's request shape change what the server does?",
+        ["Each tool's own random prompts on the streaming (`uni` executor) server. Besides `vllm bench serve` and",
+         "sparkserve's default requests (greedy, `stream_options.include_usage` only: the shape vLLM's client sends),",
+         "sparkserve ran with each part of its former default alone: `--per-chunk-usage` (vLLM's",
+         "`continuous_usage_stats`: a usage object computed and serialised with every token) and `--temperature 1`",
+         "(the tiny model's generation config sets no temperature, so vLLM's default 1.0 applied: random",
+         "sampling instead of argmax). The server's own TPOT and output tokens/s come from its /metrics over each",
+         "run: `vllm:request_time_per_output_token_seconds`, and generated tokens over the server's busy time",
+         "(sum of `vllm:e2e_request_latency_seconds` / requests in flight)."]),
     ("multiproc", "random"): (
         "The conftest server as is (multiprocess executor), each tool's own random prompts",
         ["On the CPU platform vLLM's default switches to the `mp` executor: API server, engine core and a",
@@ -379,8 +487,14 @@ def _client_excess(results: list[dict], tool: str) -> float:
     return statistics.median(x["ttft"] - x["server_ttft"] for r in results for x in r[tool])
 
 
+# sparkserve bench's default requests became greedy without per-chunk usage on this day.
+SHAPE_CHANGED = "2026-12-04"
+
+
 def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], server_version: str,
-        env_cost: dict[bool, float], prompts: dict[str, dict[str, float]], date: str) -> str:
+        env_cost: dict[bool, float], prompts: dict[str, dict[str, float]], date: str,
+        dates: dict[tuple[str, str], str] | None = None) -> str:
+    dates = dates or {}
     lines = [
         "# Agreement: sparkserve bench vs vllm bench serve",
         "",
@@ -414,6 +528,14 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
     worst_by: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
     for key, results in sections.items():
         title, text = SECTIONS[key]
+        measured = f"Measured on {dates.get(key, date)}" + (
+            " with sparkserve's request shape of then: per-chunk usage and the server's default sampling."
+            if dates.get(key, date) < SHAPE_CHANGED else ".")
+        if key[1] == "shape":
+            rows, verdict_lines = shape_section(results)
+            lines += [f"## {title}", "", *text, "", measured, f"Medians over {len(results[0]['sparkserve'])} rounds.",
+                      "", *rows, "", *verdict_lines, "", facts(results, SHAPE_TOOLS), ""]
+            continue
         rows, worst = table(results)
         worst_by[key] = worst
         verdicts = "; ".join(
@@ -421,7 +543,7 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
             f"{TARGET_PCT:g} % target)" for v, w in worst["judged"].items())
         raw = " and ".join(f"{w:.1f} %" for w in worst["raw"].values())
         rounds = len(results[0]["sparkserve"])
-        lines += [f"## {title}", "", *text, "", f"Medians over {rounds} rounds.", "", *rows, "",
+        lines += [f"## {title}", "", *text, "", measured, f"Medians over {rounds} rounds.", "", *rows, "",
                   f"Largest difference of a median (TTFT relative to the server's, TPOT, output tokens/s): {verdicts}. "
                   f"With raw mean TTFT instead: {raw}. " + facts(results), ""]
     lines += reading(sections, worst_by, prompts)
@@ -433,9 +555,9 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
         "  last chunk carrying output (vLLM: `most_recent_timestamp` of a chunk with choices), not at `[DONE]`.",
         "- output tokens/s: output tokens of completed requests / (first request sent -> last one finished).",
         "",
-        "Where the tools differ by design: sparkserve asks vLLM for per-chunk token counts",
-        "(`continuous_usage_stats`) to time every token of a multi-token chunk, and reads /metrics once a second",
-        "during the run; vLLM's ITL assumes one token per chunk. vLLM's random dataset decodes runs of",
+        "Where the tools differ by design: sparkserve reads /metrics once a second during the run; asked",
+        "(`--per-chunk-usage`), it takes vLLM's per-chunk token counts (`continuous_usage_stats`) to time every",
+        "token of a multi-token chunk, where vLLM's ITL assumes one token per chunk. vLLM's random dataset decodes runs of",
         "consecutive token ids and re-encodes them, which can land a prompt a token off; sparkserve's prompts",
         "are exact. Both build every prompt before their clock starts.",
         "",
@@ -497,7 +619,8 @@ def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[st
             f"and {v['tokenize_ms']:.2f} ms (measured by this script with the server's tokenizer); the API server "
             "also parses and copies by the character, on the same two cores as the engine.",
         ]
-    streaming = [r for (mode, _), results in sections.items() if mode == "uniproc" for r in results]
+    streaming = [r for (mode, work), results in sections.items() if mode == "uniproc" and work != "shape"
+                 for r in results]
     if streaming:
         excess = {t: _client_excess(streaming, t) for t in TOOLS}
         server = statistics.median(x["server_ttft"] for r in streaming for t in TOOLS for x in r[t])
@@ -516,8 +639,6 @@ def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[st
 
 def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, mode: str,
             workloads: list[str]) -> tuple[dict[str, list[dict]], str]:
-    from sparkserve.demo.client import server_timing
-
     proc, url = start_vllm(venv, model_dir, work / f"serve-{mode}.log", mode)
     by_workload: dict[str, list[dict]] = {}
     try:
@@ -528,28 +649,31 @@ def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, m
         seed = 1
         for workload in workloads:
             results = by_workload[workload] = []
+            tools = SHAPE_TOOLS if workload == "shape" else TOOLS
             for cfg in configs:
-                entry: dict = {"config": cfg, **{t: [] for t in TOOLS}}
+                entry: dict = {"config": cfg, **{t: [] for t in tools}}
                 for r in range(args.rounds):
-                    order = TOOLS[r % len(TOOLS):] + TOOLS[:r % len(TOOLS)]
+                    order = tools[r % len(tools):] + tools[:r % len(tools)]
                     for tool in order:
                         # Fresh prompts every run: no run may find another's in the prefix cache.
                         dataset = shared_prompts(model_dir, cfg, seed, work / f"prompts-{seed}.json") \
                             if workload == "shared" else None
                         wait_quiet(args.min_idle, args.max_wait)
                         before = metric_sums(url)
-                        if tool == "sparkserve":
-                            res = run_sparkserve(url, model_dir, cfg, seed, work, args.sparkserve_arg, dataset)
+                        if tool.startswith("sparkserve"):
+                            res = run_sparkserve(url, model_dir, cfg, seed, work,
+                                                 [*args.sparkserve_arg, *SHAPE_FLAGS.get(tool, [])], dataset)
                         else:
                             res = run_vllm_bench(venv, url, model_dir, cfg, seed, work, dataset,
                                                  trust_env=tool == "vllm")
-                        res["server_ttft"] = server_timing(before, metric_sums(url)).ttft_mean_ms
+                        res.update(server_readings(before, metric_sums(url), cfg["concurrency"]))
                         seed += 1
                         entry[tool].append(res)
-                        print(f"{mode} {workload} C={cfg['concurrency']} round {r + 1} {tool:11s} "
+                        print(f"{mode} {workload} C={cfg['concurrency']} round {r + 1} {tool:19s} "
                               f"TTFT {res['ttft']:8.2f} ms (server {res['server_ttft']:7.2f})  "
-                              f"TPOT {res['tpot']:6.3f} ms  {res['tps']:8.1f} tok/s  load {res['load']:.1f}",
-                              flush=True)
+                              f"TPOT {res['tpot']:6.3f} ms (server {res['server_tpot'] or 0:6.3f})  "
+                              f"{res['tps']:8.1f} tok/s (server {res['server_tps'] or 0:8.1f})  "
+                              f"load {res['load']:.1f}", flush=True)
                 results.append(entry)
     finally:
         stop_vllm(proc)
@@ -583,6 +707,7 @@ def main() -> None:
     from sparkserve.demo import write_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-agreement-"))
+    dates: dict[tuple[str, str], str] = {}
     try:
         model_dir = write_tiny_model(work / "model")
         if args.from_runs:
@@ -590,6 +715,7 @@ def main() -> None:
             for path in args.from_runs:  # later files replace the sections they share with earlier ones
                 saved = json.loads(path.read_text())
                 sections.update({tuple(key.split(":")): runs for key, runs in saved["sections"].items()})
+                dates.update({tuple(key.split(":")): saved["date"] for key in saved["sections"]})
             for name in ("min_idle", "max_wait"):
                 setattr(args, name, saved["args"][name])
             sections = {k: sections[k] for k in SECTIONS if k in sections}
@@ -607,7 +733,7 @@ def main() -> None:
         prompts = prompt_cost(venv, model_dir, args.num_prompts, args.prompt_len, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = doc(args, sections, version, trust_env_cost(), prompts, date)
+    text = doc(args, sections, version, trust_env_cost(), prompts, date, dates)
     print(text)
     if not args.no_doc:
         DOC.write_text(text)
