@@ -187,3 +187,42 @@ def test_collector_on_gb10_exports_what_nvml_gives(tmp_path):
     assert samples["sparkserve_service_gpu_memory_bytes"] == [({"service": "engine"}, 70 * 1024**3)]
     assert samples["sparkserve_service_rss_bytes"][0][1] > 0
     assert "sparkserve_ollama_up" not in samples  # no Ollama configured: nothing to say
+
+
+def test_concurrent_scrapes_share_one_read_of_a_hung_source(tmp_path):
+    """Six scrapes at once while Ollama accepts and never answers: they share one read of it instead
+    of queueing one timeout each behind it."""
+    import threading
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(64)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = hung.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    meminfo = tmp_path / "meminfo"
+    write_meminfo(meminfo, 110_000_000)
+    url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+    try:
+        with Exporter("--meminfo", str(meminfo), "--ollama", url, cwd=tmp_path) as exporter:
+            results: list[dict] = []
+            scrapers = [threading.Thread(target=lambda: results.append(exporter.scrape())) for _ in range(6)]
+            for t in scrapers:
+                t.start()
+            for t in scrapers:
+                t.join(timeout=120)
+            exporter.stop()
+    finally:
+        hung.close()
+        for conn in accepted:
+            conn.close()
+    assert len(results) == 6 and all(r["sparkserve_ollama_up"][0][1] == 0.0 for r in results)
+    assert len(accepted) < 6  # one read per batch of waiting scrapes, not one per scrape

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -19,17 +20,40 @@ from native_kit import events, group_alive, wait_for
 from test_native import Project
 
 GUARD_S = 25  # a hang guard below the 30 s a fixed read timeout would take; not a speed expectation
+KILLGUARD = Path(__file__).parent / "data" / "killguard"
+
+
+class GuardedProject(Project):
+    """Every sparkserve run has tests/data/killguard on its path: a signal to group 0, 1, its own
+    group or a protected pid (the stranger) is refused and logged instead of sent, so a regression
+    fails the test instead of signalling every process of the machine."""
+
+    protected: list[int]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        self.killguard_log = self.dir.parent / "killguard.log"
+        return super().env(PYTHONPATH=f"{KILLGUARD}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                           KILLGUARD_PROTECTED=",".join(map(str, self.protected)),
+                           KILLGUARD_LOG=str(self.killguard_log), **extra)
+
+
+def guarded(project: Project, stranger, *args: str, **extra: str):
+    project.protected.append(stranger.pid)
+    return project.run(*args, **extra)
 
 
 @pytest.fixture
 def project(tmp_path):
-    p = Project(tmp_path)
+    p = GuardedProject(tmp_path)
+    p.protected = []
     p.write()
     yield p
     record = p.record()
     if record:
         p.run("down", SPARKSERVE_STOP_TIMEOUT_S="1")
         assert not group_alive(record["pgid"])
+    log = tmp_path / "killguard.log"
+    assert not log.exists(), f"sparkserve tried to signal what it must not: {log.read_text()}"
 
 
 @pytest.fixture
@@ -128,7 +152,7 @@ def test_an_unsafe_state_directory_is_refused(project, tmp_path, how):
 @pytest.mark.parametrize("command", ["down", "up", "status"])
 def test_a_dead_pid_with_a_live_group_never_signals_the_group(project, stranger, command):
     _pid_file(project, pid=_dead_pid(), pgid=stranger.pid)
-    result = project.run(command, SPARKSERVE_STOP_TIMEOUT_S="1")
+    result = guarded(project, stranger, command, SPARKSERVE_STOP_TIMEOUT_S="1")
     assert "Traceback" not in result.stderr, result.stderr
     assert stranger.poll() is None  # the stranger's group carries no marker: untouched
 
@@ -136,7 +160,7 @@ def test_a_dead_pid_with_a_live_group_never_signals_the_group(project, stranger,
 @pytest.mark.parametrize("pgid", [0, 1, -5, "own"])
 def test_group_0_1_negative_or_our_own_is_never_signalled(project, stranger, pgid):
     _pid_file(project, pid=stranger.pid, pgid=os.getpgrp() if pgid == "own" else pgid)
-    result = project.run("down")
+    result = guarded(project, stranger, "down")
     assert result.returncode == 0, result.stderr
     assert "stale pid file" in result.stdout and "was not written by this sparkserve" in result.stdout
     assert stranger.poll() is None and project.record() is None
@@ -169,7 +193,7 @@ def test_down_signals_only_processes_carrying_the_marker(project, stranger):
     record = project.record()
     record["pgid"] = stranger.pid
     (project.dir / ".sparkserve" / "ollama.pid").write_text(json.dumps(record))
-    result = project.run("down", SPARKSERVE_STOP_TIMEOUT_S="5")
+    result = guarded(project, stranger, "down", SPARKSERVE_STOP_TIMEOUT_S="5")
     assert result.returncode == 0, result.stderr
     assert stranger.poll() is None
 
@@ -240,3 +264,31 @@ def test_sigkill_of_sparkserve_mid_start_leaves_a_pid_file_that_down_uses(projec
     assert group_alive(record["pgid"])
     assert project.run("down", SPARKSERVE_STOP_TIMEOUT_S="1").returncode == 0
     assert not group_alive(record["pgid"])
+
+
+def test_a_signal_right_after_start_still_stops_the_engine(project, monkeypatch):
+    """Ctrl-C between the engine's start and the block that stops it on failure: nothing is left running."""
+    import io
+
+    from rich.console import Console
+
+    from sparkserve.commands import native as commands
+    from sparkserve.runtime import native
+
+    for key, value in project.env().items():
+        monkeypatch.setenv(key, value)
+    real = native.start
+    records = []
+
+    def start_then_interrupt(*args, **kwargs):
+        started = real(*args, **kwargs)
+        records.append(started[1])
+        os.kill(os.getpid(), signal.SIGINT)  # lands in the window the race was in
+        return started
+
+    monkeypatch.setattr(native, "start", start_then_interrupt)
+    loaded = commands.load(str(project.dir / "sparkserve.toml"))
+    with pytest.raises(KeyboardInterrupt):
+        commands.up(loaded, ["ollama"], timeout=60, wait=True, console=Console(file=io.StringIO()))
+    (record,) = records
+    assert not group_alive(record.pgid) and project.record() is None
