@@ -88,11 +88,14 @@ def test_up_waits_until_ready_and_records_the_engine(served):
     assert "tiny: CPU KV cache size: 2,097,152 tokens" in served.up_stdout
     assert f"ready tiny: {served.url} (tiny, pid {served.record['pid']}" in served.up_stdout
     record = served.record
-    assert record["pgid"] == record["pid"] and record["argv"][1:3] == ["serve", str(served.model.resolve())]
+    # The engine runs in the process group its log pump leads, and carries sparkserve's marker.
+    assert os.getpgid(record["pid"]) == record["pgid"] != record["pid"]
+    assert record["argv"][1:3] == ["serve", str(served.model.resolve())]
     assert record["argv"][-4:] == ["--host", "127.0.0.1", "--port", str(served.port)]
     cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
     environ = Path(f"/proc/{record['pid']}/environ").read_bytes().split(b"\0")
     assert SECRET.encode() not in b" ".join(cmdline) and f"HF_TOKEN={SECRET}".encode() in environ
+    assert f"SPARKSERVE_ID={record['marker']}".encode() in environ
     assert SECRET not in served.up_stdout and SECRET not in (served.dir / ".sparkserve/tiny.pid").read_text()
     members = group_alive(record["pgid"])
     assert len(members) >= 2  # the API server and its EngineCore share the group

@@ -117,3 +117,14 @@ def test_pid_file_is_private(tmp_path):
     assert stat.S_IMODE(os.stat(native.pid_file(stack, "s")).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(native.state_dir(stack)).st_mode) == 0o700
     assert json.loads(native.pid_file(stack, "s").read_text())["marker"] == "0" * 32
+
+
+def test_an_error_message_never_shows_a_secret_value(tmp_path):
+    """A secret value that reaches an error (here: a bad bind address pasted from .env) is redacted."""
+    (tmp_path / "sparkserve.toml").write_text(f'[stack]\nbind = "{KEY}"\n\n[services.s]\nengine = "ollama"\n'
+                                              'model = "qwen3:0.6b"\nport = 11434\n')
+    from native_kit import cli_env
+
+    result = run_cli(tmp_path, "render", env=cli_env(HF_TOKEN=KEY))
+    assert result.returncode == 2 and "stack.bind" in result.stderr
+    assert KEY not in result.stderr and secrets.REDACTED in result.stderr

@@ -290,7 +290,9 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from sparkserve.secrets import redact_text
+
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)  # a secret value in a message never reaches the terminal
         sys.exit(exc.exit_code)
 
 
