@@ -181,11 +181,12 @@ def level_record(load: int, summary: dict, server: dict, slos: list[Slo]) -> dic
     }
 
 
-def _kill_now(pgid: int) -> None:
-    """The guard's answer to a breach: free the memory at once, no grace period."""
-    from sparkserve.runtime import procs
+def _kill_now(started) -> None:
+    """The guard's answer to a breach: free the memory at once, no grace period (only the
+    processes carrying the started engine's marker)."""
+    from sparkserve.runtime import native
 
-    procs.stop_group(pgid, kill_at_once=True)
+    native.stop_record(started, kill_at_once=True)
 
 
 @contextlib.contextmanager
@@ -220,7 +221,7 @@ def _cause(log: Path, guard_message: str | None, fallback: str) -> dict:
 
 def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: float | None) -> dict:
     """Start, search, stop; returns the trial's journal record (status measured or failed)."""
-    from sparkserve.runtime import native, procs
+    from sparkserve.runtime import native
     from sparkserve.runtime.memguard import Floor, MemoryGuard
     from sparkserve.runtime.ports import check_ports_free
     from sparkserve.runtime.readiness import Target as ReadyTarget
@@ -241,10 +242,10 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
         check_ports_free(settings.bind, {name: launch.port}, path)
         # A Ctrl-C during the start lands after the engine is recorded, inside the try that stops it.
         with signals_held():
-            proc, started = native.start(path, launch)
+            proc, started = native.start(path, launch, log_max_mib=settings.log_max_mib)
             ctx.journal.started(cand.id, started.pid, started.pgid)
-        pgid = started.pgid
-        guard = MemoryGuard(name, Floor(settings.min_mem_available_gib), on_breach=lambda _m: _kill_now(pgid))
+        engine = started
+        guard = MemoryGuard(name, Floor(settings.min_mem_available_gib), on_breach=lambda _m: _kill_now(engine))
 
         def alive() -> str | None:
             if guard.tripped:
@@ -270,7 +271,7 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
     finally:
         if started is not None:
             with signals_held():
-                procs.stop_group(started.pgid, timeout=native.STOP_TIMEOUT_S)
+                native.stop_record(started)
                 proc.poll()
                 native.pid_file(path, name).unlink(missing_ok=True)
         lock.release()
