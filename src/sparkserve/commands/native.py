@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError
-from sparkserve.runtime import native
+from sparkserve.runtime import native, procs
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -86,22 +86,6 @@ def interrupt_on_terminate():
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     return _handling((signal.SIGTERM, signal.SIGHUP), interrupt)
-
-
-@contextlib.contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP back for the block and deliver them after it: a start is
-    never cut between its engine existing and its pid file (and the caller's cleanup) knowing it."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (ValueError, OSError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def uninterruptible():
@@ -242,7 +226,7 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
     record: native.Record | None = None
     guard = None
     try:
-        with deferred_signals():  # a signal now arrives after `record` is set, inside this try
+        with procs.deferred_signals():  # a signal now arrives after `record` is set, inside this try
             proc, record = native.start(path, launch, log_max_mib=log_max_mib)
         started = record
         guard = MemoryGuard(launch.name, floor, on_breach=lambda _msg: native.stop_record(started, kill_at_once=True))

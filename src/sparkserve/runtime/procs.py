@@ -14,9 +14,11 @@ that carry it and started no earlier than the engine, and never process group 0,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,3 +179,19 @@ def stop_group(pgid: int, *, timeout: float = 30.0, kill_at_once: bool = False, 
         left = ", ".join(str(m.pid) for m in _members(pgid, marker, since_ticks))
         raise OSError(f"processes {left} of group {pgid} survived SIGKILL")
     return "killed"
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP back for the block and deliver them after it: a start is
+    never cut between its engine existing and its pid file (and the caller's cleanup) knowing it."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

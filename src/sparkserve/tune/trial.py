@@ -12,10 +12,8 @@ cause doctor finds in the engine's log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -182,37 +180,19 @@ def level_record(load: int, summary: dict, server: dict, slos: list[Slo]) -> dic
     }
 
 
-def _kill_now(started) -> None:
-    """The guard's answer to a breach: free the memory at once, no grace period (only the
-    processes carrying the started engine's marker)."""
-    from sparkserve.runtime import native
-
-    native.stop_record(started, kill_at_once=True)
-
-
-@contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP while an engine stops: a second Ctrl-C then interrupts the
-    search after the engine is gone, not halfway through stopping it."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
-def _cause(log: Path, guard_message: str | None, fallback: str) -> dict:
+def _cause(log: Path, guard_message: str | None, fallback: str, hidden: list[str]) -> dict:
     """The trial's failure: doctor's cause id from the engine's log (or the guard's), with the line."""
     from sparkserve.runtime import native
+    from sparkserve.secrets import redact_text
 
     if guard_message:
         return {"cause_id": GUARD_CAUSE, "error": guard_message}
+    fallback = redact_text(fallback, hidden)
     findings = []
     try:
         from sparkserve.doctor.diagnose import diagnose
 
-        findings = diagnose("\n".join(native.log_tail(log, 400)))
+        findings = diagnose("\n".join(native.log_tail(log, 400, hidden)))
     except (OSError, ValueError):
         findings = []
     if findings:
@@ -222,11 +202,12 @@ def _cause(log: Path, guard_message: str | None, fallback: str) -> dict:
 
 def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: float | None) -> dict:
     """Start, search, stop; returns the trial's journal record (status measured or failed)."""
-    from sparkserve.runtime import native
+    from sparkserve.runtime import native, procs
     from sparkserve.runtime.memguard import Floor, MemoryGuard
     from sparkserve.runtime.ports import check_ports_free
     from sparkserve.runtime.readiness import Target as ReadyTarget
     from sparkserve.runtime.readiness import wait_ready
+    from sparkserve.secrets import secret_values
 
     planner, cand = ctx.planner, prediction.candidate
     stack = planner.stack_with(cand.args)
@@ -234,6 +215,7 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
     settings = stack.spec.stack
     launch = native.build_launch(stack, name, planner.plan(cand.args, 1), ctx.executable)
     log = native.log_file(path, name)
+    hidden = secret_values(launch.env)
     began = time.monotonic()
     record: dict = {"id": cand.id, "args": cand.args, "predicted": prediction.to_dict(), "start_load": start_load,
                     "started_at": time.time()}
@@ -242,17 +224,21 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
     try:
         check_ports_free(settings.bind, {name: launch.port}, path)
         # A Ctrl-C during the start lands after the engine is recorded, inside the try that stops it.
-        with signals_held():
+        with procs.deferred_signals():
             proc, started = native.start(path, launch, log_max_mib=settings.log_max_mib)
             ctx.journal.started(cand.id, started.pid, started.pgid)
-        engine = started
-        guard = MemoryGuard(name, Floor(settings.min_mem_available_gib), on_breach=lambda _m: _kill_now(engine))
+        engine_record = started
+
+        def breach(_message: str) -> None:
+            native.stop_record(engine_record, kill_at_once=True)  # free the memory now, no grace period
+
+        guard = MemoryGuard(name, Floor(settings.min_mem_available_gib), on_breach=breach)
 
         def alive() -> str | None:
             if guard.tripped:
                 return guard.tripped
             code = proc.poll()
-            return None if code is None else native.exit_reason(launch.engine, code, log)
+            return None if code is None else native.exit_reason(launch.engine, code, log, hidden)
 
         with guard:
             try:
@@ -260,18 +246,18 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
                                                model=launch.model, api_key=launch.api_key),
                                    timeout=ctx.measure.start_timeout_s, alive=alive, poll=ctx.measure.poll_s)
             except UserError as exc:
-                record.update(status="failed", phase="start", **_cause(log, guard.tripped, str(exc)))
+                record.update(status="failed", phase="start", **_cause(log, guard.tripped, str(exc), hidden))
                 return record
             record["ready_s"] = round(ready.seconds, 1)
             ctx.say(f"  ready in {ready.seconds:.0f} s; searching the load")
             try:
                 found = _search(ctx, launch, stack, prediction, start_load, deadline, alive)
             except Died as exc:
-                record.update(status="failed", phase="load", **_cause(log, guard.tripped, str(exc)))
+                record.update(status="failed", phase="load", **_cause(log, guard.tripped, str(exc), hidden))
                 return record
     finally:
         if started is not None:
-            with signals_held():
+            with procs.deferred_signals():
                 native.stop_record(started)
                 proc.poll()
                 native.pid_file(path, name).unlink(missing_ok=True)
