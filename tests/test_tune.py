@@ -53,7 +53,7 @@ def test_space_values_are_checked():
 
 @pytest.mark.parametrize(("space", "message"), [
     ("gpu-memory-utilization=0.95", "above 0.85, the plan's safe value"),
-    ("max-model-len=512", "the workload needs 768 tokens"),
+    ("max-model-len=512", "the workload needs 784 tokens"),
     ("max-num-seq=8", "did you mean 'max-num-seqs'"),
 ])
 def test_unsafe_or_wrong_space_is_refused(default_stack, space, message):
@@ -61,6 +61,18 @@ def test_unsafe_or_wrong_space_is_refused(default_stack, space, message):
     assert done.returncode == 2, done.stdout
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--workload", "shared"], "--workload 'shared': expected one of"),
+    (["--workload", "file"], "--workload file needs --dataset"),
+    (["--slo", "ttft_p90=5"], "expected METRIC_STAT_ms=VALUE"),
+    (["--budget", "0m"], "--budget '0m'"),
+])
+def test_bad_flags_are_one_line_errors(default_stack, args, message):
+    done = run_cli(default_stack, "tune", "vllm-qwen3-32b", *args)
+    assert done.returncode == 2, done.stdout
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_dry_run_plans_orders_and_starts_nothing(default_stack):

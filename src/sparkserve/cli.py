@@ -241,7 +241,7 @@ app.add_typer(bench_app, name="bench")
 @app.command()
 def tune(
     service: Annotated[Optional[str], typer.Argument(help="The stack service to tune (default: the only one).")] = None,
-    slo: Annotated[str, typer.Option("--slo", help="Objectives each load must meet, e.g. ttft_p90_ms=2000,itl_p90_ms=100.")] = "ttft_p90_ms=2000,itl_p90_ms=100",
+    slo: Annotated[str, typer.Option("--slo", help="Objectives each load must meet (METRIC_STAT_ms=VALUE; metrics ttft, tpot, itl, e2e). Default: a chat a person reads (about 5 words/s).")] = "ttft_p90_ms=2000,itl_p90_ms=200",
     workload: Annotated[str, typer.Option("--workload", "-w", help="random, prefix, multiturn or file (as sparkserve bench).")] = "random",
     prompt_len: Annotated[int, typer.Option("--prompt-len", "-p", help="Prompt tokens per request.")] = 512,
     output_len: Annotated[int, typer.Option("--output-len", "-o", help="Output tokens per request.")] = 256,

@@ -94,6 +94,13 @@ class Workload:
         return self.session(WARMUP_BASE + index)
 
 
+def context_needed(spec: WorkloadSpec) -> int:
+    """Tokens of context the longest request of a synthetic workload needs: every turn's prompt and
+    reply, plus room for the chat template's own tokens (a few per message)."""
+    turns = spec.turns if spec.kind == "multiturn" else 1
+    return turns * (spec.prompt_len + spec.output_len) + 16 * turns
+
+
 def check_spec(spec: WorkloadSpec) -> None:
     """Every mistake the flags alone show, before the server is asked anything."""
     _check(spec, None)
@@ -122,7 +129,7 @@ def _check(spec: WorkloadSpec, max_model_len: int | None) -> None:
         raise UserError("--turns must be at least 1")
     if max_model_len and spec.kind != "file":
         turns = spec.turns if spec.kind == "multiturn" else 1
-        need = turns * (spec.prompt_len + spec.output_len) + 16 * turns
+        need = context_needed(spec)
         if need > max_model_len:
             raise UserError(f"the workload needs about {need} tokens of context ({turns} turn(s) of "
                             f"{spec.prompt_len} + {spec.output_len}) but the server's max_model_len is {max_model_len}")

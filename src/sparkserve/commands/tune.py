@@ -31,6 +31,10 @@ def run_tune(*, service: str | None, stack_file: str | None, slo: str, workload:
         raise UserError(f"--start-timeout must be above zero, got {start_timeout}")
     if dry_run and (apply or resume):
         raise UserError("--dry-run starts nothing: it cannot --apply or --resume; drop one of them")
+    from sparkserve.bench.workload import WorkloadSpec, check_spec
+
+    check_spec(WorkloadSpec(kind=workload, prompt_len=prompt_len, output_len=output_len, prefix_len=prefix_len,
+                            num_prefixes=num_prefixes, turns=turns, dataset=dataset))
     shape = WorkloadShape(kind=workload, prompt_len=prompt_len, output_len=output_len,
                           turns=turns if workload == "multiturn" else 1)
     measure = Measure(num_prompts=num_prompts, start_timeout_s=start_timeout, workload_kind=workload,

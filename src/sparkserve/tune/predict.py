@@ -33,8 +33,11 @@ class WorkloadShape:
 
     @property
     def request_len(self) -> int:
-        """Tokens the longest request holds in the KV cache (a conversation's last turn)."""
-        return (self.prompt_len + self.output_len) * max(1, self.turns)
+        """Tokens the longest request holds in the KV cache (a conversation's last turn), as bench counts them."""
+        from sparkserve.bench.workload import WorkloadSpec, context_needed
+
+        return context_needed(WorkloadSpec(kind=self.kind, prompt_len=self.prompt_len, output_len=self.output_len,
+                                           turns=self.turns))
 
 
 def planned_settings(plan: ServicePlan) -> dict:

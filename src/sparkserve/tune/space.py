@@ -128,7 +128,7 @@ def parse_space(texts: list[str], engine: Engine) -> dict[str, list]:
 class Limits:
     """What the space may never contain, with why."""
 
-    min_len: int  # the workload's longest request: prompt + output (times turns)
+    min_len: int  # the workload's longest request: prompt + output (times turns) and the chat template
     safe_util: float | None  # the plan's safe gpu-memory-utilization for this host (None: no such key)
 
 
@@ -139,7 +139,7 @@ def check_space(space: dict[str, list], engine: Engine, limits: Limits) -> None:
     for value in space.get(length_key or "", []):
         if value < limits.min_len:
             raise UserError(f"--space {flag}={value}: the workload needs {limits.min_len} tokens per request "
-                            f"(prompt + output); use values of at least {limits.min_len}")
+                            f"(prompt + output + the chat template); use values of at least {limits.min_len}")
     if memory_key and limits.safe_util is not None:
         for value in space.get(memory_key, []):
             if value > limits.safe_util:
