@@ -10,8 +10,8 @@ client, metrics and goodput):
   one step at a time from 1 until the SLO breaks (or the configuration's max-num-seqs), keep the
   highest load that met it; best = highest goodput, then output tok/s.
 - tune: the same configurations planned first, measured most promising first, the load
-  bracketed from the plan's (corrected) guess then bisected, and configurations that earlier
-  measurements already decide are not started.
+  bracketed from the plan's (corrected) guess then bisected and the chosen load measured once
+  more, and configurations that earlier measurements already decide are not started.
 
 Then the best configuration tune chose is started again and re-measured independently with
 `vllm bench serve` (in the CPU vLLM's venv) at the load tune chose; its p90 TTFT and ITL are held
@@ -162,8 +162,8 @@ def write_doc(run: dict, out: Path = DOC) -> None:
         ("- **grid** (the manner of vLLM's `benchmarks/auto_tune`): every configuration started, the load raised "
         "one step at a time from 1 until the SLO broke or max-num-seqs was reached."),
         ("- **tune**: `sparkserve tune` over the same space: planned, most promising first, load bracketed "
-        "from the plan's corrected guess then bisected; configurations already decided by a measurement "
-        "are not started."),
+        "from the plan's corrected guess then bisected, the chosen load measured once more; configurations "
+        "already decided by a measurement are not started."),
         "",
         "| | grid | tune |",
         "|---|---|---|",
@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--space", action="append", help="KEY=v1,v2 (repeatable; default: " + " ".join(SPACE) + ")")
     parser.add_argument("--out", type=Path, default=DOC, help="where the doc goes")
     parser.add_argument("--from-runs", help="write the doc again from a saved run, measuring nothing")
+    parser.add_argument("--recheck", action="store_true", help="only the `vllm bench serve` check of the saved run")
     args = parser.parse_args()
     args.space = tuple(args.space or SPACE)
     if args.from_runs:
@@ -237,6 +238,7 @@ def main() -> None:
                                check=True).stdout.strip().splitlines()[-1])
     from sparkserve.demo import write_tiny_model
 
+    runs = RUNS if args.out == DOC else args.out.with_suffix(".json")
     with tempfile.TemporaryDirectory(prefix="tune-vs-grid-") as tmp:
         work = Path(tmp)
         args.model_dir = write_tiny_model(work / "model")
@@ -245,21 +247,26 @@ def main() -> None:
             stacks[kind] = work / kind / "sparkserve.toml"
             stacks[kind].parent.mkdir()
             stacks[kind].write_text(STACK.format(vllm=venv / "bin" / "vllm", model=args.model_dir, port=free_port()))
-        tune, tune_s = search(stacks["tune"], args, grid=False)
-        grid, grid_s = search(stacks["grid"], args, grid=True)
-        if not tune["best"] or not grid["best"]:
-            raise SystemExit("no configuration met the SLO; nothing to compare")
-        check = vllm_bench(venv, stacks["tune"], tune["best"], args, work)
-        version = subprocess.run([str(venv / "bin" / "python"), "-c", "import vllm; print(vllm.__version__)"],
-                                 capture_output=True, text=True, check=False).stdout.strip()
-    run = {"created_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "host": f"{platform.machine()}, {os.cpu_count()} cores", "vllm": version, "slo": args.slo, "space": args.space,
-           "prompt_len": args.prompt_len, "output_len": args.output_len, "num_prompts": args.num_prompts,
-           "grid_wall_s": round(grid_s, 1), "tune_wall_s": round(tune_s, 1), "grid": grid, "tune": tune,
-           "vllm_bench": check}
-    runs = RUNS if args.out == DOC else args.out.with_suffix(".json")
-    runs.parent.mkdir(parents=True, exist_ok=True)
-    runs.write_text(json.dumps(run, indent=1, default=str) + "\n")
+        if args.recheck:
+            run = json.loads(runs.read_text())
+        else:
+            tune, tune_s = search(stacks["tune"], args, grid=False)
+            grid, grid_s = search(stacks["grid"], args, grid=True)
+            version = subprocess.run([str(venv / "bin" / "python"), "-c", "import vllm; print(vllm.__version__)"],
+                                     capture_output=True, text=True, check=False).stdout.strip()
+            run = {"created_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                   "host": f"{platform.machine()}, {os.cpu_count()} cores", "vllm": version, "slo": args.slo,
+                   "space": args.space, "prompt_len": args.prompt_len, "output_len": args.output_len,
+                   "num_prompts": args.num_prompts, "grid_wall_s": round(grid_s, 1), "tune_wall_s": round(tune_s, 1),
+                   "grid": grid, "tune": tune, "vllm_bench": None}
+            runs.parent.mkdir(parents=True, exist_ok=True)
+            runs.write_text(json.dumps(run, indent=1, default=str) + "\n")
+        if not run["tune"]["best"] or not run["grid"]["best"]:
+            raise SystemExit(f"no configuration met the SLO; nothing to compare (see {runs})")
+        try:
+            run["vllm_bench"] = vllm_bench(venv, stacks["tune"], run["tune"]["best"], args, work)
+        finally:
+            runs.write_text(json.dumps(run, indent=1, default=str) + "\n")
     write_doc(run, args.out)
     print(f"wrote {args.out} and {runs}")
 

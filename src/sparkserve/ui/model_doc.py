@@ -414,7 +414,7 @@ def _tune_section(data: dict | None) -> str:
         "and never steps down from 0.98 the way vLLM's auto_tune does.\n"
         "- Each configuration is then started for real under the memory guard; the load search starts at the "
         "plan's highest load (corrected by what earlier trials measured), doubles or halves until the SLO "
-        "breaks or holds, then bisects. A configuration whose max-num-seqs is at most a load another one already "
+        "breaks or holds, bisects, and measures the chosen load once more. A configuration whose max-num-seqs is at most a load another one already "
         "sustained, or that differs from a measured one only in limits that load never reached, is decided "
         "without starting it. `--budget` caps the wall time; `--resume` continues after an interruption; "
         "`--apply` writes the winner into sparkserve.toml. Measured against a full grid: "
