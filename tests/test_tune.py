@@ -261,3 +261,22 @@ def test_model_page_example_is_what_the_command_plans(default_stack):
         assert int(cells[1]) == trial["args"]["max_num_seqs"]
         assert int(cells[2]) == trial["args"]["max_num_batched_tokens"]
         assert cells[3] == str(trial["predicted"]["max_load"] or "–")
+
+
+def test_ollama_space_and_apply_into_args_and_env(default_stack, tmp_path):
+    out = default_stack / "ollama.json"
+    done = run_cli(default_stack, "tune", "ollama", "--dry-run", "--space", "flash-attention=on,off",
+                   "--space", "num-parallel=2,4", "--json", str(out))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["engine"] == "ollama"
+    assert {(t["args"]["num_parallel"], t["args"]["flash_attention"]) for t in data["trials"]} == {
+        (2, True), (2, False), (4, True), (4, False)}
+    assert all(t["args"]["num_ctx"] >= 784 for t in data["trials"])
+    stack = tmp_path / "sparkserve.toml"
+    stack.write_text((default_stack / "sparkserve.toml").read_text())
+    best = {"args": {"num_parallel": 4, "num_ctx": 8192, "flash_attention": False, "kv_cache_type": "q8_0"}}
+    assert apply({"service": "ollama", "best": best}, stack, "ollama", Console(width=200)) is True
+    svc = tomllib.loads(stack.read_text())["services"]["ollama"]
+    assert svc["args"] == {"num_ctx": 8192, "num_parallel": 4, "kv_cache_type": "q8_0"}
+    assert svc["env"]["OLLAMA_FLASH_ATTENTION"] == "0" and svc["env"]["OLLAMA_KEEP_ALIVE"] == "30m"

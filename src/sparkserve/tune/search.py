@@ -149,8 +149,10 @@ def default_space(planner: Planner, slos: list[Slo], limits: Limits) -> dict[str
     base = planner.plan({}, 1)
     settings = planned_settings(base)
     conc_key = engine.tune_concurrency_key
-    kv_cap = max(1, base.memory.kv_tokens // planner.shape.request_len)
-    cap = max(1, min(engine.tune_max_concurrency(planner.hw), kv_cap))
+    most = engine.tune_max_concurrency(planner.hw)
+    widest = planner.plan({conc_key: most}, 1)  # Ollama's KV cache grows with its parallel slots
+    kv_cap = max(1, widest.memory.kv_tokens // planner.shape.request_len)
+    cap = max(1, min(most, kv_cap))
     first = predict(planner, Candidate({conc_key: cap}), slos)
     seqs = powers_around(first.max_load or 1, cap)
     space = engine.tune_defaults(settings, max_model_len=max(base.memory.max_model_len, limits.min_len), seqs=seqs)
