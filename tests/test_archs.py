@@ -104,6 +104,8 @@ def test_ollama_keeps_recurrent_state_in_f32() -> None:
     ({"model_type": "falcon_h1"}, "parallel attention + Mamba"),
     ({"model_type": "llama", "kv_lora_rank": 512}, "multi-head latent attention"),
     ({"model_type": "llama", "layer_types": ["full_attention", "kda_attention"]}, "kda_attention"),
+    ({"model_type": "nemotron_h", "moe_latent_size": 1024}, "latent MoE"),
+    ({"model_type": "gemma3n_text", "num_kv_shared_layers": 10}, "reuse another layer's KV cache"),
 ])
 def test_unmodelled_features_are_refused_by_name(config: dict, feature: str) -> None:
     base = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,

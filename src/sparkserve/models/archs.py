@@ -33,6 +33,12 @@ _REFUSED = {
                    "shared KV layers)",
 }
 _FLOAT32 = frozenset({"float32", "fp32"})
+# Config keys of features that change weights or the cache in ways the planner does not count yet.
+_REFUSED_KEYS = {
+    "moe_latent_size": "latent MoE, experts working in a projected width (Nemotron 3 Super)",
+    "num_kv_shared_layers": "layers that reuse another layer's KV cache (Gemma 3n / Gemma 4)",
+    "hidden_size_per_layer_input": "per-layer input embeddings (Gemma 3n / Gemma 4)",
+}
 
 
 def refuse_unmodelled(text: Mapping[str, Any], model_type: str, source: str) -> None:
@@ -42,6 +48,9 @@ def refuse_unmodelled(text: Mapping[str, Any], model_type: str, source: str) -> 
     if "kv_lora_rank" in text and model_type not in MLA_TYPES:
         raise UserError(f"{source}: multi-head latent attention in model_type {model_type!r} is not modelled yet "
                         f"(known: {', '.join(sorted(MLA_TYPES))})")
+    for key, feature in _REFUSED_KEYS.items():
+        if text.get(key):
+            raise UserError(f"{source}: {feature} ({key}) is not modelled by the planner yet")
     if ("layer_types" in text and any(str(t) not in _KNOWN_LAYER_TYPES for t in text["layer_types"])):
         unknown = sorted({str(t) for t in text["layer_types"]} - _KNOWN_LAYER_TYPES)
         raise UserError(f"{source}: layer type(s) {', '.join(unknown)} are not modelled by the planner yet")
