@@ -24,6 +24,7 @@ import math
 import re
 import struct
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,6 +138,7 @@ class HubServer:
 
     def __init__(self, repos: Iterable[HubRepo] = ()) -> None:
         self.repos: dict[str, HubRepo] = {}
+        self.chunk_delay_s = 0.0  # pause after each 1 MiB of a body: a download a test can interrupt
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         for repo in repos:
@@ -221,11 +223,15 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Length", str(len(answer.body)))
             self.end_headers()
             sent = 0
-            if not head:
-                for chunk in _chunks(answer):
-                    self.wfile.write(chunk)
-                    sent += len(chunk)
-            server.record(Request(self.command, self.path, self.headers.get("Range"), token, answer.status, sent))
+            try:
+                if not head:
+                    for chunk in _chunks(answer):
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                        if server.chunk_delay_s:
+                            time.sleep(server.chunk_delay_s)
+            finally:  # a client that hung up mid-body is recorded too, with what it got
+                server.record(Request(self.command, self.path, self.headers.get("Range"), token, answer.status, sent))
 
     return Handler
 
