@@ -230,6 +230,8 @@ def _handler_for(server: HubServer) -> type[BaseHTTPRequestHandler]:
                         sent += len(chunk)
                         if server.chunk_delay_s:
                             time.sleep(server.chunk_delay_s)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client hung up: what it got is recorded below
             finally:  # a client that hung up mid-body is recorded too, with what it got
                 server.record(Request(self.command, self.path, self.headers.get("Range"), token, answer.status, sent))
 

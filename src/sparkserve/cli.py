@@ -121,6 +121,17 @@ def up(
 
 
 @app.command()
+def pull(
+    services: Annotated[Optional[list[str]], typer.Argument(help="Services whose models to fetch (default: all).")] = None,
+    stack_file: StackOption = None,
+) -> None:
+    """Fetch the services' models before `up`: Hub weights into the stack's HF cache, Ollama tags via Ollama; resumable."""
+    from sparkserve.commands.pull import run_pull
+
+    run_pull(stack=stack_file, services=services or [])
+
+
+@app.command()
 def down(stack_file: StackOption = None) -> None:
     """Stop the stack: remove its containers (volumes and caches stay) and stop its native processes."""
     from sparkserve.commands.lifecycle import run_down

@@ -199,6 +199,16 @@ class Engine:
         """Ask the server until it answers for the model; returns the model name it serves."""
         raise self.planning_only("wait for it to answer")
 
+    # --- fetching the model ahead of start (`sparkserve pull`) ---------------------------------------
+    def hub_download_patterns(self, files: Sequence[str]) -> list[str] | None:
+        """`allow_patterns` for the files of a Hugging Face repo this engine loads (given the repo's file
+        list), or None when the engine does not load Hub checkpoints."""
+        return None
+
+    def pull_from_server(self, client: httpx.Client, *, name: str, model: str, progress: PullProgress | None) -> None:
+        """Have the running server fetch `model` itself (Ollama's /api/pull)."""
+        raise self.planning_only("pull a model through its server")
+
     def list_models(self, http: httpx.Client) -> list[str]:
         """The model names the server lists."""
         raise self.planning_only("list its models")

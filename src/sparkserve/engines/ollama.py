@@ -189,6 +189,10 @@ class Ollama(Engine):
         say(f"{name}: {model} loaded in {time.monotonic() - began:.1f} s")
         return model
 
+    def pull_from_server(self, client, *, name, model, progress):
+        """POST /api/pull, streamed: Ollama resumes the blobs it already has and reports each layer's bytes."""
+        _pull(client, name, model, progress)
+
     def doctor_rules(self):
         from sparkserve.engines.ollama_doctor import LOG_RULES
 

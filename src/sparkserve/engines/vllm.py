@@ -6,7 +6,7 @@ module for defaults instead of hard-coding them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from dataclasses import dataclass
@@ -496,6 +496,26 @@ def args_conflict(args) -> str | None:
     return None
 
 
+# What `vllm serve` reads from a Hub repo besides the weights: config, generation config, tokenizer
+# (tokenizer.json, SentencePiece *.model, BPE vocab/merges *.txt, tiktoken files) and chat templates.
+HUB_CONFIG_PATTERNS = ("*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja", "tokenizer*")
+# vLLM's default load format ("auto") takes safetensors when the repo has any, else PyTorch .bin, else .pt
+# (vllm/model_executor/model_loader/default_loader.py, _prepare_weights); it skips Mistral's
+# consolidated*.safetensors when the HF-layout shards are there.
+HUB_WEIGHT_FORMATS = ("*.safetensors", "*.bin", "*.pt")
+
+
+def hub_patterns(files: Sequence[str]) -> list[str]:
+    """allow_patterns for the files vLLM loads from a repo with these files."""
+    from fnmatch import fnmatch
+
+    names = [f.rsplit("/", 1)[-1] for f in files]
+    weights = next((p for p in HUB_WEIGHT_FORMATS if any(fnmatch(n, p) for n in names)), HUB_WEIGHT_FORMATS[0])
+    if weights == "*.safetensors" and any(fnmatch(n, "model*.safetensors") for n in names):
+        weights = "model*.safetensors"
+    return [*HUB_CONFIG_PATTERNS, weights]
+
+
 class Vllm(OpenAICompatible):
     name = NAME
     label = "vLLM"
@@ -587,6 +607,9 @@ class Vllm(OpenAICompatible):
 
     def healthcheck_test(self):
         return healthcheck_test()
+
+    def hub_download_patterns(self, files):
+        return hub_patterns(files)
 
     def compose_fragment(self, svc, plan, hw, hf_cache):
         return ComposeFragment(
