@@ -188,3 +188,44 @@ runtime = "native"
     down = pull(stack)
     assert down.returncode == 2 and "does not answer at http://127.0.0.1:1" in down.stderr
     assert "sparkserve up local --no-wait" in down.stderr
+
+
+def test_doctor_counts_the_download_not_the_memory(tmp_path, hub_server: HubServer, monkeypatch):
+    """An FP8 service of a BF16 checkpoint downloads the BF16 files: doctor's disk check says so."""
+    from sparkserve.doctor.checks import Context, check_disk
+    from sparkserve.hardware.detect import Detection
+    from sparkserve.runtime.pull import selected
+    from sparkserve.stack.load import load_stack
+    from sparkserve.stack.stackplan import plan_stack, stack_hardware
+
+    repo = publish(hub_server, "acme/Disk-Qwen3")
+    stack_dir = write_stack(tmp_path / "stack", f"""
+[stack]
+hardware = "h100-sxm"
+hf_cache = "{tmp_path / 'hf'}"
+
+[services.chat]
+engine = "vllm"
+model = "{repo.repo_id}"
+quant = "fp8"
+port = 8000
+""")
+    stack = load_stack(stack_dir / "sparkserve.toml")
+    hw = stack_hardware(stack)
+    plan = plan_stack(stack, hw)
+    ctx = Context(detection=Detection(gpus=[], profile_id=None), meminfo={}, stack=stack, hw=hw, plan=plan)
+    sizes = {path: len(c) if isinstance(c, bytes) else c.size for path, c in repo.files.items()}
+    from sparkserve.engines import get_engine
+
+    download = sum(selected(sizes, get_engine("vllm").hub_download_patterns(list(sizes))).values()) / 1024**3
+    in_memory = plan.services[0].memory.weights_gib
+    assert download > in_memory * 1.1  # BF16 on disk, FP8 in memory (embeddings stay BF16)
+    listed = check_disk(ctx)
+    assert f"for {download:.1f} GiB of downloads (repo file list)" in listed.summary, listed
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    offline = check_disk(ctx)
+    spec = plan.services[0].deployment.model
+    bf16 = (sum(b for _, b in spec.checkpoint_bytes) or spec.params.checkpoint_total * 2) / 1024**3
+    assert bf16 > in_memory * 1.1
+    assert f"for {bf16:.1f} GiB of downloads (checkpoint dtype)" in offline.summary, offline

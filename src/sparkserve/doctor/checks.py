@@ -218,32 +218,46 @@ def _hf_cached(cache: Path, model: str) -> bool:
 
 
 def check_disk(ctx: Context) -> Check:
-    """Free space where weights will be downloaded against the planned weights not yet there."""
+    """Free space where weights will be downloaded against the download not yet there: the repo's files
+    vLLM loads (from the Hub's file list, else the checkpoint in its own dtype), not the in-memory size."""
+    from sparkserve.engines import get_engine
+    from sparkserve.runtime import pull
+
     if ctx.stack is None or ctx.plan is None:
         return Check("disk_space", NA, "no stack file: nothing planned to download")
     cache = Path(ctx.stack.spec.stack.hf_cache).expanduser()
+    token = os.environ.get("HF_TOKEN") or ctx.env.get("HF_TOKEN") or None
     need: dict[Path, float] = {}
+    how: set[str] = set()
     for name, svc in ctx.stack.services.items():
         plan = ctx.service_plan(name)
         if plan is None:
             continue
-        if svc.engine == "vllm":
+        engine = get_engine(svc.engine)
+        if engine.hub_download_patterns([]) is not None:
             if _hf_cached(cache, svc.model):
                 continue
             where = _existing(cache)
+            revision = svc.args.get("revision")
+            size = pull.download_size(engine, svc.model, str(revision) if revision else None, token,
+                                      plan.deployment.model)
+            gib = size.bytes / GIB
+            how.add(size.how)
         else:
             host = next((v.split(":")[0] for v in svc.volumes if v.split(":")[1].rstrip("/") == "/root/.ollama"), None)
             where = _existing(Path(host) if host and host.startswith(("/", "~")) else Path("/var/lib/docker"))
-        need[where] = need.get(where, 0.0) + plan.memory.weights_gib
+            gib = plan.memory.weights_gib
+        need[where] = need.get(where, 0.0) + gib
     if not need:
         return Check("disk_space", PASS, f"every model is already in {cache} (or local)")
     problems, notes = [], []
+    source = f" ({', '.join(sorted(how))})" if how else ""
     for where, gib in need.items():
         try:
             free = shutil.disk_usage(where).free / GIB
         except OSError as exc:
             return Check("disk_space", NA, f"cannot read free space of {where} ({exc.strerror or exc})")
-        notes.append(f"{free:.0f} GiB free on {where} for {gib:.1f} GiB of weights")
+        notes.append(f"{free:.0f} GiB free on {where} for {gib:.1f} GiB of downloads{source}")
         if free < gib + DISK_MARGIN_GIB:
             problems.append((where, free, gib))
     if problems:
