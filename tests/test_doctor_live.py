@@ -1,8 +1,8 @@
 """`sparkserve doctor --live` against the real CPU vLLM: induce a limit with real traffic, diagnose it.
 
 Three servers: the session one (default flags) read under one request at a time, one started with
---max-num-seqs 1 under 8 concurrent streams, and one whose KV cache holds two 128-token blocks (one
-request of 256 tokens) under 8 streams of 250-token requests. Run under `flock /tmp/sparkserve-e2e.lock`.
+--max-num-seqs 1 under 8 concurrent streams, and one whose KV cache holds two usable 128-token blocks (one
+request of 256 tokens, past vLLM's null block) under 8 streams of 250-token requests. Run under `flock /tmp/sparkserve-e2e.lock`.
 Windows are short; nothing here depends on how fast this machine is, only on what the server reports
 while the load runs.
 """
@@ -58,7 +58,8 @@ def _server(vllm_venv: Path, model_dir: Path, tmp_path: Path, *extra: str) -> It
         deadline = time.monotonic() + READY_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"vllm serve {' '.join(extra)} exited {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+                errors = [line for line in log_path.read_text().splitlines() if "Error" in line and "File " not in line]
+                pytest.fail(f"vllm serve {' '.join(extra)} exited {proc.returncode}:\n" + "\n".join(errors[-12:]))
             try:
                 if httpx.get(base + "/health", timeout=2.0).status_code == 200:
                     break
@@ -146,8 +147,9 @@ def test_max_num_seqs_1_under_8_streams_is_requests_waiting(vllm_venv, tiny_mode
 
 
 def test_a_squeezed_kv_cache_under_long_requests_shows_kv_pressure(vllm_venv, tiny_model, tmp_path):
-    # Two 128-token blocks (the CPU build's block size) hold 256 tokens: one 151 + 100 token request at a time.
-    with _server(vllm_venv, tiny_model, tmp_path, "--num-gpu-blocks-override", "2", "--max-model-len", "256") as base:
+    # Three 128-token blocks (the CPU build's block size), one of them vLLM's reserved null block, hold 256
+    # tokens: one 151 + 100 token request at a time, and it fills the cache.
+    with _server(vllm_venv, tiny_model, tmp_path, "--num-gpu-blocks-override", "3", "--max-model-len", "256") as base:
         with Load(base, "tiny", streams=8, max_tokens=100):
             _wait_for(base, lambda t: _gauge(t, "vllm:kv_cache_usage_perc") >= 0.9
                       and _gauge(t, "vllm:num_requests_waiting") >= 1, "a full KV cache with requests waiting")
