@@ -64,9 +64,11 @@ REFERENCE = (("server's mean TTFT (ms)", "server_ttft"), ("mean TTFT / server's 
 JUDGED = ("ttft_over_server", "tpot", "tps")
 # The request-shape section: vLLM's client, sparkserve's default, and each former default alone.
 SHAPE_TOOLS = ("vllm", "sparkserve", "sparkserve-usage", "sparkserve-sampling")
-SHAPE_FLAGS = {"sparkserve": [], "sparkserve-usage": ["--per-chunk-usage"], "sparkserve-sampling": ["--temperature", "1"]}
+SHAPE_FLAGS = {"sparkserve": [], "sparkserve-usage": ["--per-chunk-usage"],
+               "sparkserve-sampling": ["--temperature", "1"]}
 SHAPE_TITLES = {"vllm": "vllm bench serve", "sparkserve": "sparkserve bench (default)",
-                "sparkserve-usage": "sparkserve, --per-chunk-usage", "sparkserve-sampling": "sparkserve, --temperature 1"}
+                "sparkserve-usage": "sparkserve, --per-chunk-usage",
+                "sparkserve-sampling": "sparkserve, --temperature 1"}
 
 
 def free_port() -> int:
@@ -557,8 +559,8 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
         "",
         "Where the tools differ by design: sparkserve reads /metrics once a second during the run; asked",
         "(`--per-chunk-usage`), it takes vLLM's per-chunk token counts (`continuous_usage_stats`) to time every",
-        "token of a multi-token chunk, where vLLM's ITL assumes one token per chunk. vLLM's random dataset decodes runs of",
-        "consecutive token ids and re-encodes them, which can land a prompt a token off; sparkserve's prompts",
+        "token of a multi-token chunk, where vLLM's ITL assumes one token per chunk. vLLM's random dataset",
+        "decodes runs of consecutive token ids and re-encodes them, which can land a prompt a token off; sparkserve's prompts",
         "are exact. Both build every prompt before their clock starts.",
         "",
     ]

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from native_kit import events, run_cli
 from test_native import SECRET, Project
 
@@ -35,7 +34,8 @@ def _one_line_exit_2(result) -> str:
 
 @pytest.mark.parametrize(("content", "expected"), [
     (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe binary", "not UTF-8 text"),
-    (VALID.format(stack="min_mem_available_gib = inf", service="").encode(), "stack.min_mem_available_gib: expected a finite number"),
+    (VALID.format(stack="min_mem_available_gib = inf", service="").encode(),
+     "stack.min_mem_available_gib: expected a finite number"),
     (VALID.format(stack="min_mem_available_gib = nan", service="").encode(), "expected a finite number"),
     (VALID.format(stack="", service='env = { A = "x\\u0000y" }').encode(), "services.s.env.A: the value holds a NUL"),
     (VALID.format(stack="", service='args = { served_model_name = "a\\u0000" }').encode(), "holds a NUL"),
@@ -44,7 +44,8 @@ def _one_line_exit_2(result) -> str:
 @pytest.mark.parametrize("command", ["plan", "render", "up"])
 def test_bad_stack_files_end_in_one_line(tmp_path, content, expected, command):
     (tmp_path / "sparkserve.toml").write_bytes(content)
-    assert expected in _one_line_exit_2(run_cli(tmp_path, command, *(["--stack", "sparkserve.toml"] if command == "plan" else [])))
+    stack = ["--stack", "sparkserve.toml"] if command == "plan" else []
+    assert expected in _one_line_exit_2(run_cli(tmp_path, command, *stack))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sparkserve.toml"]
 
 

@@ -199,6 +199,11 @@ def request_record(o: Outcome, run_start: float) -> dict:
     }
 
 
+def _temperature(request: RequestOptions) -> float:
+    """What the requests asked: greedy (0) unless --temperature."""
+    return 0.0 if request.temperature is None else request.temperature
+
+
 def build_result(bench: BenchPlan, runs: list[tuple[PointRun, dict]], interrupted: bool, *,
                  environment: dict, num_prompts: int | None, duration_s: float | None) -> BenchResult:
     spec: WorkloadSpec = bench.workload.spec
@@ -231,7 +236,7 @@ def build_result(bench: BenchPlan, runs: list[tuple[PointRun, dict]], interrupte
             "prefix_len": bench.workload.prefix_len if spec.kind == "prefix" else None,
             "num_prefixes": spec.num_prefixes if spec.kind == "prefix" else None,
             "turns": spec.turns if spec.kind == "multiturn" else None, "dataset": spec.dataset,
-            "ignore_eos": bench.request.ignore_eos, "temperature": bench.request.temperature if bench.request.temperature is not None else 0.0,
+            "ignore_eos": bench.request.ignore_eos, "temperature": _temperature(bench.request),
             "num_prompts": num_prompts, "duration_s": duration_s, "warmup": bench.warmup, "seed": spec.seed,
             "tokenizer": bench.tokens.source, "tokens_exact": bench.tokens.exact,
         },

@@ -213,7 +213,6 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
                poll: float | None, log_max_mib: float = native.DEFAULT_LOG_MAX_MIB) -> None:
     from sparkserve.runtime.memguard import MemoryGuard
     from sparkserve.runtime.readiness import Target, progress_lines, wait_ready
-
     from sparkserve.secrets import redact_argv, secret_values
 
     log = native.log_file(path, launch.name)
@@ -253,7 +252,8 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
             ready = wait_ready(target, timeout=timeout, alive=alive, say=console.print, tick=tick,
                                poll=poll if poll is not None else float(os.environ.get("SPARKSERVE_POLL_S", "1")))
         tick()
-        console.print(f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {record.pid}, {ready.seconds:.0f} s)")
+        console.print(f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {record.pid}, "
+                      f"{ready.seconds:.0f} s)")
     except BaseException as exc:
         if record is None:
             raise

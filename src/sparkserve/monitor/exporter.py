@@ -3,15 +3,16 @@
 
 A custom Collector reads fresh values on every scrape (nothing is cached between scrapes).
 One scrape reads the sources at a time; scrapes that arrive meanwhile share its result instead
-of queueing behind it, so a hung source costs every scraper one timeout, not one each. A reading that is missing is left out of the scrape, never sent as 0.
+of queueing behind it, so a hung source costs every scraper one timeout, not one each. A reading
+that is missing is left out of the scrape, never sent as 0.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 

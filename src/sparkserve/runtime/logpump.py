@@ -62,7 +62,8 @@ def main(argv: list[str]) -> int:
     command = argv[argv.index("--") + 1:]
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the engine decides when it is done; EOF ends the copy
-    signal.pthread_sigmask(signal.SIG_SETMASK, set())  # a mask inherited from a starting sparkserve must not reach the engine
+    # A signal mask inherited from a starting sparkserve (which holds signals) must not reach the engine.
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     read_end, write_end = os.pipe()
     exec_read, exec_write = os.pipe()  # close-on-exec: EOF means the exec succeeded
     pid = os.fork()

@@ -526,7 +526,8 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
-def start(stack_path: Path, launch: Launch, *, log_max_mib: float = DEFAULT_LOG_MAX_MIB) -> tuple[subprocess.Popen, Record]:
+def start(stack_path: Path, launch: Launch, *,
+          log_max_mib: float = DEFAULT_LOG_MAX_MIB) -> tuple[subprocess.Popen, Record]:
     """Start the engine in a new session under runtime.logpump (which copies its output to the
     log file, rotating it at `log_max_mib`), marked with a fresh SPARKSERVE_ID, and write the pid file.
 

@@ -165,9 +165,8 @@ def _check_meaning(spec: StackFile, source: str) -> None:
 
 
 def _check_args(svc: ServiceSpec, where: str, source: str) -> None:
-    from sparkserve.engines import get_engine
-
     from sparkserve import secrets
+    from sparkserve.engines import get_engine
 
     engine = get_engine(svc.engine)
     for key, value in svc.args.items():

@@ -30,9 +30,11 @@ def killpg(pgid: int, sig: int) -> None:
 
 
 def kill(pid: int, sig: int) -> None:
-    if pid in (-1, 0) or (pid < 0 and (-pid <= 1 or -pid == os.getpgrp() or -pid in _protected())) or pid in _protected():
-        if sig != 0:
-            _refuse(f"kill({pid}, {sig})")
+    group = -pid if pid < 0 else None
+    risky = pid in (-1, 0) or pid in _protected() or (group is not None and (group <= 1 or group == os.getpgrp()
+                                                                              or group in _protected()))
+    if risky and sig != 0:
+        _refuse(f"kill({pid}, {sig})")
     _kill(pid, sig)
 
 
