@@ -318,7 +318,7 @@ METRICS_PATH = "/metrics"
 # arguments with it. One JSON line answers: {"ok": true}, {"error": "<argparse message>"} or
 # {"skip": "<why the parser was not reachable>"}. make_arg_parser moved from
 # vllm.entrypoints.openai.cli_args (up to about 0.2x) to vllm.entrypoints.launchers.cli_args (0.32).
-ARG_CHECK_SCRIPT = r'''
+_ARG_PARSER_PREAMBLE = r'''
 import contextlib, io, json, sys
 try:
     from vllm.utils.argparse_utils import FlexibleArgumentParser
@@ -337,16 +337,44 @@ for module in ("vllm.entrypoints.openai.cli_args", "vllm.entrypoints.launchers.c
 if make_arg_parser is None:
     print(json.dumps({"skip": "no make_arg_parser in vllm.entrypoints"})); sys.exit(0)
 parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
-err = io.StringIO()
-try:
-    with contextlib.redirect_stderr(err):
-        parser.parse_args(sys.argv[1:])
-except SystemExit as exc:
-    if exc.code:
+
+def parse(argv):  # (namespace, None) or (None, the parser's message)
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            return parser.parse_args(argv), None
+    except SystemExit as exc:
+        if not exc.code:
+            return None, None
         lines = [l for l in err.getvalue().splitlines() if l.strip()]
         msg = lines[-1] if lines else f"exit code {exc.code}"
-        print(json.dumps({"error": msg.split(": error: ", 1)[-1]})); sys.exit(0)
-print(json.dumps({"ok": True}))
+        return None, msg.split(": error: ", 1)[-1]
+'''
+ARG_CHECK_SCRIPT = _ARG_PARSER_PREAMBLE + r'''
+_, error = parse(sys.argv[1:])
+print(json.dumps({"error": error} if error else {"ok": True}))
+'''
+# Many argument lists in one interpreter (importing vLLM costs seconds): a JSON list of argv lists on
+# stdin, one JSON line {"results": [...]} out, each {"ok": true} or {"error": ...}. Past the parser,
+# vLLM's own SchedulerConfig checks batched tokens against max-num-seqs and max-model-len.
+ARG_CHECK_BATCH_SCRIPT = _ARG_PARSER_PREAMBLE + r'''
+try:
+    from vllm.config.scheduler import SchedulerConfig
+except ImportError:
+    SchedulerConfig = None
+results = []
+for argv in json.load(sys.stdin):
+    ns, error = parse(argv)
+    if error is None and SchedulerConfig is not None and ns is not None and None not in (
+            ns.max_num_batched_tokens, ns.max_num_seqs, ns.max_model_len):
+        try:
+            SchedulerConfig(max_num_batched_tokens=ns.max_num_batched_tokens, max_num_seqs=ns.max_num_seqs,
+                            max_model_len=ns.max_model_len, enable_chunked_prefill=ns.enable_chunked_prefill
+                            is not False, is_encoder_decoder=False)
+        except Exception as exc:
+            error = str(exc).split("Value error, ", 1)[-1].split(" [type=", 1)[0].strip()
+    results.append({"error": error} if error else {"ok": True})
+print(json.dumps({"results": results}))
 '''
 ARG_CHECK_TIMEOUT_S = 120.0  # importing vLLM (and torch) takes about 6 s on a 2-core machine
 
@@ -395,6 +423,25 @@ def check_serve_args(python: str, args: list[str], env: dict[str, str] | None = 
             return "ok", ""
     tail = [line for line in done.stderr.splitlines() if line.strip()]
     return "skip", f"the check exited with {done.returncode}: {tail[-1] if tail else 'no output'}"
+
+
+def check_serve_args_batch(python: str, argvs: list[list[str]], env: dict[str, str] | None = None,
+                           timeout: float = 600.0) -> list[tuple[str, str]]:
+    """`check_serve_args` for many argument lists in one interpreter: ("ok" | "error", message) per list,
+    in order. Raises RuntimeError when the parser could not be reached (a test must not pass on that)."""
+    import json
+    import subprocess
+
+    done = subprocess.run([python, "-c", ARG_CHECK_BATCH_SCRIPT], input=json.dumps(argvs), capture_output=True,
+                          text=True, timeout=timeout, env=env)
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            answer = json.loads(line)
+            if "skip" in answer:
+                raise RuntimeError(f"vLLM's parser is not reachable: {answer['skip']}")
+            return [("error", r["error"]) if "error" in r else ("ok", "") for r in answer["results"]]
+    tail = [line for line in done.stderr.splitlines() if line.strip()]
+    raise RuntimeError(f"the batch check exited with {done.returncode}: {tail[-1] if tail else 'no output'}")
 
 
 _STARTUP_ERROR = (r"(Value error, .+|\bvllm(?: serve)?: error: .+|\b[\w.]*(?:Error|Exception): .+"
