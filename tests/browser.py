@@ -57,7 +57,8 @@ class Page:
     def _note(self, msg: dict) -> None:
         params = msg.get("params", {})
         if msg["method"] == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            self.problems.append("console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"]))
+            words = (str(a.get("value", a.get("description"))) for a in params["args"])
+            self.problems.append("console: " + " ".join(words))
         elif msg["method"] == "Runtime.exceptionThrown":
             self.problems.append("exception: " + json.dumps(params.get("exceptionDetails", {}))[:500])
         elif msg["method"] == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
@@ -100,7 +101,8 @@ class Browser:
         t0 = time.monotonic()
         while not (port_file.exists() and port_file.read_text().strip()):
             if self.proc.poll() is not None or time.monotonic() - t0 > START_TIMEOUT_S:
-                raise RuntimeError(f"chromium did not start: {(self.profile.parent / 'chromium.log').read_text()[-2000:]}")
+                log = (self.profile.parent / "chromium.log").read_text()
+                raise RuntimeError(f"chromium did not start: {log[-2000:]}")
             time.sleep(0.1)
         self.port = int(port_file.read_text().split()[0])
         return self

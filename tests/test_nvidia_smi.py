@@ -8,7 +8,6 @@ import sys
 
 import fake_nvidia_smi
 from fake_nvml import FakeNVML
-
 from sparkserve.hardware.detect import detect, query_nvidia_smi
 
 NO_NVML = "NVML Shared Library Not Found"

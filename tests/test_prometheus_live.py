@@ -18,9 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-import fake_nvidia_smi
 import httpx
 import pytest
+
+import fake_nvidia_smi
 from conftest import _free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,7 +133,8 @@ runtime = "native"
         wait_for("fake Ollama", lambda: httpx.get(f"{ollama_url}/api/version", timeout=2).status_code == 200,
                  procs, "ollama")
         httpx.post(f"{ollama_url}/api/pull", json={"model": "qwen3:0.6b"}, timeout=30).raise_for_status()
-        httpx.post(f"{ollama_url}/api/generate", json={"model": "qwen3:0.6b", "prompt": ""}, timeout=30).raise_for_status()
+        load = {"model": "qwen3:0.6b", "prompt": ""}
+        httpx.post(f"{ollama_url}/api/generate", json=load, timeout=30).raise_for_status()
 
         bin_dir = tmp_path / "gpu-bin"
         smi_log = fake_nvidia_smi.install(bin_dir, "h200", processes=[(vllm_server.pid, 1234)])

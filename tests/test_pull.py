@@ -99,7 +99,11 @@ port = 8000
         first = start_pull(stack)
         blobs = cache / "hub" / f"models--{repo.repo_id.replace('/', '--')}" / "blobs"
         t0 = time.monotonic()
-        while not any(p.stat().st_size > 3 << 20 for p in blobs.glob("*.sparkserve-partial")) if blobs.is_dir() else True:
+        def partial_mib() -> float:
+            parts = list(blobs.glob("*.sparkserve-partial")) if blobs.is_dir() else []
+            return max((p.stat().st_size for p in parts), default=0) / 2**20
+
+        while partial_mib() < 3:
             assert first.poll() is None, first.communicate()
             assert time.monotonic() - t0 < 120, "the download never got going"
             time.sleep(0.05)

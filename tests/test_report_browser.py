@@ -6,6 +6,7 @@ server table speaks words, not field names. Run under `flock /tmp/sparkserve-e2e
 from __future__ import annotations
 
 import pytest
+
 from bench_servers import run_bench
 from browser import Browser, chromium
 

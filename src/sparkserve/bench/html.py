@@ -205,8 +205,8 @@ SERVER_ROWS: dict[str, tuple[str, str, float]] = {
 }
 
 
-def _server_rows(run: RunResult) -> list[tuple[str, str]]:
-    rows = []
+def _server_rows(run: RunResult) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for key, value in run.server.model_dump(exclude={"readings"}).items():
         if value is None:
             continue

@@ -38,13 +38,13 @@ def _pull_hub(loaded, name: str, svc, engine, console) -> None:
         return
     revision = svc.args.get("revision")
     cache = pull.hf_hub_cache(loaded.stack, svc)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     console.print(f"{name}: downloading {svc.model}{f' at {revision}' if revision else ''} into {cache} "
                   "(an interrupted download resumes where it stopped)", markup=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                   console=console) as bars:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(path: str, done: int, total: int) -> None:
             if path not in tasks:
@@ -58,7 +58,7 @@ def _pull_hub(loaded, name: str, svc, engine, console) -> None:
 
 def _pull_server(loaded, name: str, svc, engine, console) -> None:
     import httpx
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
 
     from sparkserve.runtime.native import service_url
 
@@ -67,7 +67,7 @@ def _pull_server(loaded, name: str, svc, engine, console) -> None:
     with httpx.Client(base_url=url, timeout=httpx.Timeout(30.0, read=None), trust_env=False) as client, \
             Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                      console=console, transient=False) as bars:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def progress(status: str, completed: int, total: int) -> None:
             if total:

@@ -9,10 +9,14 @@ from sparkserve.plan.settings import GgufSettings, gguf_settings
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand
+from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand, PullProgress
 from sparkserve.engines.registry import register
 from sparkserve.errors import UserError
+
+if TYPE_CHECKING:
+    import httpx
 
 NAME = "ollama"
 
@@ -189,7 +193,8 @@ class Ollama(Engine):
         say(f"{name}: {model} loaded in {time.monotonic() - began:.1f} s")
         return model
 
-    def pull_from_server(self, client, *, name, model, progress):
+    def pull_from_server(self, client: httpx.Client, *, name: str, model: str,
+                         progress: PullProgress | None) -> None:
         """POST /api/pull, streamed: Ollama resumes the blobs it already has and reports each layer's bytes."""
         _pull(client, name, model, progress)
 

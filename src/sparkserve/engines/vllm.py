@@ -655,7 +655,7 @@ class Vllm(OpenAICompatible):
     def healthcheck_test(self):
         return healthcheck_test()
 
-    def hub_download_patterns(self, files):
+    def hub_download_patterns(self, files: Sequence[str]) -> list[str] | None:
         return hub_patterns(files)
 
     def compose_fragment(self, svc, plan, hw, hf_cache):

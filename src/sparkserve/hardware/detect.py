@@ -307,7 +307,7 @@ def _smi_number(text: str) -> float | None:
 
 def query_nvidia_smi(binary: str = "nvidia-smi") -> tuple[list[DetectedGPU], str | None, str | None] | None:
     """GPUs, driver and CUDA version from nvidia-smi's CSV queries; None when it does not answer."""
-    fields = SMI_FIELDS
+    fields: tuple[str, ...] = SMI_FIELDS
     text = _smi(binary, f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits")
     if text is None:
         fields = SMI_FIELDS[:-1]
@@ -317,11 +317,11 @@ def query_nvidia_smi(binary: str = "nvidia-smi") -> tuple[list[DetectedGPU], str
     apps: dict[str, list[GPUProcess]] = {}
     for line in (_smi(binary, f"--query-compute-apps={','.join(SMI_APPS)}", "--format=csv,noheader,nounits")
                  or "").splitlines():
-        cols = [c.strip() for c in line.split(",")]
-        if len(cols) == len(SMI_APPS) and cols[1].isdigit():
-            used = _smi_number(cols[2])
-            apps.setdefault(cols[0], []).append(
-                GPUProcess(pid=int(cols[1]), used_memory_bytes=int(used * 1024**2) if used is not None else None))
+        app = [c.strip() for c in line.split(",")]
+        if len(app) == len(SMI_APPS) and app[1].isdigit():
+            used = _smi_number(app[2])
+            apps.setdefault(app[0], []).append(
+                GPUProcess(pid=int(app[1]), used_memory_bytes=int(used * 1024**2) if used is not None else None))
     gpus: list[DetectedGPU] = []
     driver = None
     for line in text.splitlines():

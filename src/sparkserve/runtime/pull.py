@@ -72,7 +72,8 @@ def hub_listing(model: str, revision: str | None, token: str | None) -> list[Hub
         return None
     try:
         entries = HfApi(token=token or False).list_repo_tree(model, revision=revision, recursive=True)
-        return [HubFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None) for e in entries if isinstance(e, RepoFile)]
+        return [HubFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None)
+                for e in entries if isinstance(e, RepoFile)]
     except (HfHubHTTPError, OSError, ValueError):
         return None
 
