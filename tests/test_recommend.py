@@ -65,7 +65,8 @@ def walk() -> tuple[list[tuple[str, Recommendation]], list[str]]:
                         dep = plan.deployment
                         problems = vllm.constraint_problems(dep.model, dep.quant.id, plan.memory.settings)
                         if problems or not plan.memory.fits:
-                            wrong.append(f"{where}: recommended {plan.recommended_args} but {problems or plan.memory.reasons}")
+                            why = problems or plan.memory.reasons
+                            wrong.append(f"{where}: recommended {plan.recommended_args} but {why}")
                         if any(w.startswith("unified memory") for w in plan.warnings):
                             wrong.append(f"{where}: recommendation contradicts {plan.warnings}")
                         if "--gpu-memory-utilization" not in r.args or r.args[0] != dep.model.id:
@@ -118,7 +119,8 @@ def test_the_batch_check_reports_what_vllm_refuses(vllm_venv):
 # --- what the issue found ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kw", "note"), [({"nodes": 3}, "--nodes 3 -> 2"), ({"gpus": 3, "hardware": "h100-sxm"}, "--gpus 3 -> 2")])
+@pytest.mark.parametrize(("kw", "note"), [
+    ({"nodes": 3}, "--nodes 3 -> 2"), ({"gpus": 3, "hardware": "h100-sxm"}, "--gpus 3 -> 2")])
 def test_a_parallel_size_vllm_refuses_does_not_fit(kw, note):
     r = rec("Qwen/Qwen3-32B", "fp8", **kw)
     assert r.requested.fits is False

@@ -7,10 +7,8 @@ module for defaults instead of hard-coding them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
-
 from dataclasses import dataclass
-
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from sparkserve.engines.base import ComposeFragment, NativeCommand

@@ -115,7 +115,8 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
     def at(quant: str, length: int) -> ServicePlan:
         return vllm_plan(hw, model, quant, gpu_memory_utilization=util, max_model_len=length)
 
-    fits = {q: at(q, native).memory.kv_tokens >= MIN_FULL_LENGTH_REQUESTS * MIN_LENGTH for q in vllm_precisions(model, hw)}
+    fits = {q: at(q, native).memory.kv_tokens >= MIN_FULL_LENGTH_REQUESTS * MIN_LENGTH
+            for q in vllm_precisions(model, hw)}
     quant = choose_quant(model, hw, fits)
     setting = Setting(others, (neighbour.name,)) if neighbour else ALONE
     rec = recommend(hw, model, quant, NAME, Workload(), setting)
@@ -127,11 +128,13 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
     length, seqs = chosen.max_model_len, chosen.max_num_seqs
 
     precisions = tuple(vllm_plan(hw, model, q, **settings) for q in vllm_precisions(model, hw)) + tuple(
-        plan_service(deployment(hw, model, q, "ollama", max_model_len=length), Workload()) for q in gguf_precisions(model)
+        plan_service(deployment(hw, model, q, "ollama", max_model_len=length), Workload())
+        for q in gguf_precisions(model)
     )
     decode = tuple(vllm_plan(hw, served, quant, Workload(batch=b), **settings) for b in DECODE_BATCHES if b <= seqs)
     prompts = [vllm_plan(hw, served, quant, Workload(prompt_len=p), **settings) for p in PREFILL_PROMPTS]
-    prefill = tuple(PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len)) for plan in prompts)
+    prefill = tuple(PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len))
+                    for plan in prompts)
     return ModelReport(
         hardware=hw,
         model=model,

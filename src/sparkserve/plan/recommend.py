@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 from sparkserve.hardware.profile import HardwareProfile
@@ -96,7 +96,7 @@ class Recommendation:
         """The engine's arguments for `plan`; when nothing fits, for the closest attempt (`fits` says so)."""
         return self.plan.recommended_args
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {"fits": self.fits, "args": self.args, "setting": self.setting, "notes": self.notes,
                 "why_none": self.why_none, "planning_only": self.planning_only}
 
@@ -117,7 +117,7 @@ def sized_max_num_seqs(plan: ServicePlan) -> int:
     the KV cache holds at full length, never above the engine default."""
     default = vllm_settings(plan.memory.settings).max_num_seqs
     room = max(1.0, plan.memory.max_concurrency * SEQS_OVER_FULL_LENGTH)
-    return max(1, min(default, 2 ** int(math.log2(room))))
+    return max(1, min(default, 1 << int(math.log2(room))))
 
 
 def prequantised(model: ModelSpec, quant: str) -> ModelSpec | None:
@@ -200,7 +200,8 @@ class _Vllm:
                                  f"serving the pre-quantised {repo.id}")
         return model, quant, None
 
-    def _candidates(self, model: ModelSpec, quant: str, gpus: int, nodes: int):
+    def _candidates(self, model: ModelSpec, quant: str, gpus: int,
+                    nodes: int) -> Iterator[tuple[ModelSpec, str, int, int, list[str]]]:
         """(model, quant, gpus, nodes, notes) from the nearest change to the furthest."""
         hw = self.hw
         counts = [(g, nodes) for g in range(1, hw.max_gpus + 1) if self._tp_ok(model, g * nodes)]

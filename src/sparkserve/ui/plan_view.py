@@ -19,7 +19,8 @@ def _memory_table(plan: ServicePlan) -> Table:
     if plan.deployment.engine in ("ollama", "llama.cpp"):
         t.add_row("compute buffers", f"{mem.activation_gib:.1f}", "one micro-batch")
         g = gguf_settings(mem.settings)
-        t.add_row("KV cache", f"{mem.kv_cache_gib:.1f}", f"{g.num_ctx:,} ctx x {g.num_parallel} parallel ({g.kv_cache_type})")
+        t.add_row("KV cache", f"{mem.kv_cache_gib:.1f}",
+                  f"{g.num_ctx:,} ctx x {g.num_parallel} parallel ({g.kv_cache_type})")
     else:
         s = vllm_settings(mem.settings)
         t.add_row("activation peak", f"{mem.activation_gib:.1f}", f"{s.max_num_batched_tokens:,} batched tokens")
