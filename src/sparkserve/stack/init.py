@@ -129,9 +129,12 @@ def write_default_stack(path: Path, hw: HardwareProfile, variant: str | None = N
     from sparkserve.stack.stackplan import plan_stack
 
     written = plan_stack(Stack(path=path, spec=parse_stack(text, str(path))), hw)
-    if not written.fits and not force:
-        why = next((w for s in written.services for w in s.memory.reasons), None) or written.warnings()[0]
-        raise UserError(f"the default stack ({variant}) does not fit on {hw.name}: {why}; "
+    rec = plan_default_stack(hw, variant).services[0].recommendation
+    more_gpus = [n for n in (rec.notes if rec else []) if n.startswith("--gpus ")]
+    if (more_gpus or not written.fits) and not force:
+        why = (more_gpus[0] if more_gpus else next((w for s in written.services for w in s.memory.reasons), None)
+               or written.warnings()[0])
+        raise UserError(f"the default stack ({variant}) does not fit one {hw.name}: {why}; "
                         "try another --variant or --hardware, or pass --force to write it anyway")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
