@@ -45,7 +45,12 @@ class Scored:
 
 
 def _devices(hw, count: int) -> dict:
-    return {"gpus": 1, "nodes": count} if hw.max_gpus == 1 else {"gpus": count, "nodes": 1}
+    """One GPU per node for single-chip boxes; more GPUs than one host holds spread over full hosts."""
+    if hw.max_gpus == 1:
+        return {"gpus": 1, "nodes": count}
+    if count > hw.max_gpus and count % hw.max_gpus == 0:
+        return {"gpus": hw.max_gpus, "nodes": count // hw.max_gpus}
+    return {"gpus": count, "nodes": 1}
 
 
 def score_perf(path: Path) -> list[Scored]:

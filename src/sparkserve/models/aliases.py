@@ -26,6 +26,10 @@ class Alias(NamedTuple):
 ALIASES: dict[str, Alias] = {
     # Qwen3.6-27B keeps Qwen3.5-27B's architecture (Qwen3_5ForConditionalGeneration, same widths; model card)
     "Qwen/Qwen3.6-27B": Alias("Qwen/Qwen3.5-27B", {}),
+    # Qwen3-Coder-Next keeps Qwen3-Next-80B-A3B's shape: 48 hybrid layers (36 Gated DeltaNet + 12 gated attention,
+    # 16 query / 2 KV heads of 256), 512 experts with 10 routed + 1 shared, 262,144 positions; llama.cpp reads its
+    # GGUF as "qwen3next 80B.A3B", 79.67 B parameters (Qwen/Qwen3-Coder-Next-GGUF in indexed llama-bench reports).
+    "Qwen/Qwen3-Coder-Next": Alias("Qwen/Qwen3-Next-80B-A3B-Instruct", {}),
     "Qwen/Qwen3-30B-A3B-Instruct-2507": Alias("Qwen/Qwen3-30B-A3B", _QWEN3_2507_CONTEXT),
     "Qwen/Qwen3-30B-A3B-Thinking-2507": Alias("Qwen/Qwen3-30B-A3B", _QWEN3_2507_CONTEXT),
     "Qwen/Qwen3-Coder-30B-A3B-Instruct": Alias("Qwen/Qwen3-30B-A3B", _QWEN3_2507_CONTEXT),
