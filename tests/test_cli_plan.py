@@ -279,3 +279,115 @@ def test_hw_without_a_gpu_says_so() -> None:
         assert info["profile_id"] is None
         assert "No NVIDIA GPU detected" in r.stdout
         assert "dgx-spark" in r.stdout  # points at the profiles to pick from
+
+
+# ---------------------------------------------------------------------------------------------
+# The latency/throughput curve
+
+
+CURVE_KEYS = {"concurrency", "running", "decode_tps", "aggregate_tps", "output_tps", "ttft_ms", "itl_ms",
+              "ceiling_tps", "capped_by"}
+
+
+def _check_curve(curve: list[dict], levels: list[int]) -> None:
+    assert [p["concurrency"] for p in curve] == levels
+    prev = 0.0
+    for p in curve:
+        assert CURVE_KEYS <= set(p)
+        assert p["aggregate_tps"] <= p["ceiling_tps"] * 1.001, p
+        assert p["aggregate_tps"] >= prev * 0.999, (p, prev)  # never falls as concurrency rises
+        assert p["aggregate_tps"] == pytest.approx(p["decode_tps"] * p["running"], rel=0.01)
+        assert p["ttft_ms"] > 0 and p["itl_ms"] > 0
+        prev = p["aggregate_tps"]
+
+
+def test_concurrency_curve_in_json() -> None:
+    levels = [1, 2, 4, 8, 16, 32, 64]
+    out = plan_json("--model", "Qwen/Qwen3-32B", "--hardware", "dgx-spark", "--quant", "fp8", "--max-num-seqs", "64",
+                    "--concurrency", ",".join(map(str, levels)))
+    curve = out["perf"]["curve"]
+    _check_curve(curve, levels)
+    assert all(p["running"] == p["concurrency"] and p["capped_by"] is None for p in curve)
+    each = [p["decode_tps"] for p in curve]
+    assert each == sorted(each, reverse=True)  # each request slows as the batch grows
+    assert curve[-1]["aggregate_tps"] > 5 * curve[0]["aggregate_tps"]  # the batch shares the weight reads
+
+
+def test_curve_marks_where_max_num_seqs_caps_and_queues_the_rest() -> None:
+    out = plan_json("--model", "Qwen/Qwen3-8B", "--hardware", "h100-sxm", "--max-num-seqs", "4",
+                    "--concurrency", "1,4,8,16")
+    curve = out["perf"]["curve"]
+    _check_curve(curve, [1, 4, 8, 16])
+    at_cap = curve[1]
+    for p in curve[2:]:
+        assert p["capped_by"] == "max_num_seqs" and p["running"] == 4
+        assert p["aggregate_tps"] == pytest.approx(at_cap["aggregate_tps"])  # flat after the stated cap
+        assert p["ttft_ms"] > at_cap["ttft_ms"]  # the extra requests wait in the queue
+    assert curve[3]["ttft_ms"] > curve[2]["ttft_ms"]
+
+
+def test_curve_marks_where_the_kv_cache_caps() -> None:
+    # 8,192-token prompts and replies on a small budget: the KV cache holds fewer requests than max-num-seqs.
+    out = plan_json("--model", "Qwen/Qwen3-8B", "--hardware", "h100-sxm", "--gpu-memory-utilization", "0.3",
+                    "--max-model-len", "16384", "--max-num-seqs", "256", "--prompt-len", "8192", "--output-len", "8192",
+                    "--concurrency", "1,8,64,256")
+    kv_requests = out["memory"]["kv_tokens"] // (8192 + 8192)
+    assert 1 <= kv_requests < 64
+    curve = out["perf"]["curve"]
+    assert curve[-1]["capped_by"] == "kv_cache" and curve[-1]["running"] == kv_requests
+
+
+def test_default_stack_has_a_curve_per_service() -> None:
+    out = plan_json("--hardware", "dgx-spark", "--concurrency", "1,2,4")
+    for service in out["services"]:
+        _check_curve(service["perf"]["curve"], [1, 2, 4])
+
+
+def test_curve_shows_in_the_table() -> None:
+    r = run("plan", "--model", "Qwen/Qwen3-8B", "--hardware", "h100-sxm", "--concurrency", "1,8")
+    assert r.returncode == 0, r.stderr
+    assert "Under load" in r.stdout and "aggregate" in r.stdout
+
+
+@pytest.mark.parametrize("levels", ["0,1", "1,x", "1,,2", "-4", "2.5"])
+def test_bad_concurrency_exits_2_with_one_line(levels: str) -> None:
+    assert_user_error(run("plan", "--model", "Qwen/Qwen3-8B", "--concurrency", levels), "--concurrency")
+
+
+def test_batch_above_max_num_seqs_is_capped_with_a_warning() -> None:
+    out = plan_json("--model", "Qwen/Qwen3-8B", "--hardware", "h100-sxm", "--max-num-seqs", "8", "--batch", "32")
+    assert out["workload"]["batch"] == 8
+    assert any("--batch 32" in w and "max-num-seqs is 8" in w for w in out["memory"]["warnings"]), out["memory"]["warnings"]
+
+
+# ---------------------------------------------------------------------------------------------
+# More bad input
+
+
+def test_config_with_a_negative_size_exits_2_naming_the_field(tmp_path: Path) -> None:
+    config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 1024,
+              "intermediate_size": 3072, "num_hidden_layers": -32, "num_attention_heads": 16,
+              "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 40960}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert_user_error(run("plan", "--model", str(tmp_path), "--hardware", "h100-sxm"), "num_hidden_layers", "-32")
+    config.update(num_hidden_layers=32, num_key_value_heads=0)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert_user_error(run("plan", "--model", str(tmp_path), "--hardware", "h100-sxm"), "num_key_value_heads")
+
+
+def test_mxfp4_without_an_mxfp4_checkpoint_says_so() -> None:
+    assert_user_error(run("plan", "--model", "Qwen/Qwen3-8B", "--quant", "mxfp4"), "Qwen/Qwen3-8B", "no MXFP4 checkpoint")
+    out = plan_json("--model", "openai/gpt-oss-20b", "--hardware", "h100-sxm", "--quant", "mxfp4")
+    assert out["quant"] == "mxfp4"
+
+
+def test_fp4_is_not_silently_nvfp4() -> None:
+    assert_user_error(run("plan", "--model", "Qwen/Qwen3-8B", "--quant", "fp4"), "fp4", "nvfp4", "mxfp4")
+
+
+def test_no_negative_room_for_the_os() -> None:
+    out = plan_json("--model", "Qwen/Qwen2.5-72B-Instruct", "--engine", "ollama", "--quant", "bf16",
+                    "--hardware", "dgx-spark", code=3)
+    text = " ".join(out["memory"]["warnings"])
+    assert "leaves nothing for the OS" in text
+    assert not re.search(r"leaves -\d", text)

@@ -45,6 +45,7 @@ def plan(
     gpus: Annotated[int, typer.Option(help="GPUs per node (tensor parallel).")] = 1,
     nodes: Annotated[int, typer.Option(help="Nodes (e.g. two Sparks over ConnectX-7).")] = 1,
     batch: Annotated[int, typer.Option(help="Concurrent sequences decoding together.")] = 1,
+    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Levels for the latency/throughput curve, e.g. 1,2,4,8,16,32,64.")] = None,
     prompt_len: Annotated[int, typer.Option("--prompt-len", help="Prompt tokens.")] = 512,
     output_len: Annotated[int, typer.Option("--output-len", help="Output tokens.")] = 256,
     context: Annotated[Optional[int], typer.Option(help="Tokens already in each sequence's KV cache while decoding.")] = None,

@@ -17,7 +17,7 @@ def resolve_hardware(hardware: str | None):
 
 def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, output_len, context,
              max_model_len, gpu_memory_utilization, kv_cache_dtype, max_num_batched_tokens, max_num_seqs,
-             enforce_eager, num_parallel, json_out, stack_file=None, offline=False) -> None:
+             enforce_eager, num_parallel, json_out, stack_file=None, offline=False, concurrency=None) -> None:
     from sparkserve.plan.speed import Workload
     from sparkserve.stack import planning
 
@@ -27,6 +27,7 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
                                 "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
                                 "--num-parallel": num_parallel},
                   at_least_zero={"--prompt-len": prompt_len, "--output-len": output_len, "--context": context})
+    levels = _levels(concurrency)
     work = Workload(batch=batch, prompt_len=prompt_len, output_len=output_len, context=context)
     if model is None:
         per_model = {"--quant": quant, "--engine": engine, "--gpus": gpus if gpus != 1 else None,
@@ -41,6 +42,8 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
                 f"{', '.join(given)} describe one model: add --model, or set them in the stack file's services"
             )
         stack = _plan_stack_file(stack_file, hardware, work) or planning.plan_default_stack(resolve_hardware(hardware), work)
+        for service in stack.services:
+            _add_curve(service, levels)
         if json_out:
             primary = stack.services[0].to_dict()
             out = {**primary, "services": [s.to_dict() for s in stack.services], "host": stack.to_dict()}
@@ -60,6 +63,7 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
         max_num_seqs=max_num_seqs, enforce_eager=enforce_eager, num_parallel=num_parallel,
     )
     plan = planning.plan_one(hw, model, engine=engine, quant=quant, work=work, **settings)
+    _add_curve(plan, levels)
     if json_out:
         json.dump(plan.to_dict(), sys.stdout, indent=2)
         print()
@@ -68,6 +72,27 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
 
         render_service(plan)
     _exit_unless(plan.fits)
+
+
+def _levels(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    from sparkserve.plan.curve import parse_levels
+
+    try:
+        return parse_levels(text)
+    except ValueError as exc:
+        raise UserError(f"--concurrency: {str(exc)!r} is not a whole number of requests >= 1; "
+                        "give comma-separated levels, e.g. --concurrency 1,2,4,8,16,32,64") from None
+
+
+def _add_curve(plan, levels: tuple[int, ...] | None) -> None:
+    """The latency/throughput curve at `levels`, at the workload's prompt and output lengths."""
+    if levels is None or not plan.memory.fits:
+        return
+    from sparkserve.plan.curve import concurrency_curve
+
+    plan.curve = concurrency_curve(plan.deployment, plan.memory, plan.workload, levels)
 
 
 def _exit_unless(fits: bool) -> None:

@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from sparkserve.plan.planner import ServicePlan
 
 
+def os_left(left_gib: float, pool_gib: float) -> str:
+    """What a plan leaves the OS, never a negative amount."""
+    if left_gib < 0:
+        return f"leaves nothing for the OS ({-left_gib:.1f} GiB more than the {pool_gib:.1f} GiB there is)"
+    return f"leaves {left_gib:.1f} GiB for the OS"
+
+
 class PlanningOnly(UserError):
     """Asked to run, probe or render an engine that sparkserve only plans."""
 
@@ -107,8 +114,9 @@ class Engine:
         left = dep.hardware.gpu_memory_gib - mem.total_gib / max(1, mem.devices)
         if not dep.hardware.unified or left >= dep.hardware.os_reserve_gib:
             return []
-        return [f"unified memory: {self.label or self.name} needs {mem.total_gib:.1f} GiB and leaves {left:.1f} GiB "
-                f"for the OS (needs about {dep.hardware.os_reserve_gib:.0f} GiB); the host may freeze"]
+        return [(f"unified memory: {self.label or self.name} needs {mem.total_gib:.1f} GiB and "
+                 f"{os_left(left, dep.hardware.gpu_memory_gib)} (needs about {dep.hardware.os_reserve_gib:.0f} GiB); "
+                 "the host may freeze")]
 
     def memory_at_start_gib(self, mem: MemoryPlan) -> float:
         """What the engine takes from free memory while it starts."""

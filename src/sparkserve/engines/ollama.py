@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
-from sparkserve.plan.settings import GgufSettings, gguf_settings
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand, PullProgress
 from sparkserve.engines.registry import register
 from sparkserve.errors import UserError
+from sparkserve.plan.settings import GgufSettings, gguf_settings
 
 if TYPE_CHECKING:
     import httpx
@@ -123,8 +121,10 @@ class Ollama(Engine):
         left = hw.gpu_memory_gib - mem.total_gib
         if not hw.unified or left >= hw.os_reserve_gib:
             return []
-        return [f"unified memory: {dep.engine} needs {mem.total_gib:.1f} GiB and leaves {left:.1f} GiB for the OS "
-                f"(needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze"]
+        from sparkserve.engines.base import os_left
+
+        return [(f"unified memory: {dep.engine} needs {mem.total_gib:.1f} GiB and {os_left(left, hw.gpu_memory_gib)} "
+                 f"(needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze")]
 
     def default_quant(self, checkpoint_quant):
         """Ollama's library tags default to Q4_K_M (gpt-oss ships MXFP4)."""

@@ -503,6 +503,12 @@ def _has_experts(text: Mapping[str, Any]) -> bool:
     return bool(text.get("num_experts") or text.get("num_local_experts") or text.get("n_routed_experts"))
 
 
+# Sizes that must be positive when a config gives them (0 is allowed for the counts of optional parts).
+_POSITIVE = ("num_key_value_heads", "head_dim", "max_position_embeddings")
+_NOT_NEGATIVE = ("intermediate_size", "moe_intermediate_size", "num_experts", "num_local_experts",
+                 "n_routed_experts", "num_experts_per_tok", "sliding_window")
+
+
 def _check_required(text: Mapping[str, Any], source: str) -> None:
     for key in _REQUIRED:
         if text.get(key) in (None, 0, ""):
@@ -510,3 +516,9 @@ def _check_required(text: Mapping[str, Any], source: str) -> None:
                 f"{source}: config has no {key!r}; sparkserve needs a decoder LLM config.json "
                 f"(hidden_size, num_hidden_layers, num_attention_heads, vocab_size)"
             )
+    for key, least in [(k, 1) for k in (*_REQUIRED, *_POSITIVE)] + [(k, 0) for k in _NOT_NEGATIVE]:
+        value = text.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"{source}: config.json field {key!r} is {value!r}; expected a whole number >= {least}")

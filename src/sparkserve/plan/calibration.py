@@ -1,43 +1,71 @@
-"""How much of the hardware each engine achieves: a few numbers per engine, fitted once.
+"""How much of the hardware each engine achieves: a few numbers per engine, fitted by a script.
 
-The values were fitted on `data/calibration/perf-calibration.csv` (real measurements with
-sources) by `benchmarks/plan_accuracy.py`, which also reports the error per metric in
-docs/accuracy.md. They are per engine, not per model: the physics in `speed.py` carries the rest.
+`benchmarks/fit_calibration.py` fits them on the measurements in `data/calibration/` (each row
+with its source) and writes `calibration.json` next to this module, with the rows each value was
+fitted on and the hashes of the script and its inputs. This module only reads that file;
+`benchmarks/plan_accuracy.py` scores the values on data they were not fitted on. They are per
+engine, not per model: the physics in `speed.py` and `memory.py` carries the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from pathlib import Path
 
 from sparkserve.hardware.profile import HardwareProfile
+
+CALIBRATION_FILE = Path(__file__).with_name("calibration.json")
+
+# The engines the planner knows; each has a block in calibration.json.
+ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp", "ollama")
 
 
 @dataclass(frozen=True)
 class Efficiency:
     bandwidth: float  # share of the profile's effective (measured streaming) bandwidth decode achieves
-    step_overhead_ms: float  # fixed cost of one engine step: scheduling, sampling, kernel launches
-    compute: float  # share of dense tensor TFLOPS large prefill matmuls achieve
+    step_overhead_ms: float  # fixed cost of one engine step: scheduling, kernel launches
+    compute: float  # share of dense tensor TFLOPS large matmuls achieve
     gemm_half_rows: float  # tokens per matmul (per expert for MoE) at which it reaches half that share
     request_overhead_ms: float  # HTTP, tokenisation and scheduling before the first token
     moe_layer_overhead_ms: float = 0.0  # extra per MoE layer and step: routing, top-k, expert alignment kernels
-    prefill_chunk: int = 8192  # tokens one prefill forward takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
+    seq_overhead_ms: float = 0.0  # extra per sequence and step: sampling, detokenising, scheduler bookkeeping
+    # How independently a batch's tokens pick MoE experts: B tokens route like 1 + (B - 1) x spread
+    # independent ones (1: uniform routing; less: tokens of one batch share experts more than chance).
+    expert_spread: float = 1.0
+    prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 
-ENGINE_EFFICIENCY: dict[str, Efficiency] = {
-    "vllm": Efficiency(bandwidth=0.95, step_overhead_ms=2.0, compute=0.50, gemm_half_rows=64,
-                       request_overhead_ms=15, moe_layer_overhead_ms=0.12, prefill_chunk=8192),
-    "sglang": Efficiency(bandwidth=0.90, step_overhead_ms=2.0, compute=0.50, gemm_half_rows=64,
-                         request_overhead_ms=15, moe_layer_overhead_ms=0.12, prefill_chunk=8192),
-    "trtllm": Efficiency(bandwidth=0.95, step_overhead_ms=1.5, compute=0.32, gemm_half_rows=64,
-                         request_overhead_ms=10, moe_layer_overhead_ms=0.08, prefill_chunk=8192),
-    "llama.cpp": Efficiency(bandwidth=1.00, step_overhead_ms=1.5, compute=0.34, gemm_half_rows=36,
-                            request_overhead_ms=5, moe_layer_overhead_ms=0.03, prefill_chunk=512),
-    "ollama": Efficiency(bandwidth=0.88, step_overhead_ms=2.0, compute=0.30, gemm_half_rows=36,
-                         request_overhead_ms=20, moe_layer_overhead_ms=0.03, prefill_chunk=512),
-}
-
-ENGINES = tuple(ENGINE_EFFICIENCY)
+FITTED = tuple(f.name for f in fields(Efficiency) if f.name != "prefill_chunk")
 
 
-def efficiency_for(engine: str, hw: HardwareProfile) -> Efficiency:
-    return ENGINE_EFFICIENCY[engine]
+@dataclass(frozen=True)
+class VllmMemoryConstants:
+    """vLLM start-up accounting that is not arithmetic on the model (see plan/memory.py)."""
+
+    sampler_bytes_per_logit: float  # the sampler's dry run: fp32 logits, probabilities, sort indices
+    profile_base_gib: float  # input buffers and residual stream of the profiling run
+    non_torch_gib_single: float  # allocations outside PyTorch on one GPU (cuBLAS workspaces)
+    non_torch_gib_tp: float  # the same per GPU under tensor parallelism (NCCL, custom all-reduce)
+    cuda_graph_base_gib: float  # CUDA-graph pool: fixed part
+    cuda_graph_per_layer_gib: float  # one piecewise graph per layer
+    cuda_graph_tp_gib: float  # extra per GPU under tensor parallelism
+
+
+@lru_cache(maxsize=1)
+def calibration() -> dict:
+    """The committed fit (a few kB of JSON: reading it costs well under a millisecond)."""
+    return json.loads(CALIBRATION_FILE.read_text())
+
+
+def efficiency_from(values: dict) -> Efficiency:
+    return Efficiency(**{f.name: values[f.name] for f in fields(Efficiency) if f.name in values})
+
+
+def efficiency_for(engine: str, hw: HardwareProfile | None = None) -> Efficiency:
+    return efficiency_from(calibration()["engines"][engine]["values"])
+
+
+def vllm_memory_constants() -> VllmMemoryConstants:
+    return VllmMemoryConstants(**calibration()["vllm_memory"]["values"])

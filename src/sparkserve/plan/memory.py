@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.models.spec import ModelSpec
+from sparkserve.plan.calibration import VllmMemoryConstants, vllm_memory_constants
 from sparkserve.plan.quant import GGUF_ENGINES, WeightFormat, kv_dtype_bytes
 from sparkserve.plan.settings import EngineSettings, GgufSettings, VllmSettings
 
@@ -217,15 +218,16 @@ __all__ = [
 # vLLM
 
 
-def vllm_activation_peak_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int) -> float:
+def vllm_activation_peak_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int,
+                               constants: VllmMemoryConstants | None = None) -> float:
     """Peak of vLLM's profiling run: a forward pass of `max_num_batched_tokens`, then a dry run of
     the sampler on `min(max_num_seqs, max_num_batched_tokens)` rows of full-vocabulary logits.
 
     They run one after the other, so the peak is the larger of the two, not their sum; it grows
-    with the batched tokens and the vocabulary, not with max-model-len. The sampler holds about
-    14 bytes per logit (fp32 logits, probabilities and sort indices): fitted on vLLM 0.19 H100
-    logs, torch peak 1.89 GiB at vocab 128,256 and 3.99 GiB at 262,208 with 1,024 sequences, flat
-    across tensor-parallel sizes (benchmarks/data/vllm_memory_logs.csv)."""
+    with the batched tokens and the vocabulary, not with max-model-len. The bytes per logit
+    (fp32 logits, probabilities and sort indices) and the base are fitted on the torch peaks of
+    vLLM start-up logs by benchmarks/fit_calibration.py (plan/calibration.json)."""
+    c = constants or vllm_memory_constants()
     h = model.hidden_size
     n = max_num_batched_tokens
     q_dim = model.num_attention_heads * model.head_dim
@@ -237,26 +239,25 @@ def vllm_activation_peak_bytes(model: ModelSpec, tp: int, max_num_batched_tokens
     else:
         mlp = 3 * model.intermediate_size / tp
     forward = n * 2 * (2 * h + max(attn, mlp))
-    sampler = min(max_num_seqs, n) * model.vocab_size * VLLM_SAMPLER_BYTES_PER_LOGIT
-    return VLLM_PROFILE_BASE_BYTES + max(forward, sampler)
+    sampler = min(max_num_seqs, n) * model.vocab_size * c.sampler_bytes_per_logit
+    return c.profile_base_gib * GIB + max(forward, sampler)
 
 
-VLLM_SAMPLER_BYTES_PER_LOGIT = 14  # see vllm_activation_peak_bytes
-VLLM_PROFILE_BASE_BYTES = 0.15 * GIB  # input buffers and residual stream (same logs: intercept of the fit)
+def vllm_non_torch_bytes(devices: int, constants: VllmMemoryConstants | None = None) -> float:
+    """Allocations outside PyTorch's allocator: cuBLAS workspaces on one GPU; with tensor
+    parallelism also NCCL, custom all-reduce and FlashInfer all-reduce workspaces, whatever the
+    model (fitted on start-up logs, plan/calibration.json)."""
+    c = constants or vllm_memory_constants()
+    return (c.non_torch_gib_single if devices == 1 else c.non_torch_gib_tp) * GIB
 
 
-def vllm_non_torch_bytes(devices: int) -> float:
-    """Allocations outside PyTorch's allocator. vLLM 0.19 H100 logs: 0.24-0.26 GiB on one GPU
-    (cuBLAS workspaces); 2.06-2.21 GiB per GPU with tensor parallelism (NCCL, custom all-reduce
-    and FlashInfer all-reduce workspaces), whatever the model."""
-    return 0.25 * GIB if devices == 1 else 2.1 * GIB
-
-
-def vllm_cuda_graph_bytes(model: ModelSpec, devices: int) -> float:
-    """CUDA graphs for 51 decode batch sizes up to 512: a pool shared by the graphs, growing with
-    layers (one piecewise graph per layer). vLLM 0.19's estimates on H100: 0.52 GiB (26 layers)
-    to 1.13 GiB (46 layers) on one GPU, 1.6-1.8 GiB with tensor parallelism."""
-    return (0.3 + 0.017 * model.num_layers + (0.5 if devices > 1 else 0.0)) * GIB
+def vllm_cuda_graph_bytes(model: ModelSpec, devices: int, constants: VllmMemoryConstants | None = None) -> float:
+    """CUDA graphs for the decode batch sizes vLLM captures (51 up to 512): a pool shared by the
+    graphs, growing with layers (one piecewise graph per layer), more with tensor parallelism
+    (fitted on the graph sizes start-up logs print, plan/calibration.json)."""
+    c = constants or vllm_memory_constants()
+    return (c.cuda_graph_base_gib + c.cuda_graph_per_layer_gib * model.num_layers
+            + (c.cuda_graph_tp_gib if devices > 1 else 0.0)) * GIB
 
 
 def vllm_subtracts_cuda_graphs(version: str | None) -> bool:
@@ -315,7 +316,7 @@ def kv_layout(model: ModelSpec, block_size: int = 16, per_layer_token: float = 0
                     recurrent_groups=recurrent_groups, block_size=block_size)
 
 
-def vllm_memory(dep: Deployment) -> MemoryPlan:
+def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -> MemoryPlan:
     from sparkserve.engines import vllm as engine
 
     hw, model = dep.hardware, dep.model
@@ -330,9 +331,9 @@ def vllm_memory(dep: Deployment) -> MemoryPlan:
 
     budget = util * hw.gpu_memory_gib * GIB
     weights = weight_bytes(model, dep.quant, dep.engine) / tp
-    act = vllm_activation_peak_bytes(model, tp, mnbt, mns)
-    non_torch = vllm_non_torch_bytes(tp)
-    graphs = 0.0 if dep.enforce_eager else vllm_cuda_graph_bytes(model, tp)
+    act = vllm_activation_peak_bytes(model, tp, mnbt, mns, constants)
+    non_torch = vllm_non_torch_bytes(tp, constants)
+    graphs = 0.0 if dep.enforce_eager else vllm_cuda_graph_bytes(model, tp, constants)
     graphs_in_budget = graphs if vllm_subtracts_cuda_graphs(dep.engine_version) else 0.0
     kv_avail = max(0.0, budget - weights - act - non_torch - graphs_in_budget)
 

@@ -69,6 +69,7 @@ class ModelReport:
     prefill: tuple[PrefillPoint, ...]
     shortfall: KvShortfall | None
     alone: ServicePlan | None = None  # the recommendation with the machine to itself (`plan -m`)
+    loaded: ServicePlan | None = None  # recommended settings admitting every curve level, with its curve
 
     @property
     def utilization(self) -> float:
@@ -146,7 +147,18 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
         prefill=prefill,
         shortfall=kv_shortfall(recommended) if recommended.fits else None,
         alone=recommend(hw, model, quant, NAME, Workload(), ALONE).plan if neighbour else None,
+        loaded=_loaded(hw, served, quant, settings),
     )
+
+
+def _loaded(hw: HardwareProfile, model: ModelSpec, quant: str, settings: dict) -> ServicePlan:
+    """The recommended settings with max-num-seqs raised to the curve's top level, and the curve."""
+    from sparkserve.plan.curve import DEFAULT_LEVELS, concurrency_curve
+
+    plan = vllm_plan(hw, model, quant, **dict(settings, max_num_seqs=max(DEFAULT_LEVELS)))
+    if plan.fits:
+        plan.curve = concurrency_curve(plan.deployment, plan.memory, plan.workload, DEFAULT_LEVELS)
+    return plan
 
 
 def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError, unknown
@@ -13,6 +13,7 @@ from sparkserve.plan.quant import check_engine_format, hardware_warnings, weight
 from sparkserve.plan.speed import SpeedPlan, Workload, speed
 
 if TYPE_CHECKING:
+    from sparkserve.plan.curve import CurvePoint
     from sparkserve.plan.recommend import Recommendation
 
 
@@ -26,6 +27,7 @@ class ServicePlan:
     recommended_args: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     recommendation: Recommendation | None = None  # set by plan/recommend.py: what to run instead, and why
+    curve: list[CurvePoint] = field(default_factory=list)  # set by `plan --concurrency` and the model pages
 
     @property
     def fits(self) -> bool:
@@ -64,10 +66,13 @@ class ServicePlan:
                 "aggregate_tps": round(perf.aggregate_tps, 2),
                 "prefill_tps": round(perf.prefill_tps, 1),
                 "ttft_ms": round(perf.ttft_ms, 1),
+                "itl_ms": round(perf.itl_ms, 2),
+                "output_tps": round(perf.output_tps, 2),
                 "roofline_decode_tps": round(perf.roofline_decode_tps, 2),
                 "decode_step_ms": round(perf.decode_step_ms, 2),
                 "bytes_per_step_gb": round(perf.bytes_per_step_gb, 3),
                 "bound": perf.bound,
+                **({"curve": [p.to_dict() for p in self.curve]} if self.curve else {}),
             },
             "recommended_args": self.recommended_args,
             **({"recommendation": self.recommendation.to_dict()} if self.recommendation else {}),
@@ -104,6 +109,10 @@ def deployment(
     engine = check_engine(engine)
     fmt = weight_format(quant)
     check_engine_format(engine, fmt)
+    if fmt.id == "mxfp4" and model.checkpoint_quant != "mxfp4":
+        # Neither vLLM nor llama.cpp makes MXFP4 weights on load: they exist only as published checkpoints.
+        raise UserError(f"{model.id} has no MXFP4 checkpoint (MXFP4 weights exist only as published, e.g. "
+                        "openai/gpt-oss-20b): use -q fp8, nvfp4 or awq, or a GGUF type such as q4_k_m with ollama")
     for flag, value in (("--gpus", gpus), ("--nodes", nodes)):
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
@@ -118,10 +127,18 @@ def deployment(
 
 def plan_service(dep: Deployment, work: Workload, name: str = "") -> ServicePlan:
     from sparkserve.engines import get_engine
+    from sparkserve.plan.curve import admitted
 
     mem = engine_memory(dep)
-    perf = speed(dep, work)
     warnings = list(mem.warnings) + hardware_warnings(dep.quant, dep.hardware)
+    cap = admitted(mem, work)
+    if mem.fits and work.batch > cap.requests:
+        held = (f"the KV cache holds {cap.kv_requests} requests of {work.prompt_len + work.output_len:,} tokens"
+                if cap.by == "kv_cache" else f"{cap.by.replace('_', '-')} is {cap.seq_limit}")
+        warnings.append(f"--batch {work.batch} is more than the engine runs together ({held}): planned at "
+                        f"batch {cap.requests}, the rest would queue; `plan --concurrency` shows the waits")
+        work = replace(work, batch=cap.requests)
+    perf = speed(dep, work)
     plan = ServicePlan(name=name or dep.model.id, deployment=dep, workload=work, memory=mem, perf=perf, warnings=warnings)
     engine = get_engine(dep.engine)
     plan.recommended_args = engine.recommended_args(plan)

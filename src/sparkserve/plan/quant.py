@@ -81,7 +81,12 @@ VLLM_LIKE_ENGINES = _EnginesWhere(gguf=False)
 def weight_format(name: str) -> WeightFormat:
     key = name.strip().lower().replace("-", "_")
     key = {"float16": "fp16", "bfloat16": "bf16", "f16": "fp16", "float32": "fp32", "f32": "fp32",
-           "w8a8": "int8", "fp4": "nvfp4"}.get(key, key)
+           "w8a8": "int8"}.get(key, key)
+    if key == "fp4":
+        from sparkserve.errors import UserError
+
+        raise UserError("quantisation 'fp4' is ambiguous: use nvfp4 (NVIDIA FP4, FP8 scale per 16 weights) "
+                        "or mxfp4 (OCP microscaling FP4, E8M0 scale per 32)")
     if key not in WEIGHT_FORMATS:
         raise unknown("quantisation", name, WEIGHT_FORMATS, hint="expected one of " + ", ".join(WEIGHT_FORMATS))
     return WEIGHT_FORMATS[key]

@@ -1,11 +1,15 @@
-"""How fast a deployment can decode and prefill, and the physical ceiling it cannot pass.
+"""How fast a deployment decodes and prefills, alone and under load, and the ceiling it cannot pass.
 
-A decode step streams the weights it touches (for MoE, the experts the batch routes to) and
-every sequence's KV cache from memory; it takes the longer of that traffic over the achieved
-bandwidth and its FLOPs over the achieved compute, plus the engine's fixed cost per step and
-the all-reduces of tensor parallelism. Prefill is FLOPs (weights and causal attention) over
-achieved compute. The ceiling is the same traffic at 100 % of spec bandwidth and compute with
-no overhead: no engine can beat it.
+One engine step runs a batch of rows: one per decoding sequence plus a chunk of prompt tokens.
+It streams the weights the rows touch once for the whole batch (for MoE, the experts that
+B tokens x top-k route to), every decoding sequence's KV cache (growing with its context),
+and takes the longer of that traffic over the achieved bandwidth and its FLOPs over the
+achieved compute (matmuls of few rows, or few rows per expert, run below peak), plus the
+engine's fixed cost per step, a cost per sequence (sampling, scheduling) and the all-reduces
+of tensor parallelism. Under load, new prompts are prefilled in the same steps (vLLM's
+chunked prefill, at most max-num-batched-tokens rows), so the decoding requests pay for
+them; a new request waits for the running step, then for its prompt's chunks. The ceiling is
+the same pure-decode traffic at 100 % of spec bandwidth and compute with no overhead.
 """
 
 from __future__ import annotations
@@ -21,44 +25,60 @@ from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
 
 @dataclass(frozen=True)
 class Workload:
-    batch: int = 1  # concurrent sequences decoding together
+    batch: int = 1  # concurrent requests (sequences decoding together while none queue)
     prompt_len: int = 512
     output_len: int = 256
     context: int | None = None  # tokens already in each sequence's KV cache while decoding
+    # True: new prompts arrive while the batch decodes (a server held at `batch` requests);
+    # False: the batch decodes alone, as llama-batched-bench measures it.
+    mixed_prefill: bool = True
+    prefix_hit: float = 0.0  # share of each prompt already in the prefix cache (not prefilled again)
 
 
 @dataclass(frozen=True)
 class SpeedPlan:
-    decode_tps: float  # tokens/s of one request at the batch
-    aggregate_tps: float  # output tokens/s of the whole batch
-    prefill_tps: float  # prompt tokens/s of one prompt
-    ttft_ms: float  # one prompt on an idle server
+    decode_tps: float  # tokens/s of one request at the batch (1 / ITL)
+    aggregate_tps: float  # output tokens/s of the whole batch while it decodes (batch x decode_tps)
+    output_tps: float  # output tokens/s of a server held at `batch` requests, prefills and waits included
+    prefill_tps: float  # prompt tokens/s while the batch's prompts are prefilled together
+    ttft_ms: float  # first token of a request arriving while `batch - 1` others decode (idle when batch is 1)
+    itl_ms: float  # time between two tokens of one request
     roofline_decode_tps: float  # one request at the batch, 100 % spec bandwidth and compute, no overhead
     decode_step_ms: float
     bytes_per_step_gb: float  # memory traffic of one decode step, all devices
     bound: str  # "memory" or "compute"
     efficiency: Efficiency
 
+    @property
+    def roofline_aggregate_tps(self) -> float:
+        return self.roofline_decode_tps * (self.aggregate_tps / self.decode_tps if self.decode_tps else 0.0)
 
-def experts_touched_fraction(model: ModelSpec, batch: int) -> float:
-    """Expected share of each MoE layer's experts that `batch` tokens route to (uniform routing)."""
+
+def experts_touched_fraction(model: ModelSpec, batch: float, spread: float = 1.0) -> float:
+    """Expected share of each MoE layer's experts that `batch` tokens route to: uniform routing of
+    1 + (batch - 1) x spread independent tokens (spread 1: every token routes independently)."""
     if not model.is_moe:
         return 1.0
-    return 1.0 - (1.0 - model.experts_per_token / model.num_experts) ** batch
+    tokens = 1.0 + (batch - 1.0) * spread if batch >= 1 else batch
+    return 1.0 - (1.0 - model.experts_per_token / model.num_experts) ** tokens
 
 
-def decode_bytes(dep: Deployment, batch: int, context: int) -> float:
-    """Bytes one decode step reads, over all devices."""
+def _weight_bytes_split(dep: Deployment) -> tuple[float, float]:
+    """(bytes every step reads whatever the batch, bytes of all routed experts), over all devices."""
     model = dep.model
     groups = group_weight_bytes(model, dep.quant, dep.engine)
     head = groups["lm_head"] or groups["embedding"]  # tied embeddings are read once, as the output projection
     dense = sum(groups[g] for g in ("attention", "dense_mlp", "moe_shared", "other"))
-    experts = groups["experts"] * experts_touched_fraction(model, batch)
-    kv = batch * kv_bytes_per_context(dep, context)
-    return dense + head + experts + kv
+    return dense + head, groups["experts"]
 
 
-def kv_bytes_per_context(dep: Deployment, context: int) -> float:
+def decode_bytes(dep: Deployment, batch: float, context: int) -> float:
+    """Bytes one decode step of `batch` sequences reads, over all devices."""
+    shared, experts = _weight_bytes_split(dep)
+    return shared + experts * experts_touched_fraction(dep.model, batch) + batch * kv_bytes_per_context(dep, context)
+
+
+def kv_bytes_per_context(dep: Deployment, context: float) -> float:
     model = dep.model
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else ("f16" if dep.engine in GGUF_ENGINES else "auto")
     # Each tensor-parallel rank reads its own KV heads; heads replicate when ranks outnumber them.
@@ -79,7 +99,7 @@ def flop_params(model: ModelSpec, batch: int = 1) -> float:
     return p.attention + p.dense_mlp + p.moe_shared + p.other + head + p.experts_active
 
 
-def attention_flops(model: ModelSpec, queries: int, context: int, causal: bool) -> float:
+def attention_flops(model: ModelSpec, queries: float, context: float, causal: bool) -> float:
     """QK^T and AV for `queries` tokens against `context` keys (halved when causal over itself)."""
     q_dim = model.num_attention_heads * model.head_dim
     window = model.sliding_window or context
@@ -94,7 +114,7 @@ def gemm_efficiency(rows: float, half_rows: float) -> float:
     return rows / (rows + half_rows)
 
 
-def _tp_comm_seconds(dep: Deployment, tokens: int) -> float:
+def _tp_comm_seconds(dep: Deployment, tokens: float) -> float:
     """Two all-reduces of the hidden state per layer across tensor-parallel ranks."""
     if dep.devices == 1 or dep.engine in GGUF_ENGINES:
         return 0.0
@@ -113,63 +133,122 @@ def _parallel_devices(dep: Deployment) -> int:
     return 1 if dep.engine in GGUF_ENGINES else dep.devices
 
 
-def speed(dep: Deployment, work: Workload) -> SpeedPlan:
-    hw, model = dep.hardware, dep.model
-    eff = efficiency_for(dep.engine, hw)
-    batch = max(1, work.batch)
-    context = work.context if work.context is not None else work.prompt_len + work.output_len // 2
+@dataclass(frozen=True)
+class _Machine:
+    """What one step can use: bandwidth and compute, achieved and spec, over the parallel devices."""
+
+    bw: float
+    bw_spec: float
+    achieved: float
+    peak: float
+
+
+def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
+    hw = dep.hardware
     par = _parallel_devices(dep)
     bw_spec = hw.bandwidth_gbs * 1e9 * par
-    bw = hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par
-    dtype = compute_dtype(dep.quant, hw, dep.engine)
-    peak = hw.dense_tflops(dtype) * 1e12 * par
-    achieved = peak * eff.compute
-
-    moved = decode_bytes(dep, batch, context)
-    flops = 2 * flop_params(model) * batch + attention_flops(model, batch, context, causal=False)
-    t_mem = moved / bw
-    t_flop = flops / achieved
-    step = max(t_mem, t_flop) + step_overhead_s(dep, eff) + _tp_comm_seconds(dep, batch)
-    ceiling_step = max(moved / bw_spec, flops / peak)
-
-    prefill_s = prefill_seconds(dep, work.prompt_len, eff, achieved, bw)
-    return SpeedPlan(
-        decode_tps=1.0 / step,
-        aggregate_tps=batch / step,
-        prefill_tps=work.prompt_len / prefill_s if work.prompt_len else 0.0,
-        ttft_ms=(prefill_s + eff.request_overhead_ms / 1000) * 1000,
-        roofline_decode_tps=1.0 / ceiling_step,
-        decode_step_ms=step * 1000,
-        bytes_per_step_gb=moved / 1e9,
-        bound="memory" if t_mem >= t_flop else "compute",
-        efficiency=eff,
-    )
+    peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * par
+    bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
+    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * min(1.0, eff.compute), peak=peak)
 
 
-def step_overhead_s(dep: Deployment, eff: Efficiency) -> float:
-    """Fixed cost of one forward pass: the engine's own, plus the extra kernels of each MoE layer."""
-    return (eff.step_overhead_ms + eff.moe_layer_overhead_ms * dep.model.moe_layers) / 1000
+@dataclass(frozen=True)
+class _Step:
+    seconds: float
+    t_mem: float
+    t_flop: float
+    moved: float
 
 
-def prefill_seconds(dep: Deployment, prompt_len: int, eff: Efficiency, achieved_flops: float, bw: float) -> float:
-    """One prompt, in the engine's chunks: each chunk's matmuls over achieved compute (rows per
-    matmul, per expert for MoE, set how full the tensor cores are), never faster than streaming
-    the weights that chunk touches."""
+def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, context: float,
+          prefill_rows: float = 0.0, prefill_start: float = 0.0) -> _Step:
+    """One engine step: `decode_rows` sequences at `context` tokens, plus `prefill_rows` prompt tokens
+    that follow `prefill_start` tokens of their own prompt already in the cache."""
     model = dep.model
     p = model.params
-    expert_bytes = group_weight_bytes(model, dep.quant, dep.engine)["experts"]
-    other_bytes = decode_bytes(dep, 1, 0) - expert_bytes * experts_touched_fraction(model, 1)
+    rows = decode_rows + prefill_rows
+    shared, experts = _weight_bytes_split(dep)
+    touched = experts_touched_fraction(model, rows, eff.expert_spread)
+    moved = (shared + experts * touched + decode_rows * kv_bytes_per_context(dep, context)
+             + (kv_bytes_per_context(dep, prefill_start) if prefill_rows else 0.0))
+    attn = attention_flops(model, decode_rows, context, causal=False)
+    if prefill_rows:
+        attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True) if prefill_start == 0 else
+                 attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False))
     dense_params = flop_params(model) - p.experts_active
-    total, done = 0.0, 0
+    t_flop = (2 * rows * dense_params + attn) / (m.achieved * gemm_efficiency(rows, eff.gemm_half_rows))
+    if model.is_moe:
+        per_expert = rows * model.experts_per_token / (model.num_experts * touched)
+        t_flop += 2 * rows * p.experts_active / (m.achieved * gemm_efficiency(per_expert, eff.gemm_half_rows))
+    t_mem = moved / m.bw
+    overhead = (eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers + eff.seq_overhead_ms * decode_rows) / 1000
+    return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows), t_mem, t_flop, moved)
+
+
+def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spread: float) -> float:
+    """Pure decode at spec bandwidth and compute, every matmul at peak, no overhead."""
+    shared, experts = _weight_bytes_split(dep)
+    moved = shared + experts * experts_touched_fraction(dep.model, batch, spread) + batch * kv_bytes_per_context(dep, context)
+    flops = 2 * flop_params(dep.model) * batch + attention_flops(dep.model, batch, context, causal=False)
+    return max(moved / m.bw_spec, flops / m.peak)
+
+
+def prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0,
+                    context: float = 0.0) -> float:
+    """One prompt in the engine's chunks, each sharing its step with `decode_rows` decoding sequences."""
+    total, done = 0.0, 0.0
+    chunk = max(1.0, eff.prefill_chunk - decode_rows)
     while done < prompt_len:
-        rows = min(eff.prefill_chunk, prompt_len - done)
-        attn = attention_flops(model, rows, done + rows, causal=True) if done == 0 else (
-            attention_flops(model, rows, done + rows // 2, causal=False))
-        t = (2 * rows * dense_params + attn) / (achieved_flops * gemm_efficiency(rows, eff.gemm_half_rows))
-        if model.is_moe:
-            per_expert = rows * model.experts_per_token / model.num_experts
-            t += 2 * rows * p.experts_active / (achieved_flops * gemm_efficiency(per_expert, eff.gemm_half_rows))
-        touched = other_bytes + expert_bytes * experts_touched_fraction(model, rows)
-        total += max(t, touched / bw) + _tp_comm_seconds(dep, rows) + step_overhead_s(dep, eff)
+        rows = min(chunk, prompt_len - done)
+        total += _step(dep, eff, m, decode_rows, context, prefill_rows=rows, prefill_start=done).seconds
         done += rows
     return total
+
+
+def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompts: int, prompt_len: float) -> float:
+    """`prompts` prompts arriving together, packed into steps of at most prefill_chunk tokens."""
+    if prompts == 1 or prompt_len >= eff.prefill_chunk:
+        return prompts * prefill_seconds(dep, eff, m, prompt_len)
+    per_step = max(1, int(eff.prefill_chunk // prompt_len))
+    full, rest = divmod(prompts, per_step)
+    one = _step(dep, eff, m, 0, 0, prefill_rows=per_step * prompt_len).seconds
+    return full * one + (_step(dep, eff, m, 0, 0, prefill_rows=rest * prompt_len).seconds if rest else 0.0)
+
+
+def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> SpeedPlan:
+    eff = eff or efficiency_for(dep.engine, dep.hardware)
+    m = _machine(dep, eff)
+    batch = max(1, work.batch)
+    context = work.context if work.context is not None else work.prompt_len + work.output_len // 2
+    prompt = work.prompt_len * (1.0 - min(max(work.prefix_hit, 0.0), 1.0))
+
+    pure = _step(dep, eff, m, batch, context)
+    # Under load each request brings `prompt` tokens to prefill over its `output_len` steps: on
+    # average every step carries batch x prompt / output of them, within the step's token budget.
+    mixed_rows = 0.0
+    if work.mixed_prefill and batch > 1 and work.output_len > 0:
+        mixed_rows = min(batch * prompt / work.output_len, max(0.0, eff.prefill_chunk - batch))
+    itl = _step(dep, eff, m, batch, context, prefill_rows=mixed_rows).seconds if mixed_rows else pure.seconds
+
+    wait = itl / 2 if batch > 1 else 0.0  # a new request joins at the next step boundary
+    first = prefill_seconds(dep, eff, m, prompt, decode_rows=batch - 1, context=context) if prompt else (
+        _step(dep, eff, m, batch, context).seconds)
+    ttft = eff.request_overhead_ms / 1000 + wait + first
+    out = work.output_len
+    output_tps = batch * out / (ttft + max(out - 1, 0) * itl) if out else 0.0
+
+    prefill_s = _batch_prefill_seconds(dep, eff, m, batch, prompt) if prompt else 0.0
+    decode_tps = 1.0 / itl
+    return SpeedPlan(
+        decode_tps=decode_tps,
+        aggregate_tps=batch * decode_tps,
+        output_tps=output_tps,
+        prefill_tps=batch * prompt / prefill_s if prefill_s else 0.0,
+        ttft_ms=ttft * 1000,
+        itl_ms=itl * 1000,
+        roofline_decode_tps=1.0 / _ceiling_step(dep, m, batch, context, eff.expert_spread),
+        decode_step_ms=pure.seconds * 1000,
+        bytes_per_step_gb=pure.moved / 1e9,
+        bound="memory" if pure.t_mem >= pure.t_flop else "compute",
+        efficiency=eff,
+    )

@@ -8,12 +8,12 @@ report: regenerating it gives the same bytes.
 from __future__ import annotations
 
 import shlex
-
 from dataclasses import dataclass
 
 from sparkserve.plan.model_report import ModelReport, PrefillPoint
 from sparkserve.plan.planner import ServicePlan
 from sparkserve.plan.quant import GGUF_ENGINES
+from sparkserve.plan.settings import vllm_settings
 
 KIB = 1024
 TROUBLESHOOTING_CAUSES = (
@@ -43,6 +43,7 @@ def model_doc(report: ModelReport, context: DocContext) -> str:
         _memory_section(report),
         _arguments_section(report),
         _speed_section(report),
+        _load_section(report),
         _tune_section(context.tune),
         _troubleshooting_section(report, context),
     ]
@@ -370,6 +371,52 @@ def _speed_section(report: ModelReport) -> str:
     rows = [_decode_row(p) for p in report.decode] + [r for p in report.prefill for r in _prefill_rows(p)]
     table = _table(["workload", "predicted", "reproduce"], ["---", "---", "---"], rows)
     return intro + table
+
+
+CLAIM_REQUESTS, CLAIM_TPS = 32, 300  # an owner's rule of thumb: "32 requests = ~300+ tok/s aggregate"
+
+
+def _load_section(report: ModelReport) -> str:
+    plan = report.loaded
+    if plan is None or not plan.curve:
+        return ""
+    w = plan.workload
+    rows = []
+    for p in plan.curve:
+        note = f"{p.running} run, the rest queue ({p.capped_by.replace('_', '-')})" if p.capped_by else ""
+        rows.append([str(p.concurrency), _tps(p.decode_tps), f"{p.aggregate_tps:,.0f}", f"{p.ttft_ms:,.0f} ms",
+                     f"{p.itl_ms:,.0f} ms", f"{p.ceiling_tps:,.0f}", note])
+    table = _table(["requests", "tok/s each", "aggregate tok/s", "TTFT", "ITL", "ceiling tok/s", ""],
+                   ["---:", "---:", "---:", "---:", "---:", "---:", "---"], rows)
+    parts = [
+        "## Under load",
+        "",
+        (f"Requests of {w.prompt_len:,} prompt and {w.output_len:,} output tokens sent back to back by 1 to "
+         f"{plan.curve[-1].concurrency} clients, at the recommended settings with `--max-num-seqs "
+         f"{vllm_settings(plan.memory.settings).max_num_seqs}` (the recommendation admits "
+         f"{report.max_num_seqs}). The running requests share each step's weight reads, so the aggregate grows "
+         "with the batch while each request slows down as per-sequence KV reads, sampling and the prompts of "
+         "newly arrived requests (prefilled in the same steps) add to the step; the ceiling is the same batch at "
+         "100 % of spec bandwidth and compute. Reproduce: "
+         f"`{_plan_flags(plan)} --concurrency {','.join(str(p.concurrency) for p in plan.curve)}`."),
+        "",
+        table,
+    ]
+    claim = next((p for p in plan.curve if p.concurrency == CLAIM_REQUESTS), None)
+    if claim is not None:
+        quant = plan.deployment.quant.id.upper()
+        if claim.ceiling_tps < CLAIM_TPS:
+            verdict = (f"not reachable with {quant} weights: even the ceiling is {claim.ceiling_tps:,.0f} tok/s, "
+                       f"and the plan predicts about {claim.aggregate_tps:,.0f}")
+        elif claim.aggregate_tps < CLAIM_TPS:
+            verdict = (f"below the ceiling ({claim.ceiling_tps:,.0f} tok/s) but above what the plan predicts, "
+                       f"about {claim.aggregate_tps:,.0f} tok/s")
+        else:
+            verdict = f"consistent with the plan's {claim.aggregate_tps:,.0f} tok/s"
+        parts += ["", (f"**\"{CLAIM_REQUESTS} requests = ~{CLAIM_TPS}+ tok/s aggregate\"** on one "
+                       f"{report.hardware.name}: {verdict} ({_tps(claim.decode_tps)} tok/s each, "
+                       f"first token after {claim.ttft_ms:,.0f} ms).")]
+    return "\n".join(parts)
 
 
 def _tune_section(data: dict | None) -> str:

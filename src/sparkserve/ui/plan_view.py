@@ -48,6 +48,19 @@ def _speed_table(plan: ServicePlan) -> Table:
     return t
 
 
+def _curve_table(plan: ServicePlan) -> Table:
+    w = plan.workload
+    t = Table(title=f"Under load ({w.prompt_len:,}-token prompts, {w.output_len:,}-token replies)",
+              show_header=True, header_style="bold", min_width=60)
+    for name in ("requests", "tok/s each", "aggregate tok/s", "TTFT", "ITL", "ceiling", ""):
+        t.add_column(name, justify="right" if name else "left")
+    for p in plan.curve:
+        note = f"{p.running} run, rest queue ({p.capped_by.replace('_', '-')})" if p.capped_by else ""
+        t.add_row(str(p.concurrency), f"{p.decode_tps:.1f}", f"{p.aggregate_tps:,.0f}", f"{p.ttft_ms:,.0f} ms",
+                  f"{p.itl_ms:.1f} ms", f"{p.ceiling_tps:,.0f}", note)
+    return t
+
+
 def _headline(plan: ServicePlan) -> str:
     dep, p = plan.deployment, plan.perf
     hw = dep.hardware
@@ -64,6 +77,8 @@ def render_service(plan: ServicePlan, console: Console | None = None) -> None:
     console.print(_headline(plan))
     console.print(_memory_table(plan))
     console.print(_speed_table(plan))
+    if plan.curve:
+        console.print(_curve_table(plan))
     for w in plan.warnings:
         console.print(f"[yellow]warning:[/] {w}")
     render_recommendation(plan, console)

@@ -1,0 +1,178 @@
+"""The calibration measurements as the fit and the accuracy report read them: one prediction per row.
+
+Shared by benchmarks/fit_calibration.py (which fits the constants) and benchmarks/plan_accuracy.py
+(which scores them in sample and leave-one-source-out). A row's source is the document it was
+read from: the first URL in its `source` column.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+from sparkserve.errors import UserError
+from sparkserve.hardware.catalog import get_profile
+from sparkserve.models.catalog import resolve_model
+from sparkserve.plan.calibration import Efficiency, VllmMemoryConstants
+from sparkserve.plan.memory import GIB, Deployment, vllm_memory
+from sparkserve.plan.planner import deployment
+from sparkserve.plan.quant import weight_format
+from sparkserve.plan.speed import Workload, speed
+
+DATA = ROOT / "data" / "calibration"
+PERF_CSV = DATA / "perf-calibration.csv"
+MEMORY_CSVS = (DATA / "vllm-memory-calibration.csv", ROOT / "benchmarks" / "data" / "vllm_memory_logs.csv")
+
+# metric -> the kind the accuracy targets are stated for
+KIND = {"decode_tps": "decode", "aggregate_tps": "aggregate", "output_tps": "aggregate",
+        "prefill_tps": "prefill", "ttft_ms": "ttft"}
+KINDS = ("decode", "aggregate", "prefill", "ttft")
+
+
+def source_key(text: str) -> str:
+    """The document a row came from: its first URL (without a trailing fragment), else the whole text."""
+    match = re.search(r"https?://\S+", text)
+    return match.group(0).rstrip(").,;").split("#")[0] if match else text.strip()
+
+
+@dataclass(frozen=True)
+class PerfRow:
+    id: str
+    engine: str
+    hardware: str
+    hw_class: str  # "gb10" for the DGX Spark's unified memory, else "discrete"
+    metric: str
+    measured: float
+    source: str
+    label: str
+    dep: Deployment
+    work: Workload
+
+    @property
+    def kind(self) -> str:
+        return KIND[self.metric]
+
+
+def _devices(hw, count: int) -> dict:
+    """One GPU per node for single-chip boxes; more GPUs than one host holds spread over full hosts."""
+    if hw.max_gpus == 1:
+        return {"gpus": 1, "nodes": count}
+    if count > hw.max_gpus and count % hw.max_gpus == 0:
+        return {"gpus": hw.max_gpus, "nodes": count // hw.max_gpus}
+    return {"gpus": count, "nodes": 1}
+
+
+def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
+    rows = []
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            hw = get_profile(row["hardware"])
+            spec = resolve_model(row["model"]).spec
+            count = int(row["count"] or 1)
+            dep = deployment(hw, spec, row["quant"], row["engine"], **_devices(hw, count))
+            work = Workload(batch=int(row["batch"]), prompt_len=int(row["prompt_len"]),
+                            output_len=int(row["output_len"]), context=int(row["context"]),
+                            mixed_prefill=row["metric"] != "aggregate_tps")
+            label = f"{row['hardware']} x{count} {row['engine']} {row['model']} {row['quant']} b{row['batch']}"
+            rows.append(PerfRow(row["id"], dep.engine, row["hardware"], "gb10" if hw.unified else "discrete",
+                                row["metric"], float(row["value"]), source_key(row["source"]), label, dep, work))
+    return rows
+
+
+def predict(row: PerfRow, eff: Efficiency | None = None) -> float:
+    return float(getattr(speed(row.dep, row.work, eff), row.metric))
+
+
+def roofline(row: PerfRow) -> float:
+    """What a 100 %-bandwidth (and 100 %-compute) roofline with no overhead predicts (llm-optimizer's way)."""
+    ideal = Efficiency(bandwidth=row.dep.hardware.bandwidth_gbs / row.dep.hardware.effective_bandwidth_gbs,
+                       step_overhead_ms=0.0, compute=1.0, gemm_half_rows=1e-9, request_overhead_ms=0.0,
+                       prefill_chunk=8192)
+    return predict(row, ideal)
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    id: str
+    source: str
+    label: str
+    dep: Deployment
+    gpus: int
+    weights_gib: float | None  # per GPU, as vLLM printed
+    kv_gib: float | None  # per GPU
+    torch_peak_gib: float | None
+    non_torch_gib: float | None
+    cudagraph_gib: float | None
+
+
+def _num(value: str | None) -> float | None:
+    return float(value) if value not in (None, "") else None
+
+
+def kv_dtype_flag(logged: str) -> str:
+    """The logs name the KV dtype vLLM resolved ("bf16" for auto on a BF16 model); the flag was auto."""
+    return "auto" if logged in ("", "auto", "bf16", "bfloat16", "fp16", "float16", "fp32") else logged
+
+
+def load_memory(paths=MEMORY_CSVS, skipped: list[str] | None = None) -> list[MemoryRow]:
+    """Start-up logs that have what a plan needs (utilisation, model length, model in the catalog)."""
+    out: list[MemoryRow] = []
+    seen: set[str] = set()
+    for path in paths:
+        if not path.exists():
+            continue
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row["id"] in seen:
+                    continue
+                seen.add(row["id"])
+                if not (row.get("gpu_memory_utilization") and row.get("max_model_len")):
+                    if skipped is not None:
+                        skipped.append(f"{row['id']} (no utilisation or model length in the log)")
+                    continue
+                hw = get_profile(row["hardware"])
+                try:
+                    spec = resolve_model(row["model"]).spec
+                    weight_format(row["quant"])
+                except UserError as exc:
+                    if skipped is not None:
+                        skipped.append(f"{row['id']} ({exc})")
+                    continue
+                gpus = int(row["gpus"] or 1)
+                settings: dict = {}
+                if row.get("max_num_batched_tokens"):
+                    settings["max_num_batched_tokens"] = int(row["max_num_batched_tokens"])
+                if row.get("max_num_seqs"):
+                    settings["max_num_seqs"] = int(row["max_num_seqs"])
+                if row.get("enforce_eager"):
+                    settings["enforce_eager"] = row["enforce_eager"].lower() == "true"
+                dep = deployment(hw, spec, row["quant"], "vllm", **_devices(hw, gpus),
+                                 kv_cache_dtype=kv_dtype_flag(row["kv_cache_dtype"]),
+                                 gpu_memory_utilization=float(row["gpu_memory_utilization"]),
+                                 max_model_len=int(row["max_model_len"]),
+                                 engine_version=row.get("vllm_version") or None, **settings)
+                kv = _num(row.get("kv_gib_per_gpu"))
+                if kv is None and _num(row.get("kv_gib_total")) is not None:
+                    kv = float(row["kv_gib_total"]) / gpus
+                label = f"{row['hardware']} x{gpus} {row['model']} {row['quant']} u{row['gpu_memory_utilization']}"
+                out.append(MemoryRow(row["id"], source_key(row["source"]), label, dep, gpus,
+                                     _num(row.get("weights_gib_per_gpu")), kv, _num(row.get("torch_peak_gib")),
+                                     _num(row.get("non_torch_gib")), _num(row.get("cudagraph_gib"))))
+    return out
+
+
+def predict_memory(row: MemoryRow, constants: VllmMemoryConstants | None = None) -> tuple[float, float]:
+    """(weights, KV cache) per GPU in GiB."""
+    mem = vllm_memory(row.dep, constants)
+    return mem.weights_gib / row.dep.devices, mem.kv_cache_gib / row.dep.devices
+
+
+__all__ = ["GIB", "KIND", "KINDS", "MemoryRow", "PerfRow", "load_memory", "load_perf", "predict", "predict_memory",
+           "roofline", "source_key"]

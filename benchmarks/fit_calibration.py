@@ -1,0 +1,260 @@
+"""Fit every per-engine constant of the planner on the measurements and write plan/calibration.json.
+
+    python benchmarks/fit_calibration.py [--check]
+
+Speed constants (plan/calibration.py: Efficiency) are fitted on data/calibration/perf-calibration.csv:
+first one pooled set over every engine, then each engine's own, pulled towards the pooled set by a
+ridge term so that an engine with few rows keeps the pooled value for what its rows do not show.
+The loss is the sum of squared log errors; the search is a deterministic coordinate descent over
+geometric grids. vLLM's start-up memory constants are fitted on the component sizes its start-up
+logs print (torch peak, non-torch memory, CUDA graphs). The file records the values, the rows each
+group was fitted on and the SHA-256 of this script and of its inputs, and is rewritten byte for
+byte by a re-run (`--check` exits 1 when the committed file differs from a fresh fit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from calibration_rows import (
+    GIB,
+    MEMORY_CSVS,
+    PERF_CSV,
+    ROOT,
+    MemoryRow,
+    PerfRow,
+    load_memory,
+    load_perf,
+    predict,
+)
+
+from sparkserve.plan.calibration import CALIBRATION_FILE, ENGINES, FITTED, Efficiency, VllmMemoryConstants
+from sparkserve.plan.memory import vllm_activation_peak_bytes
+
+# Search range of each fitted constant (physically plausible bounds).
+BOUNDS = {
+    "bandwidth": (0.4, 1.3),
+    "step_overhead_ms": (0.05, 20.0),
+    "compute": (0.05, 1.0),
+    "gemm_half_rows": (1.0, 2048.0),
+    "request_overhead_ms": (0.5, 500.0),
+    "moe_layer_overhead_ms": (0.001, 1.0),
+    "seq_overhead_ms": (0.001, 2.0),
+    "expert_spread": (0.05, 1.0),
+}
+START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_rows": 64.0,
+         "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
+         "expert_spread": 1.0}
+RIDGE = 0.05  # weight of log(value / pooled value)^2 per constant in an engine's own fit
+GRID = 24  # points per coarse grid; a finer grid of 9 around the best follows
+PASSES = 3
+
+# Not fitted: how many prompt tokens one forward pass takes, the engines' own defaults.
+PREFILL_CHUNK = {
+    "vllm": 8192,  # max-num-batched-tokens default for GPUs of >= 70 GiB (vllm/engine/arg_utils.py)
+    "sglang": 8192,  # chunked-prefill-size default for large GPUs (sglang server_args.py)
+    "trtllm": 8192,  # max_num_tokens default (tensorrt_llm BuildConfig)
+    "llama.cpp": 512,  # n_ubatch default (common/common.h)
+    "ollama": 512,  # num_batch default (ollama api/types.go)
+}
+
+
+def _geomspace(lo: float, hi: float, n: int) -> list[float]:
+    return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
+
+
+def _round(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
+def _loss(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None) -> float:
+    total = 0.0
+    for row in rows:
+        total += math.log(max(predict(row, eff), 1e-12) / row.measured) ** 2
+    if prior is not None:
+        for name in FITTED:
+            total += RIDGE * math.log(getattr(eff, name) / getattr(prior, name)) ** 2
+    return total
+
+
+def _descend(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None) -> Efficiency:
+    best = _loss(rows, eff, prior)
+    for _ in range(PASSES):
+        for name in FITTED:
+            lo, hi = BOUNDS[name]
+            coarse = _geomspace(lo, hi, GRID)
+            for grid in (coarse, None):
+                if grid is None:  # refine between the neighbours of the best coarse point
+                    step = (hi / lo) ** (1 / (GRID - 1))
+                    v = getattr(eff, name)
+                    grid = _geomspace(max(lo, v / step), min(hi, v * step), 9)
+                for v in grid:
+                    trial = replace(eff, **{name: v})
+                    loss = _loss(rows, trial, prior)
+                    if loss < best - 1e-12:
+                        best, eff = loss, trial
+    return eff
+
+
+def _with_chunk(rows: list[PerfRow], eff: Efficiency) -> Efficiency:
+    return replace(eff, prefill_chunk=PREFILL_CHUNK[rows[0].engine]) if rows else eff
+
+
+def fit_speed(rows: list[PerfRow]) -> dict[str, Efficiency]:
+    """Constants per engine: pooled over all rows, then each engine's own rows with a pull to the pool."""
+    by_engine: dict[str, list[PerfRow]] = {e: [r for r in rows if r.engine == e] for e in ENGINES}
+    # The pooled fit scores every row with its own engine's prefill chunk.
+    base = Efficiency(prefill_chunk=8192, **START)
+
+    def pooled_loss(eff: Efficiency) -> float:
+        return sum(_loss(rs, _with_chunk(rs, eff), None) for rs in by_engine.values() if rs)
+
+    best = pooled_loss(base)
+    for _ in range(PASSES):
+        for name in FITTED:
+            lo, hi = BOUNDS[name]
+            for v in _geomspace(lo, hi, GRID):
+                trial = replace(base, **{name: v})
+                loss = pooled_loss(trial)
+                if loss < best - 1e-12:
+                    best, base = loss, trial
+    fitted = {}
+    for engine in ENGINES:
+        prior = replace(base, prefill_chunk=PREFILL_CHUNK[engine])
+        own = by_engine[engine]
+        fitted[engine] = _descend(own, prior, prior) if own else prior
+    fitted["pooled"] = base
+    return fitted
+
+
+def fit_memory(rows: list[MemoryRow]) -> VllmMemoryConstants:
+    """vLLM's start-up constants from the component sizes its logs print."""
+    single = [r.non_torch_gib for r in rows if r.non_torch_gib is not None and r.gpus == 1]
+    multi = [r.non_torch_gib for r in rows if r.non_torch_gib is not None and r.gpus > 1]
+    non_single = statistics.median(single) if single else 0.25
+    non_tp = statistics.median(multi) if multi else 2.1
+
+    graphs = [r for r in rows if r.cudagraph_gib is not None and r.cudagraph_gib > 0]
+    base, per_layer, tp_extra = _least_squares(
+        [[1.0, r.dep.model.num_layers, 1.0 if r.gpus > 1 else 0.0] for r in graphs], [r.cudagraph_gib for r in graphs]
+    ) if len(graphs) >= 3 else (0.3, 0.017, 0.5)
+
+    peaks = [r for r in rows if r.torch_peak_gib is not None]
+    best = (math.inf, 14.0, 0.15)
+    for i in range(121):
+        per_logit = 4.0 + i * 0.25
+        probe = VllmMemoryConstants(per_logit, 0.0, 0, 0, 0, 0, 0)
+        bare = [vllm_activation_peak_bytes(r.dep.model, r.dep.devices, _mnbt(r), _mns(r), probe) / GIB for r in peaks]
+        if not bare:
+            break
+        intercept = statistics.median([r.torch_peak_gib - b for r, b in zip(peaks, bare)])
+        sse = sum((r.torch_peak_gib - b - intercept) ** 2 for r, b in zip(peaks, bare))
+        if sse < best[0] - 1e-12:
+            best = (sse, per_logit, intercept)
+    return VllmMemoryConstants(
+        sampler_bytes_per_logit=_round(best[1]), profile_base_gib=_round(max(0.0, best[2])),
+        non_torch_gib_single=_round(non_single), non_torch_gib_tp=_round(non_tp),
+        cuda_graph_base_gib=_round(base), cuda_graph_per_layer_gib=_round(per_layer), cuda_graph_tp_gib=_round(tp_extra),
+    )
+
+
+def _mnbt(row: MemoryRow) -> int:
+    from sparkserve.engines import vllm
+
+    return row.dep.max_num_batched_tokens or vllm.defaults_for(row.dep.hardware).max_num_batched_tokens
+
+
+def _mns(row: MemoryRow) -> int:
+    from sparkserve.engines import vllm
+
+    return row.dep.max_num_seqs or vllm.defaults_for(row.dep.hardware).max_num_seqs
+
+
+def _least_squares(x: list[list[float]], y: list[float]) -> tuple[float, ...]:
+    """Normal equations for a handful of columns (Gaussian elimination, no numpy needed)."""
+    n = len(x[0])
+    a = [[sum(r[i] * r[j] for r in x) for j in range(n)] + [sum(r[i] * v for r, v in zip(x, y))] for i in range(n)]
+    for c in range(n):
+        pivot = max(range(c, n), key=lambda k: abs(a[k][c]))
+        a[c], a[pivot] = a[pivot], a[c]
+        if abs(a[c][c]) < 1e-12:
+            return (0.3, 0.017, 0.5)[:n]
+        for k in range(n):
+            if k != c:
+                f = a[k][c] / a[c][c]
+                a[k] = [u - f * w for u, w in zip(a[k], a[c])]
+    return tuple(a[i][n] / a[i][i] for i in range(n))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def build() -> str:
+    perf = load_perf()
+    memory = load_memory()
+    speed = fit_speed(perf)
+    mem = fit_memory(memory)
+    here = Path(__file__).resolve()
+    doc = {
+        "about": "Written by benchmarks/fit_calibration.py; do not edit by hand. Values are read by "
+                 "sparkserve/plan/calibration.py; docs/accuracy.md scores them on rows they were not fitted on.",
+        "script": {_rel(here): _sha256(here), _rel(here.with_name("calibration_rows.py")):
+                   _sha256(here.with_name("calibration_rows.py"))},
+        "inputs": {_rel(p): _sha256(p) for p in (PERF_CSV, *MEMORY_CSVS) if p.exists()},
+        "method": {"loss": "sum of squared log errors", "ridge_to_pooled": RIDGE, "grid_points": GRID,
+                   "passes": PASSES, "bounds": BOUNDS},
+        "engines": {
+            engine: {
+                "values": {**{k: _round(getattr(speed[engine], k)) for k in FITTED},
+                           "prefill_chunk": PREFILL_CHUNK[engine]},
+                "fitted_on": [r.id for r in perf if r.engine == engine],
+            }
+            for engine in ENGINES
+        },
+        "pooled": {"values": {k: _round(getattr(speed["pooled"], k)) for k in FITTED},
+                   "fitted_on": [r.id for r in perf]},
+        "settings_not_fitted": {"prefill_chunk": "the engines' default tokens per forward pass (see PREFILL_CHUNK "
+                                                 "in benchmarks/fit_calibration.py for each default's source)"},
+        "vllm_memory": {
+            "values": {k: getattr(mem, k) for k in VllmMemoryConstants.__dataclass_fields__},
+            "fitted_on": {
+                "non_torch": [r.id for r in memory if r.non_torch_gib is not None],
+                "cuda_graphs": [r.id for r in memory if r.cudagraph_gib is not None and r.cudagraph_gib > 0],
+                "torch_peak": [r.id for r in memory if r.torch_peak_gib is not None],
+            },
+        },
+    }
+    return json.dumps(doc, indent=1, sort_keys=True) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 if the committed file differs from a fresh fit")
+    ap.add_argument("--out", type=Path, default=CALIBRATION_FILE)
+    args = ap.parse_args()
+    text = build()
+    if args.check:
+        same = args.out.exists() and args.out.read_text() == text
+        print(f"{args.out}: {'identical to a fresh fit' if same else 'DIFFERS from a fresh fit'}")
+        return 0 if same else 1
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
