@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand, PullProgress
