@@ -94,3 +94,28 @@ def test_a_resident_model_fully_on_the_gpu_names_nothing():
         result = diagnose_live(url, [get_engine("ollama").live_probe()], 1.0)
     assert result.findings == []
     assert result.to_dict()["findings"] == [] and result.to_dict()["live"]["reads"] >= 2
+
+
+def test_doctor_live_reads_a_stack_service_through_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    spilled = [_model("qwen3:4b", 4.0, 3.0, "2099-01-01T00:10:00Z")]
+    with _ollama([spilled]) as (url, asked):
+        port = int(url.rsplit(":", 1)[1])
+        (tmp_path / "sparkserve.toml").write_text(
+            f'[stack]\nhardware = "h100-sxm"\n\n[services.chat]\nengine = "ollama"\nmodel = "qwen3:4b"\n'
+            f'port = {port}\nruntime = "native"\n')
+        done = subprocess.run([sys.executable, "-m", "sparkserve.cli", "doctor", "--live", "chat", "--window", "1",
+                               "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        text = subprocess.run([sys.executable, "-m", "sparkserve.cli", "doctor", "--live", "--window", "1"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [f["cause_id"] for f in data["findings"]] == ["ollama_model_on_cpu"]
+    assert data["live"]["url"] == url and data["live"]["reads"] >= 2
+    assert "/metrics" not in asked  # the stack names the engine: only Ollama's endpoints are asked
+    assert text.returncode == 0 and "ollama_model_on_cpu" in text.stdout and "fix:" in text.stdout
+    bad = subprocess.run([sys.executable, "-m", "sparkserve.cli", "doctor", "--live", "nope", "--window", "1"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no service 'nope'" in bad.stderr
