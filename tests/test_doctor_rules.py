@@ -144,6 +144,7 @@ FAMILIES: dict[str, list[str]] = {
         "gguf_init_from_file: invalid magic characters 'ver'",
     ],
     "port_in_use": ["OSError: [WinError 10048] Only one usage of each socket address is normally permitted"],
+    "entrypoint_args_mismatch": ['Error: unknown command "ollama" for "ollama"'],
     "model_not_found": [
         "huggingface_hub.errors.RevisionNotFoundError: 404 Client Error. Invalid rev id: v2",
         "OSError: /models/qwen does not appear to have a file named config.json.",

@@ -143,6 +143,17 @@ FACTS: tuple[Fact, ...] = (
 
 RULES: tuple[Rule, ...] = (
     Rule(
+        "entrypoint_args_mismatch",
+        priority=92,
+        signatures=(sig(r'unknown command "(?P<arg>[^"]+)" for "ollama'),),
+        summary="The container command does not fit the ollama image's entrypoint (it got '{arg}' as a command).",
+        fix=(
+            "The ollama/ollama image's entrypoint is already `ollama` and its command `serve`: leave `command` unset "
+            "(or give only `serve`), and pull models with `docker exec <container> ollama pull <model>` or the API; "
+            "to run a shell, override `--entrypoint`."
+        ),
+    ),
+    Rule(
         "unknown_cli_flag",
         priority=90,
         signatures=(
