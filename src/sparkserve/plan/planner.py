@@ -157,7 +157,9 @@ class StackPlan:
 
     @property
     def used_gib(self) -> float:
-        return sum(s.memory.total_gib for s in self.services)
+        """What the services hold on one device (the pool is one device's): a tensor-parallel service
+        holds its total spread evenly over its devices."""
+        return sum(s.memory.total_gib / max(1, s.memory.devices) for s in self.services)
 
     @property
     def pool_gib(self) -> float:
