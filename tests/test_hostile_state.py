@@ -291,3 +291,17 @@ def test_a_signal_right_after_start_still_stops_the_engine(project, monkeypatch)
         commands.up(loaded, ["ollama"], timeout=60, wait=True, console=Console(file=io.StringIO()))
     (record,) = records
     assert not group_alive(record.pgid) and project.record() is None
+
+
+def test_a_crashed_engines_worker_without_the_marker_is_stopped(project):
+    """vLLM's EngineCore rewrites its /proc environ (setproctitle): the log pump, leader of the
+    group, still vouches for it after the engine itself is killed."""
+    assert project.run("up", FAKE_OLLAMA_MODE="bare_worker").returncode == 0
+    record = project.record()
+    os.kill(record["pid"], signal.SIGKILL)
+    wait_for("the engine to die", lambda: record["pid"] not in group_alive(record["pgid"]))
+    assert group_alive(record["pgid"])  # the worker, and the pump waiting for it
+    status = json.loads(project.run("status", "--json").stdout)["services"][0]
+    assert status["state"] == "crashed" and status["leftover_pids"]
+    assert project.run("down").returncode == 0
+    assert not group_alive(record["pgid"])

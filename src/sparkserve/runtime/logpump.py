@@ -1,14 +1,17 @@
 """Run an engine and copy its output to its log file, rotating the file at a size cap.
 
-    python -m sparkserve.runtime.logpump LOG MAX_BYTES STATUS_FD -- ARGV...
+    SPARKSERVE_PUMP_ARGV='["vllm", "serve", ...]' python -m sparkserve.runtime.logpump LOG MAX_BYTES STATUS_FD
 
-Started in a new session by `runtime.native.start`, so it leads the engine's process group and
-goes when the group is stopped. It forks the engine with stdout and stderr on a pipe, writes
-"pid N" (or "error MESSAGE" when the engine cannot be executed) to STATUS_FD, then copies the
-pipe to LOG: past MAX_BYTES, LOG becomes LOG.1 (replacing the previous one) and a new LOG is
-created, never through a symbolic link. It exits with the engine's status (a signal is passed
-on as the same signal), so its parent sees the engine's exit. Only the standard library: the
-engine may run for weeks, this process must cost nothing.
+Started in a new session by `runtime.native.start`, so it leads the engine's process group (the
+command comes through the environment, so `ps` and `pgrep` see the engine's command line once).
+It forks the engine with stdout and stderr on a pipe, writes "pid N" (or "error MESSAGE" when the
+engine cannot be executed) to STATUS_FD, then copies the pipe to LOG: past MAX_BYTES, LOG becomes
+LOG.1 (replacing the previous one) and a new LOG is created, never through a symbolic link. When
+the engine exits it writes "exit CODE" to STATUS_FD (negative: killed by that signal) and keeps
+copying until every process holding the pipe (the engine's workers) is gone: as the group's
+leader, alive with its recorded start time and marker, it vouches that the group is still the
+one sparkserve started, even when workers rewrite their /proc environ (setproctitle). Only the
+standard library: the engine may run for weeks, this process must cost nothing.
 """
 
 from __future__ import annotations
@@ -57,9 +60,19 @@ def pump(source: int, log: str, out: int | None, max_bytes: int) -> None:
         os.close(out)
 
 
+def _tell(fd: int, line: str) -> None:
+    """A line for the starting sparkserve; it may have exited already (not waiting, or done)."""
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> int:
+    import json
+
     log, max_bytes, status_fd = argv[0], int(argv[1]), int(argv[2])
-    command = argv[argv.index("--") + 1:]
+    command = json.loads(os.environ.pop("SPARKSERVE_PUMP_ARGV"))
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the engine decides when it is done; EOF ends the copy
     # A signal mask inherited from a starting sparkserve (which holds signals) must not reach the engine.
@@ -85,15 +98,14 @@ def main(argv: list[str]) -> int:
     os.close(exec_write)
     failed = os.read(exec_read, 4096).decode(errors="replace")
     os.close(exec_read)
-    try:
-        os.write(status_fd, (f"error {failed}\n" if failed else f"pid {pid}\n").encode())
-    finally:
-        os.close(status_fd)
+    _tell(status_fd, f"error {failed}\n" if failed else f"pid {pid}\n")
     out = 1  # the log file sparkserve created for this start
     copier = threading.Thread(target=pump, args=(read_end, log, out, max_bytes), daemon=True)
     copier.start()
     _, status = os.waitpid(pid, 0)
-    copier.join(timeout=2.0)  # workers that still hold the pipe may keep writing; their output is dropped
+    _tell(status_fd, f"exit {os.waitstatus_to_exitcode(status)}\n")
+    os.close(status_fd)
+    copier.join()  # until the engine's workers, which share the pipe, are gone too
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)

@@ -397,7 +397,8 @@ def observe(stack_path: Path, name: str) -> Observed:
 
         now = " ".join(redact_argv(info.cmdline))[:120] or "a kernel thread"
         return Observed(name, STALE, record, f"pid {record.pid} now belongs to another program ({now})")
-    leftover = tuple(m.pid for m in procs.marked_members(record.pgid, record.marker, record.group_start_ticks))
+    ours = procs.group_is_ours(record.pgid, record.marker, record.group_start_ticks)
+    leftover = tuple(m.pid for m in procs.group_members(record.pgid)) if ours else ()
     return Observed(name, CRASHED, record, f"pid {record.pid} is gone (it was not stopped by 'sparkserve down')",
                     leftover)
 
@@ -526,12 +527,59 @@ def _same_file(fd: int, path: Path) -> bool:
         return False
 
 
+class EngineProcess:
+    """A started engine as the sparkserve that started it sees it: `poll()` is the engine's exit
+    code (negative: killed by that signal), None while it runs; read from the log pump's status pipe."""
+
+    def __init__(self, pump: subprocess.Popen, status_fd: int):
+        self.pump = pump
+        self.pid = 0
+        self.returncode: int | None = None
+        self._fd: int | None = status_fd
+        self._buf = b""
+
+    def first_line(self) -> str:
+        """The pump's first report (blocking): "pid N" or "error MESSAGE"."""
+        assert self._fd is not None
+        while b"\n" not in self._buf:
+            chunk = os.read(self._fd, 4096)
+            if not chunk:
+                break
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        os.set_blocking(self._fd, False)
+        return line.decode(errors="replace").strip()
+
+    def poll(self) -> int | None:
+        if self.returncode is not None or self._fd is None:
+            return self.returncode
+        try:
+            while chunk := os.read(self._fd, 4096):
+                self._buf += chunk
+            eof = True
+        except BlockingIOError:
+            eof = False
+        for line in self._buf.decode(errors="replace").splitlines():
+            if line.startswith("exit "):
+                self.returncode = int(line.split()[1])
+        if self.returncode is None and eof:  # the pump itself was killed (SIGKILL to the group)
+            self.returncode = self.pump.wait()
+        if self.returncode is not None:
+            self.close()
+        return self.returncode
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def start(stack_path: Path, launch: Launch, *,
-          log_max_mib: float = DEFAULT_LOG_MAX_MIB) -> tuple[subprocess.Popen, Record]:
+          log_max_mib: float = DEFAULT_LOG_MAX_MIB) -> tuple[EngineProcess, Record]:
     """Start the engine in a new session under runtime.logpump (which copies its output to the
     log file, rotating it at `log_max_mib`), marked with a fresh SPARKSERVE_ID, and write the pid file.
 
-    The returned Popen is the pump: it exits with the engine's status. Call it inside the block
+    The returned EngineProcess reports the engine's exit. Call it inside the block
     that stops the engine on failure: the pid file is written before this returns.
     """
     import uuid
@@ -546,28 +594,31 @@ def start(stack_path: Path, launch: Launch, *,
     out = open_state(log, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     marker = uuid.uuid4().hex
     status_read, status_write = os.pipe()
-    pump = [sys.executable, "-m", "sparkserve.runtime.logpump", str(log),
-            str(int(log_max_mib * 1024 * 1024)), str(status_write), "--", *launch.argv]
+    pump = [sys.executable, "-m", "sparkserve.runtime.logpump", str(log), str(int(log_max_mib * 1024 * 1024)),
+            str(status_write)]
+    env = {**launch.env, procs.MARKER_ENV: marker, "SPARKSERVE_PUMP_ARGV": json.dumps(launch.argv)}
     try:
-        proc = subprocess.Popen(pump, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-                                env={**launch.env, procs.MARKER_ENV: marker}, cwd=stack_path.resolve().parent,
-                                start_new_session=True, pass_fds=(status_write,))
+        pump_proc = subprocess.Popen(pump, stdout=out, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
+                                     cwd=stack_path.resolve().parent, start_new_session=True,
+                                     pass_fds=(status_write,))
     except OSError as exc:
+        os.close(status_read)
         raise UserError(f"{launch.name}: cannot start {sys.executable}: {exc.strerror or exc}") from None
     finally:
         os.close(out)
         os.close(status_write)
-    with os.fdopen(status_read, "rb") as fh:
-        status = fh.readline().decode(errors="replace").strip()
+    proc = EngineProcess(pump_proc, status_read)
+    status = proc.first_line()
     if not status.startswith("pid "):
-        proc.wait()
-        why = status.removeprefix("error ") or f"the launcher exited with {proc.returncode}"
+        pump_proc.wait()
+        proc.close()
+        why = status.removeprefix("error ") or f"the launcher exited with {pump_proc.returncode}"
         raise UserError(f"{launch.name}: cannot run {launch.argv[0]}: {why}")
-    pid = int(status.split()[1])
-    info, leader = procs.proc_info(pid), procs.proc_info(proc.pid)
+    pid = proc.pid = int(status.split()[1])
+    info, leader = procs.proc_info(pid), procs.proc_info(pump_proc.pid)
     from sparkserve.secrets import redact_argv
 
-    record = Record(pid=pid, pgid=proc.pid, start_ticks=info.start_ticks if info else 0,
+    record = Record(pid=pid, pgid=pump_proc.pid, start_ticks=info.start_ticks if info else 0,
                     argv=redact_argv(launch.argv), engine=launch.engine, url=launch.url, model=launch.model,
                     started_at=time.time(), log=str(log), marker=marker,
                     group_start_ticks=leader.start_ticks if leader else 0)
@@ -598,7 +649,14 @@ def stop(stack_path: Path, name: str, *, timeout: float | None = None, kill_at_o
     checked_state_dir(stack_path)
     seen = observe(stack_path, name)
     if seen.record is not None and seen.state in (RUNNING, CRASHED):
-        stop_record(seen.record, timeout=timeout, kill_at_once=kill_at_once)
+        record = seen.record
+        info = procs.proc_info(record.pid) if seen.state == RUNNING else None
+        if info is not None and info.pgid != record.pgid and info.pgid > 1:
+            # A verified engine whose pid file names another group: stop the engine's real group.
+            from dataclasses import replace
+
+            record = replace(record, pgid=info.pgid)
+        stop_record(record, timeout=timeout, kill_at_once=kill_at_once)
     forget(stack_path, name)
     return seen
 

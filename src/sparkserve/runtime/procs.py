@@ -8,8 +8,12 @@ signalling the whole group and waiting until no member is left.
 
 A recorded process group is only a number: after a crash it may hold unrelated programs (or be
 our own group, or 1). Engines sparkserve starts carry `SPARKSERVE_ID=<marker>` in their
-environment, which every worker inherits; `stop_group(..., marker=...)` signals only processes
-that carry it and started no earlier than the engine, and never process group 0, 1 or our own.
+environment, which every worker inherits. `stop_group(..., marker=...)` signals a group only
+when it is provably the one sparkserve started: its leader (the log pump) alive with the recorded
+start time and the marker, or a live member started after it that carries the marker. Linux does
+not reuse a number as a pid while a process still has it as its process group, so a group with
+one such member has been ours since it was created. Process group 0, 1 and our own are never
+signalled.
 """
 
 from __future__ import annotations
@@ -123,32 +127,21 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _signal(pgid: int, sig: int, marker: str | None, since_ticks: int) -> None:
-    """The whole group when every live member is ours; else only the members that are."""
-    if marker is None:
-        _signal_group(pgid, sig)
-        return
-    members = group_members(pgid)
-    ours = [m for m in members if m.start_ticks >= since_ticks and carries_marker(m.pid, marker)]
-    if ours and len(ours) == len(members):
-        _signal_group(pgid, sig)
-        return
-    for member in ours:
-        try:
-            os.kill(member.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+def group_is_ours(pgid: int, marker: str, since_ticks: int) -> bool:
+    """Whether group `pgid` is the one sparkserve started with `marker` (see the module's docstring).
+
+    Workers may rewrite their own /proc environ (setproctitle), so the leader while it lives, or
+    any member that still shows the marker, vouches for the whole group."""
+    leader = proc_info(pgid)
+    if leader is not None and leader.alive and leader.start_ticks == since_ticks and carries_marker(pgid, marker):
+        return True
+    return bool(marked_members(pgid, marker, since_ticks))
 
 
-def _members(pgid: int, marker: str | None, since_ticks: int) -> list[ProcInfo]:
-    return group_members(pgid) if marker is None else marked_members(pgid, marker, since_ticks)
-
-
-def wait_group_gone(pgid: int, timeout: float, poll: float = 0.1, *, marker: str | None = None,
-                    since_ticks: int = 0) -> bool:
+def wait_group_gone(pgid: int, timeout: float, poll: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        members = _members(pgid, marker, since_ticks)
+        members = group_members(pgid)
         if not members:
             return True
         _reap([m.pid for m in members] + [pgid])
@@ -161,22 +154,25 @@ def stop_group(pgid: int, *, timeout: float = 30.0, kill_at_once: bool = False, 
                since_ticks: int = 0) -> str:
     """Stop every process of the group: SIGTERM, then SIGKILL after `timeout` seconds.
 
-    Returns "gone" (nothing was running), "terminated" or "killed". `kill_at_once` skips the
-    grace period: for the memory guard, where freeing memory now matters more than a clean exit.
-    With `marker`, only processes carrying SPARKSERVE_ID=<marker> (started at or after
-    `since_ticks`) count and are signalled. Group 0, 1 and our own raise UnsafeGroup.
+    Returns "gone" (nothing was running), "terminated", "killed", or "not ours". `kill_at_once`
+    skips the grace period: for the memory guard, where freeing memory now matters more than a
+    clean exit. With `marker`, the group is signalled only when it is provably the one started
+    with it (group_is_ours); once it is, it stays ours while any member lives (Linux does not reuse
+    the number meanwhile). Group 0, 1 and our own raise UnsafeGroup.
     """
     check_group(pgid)
     _reap([pgid])
-    if not _members(pgid, marker, since_ticks):
+    if not group_members(pgid):
         return "gone"
+    if marker is not None and not group_is_ours(pgid, marker, since_ticks):
+        return "not ours"
     if not kill_at_once:
-        _signal(pgid, signal.SIGTERM, marker, since_ticks)
-        if wait_group_gone(pgid, timeout, marker=marker, since_ticks=since_ticks):
+        _signal_group(pgid, signal.SIGTERM)
+        if wait_group_gone(pgid, timeout):
             return "terminated"
-    _signal(pgid, signal.SIGKILL, marker, since_ticks)
-    if not wait_group_gone(pgid, 10.0, marker=marker, since_ticks=since_ticks):
-        left = ", ".join(str(m.pid) for m in _members(pgid, marker, since_ticks))
+    _signal_group(pgid, signal.SIGKILL)
+    if not wait_group_gone(pgid, 10.0):
+        left = ", ".join(str(m.pid) for m in group_members(pgid))
         raise OSError(f"processes {left} of group {pgid} survived SIGKILL")
     return "killed"
 
