@@ -1,8 +1,9 @@
 """`sparkserve tune` on the real CPU vLLM: four configurations, one that cannot start twice over.
 
 Run 1 is interrupted (SIGINT, as Ctrl-C) as soon as its first trial is in the journal; run 2
-resumes, must not repeat that trial, records the configurations vLLM refuses with doctor's cause,
-writes the JSON and applies the best arguments to the stack file. Each CPU vLLM start costs about
+resumes and is killed outright (SIGKILL, as a crash) while its first engine starts; run 3 resumes,
+stops the engine the crash left behind, must not repeat the finished trial, records the
+configurations vLLM refuses with doctor's cause, writes the JSON and applies the best arguments. Each CPU vLLM start costs about
 30 s, so the space is small and each load level sends few requests.
 """
 
@@ -13,7 +14,7 @@ import signal
 import tomllib
 from pathlib import Path
 
-from native_kit import cli_env, free_port, pgrep, read_pid_file, run_cli, start_cli, wait_for
+from native_kit import cli_env, free_port, group_alive, pgrep, read_pid_file, run_cli, start_cli, wait_for
 
 STACK = """
 [stack]
@@ -38,9 +39,17 @@ TUNE = ["tune", "--slo", "ttft_p90_ms=2000,itl_p90_ms=200", "-p", "64", "-o", "1
         "--space", "max-model-len=2048,8192", "--budget", "20m"]
 
 
-def _trials(journal: Path) -> list[dict]:
+def _entries(journal: Path, kind: str) -> list[dict]:
     lines = [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
-    return [e for e in lines if e.get("kind") == "trial"]
+    return [e for e in lines if e.get("kind") == kind]
+
+
+def _trials(journal: Path) -> list[dict]:
+    return _entries(journal, "trial")
+
+
+def _starts(journal: Path) -> list[dict]:
+    return _entries(journal, "start")
 
 
 def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, tmp_path):
@@ -60,12 +69,22 @@ def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, 
     assert read_pid_file(tmp_path, "tiny") is None, "the interrupted trial's engine was left behind"
     assert not pgrep(f"vllm serve .*--port {port}$")
 
+    # A crash: the search is killed outright while its next engine starts; that engine is left behind.
+    crashed = start_cli(tmp_path, *TUNE, "--resume")
+    wait_for("the next engine's start", lambda: len(_starts(journal)) > 2 or crashed.poll() is not None)
+    crashed.kill()
+    crashed.communicate(timeout=60)
+    orphan = _starts(journal)[-1]
+    assert len(_trials(journal)) == 1
+
     result_file = tmp_path / "tune.json"
     html_file = tmp_path / "tune.html"
     second = run_cli(tmp_path, *TUNE, "--resume", "--json", str(result_file), "--html", str(html_file), "--apply",
                      env=cli_env())
     assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
     assert "resuming: 1 trial(s)" in second.stdout
+    assert f"(pid {orphan['pid']}), left running by the interrupted search" in second.stdout
+    assert not group_alive(orphan["pgid"])
 
     trials = _trials(journal)
     ids = [t["id"] for t in trials]
