@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +37,7 @@ DOC = ROOT / "docs" / "tune.md"
 RUNS = ROOT / "benchmarks" / "data" / "tune-vs-grid.json"
 GOODPUT_WITHIN_PCT = 5.0  # the target: tune's best goodput within 5 % of the grid's best
 TIME_SHARE = 0.5  # ... using at most half the grid's wall time
-SLO = "ttft_p90_ms=300,itl_p90_ms=30"
+SLO = "ttft_p90_ms=1000,itl_p90_ms=150"
 SPACE = ("max-num-seqs=2,4,8", "max-num-batched-tokens=256,2048")
 # VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the model in the engine-core process on the CPU platform,
 # which streams token by token on two cores (docs/bench-agreement.md explains the other mode).
@@ -219,11 +220,16 @@ def _row_label(best: dict) -> str:
     return Candidate({k: best["args"][k] for k in ("max_num_seqs", "max_num_batched_tokens")}).label()
 
 
+def _interrupt(signum, frame) -> None:  # noqa: ARG001
+    raise KeyboardInterrupt(signal.Signals(signum).name)  # so the running trial stops its engine
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--num-prompts", type=int, default=32)
-    parser.add_argument("--prompt-len", type=int, default=128)
-    parser.add_argument("--output-len", type=int, default=32)
+    parser.add_argument("--num-prompts", type=int, default=16)
+    parser.add_argument("--prompt-len", type=int, default=64)
+    parser.add_argument("--output-len", type=int, default=16)
     parser.add_argument("--slo", default=SLO)
     parser.add_argument("--space", action="append", help="KEY=v1,v2 (repeatable; default: " + " ".join(SPACE) + ")")
     parser.add_argument("--out", type=Path, default=DOC, help="where the doc goes")
