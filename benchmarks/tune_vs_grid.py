@@ -220,7 +220,7 @@ def _row_label(best: dict) -> str:
     return Candidate({k: best["args"][k] for k in ("max_num_seqs", "max_num_batched_tokens")}).label()
 
 
-def _interrupt(signum, frame) -> None:  # noqa: ARG001
+def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)  # so the running trial stops its engine
 
 
