@@ -26,8 +26,11 @@ class PlanBasis:
 
 
 def plan_basis(target: Target, hardware: str | None) -> PlanBasis:
+    from sparkserve.engines import find_engine, vllm
+
     wanted = hardware or (target.stack_hardware if target.service else None)
-    engine = "ollama" if target.is_ollama else "vllm"
+    # An OpenAI-compatible server that did not say which engine it is gets vLLM's plan, said in the result.
+    engine = target.engine if find_engine(target.engine) is not None else vllm.NAME
     model = target.stack_model
     if model is None and target.model_root:
         model = target.model_root
@@ -48,7 +51,7 @@ def compare_with_plan(basis: PlanBasis, *, batch: int, prompt_len: int, output_l
     if basis.reason:
         return {"available": False, "reason": basis.reason}
     try:
-        from sparkserve.commands.plan import resolve_hardware
+        from sparkserve.hardware.catalog import resolve_profile as resolve_hardware
         from sparkserve.plan.speed import Workload
         from sparkserve.stack.planning import plan_one
 

@@ -122,7 +122,8 @@ async def execute(bench: BenchPlan, progress: Progress | None = None) -> Executi
 def server_stats(target: Target, before: Snapshot | None, after: Snapshot | None, readings: list,
                  outcomes: list[Outcome], start: float) -> dict:
     """The `ServerStats` of one point: counter deltas, gauge peaks, Ollama's own timings."""
-    stats: dict = {"source": "ollama" if target.is_ollama else ("vllm-metrics" if before and after else "none")}
+    metrics = f"{target.engine}-metrics" if before and after else "none"
+    stats: dict = {"source": target.engine if target.is_ollama else metrics}
     if before is not None and after is not None:
         delta = {k: after.counters[k] - before.counters.get(k, 0.0) for k in after.counters}
         stats["generation_tokens"] = delta.get("generation_tokens_total")

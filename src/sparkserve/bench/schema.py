@@ -129,7 +129,7 @@ class Reading(_Model):
 class ServerStats(_Model):
     """What the server and host reported during one load point (None: not available)."""
 
-    source: str = Field(description="vllm-metrics, ollama or none.")
+    source: str = Field(description="<engine>-metrics (its Prometheus /metrics, e.g. vllm-metrics), ollama (its own timings) or none.")
     generation_tokens: float | None = Field(default=None, description="Delta of vllm:generation_tokens_total.")
     prompt_tokens: float | None = Field(default=None, description="Delta of vllm:prompt_tokens_total.")
     prefix_cache_queries: float | None = None

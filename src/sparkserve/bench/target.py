@@ -16,7 +16,7 @@ import httpx
 from sparkserve.errors import UserError, closest
 
 APIS = ("openai-chat", "openai-completions", "ollama", "ollama-chat")
-DEFAULT_API = {"vllm": "openai-chat", "ollama": "ollama"}
+UNKNOWN_ENGINE = "openai"  # an OpenAI-compatible server whose engine has not said what it is
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -27,7 +27,7 @@ class Target:
     api: str
     base_url: str  # http://127.0.0.1:8000 (no /v1)
     model: str  # the name requests carry
-    engine: str  # vllm, ollama, or "openai" for an unknown OpenAI-compatible server
+    engine: str  # a registered engine's name, or UNKNOWN_ENGINE for an unidentified OpenAI-compatible server
     service: str | None = None
     api_key: str | None = None
     model_root: str | None = None  # vLLM: where the model was loaded from (/v1/models root)
@@ -74,12 +74,6 @@ def _base(url: str) -> str:
     return url
 
 
-def _service_url(bind: str, port: int) -> str:
-    addr = ipaddress.ip_address(bind)
-    host = ("127.0.0.1" if addr.version == 4 else "::1") if addr.is_unspecified else bind
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def target_from_args(*, service: str | None, stack_file: str | None, url: str | None, model: str | None,
                      api: str | None, api_key: str | None) -> Target:
     """Build the target from `--service` (the stack file) or `--url/--model/--api`; nothing is contacted."""
@@ -94,13 +88,17 @@ def target_from_args(*, service: str | None, stack_file: str | None, url: str | 
         return _from_stack(service, stack_file, model, api, key)
     if not url:
         raise UserError("no target: give --service NAME (from the stack file) or --url URL (with --model and --api)")
+    from sparkserve.engines.registry import engine_for_api
+
     chosen = api or "openai-chat"
-    engine = "ollama" if chosen.startswith("ollama") else "openai"
+    engine = engine_for_api(chosen) or UNKNOWN_ENGINE
     return Target(api=chosen, base_url=_base(url), model=model or "", engine=engine, api_key=key,
                   api_guessed=api is None)
 
 
 def _from_stack(name: str, stack_file: str | None, model: str | None, api: str | None, key: str | None) -> Target:
+    from sparkserve.engines import get_engine
+    from sparkserve.runtime.native import served_name, service_url
     from sparkserve.stack.load import STACK_FILE, find_stack, load_stack
 
     path = find_stack(stack_file)
@@ -112,26 +110,27 @@ def _from_stack(name: str, stack_file: str | None, model: str | None, api: str |
         guess = closest(name, stack.services, n=1)
         hint = f"; did you mean {guess[0]!r}?" if guess else ""
         raise UserError(f"--service {name}: no such service in {path}{hint} (services: {', '.join(stack.services)})")
-    chosen = api or DEFAULT_API[svc.engine]
-    if svc.engine == "ollama" and not chosen.startswith("ollama"):
-        raise UserError(f"--service {name} is Ollama: use --api ollama or ollama-chat")
-    served = svc.args.get("served_model_name") if svc.engine == "vllm" else None
-    if isinstance(served, list):
-        served = served[0] if served else None
-    return Target(api=chosen, base_url=_service_url(stack.spec.stack.bind, svc.port),
-                  model=model or str(served or svc.model), engine=svc.engine, service=name,
-                  api_key=key if svc.engine == "vllm" else None, stack_model=svc.model, stack_quant=svc.quant,
+    engine = get_engine(svc.engine)
+    chosen = api or engine.bench_apis[0]
+    if chosen not in engine.bench_apis:
+        raise UserError(f"--service {name} is {engine.label}: use --api {' or '.join(engine.bench_apis)}")
+    return Target(api=chosen, base_url=service_url(stack.spec.stack.bind, svc.port),
+                  model=model or served_name(svc), engine=svc.engine, service=name,
+                  api_key=key if engine.api_key_env else None, stack_model=svc.model, stack_quant=svc.quant,
                   stack_hardware=stack.spec.stack.hardware, server_args=dict(svc.args))
 
 
 def probe(target: Target) -> Target:
     """Check the server answers and serves the model; fill in what it says about itself."""
+    from sparkserve.engines.registry import engine_for_api
+
     where = f"--service {target.service}" if target.service else target.base_url
     try:
         with httpx.Client(base_url=target.base_url, timeout=PROBE_TIMEOUT_S, headers=target.headers()) as http:
             if target.api_guessed and _is_ollama(http):
                 # Ollama also answers /v1, but only its own API reports its timings.
-                target.api, target.engine = "ollama", "ollama"
+                target.api = "ollama"
+                target.engine = engine_for_api(target.api) or target.engine
             if target.is_ollama:
                 _probe_ollama(http, target, where)
             else:
@@ -169,16 +168,14 @@ def _probe_openai(http: httpx.Client, target: Target, where: str) -> None:
     target.model_root = entry.get("root") or None
     if isinstance(entry.get("max_model_len"), int):
         target.max_model_len = entry["max_model_len"]
-    if entry.get("owned_by") == "vllm" and target.engine == "openai":
-        target.engine = "vllm"
-    try:
-        version = http.get("/version")
-        if version.is_success:
-            target.engine_version = str(version.json().get("version"))
-            if target.engine == "openai":
-                target.engine = "vllm"
-    except (httpx.HTTPError, ValueError):
-        pass
+    from sparkserve.engines import find_engine
+    from sparkserve.engines.registry import identify_engine
+
+    if find_engine(target.engine) is None:
+        target.engine = identify_engine(http, entry) or target.engine
+    found = find_engine(target.engine)
+    if found is not None:
+        target.engine_version = found.server_version(http)
 
 
 def _is_ollama(http: httpx.Client) -> bool:

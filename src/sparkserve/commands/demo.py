@@ -2,7 +2,7 @@
 
 Tiny local model -> CPU vLLM (scripts/setup-vllm-cpu.sh) -> demo stack (native runtime) ->
 plan -> start and wait -> chat (whole and streamed) -> /metrics -> a short benchmark ->
-measured beside planned -> stop. The engine is stopped on every way out: success, an error,
+measured beside planned -> stop. It stops the engine on every way out: success, an error,
 Ctrl-C (SIGINT), SIGTERM or SIGHUP.
 """
 
@@ -20,7 +20,7 @@ from sparkserve.errors import UserError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sparkserve.commands.native import Loaded
+    from sparkserve.stack.stackplan import PlannedStack as Loaded
     from sparkserve.demo.client import ServerTiming
 
 SETUP_SCRIPT = Path("scripts") / "setup-vllm-cpu.sh"
@@ -82,6 +82,7 @@ def run_demo(*, directory: str | None, port: int, model_dir: str | None, request
     from sparkserve.runtime import native as runtime
     from sparkserve.demo.stack import SERVICE, demo_stack_text
     from sparkserve.stack.load import STACK_FILE
+    from sparkserve.stack.stackplan import load_planned
 
     if not 0 <= port <= 65535:
         raise UserError(f"--port must be 1-65535 (or 0 for a free one), got {port}")
@@ -106,7 +107,7 @@ def run_demo(*, directory: str | None, port: int, model_dir: str | None, request
     except OSError as exc:
         raise UserError(f"{exc.filename or work}: cannot write the demo's files ({exc.strerror or exc})") from None
     console.print(f"[bold]3. stack[/] {stack_path} (runtime native, vLLM on the CPU)", soft_wrap=True)
-    loaded = native.load(str(stack_path))
+    loaded = load_planned(str(stack_path))
     _print_plan(loaded, console)
     console.print("[bold]4. start[/]")
     interrupted = False

@@ -18,7 +18,7 @@ def model_slug(model_id: str) -> str:
 
 def generate(model: str, hardware: str | None) -> tuple[str, str]:
     """(slug, markdown) for a model on a hardware profile."""
-    from sparkserve.commands.lifecycle import GATED_PREFIXES
+    from sparkserve.models.gated import is_gated
     from sparkserve.commands.plan import resolve_hardware
     from sparkserve.models.catalog import resolve_model
     from sparkserve.plan.model_report import build_report
@@ -36,7 +36,7 @@ def generate(model: str, hardware: str | None) -> tuple[str, str]:
                          work=Workload(), name=OLLAMA_SERVICE.name, **OLLAMA_SERVICE.settings)
     report = build_report(hw, spec, neighbour)
     context = DocContext(command=f"sparkserve docs {spec.id} --hardware {hw.id}",
-                         gated=report.recommended.deployment.model.id.startswith(GATED_PREFIXES),
+                         gated=is_gated(report.recommended.deployment.model.id),
                          tune=tune_example(spec.id, hw))
     return model_slug(spec.id), model_doc(report, context)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sparkserve.errors import UserError
 
 if TYPE_CHECKING:
-    from sparkserve.commands.native import Loaded
+    from sparkserve.stack.stackplan import PlannedStack as Loaded
     from sparkserve.doctor.checks import Check
     from sparkserve.doctor.diagnose import Finding
 
@@ -36,20 +36,23 @@ class ServiceLog:
 
 def _load(stack_file: str | None) -> Loaded | None:
     """The stack with its plan, or None when there is no stack file here (a broken one still errors)."""
-    from sparkserve.commands.native import load
     from sparkserve.stack.load import find_stack
+    from sparkserve.stack.stackplan import load_planned
 
     if find_stack(stack_file) is None:
         return None
-    return load(stack_file)
+    return load_planned(stack_file)
 
 
 def plan_context(loaded: Loaded | None, service: str | None) -> dict[str, str]:
     """Facts from the plan for the KV-cache and memory fixes: utilisation, GPU memory, KV bytes per token per GPU."""
+    from sparkserve.engines import get_engine
+
     if loaded is None:
         return {}
-    vllm = [n for n, s in loaded.stack.services.items() if s.engine == "vllm"]
-    name = service if service in vllm else (vllm[0] if len(vllm) == 1 and service is None else None)
+    # The KV-cache advice is for engines that size a KV pool from a share of memory (vLLM).
+    pooled = [n for n, s in loaded.stack.services.items() if get_engine(s.engine).takes_memory_share]
+    name = service if service in pooled else (pooled[0] if len(pooled) == 1 and service is None else None)
     plan = next((p for p in loaded.plan.services if p.name == name), None)
     if plan is None:
         return {}
@@ -91,25 +94,19 @@ def service_log(loaded: Loaded, name: str, tail: int) -> ServiceLog:
 
 
 def _checks(loaded: Loaded | None) -> list[Check]:
-    import httpx
-
     from sparkserve.doctor.checks import Context, run_checks
     from sparkserve.hardware.detect import detect, read_meminfo
     from sparkserve.runtime.compose import ENV_FILE, read_env_file
     from sparkserve.runtime.native import service_url
+    from sparkserve.runtime.status import answers
 
     answering: set[str] = set()
     env: dict[str, str] = {}
     if loaded is not None:
         env = read_env_file(loaded.path.parent / ENV_FILE)
         bind = loaded.stack.spec.stack.bind
-        for name, svc in loaded.stack.services.items():
-            probe = "/health" if svc.engine == "vllm" else "/api/version"
-            try:
-                if httpx.get(service_url(bind, svc.port) + probe, timeout=2.0, trust_env=False).is_success:
-                    answering.add(name)
-            except httpx.HTTPError:
-                pass
+        answering = {name for name, svc in loaded.stack.services.items()
+                     if answers(svc.engine, service_url(bind, svc.port))}
     ctx = Context(detection=detect(), meminfo=read_meminfo(), stack=loaded.stack if loaded else None,
                   hw=loaded.hw if loaded else None, plan=loaded.plan if loaded else None, env=env, answering=answering)
     return run_checks(ctx)

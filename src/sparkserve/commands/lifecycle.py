@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import platform
 from dataclasses import dataclass
@@ -17,11 +16,7 @@ if TYPE_CHECKING:
     from sparkserve.runtime.docker import Compose, ServiceState
     from sparkserve.stack.load import Stack
 
-GIB = 1024**3
 DEFAULT_TIMEOUT_S = 1800.0  # a first start downloads tens of GB of weights
-# Hugging Face repos that make users accept a licence first: downloading them needs HF_TOKEN.
-GATED_PREFIXES = ("meta-llama/", "google/gemma", "mistralai/")
-DROP_CACHES = "sync; echo 3 | sudo tee /proc/sys/vm/drop_caches"
 STOPPED_STATES = frozenset({"exited", "dead", "restarting"})
 
 
@@ -59,18 +54,6 @@ def _project(stack_file: str | None, *, render_files: bool) -> Project:
     return Project(stack=stack, hw=hw, plan=plan, compose=Compose(compose_file))
 
 
-def _select(project: Project, names: list[str]) -> list[str]:
-    """The compose services to act on: all of them, or the named ones (checked)."""
-    compose_names = [n for n, s in project.stack.services.items() if s.runtime == "compose"]
-    for name in names:
-        if name not in compose_names:
-            guess = closest(name, compose_names, n=1)
-            native = " (it runs natively, not under compose)" if name in project.stack.services else ""
-            hint = f"; did you mean {guess[0]!r}?" if guess and not native else ""
-            raise UserError(f"no compose service {name!r} in {project.stack.path}{native}{hint}")
-    return list(names) or compose_names
-
-
 def split_services(stack: Stack, names: list[str]) -> tuple[list[str], list[str]]:
     """(compose services, native services) to act on: all of them, or the named ones (checked)."""
     for name in names:
@@ -104,6 +87,8 @@ def check_architecture(hw, machine: str | None = None) -> None:
 def memory_check(hw, need_gib: float, meminfo: dict[str, int]) -> tuple[str | None, str | None]:
     """(error, note) for unified memory: MemAvailable must hold what the services will take;
     page cache counts as available yet competes with CUDA allocations at start."""
+    from sparkserve.hardware.detect import DROP_CACHES, GIB
+
     if not hw.unified or not meminfo or need_gib <= 0:
         return None, None
     available = meminfo.get("MemAvailable", 0) / GIB
@@ -126,24 +111,15 @@ def _has_token(project: Project) -> bool:
     return bool(os.environ.get("HF_TOKEN") or read_env_file(project.directory / ENV_FILE).get("HF_TOKEN"))
 
 
-def _api_key(project: Project) -> str | None:
+def _api_key(project: Project, engine: str) -> str | None:
+    """The engine's API key (vLLM: VLLM_API_KEY) from this environment or .env; None when it has none."""
+    from sparkserve.engines import get_engine
     from sparkserve.runtime.compose import ENV_FILE, read_env_file
 
-    return os.environ.get("VLLM_API_KEY") or read_env_file(project.directory / ENV_FILE).get("VLLM_API_KEY") or None
-
-
-def _url(bind: str, port: int) -> str:
-    addr = ipaddress.ip_address(bind)
-    host = ("127.0.0.1" if addr.version == 4 else "::1") if addr.is_unspecified else bind
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _served_name(svc) -> str:
-    """The model name clients use: vLLM's first --served-model-name, else the model itself."""
-    served = svc.args.get("served_model_name") if svc.engine == "vllm" else None
-    if isinstance(served, list):
-        served = served[0] if served else None
-    return str(served or svc.model)
+    name = get_engine(engine).api_key_env
+    if not name:
+        return None
+    return os.environ.get(name) or read_env_file(project.directory / ENV_FILE).get(name) or None
 
 
 def _states(project: Project) -> dict[str, ServiceState]:
@@ -153,14 +129,14 @@ def _states(project: Project) -> dict[str, ServiceState]:
 def _wait(project: Project, names: list[str], timeout: float, console) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
+    from sparkserve.runtime.native import served_name, service_url
     from sparkserve.runtime.readiness import Target, progress_lines, wait_ready
 
-    api_key = _api_key(project)
     bind = project.stack.spec.stack.bind
     for name in names:
         svc = project.stack.services[name]
-        target = Target(name=name, engine=svc.engine, base_url=_url(bind, svc.port), model=_served_name(svc),
-                        api_key=api_key if svc.engine == "vllm" else None)
+        target = Target(name=name, engine=svc.engine, base_url=service_url(bind, svc.port), model=served_name(svc),
+                        api_key=_api_key(project, svc.engine))
         shown: set[str] = set()
 
         def alive(name=name) -> str | None:
@@ -173,7 +149,7 @@ def _wait(project: Project, names: list[str], timeout: float, console) -> None:
             return None
 
         def tick(name=name, shown=shown) -> None:
-            for line in progress_lines(project.compose.log_text(name)):
+            for line in progress_lines(svc.engine, project.compose.log_text(name)):
                 if line not in shown:
                     shown.add(line)
                     console.print(f"  {name}: {line}")
@@ -221,9 +197,10 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
     from rich.console import Console
 
     from sparkserve.commands import native
+    from sparkserve.stack.stackplan import load_planned
 
     console = Console(highlight=False)
-    loaded = native.load(stack)
+    loaded = load_planned(stack)
     compose_names, native_names = split_services(loaded.stack, services)
     _check_fits(loaded.plan, loaded.hw, force)
     warn_exposure(loaded.stack, compose_names + native_names, console)
@@ -232,15 +209,14 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
             _compose_up(stack, compose_names, force=force, timeout=timeout, wait=wait, console=console)
         native.start_all(loaded, todo, timeout=timeout, wait=wait, console=console)
     if native_names:
-        bind = loaded.stack.spec.stack.bind
         console.print("endpoints:" if not compose_names else "native endpoints:")
-        for name in native_names:
-            suffix = "/v1" if loaded.stack.services[name].engine == "vllm" else ""
-            console.print(f"  {name}: {endpoint(bind, loaded.stack.services[name].port, suffix)}", markup=False)
+        _print_endpoints(loaded.stack, native_names, console)
 
 
 def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: float, wait: bool, console) -> None:
+    from sparkserve.engines import get_engine
     from sparkserve.hardware.detect import read_meminfo
+    from sparkserve.models.gated import is_gated
     from sparkserve.runtime.docker import preflight
     from sparkserve.runtime.ports import check_ports_free
 
@@ -248,14 +224,14 @@ def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: fl
     check_architecture(project.hw)
     for name in names:
         svc = project.stack.services[name]
-        if svc.engine == "vllm" and svc.model.startswith(GATED_PREFIXES) and not _has_token(project):
+        if get_engine(svc.engine).needs_hf_token and is_gated(svc.model) and not _has_token(project):
             raise UserError(f"{name}: {svc.model} is gated on Hugging Face and HF_TOKEN is empty; accept its licence "
                             "on huggingface.co, then put HF_TOKEN=<token> in .env")
     preflight()
     running = {n for n, s in _states(project).items() if s.state == "running"}
     check_ports_free(project.stack.spec.stack.bind,
                      {n: project.stack.services[n].port for n in names if n not in running}, project.stack.path)
-    need = sum(p.memory.budget_gib if p.deployment.engine == "vllm" else p.memory.total_gib
+    need = sum(get_engine(p.deployment.engine).memory_at_start_gib(p.memory)
                for p in project.plan.services if p.name in names and p.name not in running)
     error, note = memory_check(project.hw, need, read_meminfo())
     if error and not force:
@@ -270,20 +246,27 @@ def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: fl
 
 
 def _print_urls(project: Project, names: list[str], console) -> None:
-    bind = project.stack.spec.stack.bind
     console.print("endpoints:")
+    _print_endpoints(project.stack, names, console)
+
+
+def _print_endpoints(stack: Stack, names: list[str], console) -> None:
+    """Each service's URL as clients use it (the engine's API suffix: /v1 for OpenAI-compatible ones)."""
+    from sparkserve.engines import get_engine
+
     for name in names:
-        svc = project.stack.services[name]
-        suffix = "/v1" if svc.engine == "vllm" else ""
-        console.print(f"  {name}: {endpoint(bind, svc.port, suffix)}", markup=False)
+        svc = stack.services[name]
+        console.print(f"  {name}: {endpoint(stack.spec.stack.bind, svc.port, get_engine(svc.engine).api_suffix)}",
+                      markup=False)
 
 
 def run_down(*, stack: str | None) -> None:
     from rich.console import Console
 
     from sparkserve.commands import native
+    from sparkserve.stack.stackplan import load_planned
 
-    loaded = native.load(stack)
+    loaded = load_planned(stack)
     compose_names, native_names = split_services(loaded.stack, [])
     native.down(loaded, native_names, Console(highlight=False))
     if compose_names:
@@ -299,9 +282,10 @@ def run_restart(*, stack: str | None, service: str | None, timeout: float, wait:
     from rich.console import Console
 
     from sparkserve.commands import native
+    from sparkserve.stack.stackplan import load_planned
 
     console = Console(highlight=False)
-    loaded = native.load(stack)
+    loaded = load_planned(stack)
     compose_names, native_names = split_services(loaded.stack, [service] if service else [])
     if native_names:
         native.down(loaded, native_names, console)
@@ -320,8 +304,9 @@ def run_restart(*, stack: str | None, service: str | None, timeout: float, wait:
 def run_logs(*, stack: str | None, service: str | None, follow: bool, tail: int | None) -> None:
     from sparkserve.commands import native
     from sparkserve.runtime.native import log_file
+    from sparkserve.stack.stackplan import load_planned
 
-    loaded = native.load(stack)
+    loaded = load_planned(stack)
     compose_names, native_names = split_services(loaded.stack, [service] if service else [])
     if service and native_names:
         native.logs(loaded, service, follow=follow, tail=tail)
@@ -341,60 +326,15 @@ def run_logs(*, stack: str | None, service: str | None, follow: bool, tail: int 
         raise UserError(f"docker compose logs exited with {code}")
 
 
-def status_rows(loaded) -> list[dict]:
-    """One row per service as its runtime sees it: container state and health, or the native pid."""
-    from sparkserve.commands import native
-
-    compose_names, native_names = split_services(loaded.stack, [])
-    from sparkserve.engines import get_engine
-
-    native_rows = {r["service"]: r for r in native.rows(loaded, native_names)}
-    states, no_state = _compose_states(Path(loaded.path)) if compose_names else ({}, "not created")
-    bind = loaded.stack.spec.stack.bind
-    services = loaded.stack.services
-    answered = native.probe_all({n: _url(bind, services[n].port) + get_engine(services[n].engine).health_path
-                                 for n in compose_names})
-    rows = []
-    for name, svc in services.items():
-        if name in native_rows:
-            rows.append(native_rows[name])
-            continue
-        url = _url(bind, svc.port)
-        state = states.get(name)
-        answers = answered.get(name, False)
-        rows.append({
-            "service": name, "engine": svc.engine, "runtime": svc.runtime,
-            "state": state.state if state else ("native" if svc.runtime == "native" else no_state),
-            "health": state.health if state else "", "url": url, "answers": answers,
-        })
-    return rows
-
-
-def _compose_states(stack_file: Path) -> tuple[dict[str, ServiceState], str]:
-    """Compose's view of each service, and what to show for a service without a container.
-
-    A stack that was never rendered, or a host where Docker does not answer, still gets a row
-    per service (the services then read as down) rather than an error.
-    """
-    from sparkserve.runtime.compose import COMPOSE_FILE
-    from sparkserve.runtime.docker import Compose
-
-    compose_file = stack_file.parent / COMPOSE_FILE
-    if not compose_file.is_file():
-        return {}, "not rendered"
-    try:
-        return {s.service: s for s in Compose(compose_file).ps()}, "not created"
-    except UserError as exc:
-        return {}, f"n/a ({str(exc).split(';')[0]})"
-
-
 def run_status(*, stack: str | None, json_out: bool, interval: float = 1.0) -> None:
     """The runtime's rows plus what each service, the GPUs and memory say now (commands/monitor.py)."""
     from sparkserve.commands import native
     from sparkserve.commands.monitor import show_status
+    from sparkserve.runtime.status import service_rows
+    from sparkserve.stack.stackplan import load_planned
 
-    loaded = native.load(stack)
-    rows = status_rows(loaded)
+    loaded = load_planned(stack)
+    rows = service_rows(loaded)
     show_status(loaded.stack, rows, json_out=json_out, interval_s=interval)
     if not json_out:
         from rich.console import Console

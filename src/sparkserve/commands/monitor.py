@@ -1,6 +1,6 @@
 """`status` readings, `monitor` and `exporter`: glue between a stack's runtime rows and `sparkserve.monitor`.
 
-`lifecycle.status_rows` says what each runtime knows (container state, native pid); this
+`runtime.status.service_rows` says what each runtime knows (container state, native pid); this
 module adds what the services and the host say now, and never fails because one of them
 does not answer.
 """
@@ -77,16 +77,16 @@ def show_status(stack: Stack, rows: list[dict], *, json_out: bool, interval_s: f
 
 def run_monitor(*, stack: str | None, once: bool, interval_s: float) -> None:
     """A live view until q / Ctrl-C; `once` prints a single frame (two polls for rates) and returns."""
-    from sparkserve.commands.lifecycle import status_rows
-    from sparkserve.commands.native import load
     from sparkserve.monitor.sampler import Sampler
+    from sparkserve.runtime.status import service_rows
+    from sparkserve.stack.stackplan import load_planned
 
     if interval_s <= 0:
         raise UserError(f"--interval must be above 0 seconds, got {interval_s:g}")
-    loaded = load(stack)
+    loaded = load_planned(stack)
 
     def targets() -> list[Target]:
-        return targets_for(loaded.stack, status_rows(loaded))
+        return targets_for(loaded.stack, service_rows(loaded))
 
     with Sampler(targets, timeout_s=MONITOR_TIMEOUT_S) as sampler:
         if once:
@@ -113,6 +113,7 @@ def _print_frame(sampler: Sampler, interval_s: float) -> None:
 
 def _ollama_sources(stack_file: str | None, urls: list[str]):
     """Ollama servers to export: --ollama URLs, else the stack's Ollama services, else OLLAMA_HOST / the default."""
+    from sparkserve.engines import get_engine
     from sparkserve.monitor.exporter import OllamaSource
     from sparkserve.runtime.native import service_url
     from sparkserve.stack.load import find_stack, load_stack
@@ -128,7 +129,7 @@ def _ollama_sources(stack_file: str | None, urls: list[str]):
     loaded = load_stack(path)
     bind = loaded.spec.stack.bind
     sources = [OllamaSource(service=name, url=service_url(bind, svc.port))
-               for name, svc in loaded.services.items() if svc.engine == "ollama"]
+               for name, svc in loaded.services.items() if get_engine(svc.engine).loaded_models_path]
     return sources, loaded
 
 

@@ -16,7 +16,6 @@ import shlex
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,34 +25,8 @@ from sparkserve.runtime import native, procs
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sparkserve.hardware.profile import HardwareProfile
-    from sparkserve.plan.planner import StackPlan
     from sparkserve.stack.load import Stack
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """A stack with its plan: native services need the plan's arguments, not a compose file."""
-
-    stack: Stack
-    hw: HardwareProfile
-    plan: StackPlan
-
-    @property
-    def path(self) -> Path:
-        return self.stack.path
-
-
-def load(stack_file: str | None) -> Loaded:
-    from sparkserve.stack.load import STACK_FILE, find_stack, load_stack
-    from sparkserve.stack.stackplan import plan_stack, stack_hardware
-
-    path = find_stack(stack_file)
-    if path is None:
-        raise UserError(f"no {STACK_FILE} here; create one with 'sparkserve init' or pass --stack FILE")
-    stack = load_stack(path)
-    hw = stack_hardware(stack)
-    return Loaded(stack=stack, hw=hw, plan=plan_stack(stack, hw))
+    from sparkserve.stack.stackplan import PlannedStack as Loaded
 
 
 def native_names(stack: Stack) -> list[str]:
@@ -164,7 +137,7 @@ def _launches(loaded: Loaded, names: list[str]) -> dict[str, native.Launch]:
     out = {}
     for name in names:
         svc = loaded.stack.services[name]
-        exe, source = native.locate_executable(svc.engine, getattr(loaded.stack.spec.stack, svc.engine), loaded.path)
+        exe, source = native.locate_executable(svc.engine, getattr(loaded.stack.spec.stack, svc.engine, None), loaded.path)
         out[name] = dataclasses.replace(native.build_launch(loaded.stack, name, plans[name], exe),
                                         executable_source=source)
     return out
@@ -180,30 +153,29 @@ def _already_running(path: Path, name: str, console: Console) -> bool:
 
 
 def _check_arguments(path: Path, launch: native.Launch, console: Console) -> None:
-    """vLLM's own parser judges the flags in seconds; a start would take minutes to fail."""
-    if launch.engine != "vllm":
-        return
-    from sparkserve.engines import vllm
+    """The installed engine judges its arguments in seconds (vLLM: its own parser); a start would
+    take minutes to fail."""
+    from sparkserve.engines import get_engine
 
-    python = vllm.engine_python(launch.argv[0])
-    if python is None:
-        console.print(f"{launch.name}: note: {launch.argv[0]} is not a Python script; its arguments are checked at start")
+    engine = get_engine(launch.engine)
+    if not engine.arg_check:
         return
-    console.print(f"{launch.name}: checking the arguments with the installed vLLM's parser")
-    verdict, message = vllm.check_serve_args(python, launch.argv[2:], env=launch.env)
+    console.print(f"{launch.name}: {engine.arg_check}")
+    verdict, message = engine.check_args(launch.argv[0], launch.argv[1:], launch.env)
     if verdict == "error":
-        raise UserError(f"{launch.name}: the installed vLLM rejects the arguments: {message}{_fix(message)}; "
+        raise UserError(f"{launch.name}: the installed {engine.label} rejects the arguments: {message}"
+                        f"{_fix(engine.name, message)}; "
                         f"they come from services.{launch.name}.args in {path} and the plan ('sparkserve plan'). "
                         "Nothing was started")
     if verdict == "skip":
         console.print(f"{launch.name}: note: arguments not checked before start ({message})")
 
 
-def _fix(message: str) -> str:
+def _fix(engine: str, message: str) -> str:
     try:
         from sparkserve.doctor.diagnose import diagnose
 
-        findings = diagnose(f"vllm serve: error: {message}")
+        findings = diagnose(f"{engine} serve: error: {message}")
     except Exception:  # noqa: BLE001 - the engine's own message stands without a fix
         return ""
     return f" ({findings[0].fix})" if findings else ""
@@ -241,7 +213,7 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
             return None if code is None else native.exit_reason(launch.engine, code, log, hidden)
 
         def tick() -> None:
-            for line in progress_lines("\n".join(native.log_tail(log, 200, hidden))):
+            for line in progress_lines(launch.engine, "\n".join(native.log_tail(log, 200, hidden))):
                 if line not in shown:
                     shown.add(line)
                     console.print(f"  {launch.name}: {line}", markup=False, soft_wrap=True)
@@ -284,74 +256,6 @@ def down(loaded: Loaded, names: list[str], console: Console) -> None:
             console.print(f"{name}: removed a stale pid file ({seen.detail})", markup=False, soft_wrap=True)
         else:
             console.print(f"{name}: not running")
-
-
-PROBE_TIMEOUT_S = 2.0  # one /health probe; all services are probed at once, so status takes this at most
-
-
-def probe_all(urls: dict[str, str], timeout: float = PROBE_TIMEOUT_S) -> dict[str, bool]:
-    """Whether each URL answers 2xx, all probed at once within `timeout` in total: one hung
-    engine costs `timeout`, not a queue of them."""
-    import asyncio
-
-    import httpx
-
-    async def one(client: httpx.AsyncClient, url: str) -> bool:
-        try:
-            return (await asyncio.wait_for(client.get(url), timeout)).is_success
-        except (httpx.HTTPError, TimeoutError, OSError):
-            return False
-
-    async def every() -> dict[str, bool]:
-        async with httpx.AsyncClient(timeout=httpx.Timeout(timeout)) as client:
-            answers = await asyncio.gather(*(one(client, url) for url in urls.values()))
-        return dict(zip(urls, answers))
-
-    return asyncio.run(every()) if urls else {}
-
-
-def rows(loaded: Loaded, names: list[str]) -> list[dict]:
-    """One status row per native service: state, pid, uptime, health, model; a crash brings its log tail."""
-    from sparkserve.engines import get_engine
-    from sparkserve.runtime.native import observe, served_name, service_url
-    from sparkserve.secrets import known_values
-
-    hidden = known_values(loaded.path.parent / native.ENV_FILE)
-    seen_by = {name: observe(loaded.path, name) for name in names}
-    urls = {name: service_url(loaded.stack.spec.stack.bind, loaded.stack.services[name].port) for name in names}
-    probes = {name: urls[name] + get_engine(loaded.stack.services[name].engine).health_path
-              for name in names if seen_by[name].state == native.RUNNING}
-    answered = probe_all(probes)
-    out = []
-    for name in names:
-        svc = loaded.stack.services[name]
-        url, seen = urls[name], seen_by[name]
-        answers = answered.get(name, False)
-        record = seen.record
-        row = {
-            "service": name, "engine": svc.engine, "runtime": "native", "state": seen.state,
-            "health": ("healthy" if answers else "not answering") if seen.state == native.RUNNING else "",
-            "url": url, "answers": answers,
-            "pid": record.pid if record else None,
-            "uptime_s": round(native.uptime_s(record), 1) if record and seen.state == native.RUNNING else None,
-            "model": served_name(svc),
-            "log": str(native.log_file(loaded.path, name)),
-            "detail": seen.detail,
-        }
-        if seen.state == native.CRASHED:
-            row["leftover_pids"] = list(seen.leftover)
-            row["log_tail"] = native.log_tail(row["log"], 10, hidden)
-        out.append(row)
-    return out
-
-
-def state_text(row: dict) -> str:
-    """The status table's state cell for a native row."""
-    if row["state"] == native.RUNNING:
-        return f"running (pid {row['pid']}, up {fmt_duration(row['uptime_s'] or 0)})"
-    if row["state"] == native.CRASHED:
-        return f"crashed (pid {row['pid']} gone)"
-    return row["state"]
 
 
 def print_problems(native_rows: list[dict], console: Console) -> None:

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
 PASS, FAIL, NA = "pass", "fail", "n/a"
 GIB = 1024**3
 DOCKER_TIMEOUT_S = 20.0
-# The default vLLM images (engines/vllm.py) are CUDA 13 builds: the host driver must be 580 or newer.
-DEFAULT_IMAGE_CUDA = (13, 0)
 DRIVER_INSTALL = ("install the NVIDIA driver (Ubuntu: sudo ubuntu-drivers install, or the 580-open branch; DGX OS "
                   "ships it) and reboot; `nvidia-smi` must list the GPU")
 DISK_MARGIN_GIB = 5.0  # downloads land beside partial files and the compile cache
@@ -141,8 +139,10 @@ def check_driver(ctx: Context) -> Check:
 def _default_image_cuda(ctx: Context) -> tuple[int, int] | None:
     if not ctx.stack:
         return None
-    uses_default = any(s.engine == "vllm" and s.runtime == "compose" and not s.image for s in ctx.stack.services.values())
-    return DEFAULT_IMAGE_CUDA if uses_default else None
+    from sparkserve.engines import get_engine
+
+    needs = [get_engine(s.engine).image_cuda for s in ctx.stack.services.values() if s.runtime == "compose" and not s.image]
+    return max((n for n in needs if n), default=None)
 
 
 def _version(text: str | None) -> tuple[int, int] | None:
@@ -225,6 +225,8 @@ def check_disk(ctx: Context) -> Check:
 
     if ctx.stack is None or ctx.plan is None:
         return Check("disk_space", NA, "no stack file: nothing planned to download")
+    from sparkserve.engines import get_engine
+
     cache = Path(ctx.stack.spec.stack.hf_cache).expanduser()
     token = os.environ.get("HF_TOKEN") or ctx.env.get("HF_TOKEN") or None
     need: dict[Path, float] = {}
@@ -244,8 +246,7 @@ def check_disk(ctx: Context) -> Check:
             gib = size.bytes / GIB
             how.add(size.how)
         else:
-            host = next((v.split(":")[0] for v in svc.volumes if v.split(":")[1].rstrip("/") == "/root/.ollama"), None)
-            where = _existing(Path(host) if host and host.startswith(("/", "~")) else Path("/var/lib/docker"))
+            where = _existing(Path(engine.weights_host_dir(svc, str(cache))).expanduser())
             gib = plan.memory.weights_gib
         need[where] = need.get(where, 0.0) + gib
     if not need:
@@ -289,11 +290,13 @@ def check_ports(ctx: Context) -> Check:
 
 
 def check_hf_token(ctx: Context) -> Check:
-    from sparkserve.commands.lifecycle import GATED_PREFIXES
+    from sparkserve.engines import get_engine
+    from sparkserve.models.gated import is_gated
 
     if ctx.stack is None:
         return Check("hf_token", NA, "no stack file: no models to check")
-    gated = [svc.model for svc in ctx.stack.services.values() if svc.engine == "vllm" and svc.model.startswith(GATED_PREFIXES)]
+    gated = [svc.model for svc in ctx.stack.services.values()
+             if get_engine(svc.engine).needs_hf_token and is_gated(svc.model)]
     if not gated:
         return Check("hf_token", NA, "no gated Hugging Face model in the stack")
     if os.environ.get("HF_TOKEN") or ctx.env.get("HF_TOKEN"):
@@ -305,9 +308,11 @@ def check_hf_token(ctx: Context) -> Check:
 
 def _planned_need_gib(ctx: Context) -> float:
     """Unified memory the services not yet running will take (vLLM: its utilisation budget)."""
+    from sparkserve.engines import get_engine
+
     if ctx.plan is None:
         return 0.0
-    return sum(p.memory.budget_gib if p.deployment.engine == "vllm" else p.memory.total_gib
+    return sum(get_engine(p.deployment.engine).memory_at_start_gib(p.memory)
                for p in ctx.plan.services if p.name not in ctx.answering)
 
 
@@ -329,7 +334,7 @@ def check_memory(ctx: Context) -> Check:
 
 
 def check_page_cache(ctx: Context) -> Check:
-    from sparkserve.commands.lifecycle import DROP_CACHES
+    from sparkserve.hardware.detect import DROP_CACHES
 
     if ctx.hw is None or not ctx.hw.unified:
         return Check("page_cache", NA, "only matters on unified memory (DGX Spark)")
@@ -355,7 +360,7 @@ def check_image_arch(ctx: Context) -> Check:
     names = ctx.compose_services()
     if not names:
         return Check("image_architecture", NA, "no container images: every service runs natively")
-    from sparkserve.engines import ollama, vllm
+    from sparkserve.engines import get_engine
 
     here = host_arch(ctx.machine)
     if ctx.hw.cpu_arch != here:
@@ -366,7 +371,7 @@ def check_image_arch(ctx: Context) -> Check:
     wrong, unknown = [], []
     for name in names:
         svc = ctx.stack.services[name]
-        image = svc.image or (vllm.image_for(ctx.hw) if svc.engine == "vllm" else ollama.image_for(ctx.hw))
+        image = svc.image or get_engine(svc.engine).image_for(ctx.hw)
         found = ctx.docker.image_platform(image) if ctx.docker.daemon_up else None
         if found is None:
             unknown.append(image)

@@ -47,6 +47,7 @@ class ComposeFragment:
     environment: dict[str, str] = field(default_factory=dict)
     volumes: list[str] = field(default_factory=list)  # the engine's own, before the service's
     named_volumes: tuple[str, ...] = ()
+    shm_size: str | None = None  # compose `shm_size`, when the engine needs more than Docker's 64 MB
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,13 @@ class Engine:
     health_path: str = ""  # answers 2xx once the engine is alive
     api_suffix: str = ""  # what clients append to the base URL ("/v1" for OpenAI-compatible servers)
     bench_apis: tuple[str, ...] = ()  # API shapes bench may use, the default first
+    own_api: bool = False  # its API is its own (Ollama's), so the API alone names the engine
     metrics_path: str | None = None
+    loaded_models_path: str | None = None  # where an engine without /metrics lists what it holds in memory
     metric_aliases: Mapping[str, Sequence[str]] = {}  # reading -> Prometheus sample names, newest first
     api_key_env: str | None = None  # the engine's own API-key variable (read from .env, never written)
     needs_hf_token: bool = False  # downloads gated Hugging Face repos, which need HF_TOKEN
+    image_cuda: tuple[int, int] | None = None  # CUDA version its default image needs from the host driver
     start_period: str = "1m"  # compose healthcheck grace while weights load
     executable: str = ""  # the command on PATH for `runtime = "native"`
     executable_env: str = ""  # environment variable naming that executable
@@ -174,6 +178,10 @@ class Engine:
     def healthcheck_test(self) -> list[str]:
         raise self.planning_only("run it in a container")
 
+    def weights_host_dir(self, svc: Any, hf_cache: str) -> str:
+        """The host folder a compose service downloads its weights into."""
+        return hf_cache
+
     def compose_fragment(self, svc: Any, plan: ServicePlan, hw: HardwareProfile, hf_cache: str) -> ComposeFragment:
         """The engine's part of a compose service for `svc` (a stack ServiceSpec)."""
         raise self.planning_only("render it for docker compose")
@@ -183,12 +191,17 @@ class Engine:
         """Arguments and environment for `runtime = "native"`."""
         raise self.planning_only("start it natively")
 
-    def fallback_executable(self) -> str | None:
-        """Where to look after the stack file, $executable_env and PATH."""
+    def named_executable(self, configured: str, stack_path: Any) -> tuple[str, str] | None:
+        """(path, where it came from) for a `[stack] <engine>` value that names a build rather than a
+        path (vLLM's "cpu"); None for a path."""
         return None
 
-    def not_found_hint(self) -> str:
-        return f"put {self.executable or self.name} on PATH or set ${self.executable_env}"
+    def not_found_message(self, stack_file: str) -> str:
+        """One line for a native start that finds no executable."""
+        exe = self.executable or self.name
+        return f"{exe} not found on PATH; install {self.label or self.name}, or set ${self.executable_env} to its path"
+
+    arg_check: str | None = None  # what `check_args` does, said before it runs; None: it does nothing
 
     def check_args(self, executable: str, args: list[str], env: Mapping[str, str]) -> tuple[str, str]:
         """("ok" | "error" | "skip", message): the installed engine's verdict on the arguments."""
@@ -203,7 +216,8 @@ class Engine:
         return []
 
     def wait_ready(self, poll: Poll, *, name: str, model: str, say: Say,
-                   pull_progress: PullProgress | None = None, client: httpx.Client | None = None) -> str:
+                   pull_progress: PullProgress | None = None, client: httpx.Client | None = None,
+                   deadline: float | None = None) -> str:
         """Ask the server until it answers for the model; returns the model name it serves."""
         raise self.planning_only("wait for it to answer")
 
@@ -221,9 +235,13 @@ class Engine:
         """The model names the server lists."""
         raise self.planning_only("list its models")
 
-    def owns_model_entry(self, entry: Mapping[str, Any]) -> bool:
-        """Whether an OpenAI /v1/models entry says this engine serves it."""
+    def owns_server(self, http: httpx.Client, entry: Mapping[str, Any]) -> bool:
+        """Whether an OpenAI-compatible server (its /v1/models `entry`, its routes) is this engine."""
         return False
+
+    def server_version(self, http: httpx.Client) -> str | None:
+        """The running server's version, when it says."""
+        return None
 
     def secret_env_names(self) -> tuple[str, ...]:
         """Variables a rendered .env.example lists for this engine (values come from .env only)."""

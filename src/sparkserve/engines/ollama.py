@@ -102,6 +102,8 @@ class Ollama(Engine):
     container_port = CONTAINER_PORT
     health_path = "/api/version"
     bench_apis = ("ollama", "ollama-chat")
+    own_api = True
+    loaded_models_path = "/api/ps"  # Ollama has no /metrics (ollama#3144); /api/ps is its only view
     executable = "ollama"
     executable_env = "SPARKSERVE_OLLAMA"
 
@@ -153,11 +155,17 @@ class Ollama(Engine):
     def healthcheck_test(self):
         return healthcheck_test()
 
+    def weights_host_dir(self, svc, hf_cache):
+        """The host folder mounted as the models directory, else Docker's own storage (a named volume)."""
+        host = next((v.split(":")[0] for v in svc.volumes if v.split(":")[1].rstrip("/") == MODELS_DIR), None)
+        return host if host and host.startswith(("/", "~")) else "/var/lib/docker"
+
     def compose_fragment(self, svc, plan, hw, hf_cache):
         mounted = any(v.split(":")[1].rstrip("/") == MODELS_DIR for v in svc.volumes)
         return ComposeFragment(
             image=svc.image or image_for(hw),
-            environment={**recommended_env(gguf_settings(plan.memory.settings)), **svc.env},
+            environment={**{n: f"${{{n}}}" for n in SECRET_ENV_NAMES},
+                         **recommended_env(gguf_settings(plan.memory.settings)), **svc.env},
             volumes=[] if mounted else [f"{MODELS_VOLUME}:{MODELS_DIR}"],
             named_volumes=() if mounted else (MODELS_VOLUME,),
         )
@@ -167,15 +175,15 @@ class Ollama(Engine):
         return NativeCommand(args=["serve"], env=server_env(f"{host}:{svc.port}", _models_dir(svc, stack_dir),
                                                             gguf_settings(plan.memory.settings)))
 
-    def not_found_hint(self):
-        return f"{INSTALL}, or set [stack] ollama = \"/path/to/ollama\""
+    def not_found_message(self, stack_file):
+        return f"ollama not found on PATH; {INSTALL}, or set [stack] ollama = \"/path/to/ollama\""
 
     def progress_lines(self, log_text):
         import re
 
         return [m.group(0).strip() for m in re.finditer(PROGRESS_LINES, log_text)]
 
-    def wait_ready(self, poll, *, name, model, say, pull_progress=None, client=None):
+    def wait_ready(self, poll, *, name, model, say, pull_progress=None, client=None, deadline=None):
         """The API, then the model pulled (with progress) and loaded."""
         version = poll("GET", "/api/version", "the Ollama API").json()
         say(f"{name}: Ollama {version.get('version', '?')} up")
@@ -184,7 +192,7 @@ class Ollama(Engine):
             say(f"{name}: pulling {model}")
             if client is None:
                 raise UserError(f"{name}: {model} is not pulled; run 'ollama pull {model}'")
-            _pull(client, name, model, pull_progress)
+            _pull(client, name, model, pull_progress, deadline)
         began = time.monotonic()
         # An empty prompt loads the model and returns at once; the server's keep-alive then holds it.
         poll("POST", "/api/generate", f"loading {model}", json={"model": model, "prompt": "", "stream": False})
@@ -247,18 +255,31 @@ def _models_dir(svc, stack_dir: str) -> str:
     return str(Path(NATIVE_MODELS_DIR).expanduser())
 
 
-def _pull(client, name: str, model: str, progress) -> None:
-    with client.stream("POST", "/api/pull", json={"model": model, "stream": True}, timeout=None) as response:
-        if not response.is_success:
-            raise UserError(f"{name}: pulling {model} failed: HTTP {response.status_code}")
-        for line in response.iter_lines():
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            if "error" in event:
-                raise UserError(f"{name}: pulling {model} failed: {event['error']}")
-            if progress:
-                progress(event.get("status", ""), int(event.get("completed") or 0), int(event.get("total") or 0))
+def _pull(client, name: str, model: str, progress, deadline: float | None) -> None:
+    """POST /api/pull, streaming its progress, until it is done or the deadline passes."""
+    import httpx
+
+    late = UserError(f"{name}: pulling {model} did not finish in time; pass a longer --timeout")
+    left = None if deadline is None else max(0.05, deadline - time.monotonic())
+    try:
+        with client.stream("POST", "/api/pull", json={"model": model, "stream": True},
+                           timeout=httpx.Timeout(left)) as response:
+            if not response.is_success:
+                raise UserError(f"{name}: pulling {model} failed: HTTP {response.status_code}")
+            for line in response.iter_lines():
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise late
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if "error" in event:
+                    raise UserError(f"{name}: pulling {model} failed: {event['error']}")
+                if progress:
+                    progress(event.get("status", ""), int(event.get("completed") or 0), int(event.get("total") or 0))
+    except httpx.TimeoutException:
+        raise late from None
+    except httpx.TransportError as exc:
+        raise UserError(f"{name}: pulling {model} failed: {type(exc).__name__}") from None
 
 
 def same_tag(listed: str, wanted: str) -> bool:
@@ -270,3 +291,4 @@ def same_tag(listed: str, wanted: str) -> bool:
 
 
 ENGINE = register(Ollama())
+

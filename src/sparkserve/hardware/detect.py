@@ -86,6 +86,10 @@ class Detection:
         return asdict(self)
 
 
+# Drops clean page cache, which MemAvailable counts but a starting CUDA allocation competes with.
+DROP_CACHES = "sync; echo 3 | sudo tee /proc/sys/vm/drop_caches"
+
+
 def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
     """/proc/meminfo as bytes per key; {} when unreadable (not Linux, sandboxed)."""
     try:

@@ -122,11 +122,17 @@ class Sampler:
         return [found.get(i) or ServiceReading(target=t, health="unhealthy", error=late) for i, t in enumerate(targets)]
 
     def _read(self, target: Target, gpus: Detection) -> ServiceReading:
+        """The engine decides what can be read: Prometheus metrics (vLLM), the loaded models (Ollama),
+        or only whether its health path answers."""
+        from sparkserve.engines import get_engine
+        from sparkserve.runtime.status import answers
+
         pids = service_pids(target)
         held = process_memory(pids, gpus)
         common: dict[str, Any] = {"target": target, "pids": tuple(pids), "uptime_s": _uptime(target),
                                   "rss_bytes": held[0], "gpu_memory_bytes": held[1]}
-        if target.engine == "vllm":
+        engine = get_engine(target.engine)
+        if engine.metrics_path:
             sample = read_vllm(self._client, target.url, time.monotonic(), target.api_key)
             previous = self._previous.get(target.name)
             if sample.counters:
@@ -136,6 +142,10 @@ class Sampler:
             health = "healthy" if sample.healthy else ("down" if sample.error == "not listening" else "unhealthy")
             return ServiceReading(health=health, error=sample.error, model=sample.model, vllm=sample,
                                   rates=rates(previous, sample), **common)
+        if not engine.loaded_models_path:
+            ok = answers(target.engine, target.url)
+            return ServiceReading(health="healthy" if ok else "down", error=None if ok else "not answering",
+                                  model=target.row.get("model"), **common)
         state = read_ollama(self._client, target.url)
         model = ", ".join(m.name for m in state.models) or None
         return ServiceReading(health="healthy" if state.up else "down", error=state.error, model=model,

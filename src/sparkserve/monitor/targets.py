@@ -24,7 +24,7 @@ class Target:
     """One service to read; `row` keeps the runtime's own fields for the status output."""
 
     name: str
-    engine: str  # vllm or ollama
+    engine: str  # a registered engine's name
     runtime: str  # compose, native, or url (given on the command line)
     url: str
     api_key: str | None = None
@@ -40,9 +40,12 @@ class Target:
 
 def target_from_row(row: dict, api_key: str | None = None) -> Target:
     """A status row -> Target; a `pid` the native runtime recorded is kept."""
+    from sparkserve.engines import get_engine
+
     pid = row.get("pid")
+    takes_key = bool(get_engine(str(row["engine"])).api_key_env)
     return Target(name=str(row["service"]), engine=str(row["engine"]), runtime=str(row.get("runtime") or "native"),
-                  url=str(row["url"]), api_key=api_key if row.get("engine") == "vllm" else None,
+                  url=str(row["url"]), api_key=api_key if takes_key else None,
                   pid=pid if isinstance(pid, int) and pid > 0 else None, row=dict(row))
 
 

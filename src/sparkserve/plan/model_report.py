@@ -19,7 +19,7 @@ from sparkserve.plan.planner import (
     plan_service,
     unified_share_utilization,
 )
-from sparkserve.plan.quant import compute_dtype
+from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
 from sparkserve.plan.settings import vllm_settings
 from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, flop_params
 
@@ -180,7 +180,7 @@ def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
     """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls and
     causal attention over peak FLOPS, never faster than streaming the weights it touches once."""
     hw, model = dep.hardware, dep.model
-    devices = 1 if dep.engine in ("ollama", "llama.cpp") else dep.devices
+    devices = 1 if dep.engine in GGUF_ENGINES else dep.devices  # llama.cpp splits layers, it does not shard them
     peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * devices
     flops = 2 * flop_params(model) * prompt_len + attention_flops(model, prompt_len, prompt_len, causal=True)
     streamed = decode_bytes(dep, prompt_len, 0) / (hw.bandwidth_gbs * 1e9 * devices)

@@ -70,8 +70,8 @@ class _EnginesWhere:
     def __contains__(self, name: object) -> bool:
         from sparkserve.engines import find_engine
 
-        engine = find_engine(name) if isinstance(name, str) else None
-        return engine is not None and engine.gguf == self.gguf
+        found = find_engine(name) if isinstance(name, str) else None
+        return found is not None and found.gguf == self.gguf
 
 
 GGUF_ENGINES = _EnginesWhere(gguf=True)

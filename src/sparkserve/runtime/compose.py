@@ -15,20 +15,12 @@ from pathlib import Path
 
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.plan.planner import ServicePlan, StackPlan
-from sparkserve.plan.settings import gguf_settings
 from sparkserve.stack.load import Stack
 from sparkserve.stack.schema import ServiceSpec, env_references
 
 COMPOSE_FILE = "docker-compose.yml"
 ENV_FILE = ".env"
 ENV_EXAMPLE = ".env.example"
-HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
-VLLM_COMPILE_CACHE = "vllm-compile-cache"  # named volume: torch.compile and CUDA graph artefacts
-VLLM_COMPILE_CACHE_IN_CONTAINER = "/root/.cache/vllm"
-OLLAMA_MODELS_VOLUME = "ollama-models"
-# Weights load (and on first start download) before /health answers: a 32B model on a Spark
-# takes minutes, so failures only count after this.
-START_PERIOD = {"vllm": "20m", "ollama": "1m"}
 # NVIDIA's container guides start GPU containers with `--ulimit memlock=-1 --ulimit stack=67108864`:
 # pinned host memory for CUDA copies and NCCL, and a 64 MiB stack for deep compiled kernels' threads.
 ULIMITS = {"memlock": {"soft": -1, "hard": -1}, "stack": {"soft": 67108864, "hard": 67108864}}
@@ -49,6 +41,8 @@ class ComposeProject:
 
 
 def build_project(stack: Stack, hw: HardwareProfile, plan: StackPlan) -> ComposeProject:
+    from sparkserve.engines import get_engine
+
     plans = {p.name: p for p in plan.services}
     services: dict[str, dict] = {}
     named_volumes: set[str] = set()
@@ -61,8 +55,7 @@ def build_project(stack: Stack, hw: HardwareProfile, plan: StackPlan) -> Compose
         services[name] = _service(stack, name, svc, hw, plans[name], named_volumes)
         for value in svc.env.values():
             env_names += [ref for ref in env_references(value) if ref not in env_names]
-        if svc.engine == "vllm" and "VLLM_API_KEY" not in env_names:
-            env_names.append("VLLM_API_KEY")
+        env_names += [n for n in get_engine(svc.engine).secret_env_names() if n not in env_names]
     doc: dict = {"services": services}
     if named_volumes:
         doc["volumes"] = {v: {} for v in sorted(named_volumes)}
@@ -71,31 +64,21 @@ def build_project(stack: Stack, hw: HardwareProfile, plan: StackPlan) -> Compose
 
 def _service(stack: Stack, name: str, svc: ServiceSpec, hw: HardwareProfile, plan: ServicePlan,
              named_volumes: set[str]) -> dict:
-    from sparkserve.engines import ollama, vllm
+    """The engine's fragment (image, command, environment, its volumes) plus what every service gets."""
+    from sparkserve.engines import get_engine
 
+    engine = get_engine(svc.engine)
     bind = stack.spec.stack.bind
-    volumes = [_volume(v, stack.path.parent, named_volumes) for v in svc.volumes]
-    out: dict = {}
-    if svc.engine == "vllm":
-        out["image"] = svc.image or vllm.image_for(hw)
-        # Explicit so the command works whatever the image's entrypoint (NGC's is a shell wrapper).
-        out["entrypoint"] = ["vllm", "serve"]
-        out["command"] = [_escape(a) for a in vllm.serve_args(plan.recommended_args, svc.args)]
-        container_port, health = vllm.CONTAINER_PORT, vllm.healthcheck_test()
-        environment = {**{n: f"${{{n}}}" for n in vllm.SECRET_ENV_NAMES}, **svc.env}
-        shm = vllm.shm_size(plan.deployment.gpus)
-        volumes = [f"{stack.spec.stack.hf_cache}:{HF_CACHE_IN_CONTAINER}",
-                   f"{VLLM_COMPILE_CACHE}:{VLLM_COMPILE_CACHE_IN_CONTAINER}", *volumes]
-        named_volumes.add(VLLM_COMPILE_CACHE)
-    else:
-        out["image"] = svc.image or ollama.image_for(hw)
-        container_port, health = ollama.CONTAINER_PORT, ollama.healthcheck_test()
-        environment = {**{n: f"${{{n}}}" for n in ollama.SECRET_ENV_NAMES},
-                       **ollama.recommended_env(gguf_settings(plan.memory.settings)), **svc.env}
-        shm = None
-        if not any(_target(v) == ollama.MODELS_DIR for v in volumes):
-            volumes.append(f"{OLLAMA_MODELS_VOLUME}:{ollama.MODELS_DIR}")
-            named_volumes.add(OLLAMA_MODELS_VOLUME)
+    part = engine.compose_fragment(svc, plan, hw, stack.spec.stack.hf_cache)
+    volumes = [*part.volumes, *(_volume(v, stack.path.parent, named_volumes) for v in svc.volumes)]
+    named_volumes.update(part.named_volumes)
+    out: dict = {"image": part.image}
+    if part.entrypoint:
+        out["entrypoint"] = part.entrypoint
+    if part.command:
+        out["command"] = [_escape(a) for a in part.command]
+    container_port, health, environment = engine.container_port, engine.healthcheck_test(), part.environment
+    shm = part.shm_size
     out["ports"] = [f"{_host(bind)}:{svc.port}:{container_port}"]
     if environment:
         out["environment"] = {k: _optional_refs(_escape(v)) for k, v in environment.items()}
@@ -107,17 +90,13 @@ def _service(stack: Stack, name: str, svc: ServiceSpec, hw: HardwareProfile, pla
         {"driver": "nvidia", "count": svc.gpus, "capabilities": ["gpu"]},
     ]}}}
     out["healthcheck"] = {"test": health, "interval": "30s", "timeout": "10s", "retries": 5,
-                          "start_period": START_PERIOD[svc.engine]}
+                          "start_period": engine.start_period}
     out["restart"] = "unless-stopped"
     return out
 
 
 def _host(bind: str) -> str:
     return f"[{bind}]" if ipaddress.ip_address(bind).version == 6 else bind
-
-
-def _target(volume: str) -> str:
-    return volume.split(":")[1]
 
 
 def _volume(volume: str, base: Path, named: set[str]) -> str:

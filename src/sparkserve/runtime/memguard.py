@@ -15,10 +15,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparkserve.hardware.detect import DROP_CACHES
+
 GIB = 1024**3
 MEMINFO = "/proc/meminfo"
 MEMINFO_ENV = "SPARKSERVE_MEMINFO"
-DROP_CACHES = "sync; echo 3 | sudo tee /proc/sys/vm/drop_caches"
 
 
 def meminfo_path() -> str:

@@ -55,14 +55,20 @@ def _scrape_host(bind: str) -> str:
 
 
 def prometheus_config(stack: Stack) -> dict:
-    """Scrape every vLLM service of the stack and the sparkserve exporter on the host."""
+    """Scrape every service whose engine serves Prometheus metrics (one job per engine), and the
+    sparkserve exporter on the host."""
+    from sparkserve.engines import get_engine
+
     exporter_port = stack.spec.monitoring.exporter_port
     host = _scrape_host(stack.spec.stack.bind)
-    vllm = [{"targets": [f"{host}:{svc.port}"], "labels": {"service": name, "runtime": svc.runtime}}
-            for name, svc in stack.services.items() if svc.engine == "vllm"]
     jobs: list[dict] = []
-    if vllm:
-        jobs.append({"job_name": "vllm", "metrics_path": "/metrics", "static_configs": vllm})
+    by_engine: dict[str, list[dict]] = {}
+    for name, svc in stack.services.items():
+        if get_engine(svc.engine).metrics_path:
+            by_engine.setdefault(svc.engine, []).append(
+                {"targets": [f"{host}:{svc.port}"], "labels": {"service": name, "runtime": svc.runtime}})
+    for engine, targets in by_engine.items():
+        jobs.append({"job_name": engine, "metrics_path": get_engine(engine).metrics_path, "static_configs": targets})
     jobs.append({"job_name": "sparkserve-exporter", "metrics_path": "/metrics",
                  "static_configs": [{"targets": [f"{LOCAL}:{exporter_port}"]}]})
     return {"global": {"scrape_interval": "5s", "evaluation_interval": "15s"}, "scrape_configs": jobs}

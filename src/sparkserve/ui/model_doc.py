@@ -24,7 +24,6 @@ TROUBLESHOOTING_CAUSES = (
     "gated_model_access",
 )
 PRECISION_LABEL = {"awq": "awq / gptq (int4)"}
-ENGINE_LABEL = {"vllm": "vLLM", "ollama": "Ollama"}
 
 
 @dataclass(frozen=True)
@@ -186,22 +185,34 @@ def _memory_section(report: ModelReport) -> str:
         + " --json`" + (", `" + _plan_flags(gguf_rows[0]).replace(f"-q {gguf_rows[0].deployment.quant.id}", "-q <precision>")
                         + " --json`" if gguf_rows else "") + ".",
     ]
-    notes = [f"- {ENGINE_LABEL.get(p.deployment.engine, p.deployment.engine)} {p.deployment.quant.id}: {w}"
+    notes = [f"- {_label(p.deployment.engine)} {p.deployment.quant.id}: {w}"
              for p in report.precisions for w in p.warnings if w not in p.memory.reasons]
     if notes:
         reproduce += ["", "Planner warnings:", "", *notes]
     return "\n".join(intro) + "\n" + table + "\n" + "\n".join(reproduce)
 
 
+def _label(engine: str) -> str:
+    from sparkserve.engines import find_engine
+
+    found = find_engine(engine)
+    return found.label if found else engine
+
+
+def _same_engine(plans: list[ServicePlan], like: ServicePlan) -> list[ServicePlan]:
+    """The plans made for the same engine as `like` (the page's vLLM precisions, not the GGUF ones)."""
+    return [p for p in plans if p.deployment.engine in {like.deployment.engine}]
+
+
 def _precision_row(plan: ServicePlan, recommended: ServicePlan) -> list[str]:
     d = plan.to_dict()
     mem, perf = d["memory"], d["perf"]
     quant = PRECISION_LABEL.get(d["quant"], d["quant"])
-    if plan.deployment.engine == recommended.deployment.engine and d["quant"] == recommended.deployment.quant.id:
+    if (plan.deployment.engine, d["quant"]) == (recommended.deployment.engine, recommended.deployment.quant.id):
         quant = f"**{quant}** (recommended)"
     fits = "yes" if mem["fits"] else "no: " + "; ".join(mem["reasons"])
     return [
-        ENGINE_LABEL.get(d["engine"], d["engine"]), quant, _gib(mem["weights_gib"]), _gib(mem["kv_cache_gib"]),
+        _label(d["engine"]), quant, _gib(mem["weights_gib"]), _gib(mem["kv_cache_gib"]),
         _count(mem["kv_tokens"]), f"{mem['max_concurrency']:.1f}", _gib(mem["total_gib"]),
         f"{_tps(perf['decode_tps'])} tok/s", fits,
     ]
@@ -251,7 +262,7 @@ def _why(report: ModelReport) -> dict[str, str]:
     d, n = rec.to_dict(), native.to_dict()
     mem, settings = d["memory"], d["memory"]["settings"]
     quant = rec.deployment.quant
-    by_quant = {p.deployment.quant.id: p.to_dict() for p in report.precisions if p.deployment.engine == "vllm"}
+    by_quant = {p.deployment.quant.id: p.to_dict() for p in _same_engine(report.precisions, rec)}
     util = settings["gpu_memory_utilization"]
     left = hw.gpu_memory_gib * (1 - util)
     room = []
@@ -584,7 +595,7 @@ def _free_memory_text(report: ModelReport) -> tuple[dict[str, str], str]:
 def _weights_text(report: ModelReport) -> tuple[dict[str, str], str]:
     hw, rec = report.hardware, report.recommended.to_dict()["memory"]
     sizes = ", ".join(f"{p.deployment.quant.id} {_gib(p.memory.weights_gib)} GiB"
-                      for p in report.precisions if p.deployment.engine == "vllm")
+                      for p in _same_engine(report.precisions, report.recommended))
     situation = (f"The weights take {_gib(rec['weights_gib'])} GiB in {report.recommended.deployment.quant.id} of a "
                  f"{_gib(rec['budget_gib'])} GiB budget ({sizes}); the KV cache is sized only after they load.")
     return {"total": f"{hw.gpu_memory_gib:g} GiB"}, situation

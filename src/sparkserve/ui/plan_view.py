@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparkserve.plan.planner import ServicePlan, StackPlan
-from sparkserve.plan.settings import gguf_settings, vllm_settings
+from sparkserve.plan.settings import GgufSettings, gguf_settings, vllm_settings
 
 
 def _memory_table(plan: ServicePlan) -> Table:
@@ -16,7 +16,7 @@ def _memory_table(plan: ServicePlan) -> Table:
     t.add_column("GiB", justify="right")
     t.add_column("")
     t.add_row("weights", f"{mem.weights_gib:.1f}", f"{plan.deployment.quant.id}")
-    if plan.deployment.engine in ("ollama", "llama.cpp"):
+    if isinstance(mem.settings, GgufSettings):
         t.add_row("compute buffers", f"{mem.activation_gib:.1f}", "one micro-batch")
         g = gguf_settings(mem.settings)
         t.add_row("KV cache", f"{mem.kv_cache_gib:.1f}",
