@@ -35,6 +35,11 @@ measured on different days; each section names its own date).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sparkserve.readings.metrics import Metrics
+
 import argparse
 import json
 import os
@@ -118,12 +123,12 @@ def stop_vllm(proc: subprocess.Popen) -> None:
     proc.wait(timeout=10)
 
 
-def metric_sums(url: str) -> dict[str, float]:
-    """vLLM's /metrics, summed per sample name: two reads give the server's own TTFT in between."""
+def metric_sums(url: str) -> Metrics:
+    """vLLM's /metrics read by readings/metrics.py: two reads give the server's own TTFT in between."""
     from sparkserve.demo.client import metric_sums as read
 
     with httpx.Client(base_url=url, timeout=10) as client:
-        return read(client)
+        return read(client, "vllm")
 
 
 def server_readings(before: dict[str, float], after: dict[str, float], concurrency: int) -> dict[str, float | None]:

@@ -174,7 +174,7 @@ def test_readiness_waits_through_a_closed_port():
 
 def test_progress_lines_pick_the_start_up_milestones():
     text = FAKE_DOCKER.read_text().split('VLLM_LOG = """\\\n')[1].split('"""')[0]
-    assert readiness.progress_lines(text) == [
+    assert readiness.progress_lines("vllm", text) == [
         "Model loading took 15.2 GiB memory and 27.200487 seconds",
         "Available KV cache memory: 33.31 GiB",
         "GPU KV cache size: 218,112 tokens",

@@ -4,7 +4,7 @@ Counters are read at each load point's start and end (deltas: tokens, prefix-cac
 hits, preemptions, queue-time histogram); gauges are sampled every interval (KV-cache usage,
 requests running and waiting, host MemAvailable, GPU readings) and reported with their peaks.
 Every reading may be missing: a server without /metrics, a GPU without NVML, a host without
-/proc give None, never an error. vLLM names come from `engines.vllm.METRIC_ALIASES`.
+/proc give None, never an error. Metric names come from the engine (`Engine.metric_aliases`).
 """
 
 from __future__ import annotations
@@ -17,92 +17,12 @@ from typing import Any
 import aiohttp
 
 from sparkserve.bench.target import Target
-from sparkserve.engines.vllm import METRIC_ALIASES, METRICS_PATH
+from sparkserve.readings.metrics import Metrics, aliases_for, read_text
 
 GIB = 1024**3
-COUNTERS = ("generation_tokens_total", "prompt_tokens_total", "prefix_cache_queries_total",
-            "prefix_cache_hits_total", "num_preemptions_total")
-GAUGES = ("kv_cache_usage_perc", "num_requests_running", "num_requests_waiting")
-HISTOGRAMS = ("request_queue_time_seconds",)
-
-
-@dataclass
-class Snapshot:
-    """One /metrics read: counters and gauges summed over engines, histogram buckets by bound."""
-
-    at: float
-    counters: dict[str, float] = field(default_factory=dict)
-    gauges: dict[str, float] = field(default_factory=dict)
-    buckets: dict[str, dict[float, float]] = field(default_factory=dict)
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, float] = field(default_factory=dict)
-    info: dict[str, str] = field(default_factory=dict)  # cache_config_info labels
-
-
-def _wanted_names() -> dict[str, tuple[str, str]]:
-    """Exposed sample name -> (canonical, role) for everything the sampler reads."""
-    out: dict[str, tuple[str, str]] = {}
-    for canonical in COUNTERS:
-        for name in METRIC_ALIASES[canonical]:
-            out[name] = (canonical, "counter")
-    for canonical in GAUGES:
-        for name in METRIC_ALIASES[canonical]:
-            out[name] = (canonical, "gauge")
-    for canonical in HISTOGRAMS:
-        for name in METRIC_ALIASES[canonical]:
-            out[name + "_bucket"] = (canonical, "bucket")
-            out[name + "_sum"] = (canonical, "sum")
-            out[name + "_count"] = (canonical, "count")
-    for name in METRIC_ALIASES["cache_config_info"]:
-        out[name] = ("cache_config_info", "info")
-    return out
-
-
-WANTED = _wanted_names()
-_FAMILIES = {name.removesuffix("_total").removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
-             for name in WANTED}
-
-
-def parse_vllm_metrics(text: str, at: float) -> Snapshot:
-    """Only the lines the sampler needs go through prometheus_client's parser (it is pure Python)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    kept = []
-    for line in text.splitlines():
-        if line.startswith("#"):
-            parts = line.split(" ", 3)
-            if len(parts) >= 3 and parts[2].removesuffix("_total") in _FAMILIES:
-                kept.append(line)
-            continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in WANTED:
-            kept.append(line)
-    snap = Snapshot(at=at)
-    for family in text_string_to_metric_families("\n".join(kept) + "\n"):
-        for sample in family.samples:
-            found = WANTED.get(sample.name)
-            if found is None:
-                continue
-            canonical, role = found
-            value = float(sample.value)
-            if role == "counter":
-                snap.counters[canonical] = snap.counters.get(canonical, 0.0) + value
-            elif role == "gauge":
-                if canonical == "kv_cache_usage_perc":
-                    snap.gauges[canonical] = max(snap.gauges.get(canonical, 0.0), value)
-                else:
-                    snap.gauges[canonical] = snap.gauges.get(canonical, 0.0) + value
-            elif role == "bucket":
-                bound = float(sample.labels.get("le", "inf"))
-                per = snap.buckets.setdefault(canonical, {})
-                per[bound] = per.get(bound, 0.0) + value
-            elif role == "sum":
-                snap.sums[canonical] = snap.sums.get(canonical, 0.0) + value
-            elif role == "count":
-                snap.counts[canonical] = snap.counts.get(canonical, 0.0) + value
-            elif role == "info" and not snap.info:
-                snap.info = {k: v for k, v in sample.labels.items() if k not in ("engine", "model_name")}
-    return snap
+# Snapshot: one /metrics read (readings/metrics.py defines each reading: counters summed over
+# engines, KV-cache usage their mean, histogram buckets summed by bound).
+Snapshot = Metrics
 
 
 def read_mem_available_gib(path: str = "/proc/meminfo") -> float | None:
@@ -181,6 +101,14 @@ class Reading:
     ollama_vram_gib: float | None = None
 
 
+def _metrics_path(engine: str) -> str | None:
+    """The engine's metrics path; an unidentified OpenAI-compatible server is tried at /metrics."""
+    from sparkserve.engines import find_engine
+
+    found = find_engine(engine)
+    return found.metrics_path if found is not None else "/metrics"
+
+
 class Sampler:
     """Polls the target every `interval_s` on its own small HTTP session (never the load's connections)."""
 
@@ -222,15 +150,19 @@ class Sampler:
         """Counters now (vLLM only); None when the server has no /metrics."""
         if self.target.is_ollama or self._session is None or self.metrics_ok is False:
             return None
+        path = _metrics_path(self.target.engine)
+        if path is None:
+            self.metrics_ok = False
+            return None
         try:
-            async with self._session.get(self.target.base_url + METRICS_PATH, headers=self.target.headers()) as resp:
+            async with self._session.get(self.target.base_url + path, headers=self.target.headers()) as resp:
                 if resp.status != 200:
                     self.metrics_ok = False
                     return None
                 text = await resp.text()
         except (TimeoutError, aiohttp.ClientError, OSError):
             return None
-        snap = await asyncio.to_thread(parse_vllm_metrics, text, time.perf_counter())
+        snap = await asyncio.to_thread(read_text, text, aliases_for(self.target.engine), time.perf_counter())
         self.metrics_ok = True
         if snap.info and not self.info:
             self.info = snap.info

@@ -169,9 +169,10 @@ def _exercise(loaded: Loaded, console: Console, requests: int) -> None:
             console.print()
             console.print(f"             {streamed.chunks} chunks, first after {(streamed.ttft_s or 0) * 1000:.0f} ms, "
                           f"{streamed.completion_tokens} tokens in {streamed.seconds * 1000:.0f} ms")
-            before = client.metric_sums(http)
+            engine = loaded.stack.services[SERVICE].engine
+            before = client.metric_sums(http, engine)
             source = _benchmark(http, url, requests, console)
-            after = client.metric_sums(http)
+            after = client.metric_sums(http, engine)
         except httpx.HTTPError as exc:
             raise DemoError(f"{SERVICE}: a request to {url} failed: {exc}") from None
     metrics = client.summarize_metrics(after)

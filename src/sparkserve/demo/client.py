@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from sparkserve.readings.metrics import Metrics, aliases_for, read_text
+
 PROMPT = "In one sentence: what does a KV cache hold?"
 SAMPLING = {"temperature": 1.0, "seed": 0}
 
@@ -79,7 +81,7 @@ def chat_stream(client: httpx.Client, model: str, *, max_tokens: int, prompt: st
 
 @dataclass(frozen=True)
 class MetricsSummary:
-    """Key vLLM counters, summed over engines and labels; None = not exposed by this release."""
+    """Key engine counters, summed over engines and labels; None = not exposed by this release."""
 
     requests_ok: float | None
     prompt_tokens: float | None
@@ -92,47 +94,26 @@ class MetricsSummary:
     families: int
 
 
-def metric_sums(client: httpx.Client) -> dict[str, float]:
-    """GET /metrics: each sample name with its values summed over labels (engines, reasons)."""
+def metric_sums(client: httpx.Client, engine: str = "") -> Metrics:
+    """GET the engine's /metrics, read by readings/metrics.py (counters and histograms summed over engines)."""
     response = client.get("/metrics")
     response.raise_for_status()
-    return sums_from_text(response.text)
+    return sums_from_text(response.text, engine)
 
 
-def sums_from_text(text: str) -> dict[str, float]:
-    """Prometheus text parsed with prometheus_client; "__families__" counts the metric families."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    sums: dict[str, float] = {"__families__": 0.0}
-    for family in text_string_to_metric_families(text):
-        sums["__families__"] += 1
-        for s in family.samples:
-            sums[s.name] = sums.get(s.name, 0.0) + float(s.value)
-    return sums
+def sums_from_text(text: str, engine: str = "") -> Metrics:
+    """Prometheus text read with the engine's metric names (every registered engine's when unnamed)."""
+    return read_text(text, aliases_for(engine))
 
 
-def _first(sums: dict[str, float], canonical: str, suffix: str = "") -> float | None:
-    from sparkserve.engines.vllm import METRIC_ALIASES
-
-    for name in METRIC_ALIASES[canonical]:
-        if name + suffix in sums:
-            return sums[name + suffix]
-    return None
-
-
-def _mean(sums: dict[str, float], canonical: str) -> float | None:
-    total, count = _first(sums, canonical, "_sum"), _first(sums, canonical, "_count")
-    return total / count if total is not None and count else None
-
-
-def summarize_metrics(sums: dict[str, float]) -> MetricsSummary:
+def summarize_metrics(m: Metrics) -> MetricsSummary:
     """The readings the demo shows, from metric_sums()."""
     return MetricsSummary(
-        requests_ok=_first(sums, "request_success_total"), prompt_tokens=_first(sums, "prompt_tokens_total"),
-        generation_tokens=_first(sums, "generation_tokens_total"), ttft_mean_s=_mean(sums, "time_to_first_token_seconds"),
-        e2e_mean_s=_mean(sums, "e2e_request_latency_seconds"), kv_cache_usage=_first(sums, "kv_cache_usage_perc"),
-        prefix_cache_hits=_first(sums, "prefix_cache_hits_total"),
-        prefix_cache_queries=_first(sums, "prefix_cache_queries_total"), families=int(sums["__families__"]),
+        requests_ok=m.counter("request_success_total"), prompt_tokens=m.counter("prompt_tokens_total"),
+        generation_tokens=m.counter("generation_tokens_total"), ttft_mean_s=m.mean("time_to_first_token_seconds"),
+        e2e_mean_s=m.mean("e2e_request_latency_seconds"), kv_cache_usage=m.gauge("kv_cache_usage_perc"),
+        prefix_cache_hits=m.counter("prefix_cache_hits_total"),
+        prefix_cache_queries=m.counter("prefix_cache_queries_total"), families=m.families,
     )
 
 
@@ -150,19 +131,20 @@ class ServerTiming:
     generated_tokens: float | None
 
 
-def server_timing(before: dict[str, float], after: dict[str, float]) -> ServerTiming:
-    def delta(canonical: str, suffix: str = "") -> float | None:
-        a, b = _first(before, canonical, suffix), _first(after, canonical, suffix)
+def server_timing(before: Metrics, after: Metrics) -> ServerTiming:
+    def delta(values_before: dict[str, float], values_after: dict[str, float], reading: str) -> float | None:
+        a, b = values_before.get(reading), values_after.get(reading)
         return None if a is None or b is None else b - a
 
-    def mean(canonical: str) -> float | None:
-        total, count = delta(canonical, "_sum"), delta(canonical, "_count")
+    def mean(reading: str) -> float | None:
+        total, count = delta(before.sums, after.sums, reading), delta(before.counts, after.counts, reading)
         return total / count if total is not None and count else None
 
     ttft, tpot = mean("time_to_first_token_seconds"), mean("request_time_per_output_token_seconds")
-    count = delta("time_to_first_token_seconds", "_count")
+    count = delta(before.counts, after.counts, "time_to_first_token_seconds")
     return ServerTiming(requests=int(count or 0), ttft_mean_ms=ttft * 1000 if ttft is not None else None,
-                        decode_tps=1 / tpot if tpot else None, generated_tokens=delta("generation_tokens_total"))
+                        decode_tps=1 / tpot if tpot else None,
+                        generated_tokens=delta(before.counters, after.counters, "generation_tokens_total"))
 
 
 # --- a short timing when no bench API exists ----------------------------------------------------------

@@ -77,6 +77,8 @@ class Engine:
     kv_cache_dtypes: tuple[str, ...] = ("auto",)  # what its KV-cache setting accepts
     # Stack `args` the planner reads, with the type each must have.
     planner_args: Mapping[str, type] = {}
+    # Speed calibration for an engine plan/calibration.py has not fitted (a plan/calibration.Efficiency).
+    efficiency: Any = None
     # True: the engine takes a fixed share of GPU memory at start (vLLM's gpu-memory-utilization), so a
     # stack sizes it after the engines that take only what they need.
     takes_memory_share: bool = False

@@ -8,9 +8,11 @@ from typing import Any
 from sparkserve.engines.base import Engine
 from sparkserve.errors import unknown
 
-# Modules whose ENGINE (or ENGINES) registers itself on first lookup; imported lazily so that
+# Modules that register their engines when imported; imported on first lookup so that
 # `sparkserve --help` stays fast.
 BUILTIN_MODULES = ("sparkserve.engines.vllm", "sparkserve.engines.ollama", "sparkserve.engines.planned")
+# More modules to import, comma-separated: engines that live outside sparkserve (plugins, tests).
+PLUGINS_ENV = "SPARKSERVE_ENGINE_MODULES"
 
 _ENGINES: dict[str, Engine] = {}
 _loaded = False
@@ -34,9 +36,18 @@ def _load_builtins() -> None:
         return
     _loaded = True
     import importlib
+    import os
 
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+    plugins = [m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for module in (*BUILTIN_MODULES, *plugins):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if module in BUILTIN_MODULES:
+                raise
+            from sparkserve.errors import UserError
+
+            raise UserError(f"${PLUGINS_ENV} names {module!r}, which cannot be imported ({exc})") from None
 
 
 def engines(*, runnable: bool | None = None) -> list[Engine]:

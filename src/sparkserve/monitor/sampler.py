@@ -133,7 +133,7 @@ class Sampler:
                                   "rss_bytes": held[0], "gpu_memory_bytes": held[1]}
         engine = get_engine(target.engine)
         if engine.metrics_path:
-            sample = read_vllm(self._client, target.url, time.monotonic(), target.api_key)
+            sample = read_vllm(self._client, target.url, time.monotonic(), target.api_key, engine=target.engine)
             previous = self._previous.get(target.name)
             if sample.counters:
                 self._previous[target.name] = sample

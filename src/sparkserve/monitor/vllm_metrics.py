@@ -1,25 +1,18 @@
-"""Read a vLLM server: /health, its model and /metrics, and turn two reads into rates.
+"""Read an engine that serves Prometheus metrics (vLLM): health, its model and /metrics, and turn
+two reads into rates.
 
-Metric names come from one alias table (`engines.vllm.METRIC_ALIASES`) so a server of an
+Metric names come from the engine's alias table (`Engine.metric_aliases`) so a server of an
 older or newer release still reads. A reading the server does not expose stays None (n/a);
 a server that does not answer gives a sample with `healthy=False` and the reason.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 import httpx
 
-from sparkserve.engines.vllm import HEALTH_PATH, METRIC_ALIASES, METRICS_PATH
-
-Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-GAUGES_SUMMED = ("num_requests_running", "num_requests_waiting", "num_requests_swapped")
-GAUGES_AVERAGED = ("kv_cache_usage_perc", "cpu_cache_usage_perc", "prefix_cache_hit_rate")
-COUNTERS = ("prompt_tokens_total", "generation_tokens_total", "prefix_cache_queries_total",
-            "prefix_cache_hits_total", "num_preemptions_total", "request_success_total")
+from sparkserve.readings.metrics import Aliases, aliases_for, read_text
 
 
 @dataclass(frozen=True)
@@ -50,105 +43,42 @@ class VllmRates:
     requests_per_s: float | None = None
 
 
-READ = frozenset(n for key in (*GAUGES_SUMMED, *GAUGES_AVERAGED, *COUNTERS, "cache_config_info")
-                 for n in METRIC_ALIASES[key])
+def sample_from_text(text: str, at: float, healthy: bool = True, model: str | None = None,
+                     aliases: Aliases | None = None) -> VllmSample:
+    """A sample from /metrics text, read with readings/metrics.py (its definitions: counters summed
+    over engines, fractions such as KV-cache usage their mean). `aliases`: the engine's names;
+    None reads every registered engine's."""
+    reading = read_text(text, aliases if aliases is not None else aliases_for(""), at)
+    return VllmSample(at=at, healthy=healthy, model=model or reading.model, gauges=dict(reading.gauges),
+                      counters=dict(reading.counters), kv_cache_tokens=reading.kv_cache_tokens)
 
 
-def _needed_lines(text: str, names: frozenset[str]) -> str:
-    """Only the samples a reading uses: histograms are most of vLLM's ~600 lines, and a server
-    under load answers slowly enough without us parsing what we drop anyway."""
-    keep = []
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            end = min((i for i in (line.find("{"), line.find(" ")) if i >= 0), default=len(line))
-            if line[:end] in names:
-                keep.append(line)
-    return "\n".join(keep) + "\n"
+def read_vllm(client: httpx.Client, base_url: str, at: float, api_key: str | None = None,
+              engine: str = "") -> VllmSample:
+    """The engine's health path then its metrics (both open even with an API key); /v1/models only
+    when the metrics name no model."""
+    from sparkserve.engines import find_engine
 
-
-def parse_metrics(text: str, names: frozenset[str] | None = None) -> Samples:
-    """Prometheus text -> {sample name: [(labels, value)]}, with prometheus_client's own parser.
-
-    `names` limits the samples read (all when None)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    if names is not None:
-        text = _needed_lines(text, names)
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
-    return samples
-
-
-def lookup(samples: Samples, canonical: str) -> list[tuple[dict[str, str], float]]:
-    """The samples of the first alias of `canonical` that the server exposes ([] when none)."""
-    for name in METRIC_ALIASES[canonical]:
-        if name in samples:
-            return samples[name]
-    return []
-
-
-def _sum(values: Iterable[float]) -> float | None:
-    values = list(values)
-    return sum(values) if values else None
-
-
-def _kv_cache_tokens(samples: Samples) -> int | None:
-    for labels, _ in lookup(samples, "cache_config_info"):
-        try:
-            return int(labels["num_gpu_blocks"]) * int(labels["block_size"])
-        except (KeyError, ValueError):
-            continue
-    return None
-
-
-def sample_from_text(text: str, at: float, healthy: bool = True, model: str | None = None) -> VllmSample:
-    """A sample from /metrics text; engines (data-parallel ranks) and models are summed or averaged."""
-    samples = parse_metrics(text, READ)
-    gauges: dict[str, float] = {}
-    for name in GAUGES_SUMMED:
-        value = _sum(v for _, v in lookup(samples, name))
-        if value is not None:
-            gauges[name] = value
-    for name in GAUGES_AVERAGED:
-        values = [v for _, v in lookup(samples, name)]
-        if values:
-            gauges[name] = sum(values) / len(values)
-    counters: dict[str, float] = {}
-    for name in COUNTERS:
-        value = _sum(v for _, v in lookup(samples, name))
-        if value is not None:
-            counters[name] = value
-    if model is None:
-        for name in ("num_requests_running", "generation_tokens_total", "kv_cache_usage_perc"):
-            labelled = [labels["model_name"] for labels, _ in lookup(samples, name) if "model_name" in labels]
-            if labelled:
-                model = labelled[0]
-                break
-    return VllmSample(at=at, healthy=healthy, model=model, gauges=gauges, counters=counters,
-                      kv_cache_tokens=_kv_cache_tokens(samples))
-
-
-def read_vllm(client: httpx.Client, base_url: str, at: float, api_key: str | None = None) -> VllmSample:
-    """/health then /metrics (both open even with an API key); /v1/models only when metrics name no model."""
+    found = find_engine(engine)
+    health_path = found.health_path if found else "/health"
+    metrics_path = (found.metrics_path if found else None) or "/metrics"
     try:
-        health = client.get(base_url + HEALTH_PATH)
+        health = client.get(base_url + health_path)
     except httpx.HTTPError as exc:
         return VllmSample(at=at, healthy=False, error=_why(exc))
     healthy = health.status_code == 200
     try:
-        metrics = client.get(base_url + METRICS_PATH)
+        metrics = client.get(base_url + metrics_path)
         text = metrics.text if metrics.status_code == 200 else ""
     except httpx.HTTPError:
         text = ""
     try:
-        sample = sample_from_text(text, at, healthy)
+        sample = sample_from_text(text, at, healthy, aliases=aliases_for(engine))
     except (ValueError, IndexError, KeyError, TypeError) as exc:  # not Prometheus text: another server on this port
-        return VllmSample(at=at, healthy=healthy, error=f"/metrics unreadable: {exc}")
+        return VllmSample(at=at, healthy=healthy, error=f"{metrics_path} unreadable: {exc}")
     if sample.model is None:
         sample = replace(sample, model=_served_model(client, base_url, api_key))
-    return replace(sample, error=None if healthy else f"/health answered {health.status_code}")
+    return replace(sample, error=None if healthy else f"{health_path} answered {health.status_code}")
 
 
 def _served_model(client: httpx.Client, base_url: str, api_key: str | None) -> str | None:

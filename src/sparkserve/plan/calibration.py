@@ -64,7 +64,17 @@ def efficiency_from(values: dict) -> Efficiency:
 
 
 def efficiency_for(engine: str, hw: HardwareProfile | None = None) -> Efficiency:
-    return efficiency_from(calibration()["engines"][engine]["values"])
+    """The fitted numbers for a calibrated engine, else the ones an added engine declares (`Engine.efficiency`)."""
+    fitted = calibration()["engines"]
+    if engine in fitted:
+        return efficiency_from(fitted[engine]["values"])
+    from sparkserve.engines import get_engine
+    from sparkserve.errors import UserError
+
+    declared = get_engine(engine).efficiency
+    if declared is None:
+        raise UserError(f"engine {engine!r} has no speed calibration: give it an `efficiency` (engines/base.py)")
+    return declared
 
 
 def vllm_memory_constants() -> VllmMemoryConstants:
