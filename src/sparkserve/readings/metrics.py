@@ -135,7 +135,7 @@ def read_text(text: str, aliases: Aliases, at: float = 0.0) -> Metrics:
 
 
 def aliases_for(engine: str) -> Aliases:
-    """The engine's metric names; for a server whose engine is unknown, every registered engine's."""
+    """The engine's metric names; for a server of an unidentified engine, every registered engine's."""
     from sparkserve.engines import engines, find_engine
 
     found = find_engine(engine)
