@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sparkserve import __version__
 from sparkserve.bench.target import Target
+from sparkserve.units import GIB
 
-GIB = 1024**3
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
 
@@ -44,8 +44,8 @@ def hardware() -> dict:
 
 def local_server_command(port: int) -> list[str] | None:
     """The command line of the local process listening on `port`, when /proc shows it."""
-    from sparkserve.monitor.procs import listening_pid
-    from sparkserve.runtime.procs import proc_info
+    from sparkserve.readings.proc import listening_pid
+    from sparkserve.readings.proc import proc_info
 
     pid = listening_pid(port)
     info = proc_info(pid) if pid is not None else None

@@ -17,73 +17,14 @@ from typing import Any
 import aiohttp
 
 from sparkserve.bench.target import Target
+from sparkserve.readings.nvml import Nvml
+from sparkserve.readings.meminfo import mem_available_gib, meminfo_path
 from sparkserve.readings.metrics import Metrics, aliases_for, read_text
+from sparkserve.units import GIB
 
-GIB = 1024**3
 # Snapshot: one /metrics read (readings/metrics.py defines each reading: counters summed over
 # engines, KV-cache usage their mean, histogram buckets summed by bound).
 Snapshot = Metrics
-
-
-def read_mem_available_gib(path: str = "/proc/meminfo") -> float | None:
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 / GIB
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-class Nvml:
-    """GPU readings through pynvml when it loads and a driver answers; every field may be None."""
-
-    def __init__(self) -> None:
-        self.handles: list[Any] = []
-        self.nvml: Any = None
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self.nvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        except Exception:  # noqa: BLE001 - no library, no driver, no device: no GPU readings
-            self.nvml, self.handles = None, []
-
-    def read(self) -> dict[str, float | None]:
-        if not self.handles:
-            return {}
-        n = self.nvml
-        util = mem = power = 0.0
-        have = {"util": False, "mem": False, "power": False}
-        for h in self.handles:
-            try:
-                util += n.nvmlDeviceGetUtilizationRates(h).gpu
-                have["util"] = True
-            except Exception:  # noqa: BLE001
-                pass
-            try:
-                mem += n.nvmlDeviceGetMemoryInfo(h).used / GIB  # NOT_SUPPORTED on GB10 (unified memory)
-                have["mem"] = True
-            except Exception:  # noqa: BLE001
-                pass
-            try:
-                power += n.nvmlDeviceGetPowerUsage(h) / 1000.0
-                have["power"] = True
-            except Exception:  # noqa: BLE001
-                pass
-        count = len(self.handles)
-        return {"gpu_util_pct": util / count if have["util"] else None,
-                "gpu_mem_used_gib": mem if have["mem"] else None,
-                "gpu_power_w": power if have["power"] else None}
-
-    def close(self) -> None:
-        if self.nvml is not None:
-            try:
-                self.nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 @dataclass
@@ -191,7 +132,7 @@ class Sampler:
                 reading.kv_cache_usage = snap.gauges.get("kv_cache_usage_perc")
                 reading.running = snap.gauges.get("num_requests_running")
                 reading.waiting = snap.gauges.get("num_requests_waiting")
-        reading.mem_available_gib = read_mem_available_gib()
+        reading.mem_available_gib = mem_available_gib(meminfo_path())
         if self._nvml is not None and self._nvml.handles:
             for key, value in (await asyncio.to_thread(self._nvml.read)).items():
                 setattr(reading, key, value)

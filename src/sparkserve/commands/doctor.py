@@ -95,7 +95,8 @@ def service_log(loaded: Loaded, name: str, tail: int) -> ServiceLog:
 
 def _checks(loaded: Loaded | None) -> list[Check]:
     from sparkserve.doctor.checks import Context, run_checks
-    from sparkserve.hardware.detect import detect, read_meminfo
+    from sparkserve.hardware.detect import detect
+    from sparkserve.readings.meminfo import read_meminfo
     from sparkserve.runtime.compose import ENV_FILE, read_env_file
     from sparkserve.runtime.native import service_url
     from sparkserve.runtime.status import answers

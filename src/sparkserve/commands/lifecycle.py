@@ -87,7 +87,7 @@ def check_architecture(hw, machine: str | None = None) -> None:
 def memory_check(hw, need_gib: float, meminfo: dict[str, int]) -> tuple[str | None, str | None]:
     """(error, note) for unified memory: MemAvailable must hold what the services will take;
     page cache counts as available yet competes with CUDA allocations at start."""
-    from sparkserve.hardware.detect import DROP_CACHES, GIB
+    from sparkserve.readings.meminfo import DROP_CACHES, GIB
 
     if not hw.unified or not meminfo or need_gib <= 0:
         return None, None
@@ -215,7 +215,7 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
 
 def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: float, wait: bool, console) -> None:
     from sparkserve.engines import get_engine
-    from sparkserve.hardware.detect import read_meminfo
+    from sparkserve.readings.meminfo import read_meminfo
     from sparkserve.models.gated import is_gated
     from sparkserve.runtime.docker import preflight
     from sparkserve.runtime.ports import check_ports_free

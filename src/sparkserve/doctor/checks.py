@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkserve.runtime.docker import COMPOSE_INSTALL, DAEMON_DOWN, DOCKER_INSTALL, NVIDIA_RUNTIME, explain_failure
+from sparkserve.units import GIB
 
 if TYPE_CHECKING:
     from sparkserve.hardware.detect import Detection
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
     from sparkserve.stack.load import Stack
 
 PASS, FAIL, NA = "pass", "fail", "n/a"
-GIB = 1024**3
 DOCKER_TIMEOUT_S = 20.0
 DRIVER_INSTALL = ("install the NVIDIA driver (Ubuntu: sudo ubuntu-drivers install, or the 580-open branch; DGX OS "
                   "ships it) and reboot; `nvidia-smi` must list the GPU")
@@ -334,7 +334,7 @@ def check_memory(ctx: Context) -> Check:
 
 
 def check_page_cache(ctx: Context) -> Check:
-    from sparkserve.hardware.detect import DROP_CACHES
+    from sparkserve.readings.meminfo import DROP_CACHES
 
     if ctx.hw is None or not ctx.hw.unified:
         return Check("page_cache", NA, "only matters on unified memory (DGX Spark)")

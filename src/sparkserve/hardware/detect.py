@@ -19,8 +19,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from sparkserve.hardware.catalog import PROFILES, get_profile
+from sparkserve.readings.meminfo import DROP_CACHES, read_meminfo  # noqa: F401 - DROP_CACHES re-exported
+from sparkserve.readings.nvml import load as nvml_load
+from sparkserve.readings.nvml import read as _read
+from sparkserve.units import GIB
 
-GIB = 1024**3
 
 # Ordered: more specific names first (GH200 before H200, H100 NVL/PCIe before H100).
 # Matched against the lower-cased NVML name with a leading "nvidia " removed.
@@ -86,26 +89,6 @@ class Detection:
         return asdict(self)
 
 
-# Drops clean page cache, which MemAvailable counts but a starting CUDA allocation competes with.
-DROP_CACHES = "sync; echo 3 | sudo tee /proc/sys/vm/drop_caches"
-
-
-def read_meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
-    """/proc/meminfo as bytes per key; {} when unreadable (not Linux, sandboxed)."""
-    try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        return {}
-    out: dict[str, int] = {}
-    for line in lines:
-        key, sep, rest = line.partition(":")
-        parts = rest.split()
-        if not sep or not parts or not parts[0].isdigit():
-            continue
-        unit = parts[1].lower() if len(parts) > 1 else ""
-        out[key.strip()] = int(parts[0]) * (1024 if unit == "kb" else 1)
-    return out
 
 
 def profile_for_name(name: str) -> str | None:
@@ -139,14 +122,6 @@ def closest_profile(gpu: DetectedGPU) -> str | None:
         return d
 
     return min(PROFILES, key=distance)
-
-
-def _read(fn: Callable[..., Any], *args: Any) -> Any:
-    """One NVML reading, or None on any error (NOT_SUPPORTED, NO_PERMISSION, missing call)."""
-    try:
-        return fn(*args)
-    except Exception:  # noqa: BLE001 - NVML raises many NVMLError subclasses; each means n/a
-        return None
 
 
 def _text(value: Any) -> str | None:
@@ -222,15 +197,9 @@ def detect(meminfo_path: str = "/proc/meminfo", nvml: Any = None) -> Detection:
     memavailable = round(meminfo["MemAvailable"] / GIB, 2) if "MemAvailable" in meminfo else None
     host = {"memtotal_gib": memtotal, "memavailable_gib": memavailable}
 
+    nvml, why = nvml_load(nvml)
     if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError:
-            return _fallback("nvidia-ml-py is not installed", host)
-    try:
-        nvml.nvmlInit()
-    except Exception as exc:  # noqa: BLE001 - LibraryNotFound, DriverNotLoaded, ...
-        return _fallback(f"NVML unavailable: {exc or type(exc).__name__}", host)
+        return _fallback(str(why), host)
 
     notes: list[str] = []
     gpus: list[DetectedGPU] = []

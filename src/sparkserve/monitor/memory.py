@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sparkserve.hardware.detect import read_meminfo
+from sparkserve.readings.meminfo import read_meminfo
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 
 from sparkserve.hardware.detect import Detection, detect
-from sparkserve.monitor import procs
+from sparkserve.readings import proc as procs
 from sparkserve.monitor.memory import HostMemory, read_host_memory
 from sparkserve.monitor.ollama_state import OllamaState, read_ollama
 from sparkserve.monitor.targets import Target

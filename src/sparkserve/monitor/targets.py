@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sparkserve.monitor import procs
+from sparkserve.readings import proc as procs
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from sparkserve.monitor.sampler import ServiceReading, Snapshot
+from sparkserve.units import GIB
 
 NA = "n/a"
-GIB = 1024**3
 _BLOCKS = "▁▂▃▄▅▆▇█"
 
 

@@ -16,8 +16,8 @@ from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.calibration import VllmMemoryConstants, vllm_memory_constants
 from sparkserve.plan.quant import GGUF_ENGINES, WeightFormat, kv_dtype_bytes
 from sparkserve.plan.settings import EngineSettings, GgufSettings, VllmSettings
+from sparkserve.units import GIB
 
-GIB = 1024**3
 
 
 @dataclass(frozen=True)

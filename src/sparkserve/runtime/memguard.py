@@ -15,21 +15,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sparkserve.hardware.detect import DROP_CACHES
+from sparkserve.readings.meminfo import DROP_CACHES, meminfo_path, read_meminfo
+from sparkserve.units import GIB
 
-GIB = 1024**3
-MEMINFO = "/proc/meminfo"
-MEMINFO_ENV = "SPARKSERVE_MEMINFO"
-
-
-def meminfo_path() -> str:
-    return os.environ.get(MEMINFO_ENV) or MEMINFO
-
-
-def read_meminfo(path: str) -> dict[str, int]:
-    from sparkserve.hardware.detect import read_meminfo as read
-
-    return read(path)
 
 
 @dataclass(frozen=True)

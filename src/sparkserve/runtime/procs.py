@@ -1,8 +1,4 @@
-"""Processes by pid and process group, read from /proc: is it still ours, and stop all of it.
-
-A pid file alone proves nothing: the process may be gone, a zombie, or the pid may now belong
-to another program. A process is "ours" only while its start time (field 22 of
-/proc/<pid>/stat) and its command line match what was recorded when it started. Engines fork
+"""Stop a process group and all of it; which processes are there is read by readings/proc.py. Engines fork
 workers (vLLM's EngineCore and Worker) into the same process group, so stopping means
 signalling the whole group and waiting until no member is left.
 
@@ -23,11 +19,12 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-PROC = Path("/proc")
+from sparkserve.readings.proc import PROC, ProcInfo, group_members, proc_info, runs_argv
+
 MARKER_ENV = "SPARKSERVE_ID"
+__all__ = ["PROC", "ProcInfo", "group_members", "proc_info", "runs_argv", "stop_group", "wait_group_gone",
+           "check_group", "carries_marker", "marked_members", "UnsafeGroup", "MARKER_ENV"]
 
 
 class UnsafeGroup(ValueError):
@@ -41,47 +38,6 @@ def check_group(pgid: object) -> int:
     if pgid == os.getpgrp():
         raise UnsafeGroup(f"process group {pgid} is sparkserve's own")
     return pgid
-
-
-@dataclass(frozen=True)
-class ProcInfo:
-    """The parts of /proc/<pid>/stat and cmdline that identify a process."""
-
-    pid: int
-    state: str  # R, S, D, Z (zombie), T, ...
-    pgid: int
-    start_ticks: int
-    cmdline: tuple[str, ...]
-
-    @property
-    def alive(self) -> bool:
-        return self.state not in ("Z", "X")
-
-
-def proc_info(pid: int) -> ProcInfo | None:
-    """The process `pid`, or None when there is none (or it vanished while being read)."""
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-        raw = (PROC / str(pid) / "cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = stat[stat.rfind(")") + 2:].split()
-    try:
-        state, pgid, start = fields[0], int(fields[2]), int(fields[19])
-    except (IndexError, ValueError):
-        return None
-    cmdline = tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
-    return ProcInfo(pid=pid, state=state, pgid=pgid, start_ticks=start, cmdline=cmdline)
-
-
-def runs_argv(info: ProcInfo, argv: list[str] | tuple[str, ...]) -> bool:
-    """Whether the process runs `argv` (compared with secret values redacted on both sides); a `#!`
-    script shows its interpreter first, so only the tail has to match."""
-    from sparkserve.secrets import redact_argv
-
-    argv = tuple(redact_argv(argv))
-    return bool(argv) and tuple(redact_argv(info.cmdline))[-len(argv):] == argv
 
 
 def carries_marker(pid: int, marker: str) -> bool:
@@ -98,17 +54,6 @@ def carries_marker(pid: int, marker: str) -> bool:
 def marked_members(pgid: int, marker: str, since_ticks: int = 0) -> list[ProcInfo]:
     """Live members of the group that carry the marker and started no earlier than `since_ticks`."""
     return [m for m in group_members(pgid) if m.start_ticks >= since_ticks and carries_marker(m.pid, marker)]
-
-
-def group_members(pgid: int) -> list[ProcInfo]:
-    """Live (non-zombie) processes of a process group."""
-    members = []
-    for entry in PROC.iterdir():
-        if entry.name.isdigit():
-            info = proc_info(int(entry.name))
-            if info is not None and info.pgid == pgid and info.alive:
-                members.append(info)
-    return members
 
 
 def _reap(pids: list[int]) -> None:

@@ -1,6 +1,8 @@
-"""What /proc says about a service: its processes, resident memory, age, and who holds a port.
+"""Processes from /proc: who a pid is, its group, resident memory, age, cgroup, and who holds a port.
 
-Process identity and groups come from `runtime.procs`; this adds the readings.
+A pid file alone proves nothing: the process may be gone, a zombie, or the pid may now belong
+to another program. A process is "ours" only while its start time (field 22 of
+/proc/<pid>/stat) and its command line match what was recorded when it started.
 
 Every reading is optional: a process may exit between two reads, another user's processes
 may be unreadable, and /proc may be missing (not Linux). None means n/a, never an error.
@@ -10,11 +12,64 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from sparkserve.runtime.procs import group_members, proc_info
-
 PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    """The parts of /proc/<pid>/stat and cmdline that identify a process."""
+
+    pid: int
+    state: str  # R, S, D, Z (zombie), T, ...
+    pgid: int
+    start_ticks: int
+    cmdline: tuple[str, ...]
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in ("Z", "X")
+
+
+def proc_info(pid: int) -> ProcInfo | None:
+    """The process `pid`, or None when there is none (or it vanished while being read)."""
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        state, pgid, start = fields[0], int(fields[2]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+    cmdline = tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    return ProcInfo(pid=pid, state=state, pgid=pgid, start_ticks=start, cmdline=cmdline)
+
+
+def runs_argv(info: ProcInfo, argv: list[str] | tuple[str, ...]) -> bool:
+    """Whether the process runs `argv` (compared with secret values redacted on both sides); a `#!`
+    script shows its interpreter first, so only the tail has to match."""
+    from sparkserve.secrets import redact_argv
+
+    argv = tuple(redact_argv(argv))
+    return bool(argv) and tuple(redact_argv(info.cmdline))[-len(argv):] == argv
+
+
+def group_members(pgid: int) -> list[ProcInfo]:
+    """Live (non-zombie) processes of a process group."""
+    members = []
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            info = proc_info(int(entry.name))
+            if info is not None and info.pgid == pgid and info.alive:
+                members.append(info)
+    return members
+
+
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
 
 
