@@ -119,7 +119,7 @@ def summarize(outcomes: Sequence[Outcome], duration_s: float, slos: Sequence[Slo
         "http_statuses": dict(sorted(statuses.items())),
         "short_outputs": short,
     }
-    summary.update(goodput(per_request, outcomes_count=completed, duration_s=duration_s, slos=slos, summary=summary))
+    summary.update(goodput(per_request, duration_s=duration_s, slos=slos, summary=summary))
     return summary
 
 
@@ -138,7 +138,7 @@ def _request_value(slo: Slo, ttft: float, tpot: float | None, itls: list[float],
     return percentile(sorted(itls), float(slo.statistic[1:]))
 
 
-def goodput(per_request: Sequence[tuple[float, float | None, list[float], float]], *, outcomes_count: int,
+def goodput(per_request: Sequence[tuple[float, float | None, list[float], float]], *,
             duration_s: float, slos: Sequence[Slo], summary: dict) -> dict:
     """Goodput (requests meeting every SLO, per second) and each SLO's attainment over the run."""
     if not slos:

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from sparkserve.doctor.checks import Check
     from sparkserve.doctor.diagnose import Finding
 
-DEFAULT_TAIL = 500
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from sparkserve.runtime.docker import Compose, ServiceState
     from sparkserve.stack.load import Stack
 
-DEFAULT_TIMEOUT_S = 1800.0  # a first start downloads tens of GB of weights
 STOPPED_STATES = frozenset({"exited", "dead", "restarting"})
 
 

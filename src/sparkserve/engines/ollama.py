@@ -25,7 +25,6 @@ DEFAULT_NUM_CTX = 4096
 DEFAULT_NUM_PARALLEL = 1
 DEFAULT_KV_CACHE_TYPE = "f16"
 KV_CACHE_TYPES = ("auto", "f16", "q8_0", "q4_0")  # OLLAMA_KV_CACHE_TYPE values (docs/faq.md); auto = f16
-DEFAULT_KEEP_ALIVE = "5m"
 # llama.cpp evaluates prompts in micro-batches of n_ubatch tokens (llama.cpp common default 512);
 # the compute buffer is sized for one micro-batch.
 DEFAULT_NUM_BATCH = 512

@@ -32,8 +32,6 @@ DEFAULT_BLOCK_SIZE = 16  # CacheConfig.block_size default on CUDA
 LARGE_GPU_GIB = 70
 DEFAULT_MAX_NUM_BATCHED_TOKENS = {True: 8192, False: 2048}
 DEFAULT_MAX_NUM_SEQS = {True: 1024, False: 256}
-# CUDA graphs are captured for batch sizes up to this (CompilationConfig.max_cudagraph_capture_size).
-DEFAULT_MAX_CUDAGRAPH_CAPTURE_SIZE = 512
 
 # `--kv-cache-dtype` choices (vLLM CacheConfig; "auto" is the model's dtype).
 KV_CACHE_DTYPES = ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2")

@@ -92,7 +92,7 @@ def kv_bytes_per_context(dep: Deployment, context: float) -> float:
     return layer_tokens * per_layer_token + 2 * model.recurrent_state_bytes()
 
 
-def flop_params(model: ModelSpec, batch: int = 1) -> float:
+def flop_params(model: ModelSpec) -> float:
     """Parameters a token multiplies through (input embeddings are a lookup, not a matmul)."""
     p = model.params
     head = p.lm_head or p.embedding

@@ -52,7 +52,7 @@ def build_project(stack: Stack, hw: HardwareProfile, plan: StackPlan) -> Compose
         if svc.runtime != "compose":
             skipped.append(name)
             continue
-        services[name] = _service(stack, name, svc, hw, plans[name], named_volumes)
+        services[name] = _service(stack, svc, hw, plans[name], named_volumes)
         for value in svc.env.values():
             env_names += [ref for ref in env_references(value) if ref not in env_names]
         env_names += [n for n in get_engine(svc.engine).secret_env_names() if n not in env_names]
@@ -62,7 +62,7 @@ def build_project(stack: Stack, hw: HardwareProfile, plan: StackPlan) -> Compose
     return ComposeProject(document=doc, env_names=env_names, skipped=skipped)
 
 
-def _service(stack: Stack, name: str, svc: ServiceSpec, hw: HardwareProfile, plan: ServicePlan,
+def _service(stack: Stack, svc: ServiceSpec, hw: HardwareProfile, plan: ServicePlan,
              named_volumes: set[str]) -> dict:
     """The engine's fragment (image, command, environment, its volumes) plus what every service gets."""
     from sparkserve.engines import get_engine

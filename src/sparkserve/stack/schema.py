@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sparkserve.errors import closest
 
-RUNTIMES = ("compose", "native")
 DEFAULT_BIND = "127.0.0.1"
 DEFAULT_HF_CACHE = "/opt/hf"
 # Below this much MemAvailable a starting native service is stopped: on unified memory (DGX Spark)
