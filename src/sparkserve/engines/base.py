@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     import httpx
 
     from sparkserve.engines.live import LiveProbe
-
     from sparkserve.hardware.profile import HardwareProfile
     from sparkserve.plan.memory import Deployment, MemoryPlan
     from sparkserve.plan.planner import ServicePlan
