@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
+
 from bench_servers import free_port, run_bench, stand_in
 
 FAULTS = "ok,http500,malformed,truncated,error_event,stall,ok"

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from hub_server import HubRepo, HubServer, safetensors_file, tensor_bytes
 
+from hub_server import HubRepo, HubServer, safetensors_file, tensor_bytes
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import get_profile
 from sparkserve.models.catalog import resolve_model

@@ -14,8 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from native_kit import (cli_env, events, free_port, group_alive, install_fake_ollama, read_pid_file, run_cli,
-                        start_cli, wait_for, write_meminfo)
+from native_kit import (
+    cli_env,
+    events,
+    free_port,
+    group_alive,
+    install_fake_ollama,
+    read_pid_file,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_meminfo,
+)
 from sparkserve.errors import UserError
 
 SECRET = "hf_native_test_secret_4242"

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from sparkserve import __version__
 from sparkserve.bench.target import Target
-from sparkserve.units import GIB
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 
@@ -44,8 +43,7 @@ def hardware() -> dict:
 
 def local_server_command(port: int) -> list[str] | None:
     """The command line of the local process listening on `port`, when /proc shows it."""
-    from sparkserve.readings.proc import listening_pid
-    from sparkserve.readings.proc import proc_info
+    from sparkserve.readings.proc import listening_pid, proc_info
 
     pid = listening_pid(port)
     info = proc_info(pid) if pid is not None else None

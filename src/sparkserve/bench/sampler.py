@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import aiohttp
 
 from sparkserve.bench.target import Target
-from sparkserve.readings.nvml import Nvml
 from sparkserve.readings.meminfo import mem_available_gib, meminfo_path
 from sparkserve.readings.metrics import Metrics, aliases_for, read_text
+from sparkserve.readings.nvml import Nvml
 from sparkserve.units import GIB
 
 # Snapshot: one /metrics read (readings/metrics.py defines each reading: counters summed over

@@ -6,7 +6,6 @@ run full of connection errors.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit

@@ -20,8 +20,8 @@ from sparkserve.errors import UserError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sparkserve.stack.stackplan import PlannedStack as Loaded
     from sparkserve.demo.client import ServerTiming
+    from sparkserve.stack.stackplan import PlannedStack as Loaded
 
 SETUP_SCRIPT = Path("scripts") / "setup-vllm-cpu.sh"
 READY_TIMEOUT_S = 600.0  # about 30 s here; a first start also compiles CPU kernels
@@ -79,8 +79,8 @@ def run_demo(*, directory: str | None, port: int, model_dir: str | None, request
 
     from sparkserve.commands import native
     from sparkserve.demo import write_tiny_model
-    from sparkserve.runtime import native as runtime
     from sparkserve.demo.stack import SERVICE, demo_stack_text
+    from sparkserve.runtime import native as runtime
     from sparkserve.stack.load import STACK_FILE
     from sparkserve.stack.stackplan import load_planned
 

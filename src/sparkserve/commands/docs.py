@@ -18,9 +18,9 @@ def model_slug(model_id: str) -> str:
 
 def generate(model: str, hardware: str | None) -> tuple[str, str]:
     """(slug, markdown) for a model on a hardware profile."""
-    from sparkserve.models.gated import is_gated
     from sparkserve.commands.plan import resolve_hardware
     from sparkserve.models.catalog import resolve_model
+    from sparkserve.models.gated import is_gated
     from sparkserve.plan.model_report import build_report
     from sparkserve.plan.speed import Workload
     from sparkserve.stack.defaults import OLLAMA_SERVICE

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 from sparkserve.errors import UserError
 
 if TYPE_CHECKING:
-    from sparkserve.stack.stackplan import PlannedStack as Loaded
     from sparkserve.doctor.checks import Check
     from sparkserve.doctor.diagnose import Finding
+    from sparkserve.stack.stackplan import PlannedStack as Loaded
 
 
 

@@ -214,8 +214,8 @@ def run_up(*, stack: str | None, services: list[str], force: bool, timeout: floa
 
 def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: float, wait: bool, console) -> None:
     from sparkserve.engines import get_engine
-    from sparkserve.readings.meminfo import read_meminfo
     from sparkserve.models.gated import is_gated
+    from sparkserve.readings.meminfo import read_meminfo
     from sparkserve.runtime.docker import preflight
     from sparkserve.runtime.ports import check_ports_free
 

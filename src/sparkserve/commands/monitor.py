@@ -40,8 +40,8 @@ def _api_key(directory: Path) -> str | None:
 
 def targets_for(stack: Stack, rows: list[dict]) -> list[Target]:
     """Status rows -> targets with native pids and compose container ids where the host shows them."""
-    from sparkserve.runtime.compose import COMPOSE_FILE
     from sparkserve.monitor.targets import compose_containers, target_from_row, with_container, with_native_pid
+    from sparkserve.runtime.compose import COMPOSE_FILE
 
     directory = stack.path.parent
     compose_file = directory / COMPOSE_FILE

@@ -46,7 +46,7 @@ def pick_probe(client: httpx.Client, url: str, probes: Sequence[LiveProbe]) -> L
 
 def local_settings(url: str, probe: LiveProbe) -> dict[str, object]:
     """The flags of a server on this machine, from its command line; {} when it is elsewhere or unreadable."""
-    from sparkserve.monitor.procs import listening_pid
+    from sparkserve.readings.proc import listening_pid
 
     parts = urlsplit(url)
     if parts.hostname not in ("127.0.0.1", "localhost", "::1") or parts.port is None:

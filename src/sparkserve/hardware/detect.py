@@ -16,14 +16,13 @@ import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sparkserve.hardware.catalog import PROFILES, get_profile
 from sparkserve.readings.meminfo import DROP_CACHES, read_meminfo  # noqa: F401 - DROP_CACHES re-exported
 from sparkserve.readings.nvml import load as nvml_load
 from sparkserve.readings.nvml import read as _read
 from sparkserve.units import GIB
-
 
 # Ordered: more specific names first (GH200 before H200, H100 NVL/PCIe before H100).
 # Matched against the lower-cased NVML name with a leading "nvidia " removed.

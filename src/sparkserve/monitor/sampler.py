@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 
 from sparkserve.hardware.detect import Detection, detect
-from sparkserve.readings import proc as procs
 from sparkserve.monitor.memory import HostMemory, read_host_memory
 from sparkserve.monitor.ollama_state import OllamaState, read_ollama
 from sparkserve.monitor.targets import Target
 from sparkserve.monitor.vllm_metrics import VllmRates, VllmSample, rates, read_vllm
+from sparkserve.readings import proc as procs
 
 HISTORY = 120  # points per series: 4 minutes at the default 2 s interval
 SERIES = ("generation_tps", "kv_cache_usage", "queue")

@@ -19,7 +19,6 @@ from sparkserve.plan.settings import EngineSettings, GgufSettings, VllmSettings
 from sparkserve.units import GIB
 
 
-
 @dataclass(frozen=True)
 class Deployment:
     """One model served by one engine on `gpus` devices per node over `nodes` nodes."""

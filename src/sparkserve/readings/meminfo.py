@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+
 from sparkserve.units import GIB
 
 MEMINFO = "/proc/meminfo"

@@ -10,14 +10,12 @@ the guard with a file it rewrites.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sparkserve.readings.meminfo import DROP_CACHES, meminfo_path, read_meminfo
 from sparkserve.units import GIB
-
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import httpx
 
 from sparkserve.errors import UserError
 
-
 REQUEST_TIMEOUT_S = 30.0  # one probe at most; never past the caller's deadline
 CONNECT_TIMEOUT_S = 3.0
 

@@ -23,8 +23,8 @@ def service_defaults(stack: Stack) -> list[ServiceDefaults]:
 
 def stack_hardware(stack: Stack, override: str | None = None) -> HardwareProfile:
     """The profile to plan for: `--hardware` wins over the file; 'auto' detects this machine."""
-    from sparkserve.hardware.catalog import resolve_profile as resolve_hardware
     from sparkserve.errors import UserError
+    from sparkserve.hardware.catalog import resolve_profile as resolve_hardware
 
     wanted = override or stack.spec.stack.hardware
     try:
