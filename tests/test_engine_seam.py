@@ -40,7 +40,8 @@ def toy_env(tmp: Path) -> dict[str, str]:
     exe = tmp / "bin" / "toy-serve"
     exe.parent.mkdir(exist_ok=True)
     # A Python script, as engines' console scripts are: /proc then shows `python toy-serve ARGS`.
-    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({str(TESTS / 'toy_server.py')!r}, run_name='__main__')\n")
+    server = str(TESTS / "toy_server.py")
+    exe.write_text(f"#!{sys.executable}\nimport runpy\nrunpy.run_path({server!r}, run_name='__main__')\n")
     exe.chmod(0o755)
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
     return cli_env(SPARKSERVE_ENGINE_MODULES="toy_engine", PYTHONPATH=path, SPARKSERVE_TOY=str(exe))

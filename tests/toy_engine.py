@@ -82,7 +82,8 @@ class Toy(OpenAICompatible):
         return ["CMD", "toy-serve", "--check"]
 
     def compose_fragment(self, svc: Any, plan: Any, hw: Any, hf_cache: str) -> ComposeFragment:
-        return ComposeFragment(image=svc.image or IMAGE, command=[*plan.recommended_args, "--port", str(self.container_port)],
+        return ComposeFragment(image=svc.image or IMAGE,
+                               command=[*plan.recommended_args, "--port", str(self.container_port)],
                                environment=dict(svc.env), volumes=[f"{hf_cache}:/models"])
 
     def native_command(self, svc: Any, plan: Any, *, bind: str, hf_cache: str | None, stack_dir: str) -> NativeCommand:

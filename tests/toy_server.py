@@ -33,7 +33,8 @@ def build_app(args: argparse.Namespace) -> web.Application:
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "owned_by": "toy", "root": args.model, "max_model_len": args.max_model_len}]})
+            {"id": name, "object": "model", "owned_by": "toy", "root": args.model,
+             "max_model_len": args.max_model_len}]})
 
     async def complete(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -49,21 +50,23 @@ def build_app(args: argparse.Namespace) -> web.Application:
             if not body.get("stream"):
                 counts.generated += total
                 text = " tok" * total
-                choice = {"index": 0, "message": {"role": "assistant", "content": text}} if chat else {"index": 0, "text": text}
+                message = {"role": "assistant", "content": text}
+                choice = {"index": 0, "message": message} if chat else {"index": 0, "text": text}
                 return web.json_response({"id": "toy", "object": "completion", "model": name, "choices": [choice],
                                           "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": total,
                                                     "total_tokens": prompt_tokens + total}})
             usage = bool((body.get("stream_options") or {}).get("include_usage"))
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await response.prepare(request)
-            for i in range(total):
+            for _ in range(total):
                 await asyncio.sleep(0.002)
                 counts.generated += 1
                 choice = {"index": 0, "delta": {"content": " tok"}} if chat else {"index": 0, "text": " tok"}
                 await response.write(_sse({"id": "toy", "object": "chunk", "model": name, "choices": [choice]}))
             if usage:
-                await response.write(_sse({"id": "toy", "choices": [], "usage": {
-                    "prompt_tokens": prompt_tokens, "completion_tokens": total, "total_tokens": prompt_tokens + total}}))
+                counted = {"prompt_tokens": prompt_tokens, "completion_tokens": total,
+                           "total_tokens": prompt_tokens + total}
+                await response.write(_sse({"id": "toy", "choices": [], "usage": counted}))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response

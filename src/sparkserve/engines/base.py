@@ -266,7 +266,8 @@ class Engine:
         """The highest concurrency setting tune proposes by itself."""
         raise self.planning_only("tune it")
 
-    def tune_defaults(self, settings: Mapping[str, Any], *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
+    def tune_defaults(self, settings: Mapping[str, Any], *, max_model_len: int,
+                      seqs: list[int]) -> dict[str, list[Any]]:
         """The space tune searches when the user names none, from the plan's settings."""
         raise self.planning_only("tune it")
 

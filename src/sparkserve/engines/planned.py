@@ -82,7 +82,8 @@ class TensorRTLLM(StaticPoolEngine):
     def recommended_args(self, plan: Any) -> list[str]:
         """`trtllm-serve` arguments."""
         dep, mem = plan.deployment, plan.memory
-        args = [dep.model.id, "--max_seq_len", str(mem.max_model_len), "--max_batch_size", str(mem.settings.max_num_seqs),
+        args = [dep.model.id, "--max_seq_len", str(mem.max_model_len),
+                "--max_batch_size", str(mem.settings.max_num_seqs),
                 "--max_num_tokens", str(mem.settings.max_num_batched_tokens)]
         if dep.devices > 1:
             args += ["--tp_size", str(dep.devices)]
