@@ -136,8 +136,8 @@ def test_metrics_parse_and_count_the_requests(served):
     httpx.post(served.url + "/v1/completions", timeout=120,
                json={"model": "tiny", "prompt": "The model", "max_tokens": 16, "ignore_eos": True})
     after = sums_from_text(httpx.get(served.url + "/metrics", timeout=30).text)
-    assert after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"] == 16
-    assert after["vllm:request_success_total"] - before["vllm:request_success_total"] == 1
+    assert after.counter("generation_tokens_total") - before.counter("generation_tokens_total") == 16
+    assert after.counter("request_success_total") - before.counter("request_success_total") == 1
     timing = server_timing(before, after)
     assert timing.requests == 1 and timing.generated_tokens == 16 and timing.decode_tps > 0
 
