@@ -225,8 +225,6 @@ def check_disk(ctx: Context) -> Check:
 
     if ctx.stack is None or ctx.plan is None:
         return Check("disk_space", NA, "no stack file: nothing planned to download")
-    from sparkserve.engines import get_engine
-
     cache = Path(ctx.stack.spec.stack.hf_cache).expanduser()
     token = os.environ.get("HF_TOKEN") or ctx.env.get("HF_TOKEN") or None
     need: dict[Path, float] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sparkserve.engines.base import ComposeFragment, NativeCommand
 from sparkserve.engines.openai import OpenAICompatible
