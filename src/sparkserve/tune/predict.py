@@ -147,22 +147,33 @@ def _value(slo: Slo, point: dict) -> float:
     return {"ttft": point["ttft_ms"], "tpot": point["itl_ms"], "itl": point["itl_ms"], "e2e": point["e2e_ms"]}[slo.metric]
 
 
-def point_at(plan: ServicePlan, load: int, shape: WorkloadShape, slos: list[Slo], kv_requests: int) -> Point:
-    perf = plan.perf
-    itl = perf.decode_step_ms
-    ttft = perf.ttft_ms + itl
-    e2e = ttft + max(0, shape.output_len - 1) * itl
-    values = {"ttft_ms": ttft, "itl_ms": itl, "e2e_ms": e2e}
-    failing = [f"{s.metric} {_value(s, values):.0f} ms > {s.bound_ms:g} ms" for s in slos if not s.holds(_value(s, values))]
-    if load > kv_requests:
-        failing.append(f"the KV cache holds {kv_requests} requests of this workload")
-    return Point(load=load, ttft_ms=ttft, itl_ms=itl, e2e_ms=e2e, per_request_tps=perf.decode_tps,
-                 aggregate_tps=perf.aggregate_tps, goodput_rps=load / (e2e / 1000) if e2e > 0 else 0.0,
-                 meets_slo=not failing, why="; ".join(failing))
+def curve_points(plan: ServicePlan, loads: list[int], shape: WorkloadShape, slos: list[Slo]) -> list[Point]:
+    """The plan's curve (plan/curve.py: requests above what the engine admits queue, so their TTFT
+    grows) at these loads, each judged against the SLO."""
+    from sparkserve.plan.curve import concurrency_curve
+    from sparkserve.plan.speed import Workload
+
+    work = Workload(prompt_len=shape.prompt_len, output_len=shape.output_len)
+    out = []
+    for cp in concurrency_curve(plan.deployment, plan.memory, work, tuple(loads)):
+        e2e = cp.ttft_ms + max(0, shape.output_len - 1) * cp.itl_ms
+        values = {"ttft_ms": cp.ttft_ms, "itl_ms": cp.itl_ms, "e2e_ms": e2e}
+        failing = [f"{s.metric} {_value(s, values):.0f} ms > {s.bound_ms:g} ms"
+                   for s in slos if not s.holds(_value(s, values))]
+        if cp.capped_by and failing:
+            failing.append(f"{cp.concurrency - cp.running} of {cp.concurrency} wait ({cp.capped_by.replace('_', ' ')})")
+        out.append(Point(load=cp.concurrency, ttft_ms=cp.ttft_ms, itl_ms=cp.itl_ms, e2e_ms=e2e,
+                         per_request_tps=cp.decode_tps, aggregate_tps=cp.output_tps,
+                         goodput_rps=cp.concurrency / (e2e / 1000) if e2e > 0 else 0.0,
+                         meets_slo=not failing, why="; ".join(failing)))
+    return out
 
 
 def predict(planner: Planner, candidate: Candidate, slos: list[Slo]) -> Prediction:
     """Plan a configuration: skip what cannot start or cannot meet the SLO even alone."""
+    from sparkserve.plan.curve import admitted
+    from sparkserve.plan.speed import Workload
+
     engine = planner.engine
     cap = int(candidate.args.get(engine.tune_concurrency_key) or 1)
     prediction = Prediction(candidate=candidate, cap=cap)
@@ -179,20 +190,19 @@ def predict(planner: Planner, candidate: Candidate, slos: list[Slo]) -> Predicti
     if not alone.fits:
         prediction.skip = "does not fit: " + (alone.memory.reasons[0] if alone.memory.reasons else "not enough memory")
         return prediction
-    kv_requests = max(0, alone.memory.kv_tokens // planner.shape.request_len)
-    prediction.kv_requests = kv_requests
-    for load in levels(cap):
-        plan = alone if load == 1 else planner.plan(candidate.args, load)
-        prediction.curve.append(point_at(plan, load, planner.shape, slos, kv_requests))
+    shape = planner.shape
+    prediction.kv_requests = admitted(alone.memory, Workload(prompt_len=shape.prompt_len,
+                                                            output_len=shape.output_len)).kv_requests
+    prediction.curve = curve_points(alone, levels(cap), shape, slos)
     first = prediction.curve[0]
     if not first.meets_slo:
         prediction.skip = f"cannot meet the SLO at concurrency 1: predicted {first.why}"
         return prediction
     good = max(p.load for p in prediction.curve if p.meets_slo)
     bad = min((p.load for p in prediction.curve if not p.meets_slo and p.load > good), default=None)
-    while bad is not None and bad - good > 1:  # between two levels of the curve: bisect with the planner
+    while bad is not None and bad - good > 1:  # between two levels of the curve: bisect
         mid = (good + bad) // 2
-        point = point_at(planner.plan(candidate.args, mid), mid, planner.shape, slos, kv_requests)
+        point = curve_points(alone, [mid], shape, slos)[0]
         prediction.curve.append(point)
         good, bad = (mid, bad) if point.meets_slo else (good, mid)
     prediction.curve.sort(key=lambda p: p.load)

@@ -21,15 +21,13 @@ if TYPE_CHECKING:
 
 def _plan_vs_measured(search: Search, trial: dict) -> dict | None:
     """The plan at the load tune settled on, beside the measurement there (measured / predicted)."""
-    from sparkserve.tune.predict import point_at
+    from sparkserve.tune.predict import curve_points
 
     level = trial.get("measured")
     if trial.get("status") != "measured" or not level:
         return None
     load = level["load"]
-    plan = search.planner.plan(trial["args"], load)
-    kv = trial["predicted"].get("kv_requests") or load
-    point = point_at(plan, load, search.planner.shape, search.slos, kv)
+    point = curve_points(search.planner.plan(trial["args"], 1), [load], search.planner.shape, search.slos)[0]
 
     def ratio(measured: float | None, predicted: float) -> float | None:
         return round(measured / predicted, 3) if measured and predicted else None
