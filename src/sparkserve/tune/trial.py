@@ -270,7 +270,7 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
             ctx.say(f"  ready in {ready.seconds:.0f} s; searching the load")
             try:
                 found = _search(ctx, launch, stack, prediction, start_load, deadline, alive)
-            except Died as exc:
+            except (Died, UserError) as exc:  # the engine stopped answering, or what it says rules the load out
                 record.update(status="failed", phase="load", **_cause(log, guard.tripped, str(exc), hidden))
                 return record
     finally:
