@@ -50,7 +50,8 @@ engine = "vllm"
 model = "{model}"
 port = {port}
 runtime = "native"
-env = {{ VLLM_CPU_KVCACHE_SPACE = "1", VLLM_CPU_OMP_THREADS_BIND = "auto", HF_HUB_OFFLINE = "1", VLLM_ENABLE_V1_MULTIPROCESSING = "0" }}
+env = {{ VLLM_CPU_KVCACHE_SPACE = "1", VLLM_CPU_OMP_THREADS_BIND = "auto", HF_HUB_OFFLINE = "1",\
+ VLLM_ENABLE_V1_MULTIPROCESSING = "0" }}
 
 [services.tiny.args]
 served_model_name = "tiny"
@@ -95,7 +96,8 @@ def vllm_bench(venv: Path, stack: Path, best: dict, args: argparse.Namespace, ou
     apply({"service": "tiny", "best": best}, copy, "vllm", Quiet())  # type: ignore[arg-type]
     cli = [sys.executable, "-m", "sparkserve.cli"]
     env = os.environ | {"SPARKSERVE_POLL_S": "0.5"}
-    up = subprocess.run([*cli, "up", "--stack", str(copy)], capture_output=True, text=True, env=env, timeout=900, check=False)
+    up = subprocess.run([*cli, "up", "--stack", str(copy)], capture_output=True, text=True, env=env, timeout=900,
+                        check=False)
     if up.returncode != 0:
         raise RuntimeError(f"sparkserve up failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
     port = int(copy.read_text().split("port = ", 1)[1].split()[0])

@@ -8,9 +8,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from native_kit import cli_env, run_cli
 from rich.console import Console
 
+from native_kit import cli_env, run_cli
 from sparkserve.errors import UserError
 from sparkserve.tune.journal import Journal
 from sparkserve.tune.report import apply
@@ -256,7 +256,7 @@ def test_model_page_example_is_what_the_command_plans(default_stack):
     trials = json.loads(out.read_text())["trials"]
     rows = [line.split("|")[1:-1] for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
     assert len(rows) == len(trials)
-    for row, trial in zip(rows, trials):
+    for row, trial in zip(rows, trials, strict=True):
         cells = [c.strip() for c in row]
         assert int(cells[1]) == trial["args"]["max_num_seqs"]
         assert int(cells[2]) == trial["args"]["max_num_batched_tokens"]

@@ -3,8 +3,8 @@
 Run 1 is interrupted (SIGINT, as Ctrl-C) as soon as its first trial is in the journal; run 2
 resumes and is killed outright (SIGKILL, as a crash) while its first engine starts; run 3 resumes,
 stops the engine the crash left behind, must not repeat the finished trial, records the
-configurations vLLM refuses with doctor's cause, writes the JSON and applies the best arguments. Each CPU vLLM start costs about
-30 s, so the space is small and each load level sends few requests.
+configurations vLLM refuses with doctor's cause, writes the JSON and applies the best arguments.
+Each CPU vLLM start costs about 30 s, so the space is small and each load level sends few requests.
 """
 
 from __future__ import annotations

@@ -144,7 +144,8 @@ def levels(cap: int) -> list[int]:
 
 
 def _value(slo: Slo, point: dict) -> float:
-    return {"ttft": point["ttft_ms"], "tpot": point["itl_ms"], "itl": point["itl_ms"], "e2e": point["e2e_ms"]}[slo.metric]
+    by_metric = {"ttft": point["ttft_ms"], "tpot": point["itl_ms"], "itl": point["itl_ms"], "e2e": point["e2e_ms"]}
+    return by_metric[slo.metric]
 
 
 def curve_points(plan: ServicePlan, loads: list[int], shape: WorkloadShape, slos: list[Slo]) -> list[Point]:

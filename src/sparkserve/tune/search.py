@@ -178,7 +178,8 @@ def decided_by(pred: Prediction, done: list[dict], engine: Engine, prompt_len: i
         other = trial["args"]
         if trial["status"] == "failed" and trial.get("cause_id") in MEMORY_CAUSES:
             keys = [k for k in (engine.tune_memory_key, engine.tune_length_key) if k and k in args]
-            same_rest = all(args.get(k) == other.get(k) for k in args if k not in keys and k not in engine.tune_load_caps)
+            rest = [k for k in args if k not in keys and k not in engine.tune_load_caps]
+            same_rest = all(args.get(k) == other.get(k) for k in rest)
             if keys and same_rest and all(args[k] >= other.get(k, args[k]) for k in keys):
                 return {"status": "ruled_out", "by": trial["id"],
                         "reason": f"trial {trial['id']} ran out of memory ({trial['cause_id']}) asking for no more"}
@@ -260,7 +261,8 @@ def run(search: Search, say: Callable[[str], None]) -> dict:
         if cand.id in finished:
             trials.append({k: v for k, v in finished[cand.id].items() if k != "kind"})
             continue
-        decided = None if search.request.grid else decided_by(pred, done, search.engine, search.request.shape.prompt_len)
+        prompt_len = search.request.shape.prompt_len
+        decided = None if search.request.grid else decided_by(pred, done, search.engine, prompt_len)
         if decided is not None:
             trials.append({"id": cand.id, "args": cand.args, "predicted": pred.to_dict(), **decided})
             say(f"[{number}/{len(runnable)}] {cand.label()}: {decided['status']}: {decided['reason']}")

@@ -178,7 +178,7 @@ def config_id(args: dict) -> str:
 def candidates(space: dict[str, list]) -> list[Candidate]:
     """Every combination, in the space's key order; the search reorders them by promise."""
     keys = list(space)
-    return [Candidate(dict(zip(keys, combo))) for combo in itertools.product(*(space[k] for k in keys))]
+    return [Candidate(dict(zip(keys, combo, strict=True))) for combo in itertools.product(*(space[k] for k in keys))]
 
 
 def powers_around(load: int, cap: int) -> list[int]:

@@ -294,7 +294,8 @@ def _search(ctx: Context, launch, stack, prediction: Prediction, start_load: int
     from sparkserve.bench.tokens import resolve_tokenizer
 
     svc = stack.services[ctx.planner.name]
-    target = probe(Target(api=ctx.planner.engine.bench_apis[0], base_url=launch.url, model=launch.model, engine=svc.engine,
+    target = probe(Target(api=ctx.planner.engine.bench_apis[0], base_url=launch.url, model=launch.model,
+                          engine=svc.engine,
                           service=ctx.planner.name, api_key=launch.api_key, stack_model=svc.model,
                           stack_quant=svc.quant, stack_hardware=stack.spec.stack.hardware,
                           server_args=dict(svc.args)))
