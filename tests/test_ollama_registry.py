@@ -88,3 +88,21 @@ def test_offline_never_asks_the_registry(registry: Registry, monkeypatch: pytest
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert resolve_model("qwen3.6:35b").spec.gguf_bytes == 0
     assert registry.requests == []
+
+
+def test_a_registry_that_misses_is_not_asked_again_on_every_plan(registry: Registry) -> None:
+    resolve_model("qwen3.6:27b")  # a tag this registry does not hold: 404
+    resolve_model("qwen3.6:27b")
+    assert [path for path, _ in registry.requests] == ["/v2/library/qwen3.6/manifests/27b"]
+
+
+def test_an_unreachable_registry_costs_one_attempt(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("OLLAMA_REGISTRY", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("SPARKSERVE_MODELS_CACHE", str(tmp_path))
+    assert resolve_model("qwen3.6:35b").spec.gguf_bytes == 0
+    assert list(tmp_path.rglob("35b.json")), "the miss is remembered on disk"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 from sparkserve.models import hub
@@ -21,6 +22,9 @@ MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 # Layers that hold weights the runner loads: the GGUF model and, for vision models, the projector.
 WEIGHT_MEDIA_TYPES = ("application/vnd.ollama.image.model", "application/vnd.ollama.image.projector")
 TIMEOUT_S = 3.0
+# A registry that did not answer (or did not know the tag) is asked again only after this long, so an
+# offline or firewalled machine pays the failed request once a day instead of on every `plan`.
+RETRY_AFTER_S = 24 * 3600.0
 
 
 def registry() -> str:
@@ -39,21 +43,25 @@ def weight_bytes(model: str, tag: str) -> int | None:
     """Bytes of the tag's weight layers; None when the registry cannot be asked or does not know the tag."""
     cached = _cache_file(model, tag)
     try:
-        return int(json.loads(cached.read_text(encoding="utf-8"))["weight_bytes"])
-    except (OSError, ValueError, KeyError, TypeError):
+        entry = json.loads(cached.read_text(encoding="utf-8"))
+        if entry.get("weight_bytes") is not None:
+            return int(entry["weight_bytes"])
+        if entry.get("registry") == registry() and time.time() - float(entry["missed_at"]) < RETRY_AFTER_S:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     if hub.offline():
         return None
     manifest = _fetch(model, tag)
-    if manifest is None:
-        return None
-    layers = manifest.get("layers") or []
+    layers = (manifest or {}).get("layers") or []
     size = sum(int(layer.get("size") or 0) for layer in layers if layer.get("mediaType") in WEIGHT_MEDIA_TYPES)
-    if not size:
-        return None
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps({"weight_bytes": size, "registry": registry()}), encoding="utf-8")
-    return size
+    entry = {"weight_bytes": size, "registry": registry()} if size else {"missed_at": time.time(), "registry": registry()}
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(json.dumps(entry), encoding="utf-8")
+    except OSError:
+        pass
+    return size or None
 
 
 def _fetch(model: str, tag: str) -> dict | None:
