@@ -179,8 +179,9 @@ def report(perf: list[Scored], memory: list[MemScored], skipped: list[str],
                      f"{_pct(s.in_sample, r.measured)} | {_pct(s.roofline, r.measured)} |")
     if newer:
         lines += ["", "## 2026-generation models (data/calibration/perf-2026-models.csv)", "",
-                  ("Public measurements of hybrid linear-attention, Mamba-hybrid and NVFP4 MoE models (sources in the "
-                   "CSV): not used by the fit, so every prediction is held out; not in the targets above."), "",
+                  ("Public measurements of hybrid linear-attention, Mamba-hybrid, latent-attention (MLA), vision and "
+                   "NVFP4 MoE models (sources in the CSV): not used by the fit, so every prediction is held out; not in "
+                   "the targets above."), "",
                   "| id | case | metric | measured | predicted | roofline |", "|---|---|---|---|---|---|"]
         for s in newer:
             r = s.row
