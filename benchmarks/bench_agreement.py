@@ -422,6 +422,9 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
 
     excess = {t: statistics.median(x["ttft"] - x["server_ttft"] for r in results for x in r[t])
               for t in ("vllm", "sparkserve")}
+    spread = max(max(xs) / min(xs) for r in results for t in SHAPE_TOOLS
+                 if (xs := [x["server_tpot"] for x in r[t] if x.get("server_tpot")]))
+    noisy = spread - 1 > 2 * TARGET_PCT / 100
     text = [
         f"- **The server under sparkserve's default requests** against under `vllm bench serve`'s: its own mean "
         f"TPOT and output tokens/s differ by at most {server_pct:.1f} % ({verdict(server_pct)} the "
@@ -438,6 +441,13 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
         "- **What the former request shape cost the server** (its own mean TPOT against under sparkserve's "
         "default, per configuration): " + "; ".join(
             f"{SHAPE_TITLES[t]}: " + ", ".join(f"{x:.3f}x" for x in xs) for t, xs in costs.items()) + ".",
+        f"- **Noise**: between runs of one and the same request shape, the server's own mean TPOT differed by up "
+        f"to {spread:.2f}x. " + (
+            "That is more than any difference between the shapes above can be told from: other work on the "
+            "shared cores, not the request shape, set these numbers, and the verdicts on the server's own timings "
+            "under each shape wait for a quiet machine. Within each run, both clients' TPOT agrees with the "
+            "server's own (the row \"mean TPOT / server's\"), which other work does not disturb."
+            if noisy else "Small beside the differences judged above."),
     ]
     return lines, text
 
@@ -500,8 +510,9 @@ SHAPE_CHANGED = "2026-12-04"
 
 def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], server_version: str,
         env_cost: dict[bool, float], prompts: dict[str, dict[str, float]], date: str,
-        dates: dict[tuple[str, str], str] | None = None) -> str:
-    dates = dates or {}
+        dates: dict[tuple[str, str], str] | None = None,
+        waits: dict[tuple[str, str], tuple[float, float]] | None = None) -> str:
+    dates, waits = dates or {}, waits or {}
     lines = [
         "# Agreement: sparkserve bench vs vllm bench serve",
         "",
@@ -513,8 +524,8 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
         "All tools ran on the same server: the completions API, prompts of exactly P tokens (the model's",
         "tokenizer), exactly O output tokens (`ignore_eos`), N requests with C in flight, no warm-up requests",
         "(one discarded run warms the server first). Each round runs every tool, in rotating order, each run",
-        "with fresh prompts so that no run finds another's in the prefix cache. The machine is shared:",
-        f"each run waited until the CPUs were {100 * args.min_idle:.0f} % idle over 3 s (at most {args.max_wait:g} s).",
+        "with fresh prompts so that no run finds another's in the prefix cache. The machine is shared: each",
+        "run first waited for a quiet moment (each section says how long at most).",
         f"Numbers are medians over the rounds each section names; ratio = sparkserve / vLLM. Target: within "
         f"{TARGET_PCT:g} %.",
         "",
@@ -535,8 +546,10 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
     worst_by: dict[tuple[str, str], dict[str, dict[str, float]]] = {}
     for key, results in sections.items():
         title, text = SECTIONS[key]
-        measured = f"Measured on {dates.get(key, date)}" + (
-            " with sparkserve's request shape of then: per-chunk usage and the server's default sampling."
+        idle, limit = waits.get(key, (args.min_idle, args.max_wait))
+        measured = f"Measured on {dates.get(key, date)}; each run waited for the CPUs to be {100 * idle:.0f} % idle " \
+                   f"over 3 s, at most {limit:g} s" + (
+            "; sparkserve's request shape of then: per-chunk usage and the server's default sampling."
             if dates.get(key, date) < SHAPE_CHANGED else ".")
         if key[1] == "shape":
             rows, verdict_lines = shape_section(results)
@@ -715,6 +728,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-agreement-"))
     dates: dict[tuple[str, str], str] = {}
+    waits: dict[tuple[str, str], tuple[float, float]] = {}
     try:
         model_dir = write_tiny_model(work / "model")
         if args.from_runs:
@@ -723,6 +737,8 @@ def main() -> None:
                 saved = json.loads(path.read_text())
                 sections.update({tuple(key.split(":")): runs for key, runs in saved["sections"].items()})
                 dates.update({tuple(key.split(":")): saved["date"] for key in saved["sections"]})
+                waits.update({tuple(key.split(":")): (saved["args"]["min_idle"], saved["args"]["max_wait"])
+                              for key in saved["sections"]})
             for name in ("min_idle", "max_wait"):
                 setattr(args, name, saved["args"][name])
             sections = {k: sections[k] for k in SECTIONS if k in sections}
@@ -740,7 +756,7 @@ def main() -> None:
         prompts = prompt_cost(venv, model_dir, args.num_prompts, args.prompt_len, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = doc(args, sections, version, trust_env_cost(), prompts, date, dates)
+    text = doc(args, sections, version, trust_env_cost(), prompts, date, dates, waits)
     print(text)
     if not args.no_doc:
         DOC.write_text(text)
