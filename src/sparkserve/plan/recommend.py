@@ -141,7 +141,7 @@ def recommend(hw: HardwareProfile, model: ModelSpec, quant: str, engine: str, wo
     dep = deployment(hw, model, quant, engine, gpus=gpus, nodes=nodes, **given)  # validates the request
     eng = get_engine(dep.engine)
     if eng.gguf:
-        rec = _recommend_gguf(dep, work, setting, name)
+        rec = _recommend_gguf(dep, work, name)
     elif eng.sizing_defaults(hw) is None:
         plan = plan_service(dep, work, name=name)
         rec = Recommendation(plan, plan, setting.describe(hw),
@@ -317,10 +317,11 @@ class _Vllm:
 # --- GGUF engines (Ollama) -------------------------------------------------------------------------
 
 
-def _recommend_gguf(dep: Deployment, work: Workload, setting: Setting, name: str) -> Recommendation:
+def _recommend_gguf(dep: Deployment, work: Workload, name: str) -> Recommendation:
     """Ollama takes what it needs: a context that does not fit is halved (to a tidy length) until it does."""
     requested = plan_service(dep, work, name=name)
-    describe = setting.describe(dep.hardware)
+    describe = (f"{dep.engine} takes only what the model, {requested.memory.max_model_len:,} tokens of context "
+                "and its parallel requests need, alone or beside others")
     if requested.fits:
         return Recommendation(requested, requested, describe)
     length = requested.memory.max_model_len
