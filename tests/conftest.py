@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hub_server import HubServer
 
+from hub_server import HubServer
 from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
 from sparkserve.runtime.procs import stop_group
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from native_kit import events, run_cli
 from test_native import SECRET, Project
 

@@ -90,7 +90,7 @@ def test_goodput_counts_requests_meeting_every_slo() -> None:
 
 def _feed_in_pieces(stream, raw: bytes, cuts: list[int], times: list[float]) -> None:
     start = 0
-    for cut, t in zip([*cuts, len(raw)], times):
+    for cut, t in zip([*cuts, len(raw)], times, strict=False):
         stream.feed(raw[start:cut], t)
         start = cut
     stream.finish()
@@ -108,8 +108,8 @@ def test_sse_counts_come_from_the_server_even_when_lines_split_across_reads() ->
     raw = b"\n\n".join(events) + b"\n\n"
     o = Outcome(index=0)
     stream = OpenAIStream(o, chat=True, count_text=approximate_count, keep_text=False)
-    first_end = raw.index(b"\n\n", raw.index(b"completion_tokens\":1")) + 2
-    second_mid = raw.index(b"completion_tokens\":4") - 5  # a read ends inside the third event
+    first_end = raw.index(b"\n\n", raw.index(b'completion_tokens":1')) + 2
+    second_mid = raw.index(b'completion_tokens":4') - 5  # a read ends inside the third event
     _feed_in_pieces(stream, raw, [first_end, second_mid], [0.010, 0.030, 0.045])
     assert o.prompt_tokens == 9 and o.output_tokens == 6
     assert o.chunk_tokens == [1, 3, 2] and o.tokens_exact
@@ -117,20 +117,30 @@ def test_sse_counts_come_from_the_server_even_when_lines_split_across_reads() ->
 
 
 def test_sse_without_usage_counts_the_text() -> None:
-    raw = (b'data: {"choices":[{"text":" one"}]}\n\ndata: {"choices":[{"text":" two six"}]}\n\n'
-           b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\ndata: [DONE]\n\n')
+    raw = (
+        b'data: {"choices":[{"text":" one"}]}\n\ndata: {"choices":[{"text":" two six"}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":3}}\n\ndata: [DONE]\n\n'
+    )
     o = Outcome(index=0)
     _feed_in_pieces(OpenAIStream(o, chat=False, count_text=approximate_count, keep_text=False), raw, [40], [0.1, 0.3])
     assert o.chunk_tokens == [1, 2] and not o.tokens_exact and o.output_tokens == 3 and o.prompt_tokens == 3
 
 
 def test_ollama_final_line_gives_server_timings_and_short_answers() -> None:
-    raw = (b'{"response":" a","done":false}\n{"response":"","done":false}\n{"response":" b","done":false}\n'
-           b'{"response":"","done":true,"done_reason":"stop","eval_count":2,"eval_duration":40000000,'
-           b'"prompt_eval_count":5,"prompt_eval_duration":2000000,"load_duration":1000000,"total_duration":50000000}\n')
+    raw = (
+        b'{"response":" a","done":false}\n{"response":"","done":false}\n{"response":" b","done":false}\n'
+        b'{"response":"","done":true,"done_reason":"stop","eval_count":2,"eval_duration":40000000,'
+        b'"prompt_eval_count":5,"prompt_eval_duration":2000000,"load_duration":1000000,"total_duration":50000000}\n'
+    )
     o = Outcome(index=0, expected_output_tokens=8)
     _feed_in_pieces(OllamaStream(o, chat=False, keep_text=True), raw, [31, 62], [0.01, 0.02, 0.05])
     assert o.chunk_times == [0.01, 0.05] and o.chunk_tokens == [1, 1]
     assert o.output_tokens == 2 and o.prompt_tokens == 5 and o.short_output and o.text == " a b"
-    assert o.server_timing == {"total_ms": 50.0, "load_ms": 1.0, "prompt_eval_ms": 2.0, "eval_ms": 40.0,
-                               "eval_count": 2, "prompt_eval_count": 5}
+    assert o.server_timing == {
+        "total_ms": 50.0,
+        "load_ms": 1.0,
+        "prompt_eval_ms": 2.0,
+        "eval_ms": 40.0,
+        "eval_count": 2,
+        "prompt_eval_count": 5,
+    }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from bench_servers import run_bench, stand_in
 
 

@@ -10,8 +10,8 @@ import sys
 
 import jsonschema
 import pytest
-from bench_servers import run_bench, stand_in
 
+from bench_servers import run_bench, stand_in
 from sparkserve.bench.schema import SCHEMA_VERSION, BenchResult
 
 
@@ -22,9 +22,28 @@ def results(tmp_path_factory) -> tuple:
     out = []
     for delay in ("0.004", "0.008"):
         with stand_in("openai", "--tokens-per-chunk", "1,3,2", "--chunk-delay", delay) as (url, _):
-            proc, data = run_bench(["--url", url, "--api", "openai-completions", "-p", "8", "-o", "12", "-n", "4",
-                                    "-c", "1,2", "--slo", "ttft:p99<5s", "--per-chunk-usage", "--html", str(tmp / f"r{delay}.html")],
-                                   tmp / f"r{delay}.json")
+            proc, data = run_bench(
+                [
+                    "--url",
+                    url,
+                    "--api",
+                    "openai-completions",
+                    "-p",
+                    "8",
+                    "-o",
+                    "12",
+                    "-n",
+                    "4",
+                    "-c",
+                    "1,2",
+                    "--slo",
+                    "ttft:p99<5s",
+                    "--per-chunk-usage",
+                    "--html",
+                    str(tmp / f"r{delay}.html"),
+                ],
+                tmp / f"r{delay}.json",
+            )
             assert proc.returncode == 0, proc.stderr
             out.append((tmp / f"r{delay}.json", data, tmp / f"r{delay}.html"))
     return tuple(out)
@@ -41,7 +60,14 @@ def test_result_validates_against_its_json_schema(results) -> None:
     for key in ("output_tps", "request_rate", "completed", "failed", "goodput_rps"):
         assert key in summary
     assert set(data) >= {"workload", "environment", "runs", "target", "warnings", "interrupted"}
-    assert set(data["environment"]) >= {"engine", "engine_version", "server_args", "hardware", "model", "sparkserve_version"}
+    assert set(data["environment"]) >= {
+        "engine",
+        "engine_version",
+        "server_args",
+        "hardware",
+        "model",
+        "sparkserve_version",
+    }
     assert data["runs"][0]["requests"] and set(data["runs"][0]["server"]) >= {"readings", "mem_available_gib_min"}
 
 
@@ -78,8 +104,12 @@ def test_html_report_is_self_contained(results) -> None:
 
 def test_compare_shows_the_differences(results) -> None:
     (a, _, _), (b, _, _) = results
-    proc = subprocess.run([sys.executable, "-m", "sparkserve.cli", "bench", "compare", str(a), str(b), "--json"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparkserve.cli", "bench", "compare", str(a), str(b), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     diff = json.loads(proc.stdout)
     assert [p["load"] for p in diff["points"]] == ["concurrency 1", "concurrency 2"]
@@ -87,15 +117,27 @@ def test_compare_shows_the_differences(results) -> None:
     assert tpot["b"] > tpot["a"] and tpot["verdict"] == "worse" and tpot["change_pct"] > 0  # 8 ms chunks vs 4 ms
     tps = next(m for m in diff["points"][0]["metrics"] if m["metric"] == "output tok/s")
     assert tps["verdict"] == "worse"
-    table = subprocess.run([sys.executable, "-m", "sparkserve.cli", "bench", "compare", str(a), str(b)],
-                           capture_output=True, text=True, timeout=60, env=os.environ | {"COLUMNS": "140"})
+    table = subprocess.run(
+        [sys.executable, "-m", "sparkserve.cli", "bench", "compare", str(a), str(b)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"COLUMNS": "140"},
+    )
     assert table.returncode == 0 and "TPOT mean ms" in table.stdout and "concurrency 2" in table.stdout
 
 
 def test_compare_refuses_what_is_not_a_result(tmp_path, results) -> None:
     bogus = tmp_path / "other.json"
     bogus.write_text(json.dumps({"hello": 1}))
-    proc = subprocess.run([sys.executable, "-m", "sparkserve.cli", "bench", "compare", str(results[0][0]), str(bogus)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparkserve.cli", "bench", "compare", str(results[0][0]), str(bogus)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
-    assert proc.stderr == f"error: {bogus}: not a sparkserve bench result (write one with 'sparkserve bench --json FILE')\n"
+    assert (
+        proc.stderr
+        == f"error: {bogus}: not a sparkserve bench result (write one with 'sparkserve bench --json FILE')\n"
+    )

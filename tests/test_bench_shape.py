@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+
 from bench_servers import run_bench, stand_in
 
 NEVER_S = "3600"  # a stalled stream that outlives any test: the run must not wait for it

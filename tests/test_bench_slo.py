@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from bench_servers import run_bench, stand_in
 
+from bench_servers import run_bench, stand_in
 from sparkserve.bench.slo import parse_slo, parse_slos
 from sparkserve.errors import UserError
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from bench_servers import run_bench
 
 COMMON = ["-p", "32", "-o", "8", "--warmup", "1"]
@@ -32,12 +33,20 @@ def _check_run(run: dict, requests: int | None = None) -> None:
 
 
 def test_concurrency_completions_api(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "--api", "openai-completions", "-c", "3", "-n", "9", *COMMON],
-                           tmp_path / "r.json")
+    proc, data = run_bench(
+        ["--url", vllm_server.base_url, "--api", "openai-completions", "-c", "3", "-n", "9", *COMMON],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     run = data["runs"][0]
     _check_run(run, 9)
-    assert run["load"] == {"mode": "concurrency", "concurrency": 3, "rate": None, "burstiness": 1.0, "label": "concurrency 3"}
+    assert run["load"] == {
+        "mode": "concurrency",
+        "concurrency": 3,
+        "rate": None,
+        "burstiness": 1.0,
+        "label": "concurrency 3",
+    }
     for r in run["requests"]:
         assert r["prompt_tokens"] == 32  # the completions API adds nothing: our count is the server's
     # The tokenizer came from the directory vLLM loaded the model from (/v1/models root).
@@ -56,8 +65,9 @@ def test_concurrency_completions_api(vllm_server, tmp_path) -> None:
 
 
 def test_rate_poisson_chat_api(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "--api", "openai-chat", "-r", "20", "-n", "10", *COMMON],
-                           tmp_path / "r.json")
+    proc, data = run_bench(
+        ["--url", vllm_server.base_url, "--api", "openai-chat", "-r", "20", "-n", "10", *COMMON], tmp_path / "r.json"
+    )
     assert proc.returncode == 0, proc.stderr
     run = data["runs"][0]
     _check_run(run, 10)
@@ -69,8 +79,10 @@ def test_rate_poisson_chat_api(vllm_server, tmp_path) -> None:
 
 
 def test_gamma_arrivals_with_a_concurrency_cap(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "-r", "inf", "-c", "2", "-n", "6", "--burstiness", "0.5",
-                            *COMMON], tmp_path / "r.json")
+    proc, data = run_bench(
+        ["--url", vllm_server.base_url, "-r", "inf", "-c", "2", "-n", "6", "--burstiness", "0.5", *COMMON],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     run = data["runs"][0]
     _check_run(run, 6)
@@ -79,8 +91,22 @@ def test_gamma_arrivals_with_a_concurrency_cap(vllm_server, tmp_path) -> None:
 
 
 def test_concurrency_sweep(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "--api", "openai-completions", "-c", "1,4", "-n", "8",
-                            *COMMON, "--hardware", "dgx-spark"], tmp_path / "r.json")
+    proc, data = run_bench(
+        [
+            "--url",
+            vllm_server.base_url,
+            "--api",
+            "openai-completions",
+            "-c",
+            "1,4",
+            "-n",
+            "8",
+            *COMMON,
+            "--hardware",
+            "dgx-spark",
+        ],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r["load"]["concurrency"] for r in data["runs"]] == [1, 4]
     for run in data["runs"]:
@@ -92,7 +118,9 @@ def test_concurrency_sweep(vllm_server, tmp_path) -> None:
         # On two busy cores vLLM's API server may flush a whole stream at once (TPOT 0, no decode rate).
         if run["summary"]["decode_tps"] is not None:
             assert plan["line"].startswith("decode ") and "tok/s ceiling" in plan["line"]
-            assert plan["decode_pct_of_ceiling"] == pytest.approx(100 * plan["measured_decode_tps"] / plan["ceiling_decode_tps"])
+            assert plan["decode_pct_of_ceiling"] == pytest.approx(
+                100 * plan["measured_decode_tps"] / plan["ceiling_decode_tps"]
+            )
     assert data["summary"] == data["runs"][-1]["summary"]
     # Each point drew fresh prompts: the second found none of the first's in the prefix cache.
     assert data["runs"][1]["server"]["prefix_cache_hits"] == 0
@@ -100,7 +128,9 @@ def test_concurrency_sweep(vllm_server, tmp_path) -> None:
 
 
 def test_duration_stop(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "-c", "2", "--duration", "1.5", *COMMON], tmp_path / "r.json")
+    proc, data = run_bench(
+        ["--url", vllm_server.base_url, "-c", "2", "--duration", "1.5", *COMMON], tmp_path / "r.json"
+    )
     assert proc.returncode == 0, proc.stderr
     run = data["runs"][0]
     _check_run(run)
@@ -110,7 +140,9 @@ def test_duration_stop(vllm_server, tmp_path) -> None:
 
 
 def test_rate_sweep_with_duration(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "-r", "5,10", "--duration", "1", *COMMON], tmp_path / "r.json")
+    proc, data = run_bench(
+        ["--url", vllm_server.base_url, "-r", "5,10", "--duration", "1", *COMMON], tmp_path / "r.json"
+    )
     assert proc.returncode == 0, proc.stderr
     assert [r["load"]["rate"] for r in data["runs"]] == [5, 10]
     for run in data["runs"]:
@@ -120,8 +152,27 @@ def test_rate_sweep_with_duration(vllm_server, tmp_path) -> None:
 
 def test_prefix_workload_hits_the_prefix_cache(vllm_server, tmp_path) -> None:
     # vLLM on CPU caches blocks of 128 tokens: a 256-token shared prefix is two cached blocks.
-    proc, data = run_bench(["--url", vllm_server.base_url, "--api", "openai-completions", "-w", "prefix", "-p", "320",
-                            "--prefix-len", "256", "-o", "4", "-n", "6", "-c", "1"], tmp_path / "r.json")
+    proc, data = run_bench(
+        [
+            "--url",
+            vllm_server.base_url,
+            "--api",
+            "openai-completions",
+            "-w",
+            "prefix",
+            "-p",
+            "320",
+            "--prefix-len",
+            "256",
+            "-o",
+            "4",
+            "-n",
+            "6",
+            "-c",
+            "1",
+        ],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     run = data["runs"][0]
     assert all(r["prompt_tokens"] == 320 for r in run["requests"])
@@ -131,8 +182,27 @@ def test_prefix_workload_hits_the_prefix_cache(vllm_server, tmp_path) -> None:
 
 @pytest.mark.parametrize("api", ["openai-chat", "openai-completions"])
 def test_multiturn_conversations_carry_their_history(vllm_server, tmp_path, api: str) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "--api", api, "-w", "multiturn", "--turns", "3", "-p", "16",
-                            "-o", "8", "-n", "6", "-c", "2"], tmp_path / "r.json")
+    proc, data = run_bench(
+        [
+            "--url",
+            vllm_server.base_url,
+            "--api",
+            api,
+            "-w",
+            "multiturn",
+            "--turns",
+            "3",
+            "-p",
+            "16",
+            "-o",
+            "8",
+            "-n",
+            "6",
+            "-c",
+            "2",
+        ],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     requests = data["runs"][0]["requests"]
     assert len(requests) == 6 and all(r["ok"] for r in requests)
@@ -150,14 +220,35 @@ def test_multiturn_conversations_carry_their_history(vllm_server, tmp_path, api:
 
 def test_sharegpt_file_workload(vllm_server, tmp_path) -> None:
     words = "the quick brown fox jumps over the lazy dog and keeps running far away".split()
-    entries = [{"id": str(i), "conversations": [
-        {"from": "human", "value": " ".join(words[: 6 + i])},
-        {"from": "gpt", "value": " ".join(words[: 4 + i])},
-    ]} for i in range(5)] + [{"id": "bad", "conversations": [{"from": "gpt", "value": "no human turn"}]}]
+    entries = [
+        {
+            "id": str(i),
+            "conversations": [
+                {"from": "human", "value": " ".join(words[: 6 + i])},
+                {"from": "gpt", "value": " ".join(words[: 4 + i])},
+            ],
+        }
+        for i in range(5)
+    ] + [{"id": "bad", "conversations": [{"from": "gpt", "value": "no human turn"}]}]
     dataset = tmp_path / "sharegpt.json"
     dataset.write_text(json.dumps(entries))
-    proc, data = run_bench(["--url", vllm_server.base_url, "--api", "openai-completions", "-w", "file", "--dataset",
-                            str(dataset), "-n", "5", "-c", "2"], tmp_path / "r.json")
+    proc, data = run_bench(
+        [
+            "--url",
+            vllm_server.base_url,
+            "--api",
+            "openai-completions",
+            "-w",
+            "file",
+            "--dataset",
+            str(dataset),
+            "-n",
+            "5",
+            "-c",
+            "2",
+        ],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     requests = data["runs"][0]["requests"]
     assert len(requests) == 5 and all(r["ok"] for r in requests)
@@ -168,8 +259,22 @@ def test_sharegpt_file_workload(vllm_server, tmp_path) -> None:
 
 
 def test_explicit_tokenizer_and_slo(vllm_server, tmp_path) -> None:
-    proc, data = run_bench(["--url", vllm_server.base_url, "--tokenizer", str(vllm_server.model_dir), "-n", "4",
-                            "--slo", "ttft:p95<60s", "--slo", "tpot:p99<1ms", *COMMON], tmp_path / "r.json")
+    proc, data = run_bench(
+        [
+            "--url",
+            vllm_server.base_url,
+            "--tokenizer",
+            str(vllm_server.model_dir),
+            "-n",
+            "4",
+            "--slo",
+            "ttft:p95<60s",
+            "--slo",
+            "tpot:p99<1ms",
+            *COMMON,
+        ],
+        tmp_path / "r.json",
+    )
     assert proc.returncode == 0, proc.stderr
     s = data["summary"]
     assert [x["slo"] for x in s["slo"]] == ["ttft:p95<60s", "tpot:p99<1ms"]
@@ -194,10 +299,18 @@ args = {{ served_model_name = "tiny", max_model_len = 2048, enforce_eager = true
 """)
     proc, data = run_bench(["--stack", str(stack), "--service", "tiny-vllm", "-n", "3", *COMMON], tmp_path / "r.json")
     assert proc.returncode == 0, proc.stderr
-    assert data["target"] == {"api": "openai-chat", "url": vllm_server.base_url, "model": "tiny", "engine": "vllm",
-                              "service": "tiny-vllm"}
-    assert data["environment"]["server_args"] == {"served_model_name": "tiny", "max_model_len": 2048,
-                                                  "enforce_eager": True}
+    assert data["target"] == {
+        "api": "openai-chat",
+        "url": vllm_server.base_url,
+        "model": "tiny",
+        "engine": "vllm",
+        "service": "tiny-vllm",
+    }
+    assert data["environment"]["server_args"] == {
+        "served_model_name": "tiny",
+        "max_model_len": 2048,
+        "enforce_eager": True,
+    }
     plan = data["runs"][0]["plan"]
     assert plan["available"] and plan["hardware"] == "dgx-spark"  # the stack's hardware profile
     assert plan["model"] == str(vllm_server.model_dir)

@@ -365,9 +365,18 @@ def test_batch_above_max_num_seqs_is_capped_with_a_warning() -> None:
 
 
 def test_config_with_a_negative_size_exits_2_naming_the_field(tmp_path: Path) -> None:
-    config = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 1024,
-              "intermediate_size": 3072, "num_hidden_layers": -32, "num_attention_heads": 16,
-              "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936, "max_position_embeddings": 40960}
+    config = {
+        "architectures": ["Qwen3ForCausalLM"],
+        "model_type": "qwen3",
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": -32,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 151936,
+        "max_position_embeddings": 40960,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert_user_error(run("plan", "--model", str(tmp_path), "--hardware", "h100-sxm"), "num_hidden_layers", "-32")
     config.update(num_hidden_layers=32, num_key_value_heads=0)
@@ -376,7 +385,9 @@ def test_config_with_a_negative_size_exits_2_naming_the_field(tmp_path: Path) ->
 
 
 def test_mxfp4_without_an_mxfp4_checkpoint_says_so() -> None:
-    assert_user_error(run("plan", "--model", "Qwen/Qwen3-8B", "--quant", "mxfp4"), "Qwen/Qwen3-8B", "no MXFP4 checkpoint")
+    assert_user_error(
+        run("plan", "--model", "Qwen/Qwen3-8B", "--quant", "mxfp4"), "Qwen/Qwen3-8B", "no MXFP4 checkpoint"
+    )
     out = plan_json("--model", "openai/gpt-oss-20b", "--hardware", "h100-sxm", "--quant", "mxfp4")
     assert out["quant"] == "mxfp4"
 
@@ -386,8 +397,17 @@ def test_fp4_is_not_silently_nvfp4() -> None:
 
 
 def test_no_negative_room_for_the_os() -> None:
-    out = plan_json("--model", "Qwen/Qwen2.5-72B-Instruct", "--engine", "ollama", "--quant", "bf16",
-                    "--hardware", "dgx-spark", code=3)
+    out = plan_json(
+        "--model",
+        "Qwen/Qwen2.5-72B-Instruct",
+        "--engine",
+        "ollama",
+        "--quant",
+        "bf16",
+        "--hardware",
+        "dgx-spark",
+        code=3,
+    )
     text = " ".join(out["memory"]["warnings"])
     assert "leaves nothing for the OS" in text
     assert not re.search(r"leaves -\d", text)

@@ -174,8 +174,10 @@ def test_stack_settings_reach_the_compose_file(tmp_path):
     assert local["environment"]["OLLAMA_CONTEXT_LENGTH"] == "4096"
 
 
-@pytest.mark.parametrize("bind,port", [("0.0.0.0", "0.0.0.0:9000:8000"), ("::1", "[::1]:9000:8000"),
-                                       ("192.168.1.20", "192.168.1.20:9000:8000")])
+@pytest.mark.parametrize(
+    "bind,port",
+    [("0.0.0.0", "0.0.0.0:9000:8000"), ("::1", "[::1]:9000:8000"), ("192.168.1.20", "192.168.1.20:9000:8000")],
+)
 def test_bind_opens_ports_only_when_asked(tmp_path, bind, port):
     _, doc = render_text(tmp_path, STACK.format(bind=bind))
     assert doc["services"]["chat"]["ports"] == [port]
@@ -234,7 +236,9 @@ def test_render_without_write_env_leaves_env_alone(tmp_path):
 
 def test_project_lists_env_references(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text(STACK.format(bind="127.0.0.1").replace('PROMPT_PREFIX = "cost $5"', 'WANDB_API_KEY = "${WANDB_API_KEY}"'))
+    path.write_text(
+        STACK.format(bind="127.0.0.1").replace('PROMPT_PREFIX = "cost $5"', 'WANDB_API_KEY = "${WANDB_API_KEY}"')
+    )
     stack = load_stack(path)
     hw = get_profile("h100-sxm")
     project = build_project(stack, hw, plan_stack(stack, hw))
@@ -244,12 +248,22 @@ def test_project_lists_env_references(tmp_path):
 
 # --- engine helpers ------------------------------------------------------------------------------
 
+
 def test_serve_args_overrides_and_flags():
     planned = ["m", "--gpu-memory-utilization", "0.85", "--max-num-seqs", "1024", "--enable-prefix-caching"]
-    args = vllm.serve_args(planned, {"max_num_seqs": 16, "enable_prefix_caching": False, "kv_cache_dtype": "fp8",
-                                     "swap_space": 4})
-    assert args == ["m", "--gpu-memory-utilization", "0.85", "--max-num-seqs", "16", "--no-enable-prefix-caching",
-                    "--kv-cache-dtype", "fp8"]
+    args = vllm.serve_args(
+        planned, {"max_num_seqs": 16, "enable_prefix_caching": False, "kv_cache_dtype": "fp8", "swap_space": 4}
+    )
+    assert args == [
+        "m",
+        "--gpu-memory-utilization",
+        "0.85",
+        "--max-num-seqs",
+        "16",
+        "--no-enable-prefix-caching",
+        "--kv-cache-dtype",
+        "fp8",
+    ]
     assert vllm.flag_for("max_model_len") == "--max-model-len"
     assert vllm.stack_arg_problem("swap_space")  # secrets (api_key) are sparkserve.secrets' to refuse
     assert vllm.stack_arg_problem("max_model_len") is None
@@ -257,14 +271,24 @@ def test_serve_args_overrides_and_flags():
 
 # --- YAML writer ---------------------------------------------------------------------------------
 
+
 def test_yaml_writer_round_trips_tricky_values():
     import yaml
+
     doc = {
-        "services": {"a": {"ports": ["22:22", "127.0.0.1:8000:8000"], "x": ["yes", "no", "on", "null", "", "1e3",
-                                                                           "0.85", "quote\"s", "é ü", "#not-comment",
-                                                                           "- dash", "a: b"],
-                           "n": 5, "f": 0.5, "b": True, "none": None, "empty": {}, "list": [],
-                           "nested": [{"k": "v", "l": ["x"]}, ["p", "q"]]}},
+        "services": {
+            "a": {
+                "ports": ["22:22", "127.0.0.1:8000:8000"],
+                "x": ["yes", "no", "on", "null", "", "1e3", "0.85", 'quote"s', "é ü", "#not-comment", "- dash", "a: b"],
+                "n": 5,
+                "f": 0.5,
+                "b": True,
+                "none": None,
+                "empty": {},
+                "list": [],
+                "nested": [{"k": "v", "l": ["x"]}, ["p", "q"]],
+            }
+        },
         "on": {"yes": 1},
     }
     text = yamltext.dump(doc, header="line one\n\nline three")

@@ -28,7 +28,7 @@ def test_demo_runs_the_main_job_and_stops_everything(vllm_venv, tiny_model, tmp_
              "5. chat", "whole:", "streamed:", "6. benchmark", "7. /metrics", "8. measured beside the plan",
              "stopped tiny (pid ", "done: everything the demo started is stopped"]
     positions = [out.find(step) for step in steps]
-    assert -1 not in positions, [s for s, p in zip(steps, positions) if p == -1]
+    assert -1 not in positions, [s for s, p in zip(steps, positions, strict=False) if p == -1]
     assert positions == sorted(positions)
     assert "prompt + 24 generated tokens" in out and "24 tokens in" in out
     assert "families, parsed with prometheus_client" in out and "requests ok " in out

@@ -301,6 +301,7 @@ def test_doctor_without_a_stack_file_runs_what_it_can(tmp_path, docker_bin):
 
 # --- memory checks on unified memory (numbers from a meminfo this test writes) --------------------
 
+
 def _spark_context(tmp_path, available_gib: float, free_gib: float, cached_gib: float) -> Context:
     from sparkserve.stack.load import load_stack
     from sparkserve.stack.stackplan import plan_stack
@@ -308,9 +309,21 @@ def _spark_context(tmp_path, available_gib: float, free_gib: float, cached_gib: 
     path = write_stack(tmp_path, hardware="dgx-spark", runtime="native")
     stack = load_stack(path)
     hw = get_profile("dgx-spark")
-    meminfo = {"MemTotal": int(127.5 * GIB), "MemAvailable": int(available_gib * GIB), "MemFree": int(free_gib * GIB),
-               "Cached": int(cached_gib * GIB), "Buffers": 0, "Shmem": 0}
-    return Context(detection=detect(nvml=FakeNVML(init_error="NVML Shared Library Not Found")), meminfo=meminfo, stack=stack, hw=hw, plan=plan_stack(stack, hw))
+    meminfo = {
+        "MemTotal": int(127.5 * GIB),
+        "MemAvailable": int(available_gib * GIB),
+        "MemFree": int(free_gib * GIB),
+        "Cached": int(cached_gib * GIB),
+        "Buffers": 0,
+        "Shmem": 0,
+    }
+    return Context(
+        detection=detect(nvml=FakeNVML(init_error="NVML Shared Library Not Found")),
+        meminfo=meminfo,
+        stack=stack,
+        hw=hw,
+        plan=plan_stack(stack, hw),
+    )
 
 
 def test_memory_checks_against_the_plan(tmp_path):
@@ -342,4 +355,6 @@ def test_driver_too_old_for_the_default_vllm_image(tmp_path):
     check = check_driver(Context(detection=detect(nvml=FakeNVML(**OLD_DRIVER)), meminfo={}, stack=stack))
     assert check.status == "fail" and "CUDA 13.0" in check.summary and "580" in check.fix
     native = load_stack(write_stack(tmp_path, runtime="native"))
-    assert check_driver(Context(detection=detect(nvml=FakeNVML(**OLD_DRIVER)), meminfo={}, stack=native)).status == "pass"
+    assert (
+        check_driver(Context(detection=detect(nvml=FakeNVML(**OLD_DRIVER)), meminfo={}, stack=native)).status == "pass"
+    )

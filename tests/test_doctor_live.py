@@ -51,8 +51,14 @@ def _server(vllm_venv: Path, model_dir: Path, tmp_path: Path, *extra: str) -> It
             i = argv.index(flag)
             del argv[i : i + 2]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*argv, *extra], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=os.environ | CPU_ENV, start_new_session=True)
+        proc = subprocess.Popen(
+            [*argv, *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=os.environ | CPU_ENV,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -87,8 +93,10 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(timeout=300.0, trust_env=False) as client:
             while not self.stop.is_set():
-                r = client.post(self.base + "/v1/completions", json={
-                    "model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens, "ignore_eos": True})
+                r = client.post(
+                    self.base + "/v1/completions",
+                    json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens, "ignore_eos": True},
+                )
                 if r.status_code != 200:
                     self.errors.append(r.text[:200])
                     return
@@ -123,9 +131,25 @@ def _gauge(text: str, name: str) -> float:
 
 def _live_cli(base: str, cwd: Path) -> tuple[int, dict]:
     env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "sparkserve.cli", "doctor", "--live", "--url", base,
-                           "--window", str(WINDOW_S), "--json"], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparkserve.cli",
+            "doctor",
+            "--live",
+            "--url",
+            base,
+            "--window",
+            str(WINDOW_S),
+            "--json",
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return done.returncode, json.loads(done.stdout or "{}") if done.returncode == 0 else {"stderr": done.stderr}
 
 
@@ -151,8 +175,11 @@ def test_a_squeezed_kv_cache_under_long_requests_shows_kv_pressure(vllm_venv, ti
     # tokens: one 151 + 100 token request at a time, and it fills the cache.
     with _server(vllm_venv, tiny_model, tmp_path, "--num-gpu-blocks-override", "3", "--max-model-len", "256") as base:
         with Load(base, "tiny", streams=8, max_tokens=100):
-            _wait_for(base, lambda t: _gauge(t, "vllm:kv_cache_usage_perc") >= 0.9
-                      and _gauge(t, "vllm:num_requests_waiting") >= 1, "a full KV cache with requests waiting")
+            _wait_for(
+                base,
+                lambda t: _gauge(t, "vllm:kv_cache_usage_perc") >= 0.9 and _gauge(t, "vllm:num_requests_waiting") >= 1,
+                "a full KV cache with requests waiting",
+            )
             result = diagnose_live(base, [get_engine("vllm").live_probe()], WINDOW_S)
     ids = [f.cause_id for f in result.findings]
     assert ids, "nothing named"
@@ -183,8 +210,22 @@ def test_one_request_at_a_time_is_client_bound(vllm_server, tmp_path):
 
 def test_live_needs_a_server_that_answers(tmp_path):
     port = _free_port()
-    done = subprocess.run([sys.executable, "-m", "sparkserve.cli", "doctor", "--live", "--url",
-                           f"http://127.0.0.1:{port}", "--window", "1"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sparkserve.cli",
+            "doctor",
+            "--live",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--window",
+            "1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert f"http://127.0.0.1:{port}: no engine sparkserve reads answers there" in done.stderr

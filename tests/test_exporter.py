@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from test_monitor_readings import OllamaStandIn, ollama_models
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from fake_nvml import FakeNVML
 
+from fake_nvml import FakeNVML
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import PROFILES, get_profile, list_profiles
 from sparkserve.hardware.detect import (

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from native_kit import events, group_alive, wait_for
 from test_native import Project
 

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hub_server import HubRepo, HubServer, safetensors_file, tensor_bytes
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+from hub_server import HubRepo, HubServer, safetensors_file, tensor_bytes
 
 CONFIG = json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64}).encode()
 BIG = {"model.embed_tokens.weight": ("BF16", (151_936, 4096)), "lm_head.weight": ("BF16", (151_936, 4096))}

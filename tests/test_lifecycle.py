@@ -96,10 +96,24 @@ def ollama_routes(model="qwen3:4b"):
             return 200, {"models": [{"name": model, "size": 2_600_000_000}] if state["pulled"] else []}
         if path == "/api/pull":
             state["pulled"] = True
-            events = [{"status": "pulling manifest"},
-                      {"status": "pulling 3e4cb1417446", "digest": "sha256:3e4c", "total": 2_600_000_000, "completed": 1_300_000_000},
-                      {"status": "pulling 3e4cb1417446", "digest": "sha256:3e4c", "total": 2_600_000_000, "completed": 2_600_000_000},
-                      {"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
+            events = [
+                {"status": "pulling manifest"},
+                {
+                    "status": "pulling 3e4cb1417446",
+                    "digest": "sha256:3e4c",
+                    "total": 2_600_000_000,
+                    "completed": 1_300_000_000,
+                },
+                {
+                    "status": "pulling 3e4cb1417446",
+                    "digest": "sha256:3e4c",
+                    "total": 2_600_000_000,
+                    "completed": 2_600_000_000,
+                },
+                {"status": "verifying sha256 digest"},
+                {"status": "writing manifest"},
+                {"status": "success"},
+            ]
             return 200, "\n".join(json.dumps(e) for e in events).encode() + b"\n"
         if path == "/api/generate":
             state["loaded"] = True
@@ -112,6 +126,7 @@ def ollama_routes(model="qwen3:4b"):
 
 
 # --- readiness loop -----------------------------------------------------------------------------------
+
 
 def test_vllm_readiness_goes_health_models_completion():
     with FakeServer(vllm_routes()) as server:
@@ -132,7 +147,13 @@ def test_ollama_readiness_pulls_then_loads():
         target = readiness.Target("o", "ollama", f"http://127.0.0.1:{server.port}", "qwen3:4b")
         ready = readiness.wait_ready(target, timeout=10, pull_progress=lambda *a: pulls.append(a), poll=0.01)
     assert ready.model == "qwen3:4b"
-    assert server.paths() == ["GET /api/version", "GET /api/tags", "POST /api/pull", "POST /api/generate", "GET /api/ps"]
+    assert server.paths() == [
+        "GET /api/version",
+        "GET /api/tags",
+        "POST /api/pull",
+        "POST /api/generate",
+        "GET /api/ps",
+    ]
     assert ("pulling 3e4cb1417446", 1_300_000_000, 2_600_000_000) in pulls and pulls[-1][0] == "success"
     assert json.loads(server.requests[3][3]) == {"model": "qwen3:4b", "prompt": "", "stream": False}
 
@@ -140,7 +161,9 @@ def test_ollama_readiness_pulls_then_loads():
 def test_readiness_times_out_with_the_reason():
     with FakeServer(vllm_routes(healthy=False)) as server:
         target = readiness.Target("v", "vllm", f"http://127.0.0.1:{server.port}", "m")
-        with pytest.raises(UserError, match=r"v: the engine not ready at .*/health in time \(HTTP 503\); see 'sparkserve logs v'"):
+        with pytest.raises(
+            UserError, match=r"v: the engine not ready at .*/health in time \(HTTP 503\); see 'sparkserve logs v'"
+        ):
             readiness.wait_ready(target, timeout=0.2, poll=0.02)
 
 
@@ -184,12 +207,19 @@ def test_progress_lines_pick_the_start_up_milestones():
 
 # --- checks before start ------------------------------------------------------------------------------
 
+
 def test_memory_check_on_unified_memory():
     from sparkserve.commands.lifecycle import memory_check
 
     spark, h100 = get_profile("dgx-spark"), get_profile("h100-sxm")
-    plenty = {"MemTotal": 128 * GIB, "MemFree": 20 * GIB, "MemAvailable": 115 * GIB, "Cached": 90 * GIB,
-              "Buffers": 1 * GIB, "Shmem": 1 * GIB}
+    plenty = {
+        "MemTotal": 128 * GIB,
+        "MemFree": 20 * GIB,
+        "MemAvailable": 115 * GIB,
+        "Cached": 90 * GIB,
+        "Buffers": 1 * GIB,
+        "Shmem": 1 * GIB,
+    }
     error, note = memory_check(spark, 109.5, plenty)
     assert error is None
     assert "115.0 GiB available for 109.5 GiB" in note and "90.0 GiB is page cache that could be dropped" in note
@@ -206,21 +236,32 @@ def test_architecture_check():
 
     check_architecture(get_profile("dgx-spark"), machine="aarch64")
     check_architecture(get_profile("h100-sxm"), machine="AMD64")
-    with pytest.raises(UserError, match=r"targets NVIDIA DGX Spark \(GB10\) \(aarch64 images\) but this machine is x86_64"):
+    with pytest.raises(
+        UserError, match=r"targets NVIDIA DGX Spark \(GB10\) \(aarch64 images\) but this machine is x86_64"
+    ):
         check_architecture(get_profile("dgx-spark"), machine="x86_64")
 
 
-@pytest.mark.parametrize("stderr,expected", [
-    ("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
-     "the Docker daemon is not running; start it with: sudo systemctl start docker"),
-    ("permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
-     "no permission to use the Docker daemon"),
-    ("Error response from daemon: could not select device driver \"nvidia\" with capabilities: [[gpu]]",
-     "Docker cannot reach the GPU (no NVIDIA runtime); install the NVIDIA Container Toolkit"),
-    ("Bind for 127.0.0.1:8000 failed: port is already allocated", "a port of the stack is already in use"),
-    ("exec /usr/bin/vllm: exec format error", "an image is built for another CPU architecture"),
-    ("something odd\nlast words", "docker compose up failed: last words"),
-])
+@pytest.mark.parametrize(
+    "stderr,expected",
+    [
+        (
+            "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?",
+            "the Docker daemon is not running; start it with: sudo systemctl start docker",
+        ),
+        (
+            "permission denied while trying to connect to the Docker daemon socket at unix:///var/run/docker.sock",
+            "no permission to use the Docker daemon",
+        ),
+        (
+            'Error response from daemon: could not select device driver "nvidia" with capabilities: [[gpu]]',
+            "Docker cannot reach the GPU (no NVIDIA runtime); install the NVIDIA Container Toolkit",
+        ),
+        ("Bind for 127.0.0.1:8000 failed: port is already allocated", "a port of the stack is already in use"),
+        ("exec /usr/bin/vllm: exec format error", "an image is built for another CPU architecture"),
+        ("something odd\nlast words", "docker compose up failed: last words"),
+    ],
+)
 def test_docker_failures_become_fixes(stderr, expected):
     assert explain_failure("docker compose up", stderr).startswith(expected)
 
@@ -228,7 +269,7 @@ def test_docker_failures_become_fixes(stderr, expected):
 def test_parse_ps_reads_both_formats():
     line = {"Service": "a", "State": "running", "Health": "healthy", "ExitCode": 0}
     assert parse_ps(json.dumps(line)) == parse_ps(json.dumps([line]))
-    assert parse_ps("")== []
+    assert parse_ps("") == []
     assert parse_ps(json.dumps(dict(line, State="exited", ExitCode=137)))[0].exit_code == 137
 
 
@@ -271,18 +312,33 @@ def project(tmp_path):
         dir = work
 
         def write(self, vllm_port=18000, ollama_port=18001, model="Qwen/Qwen3-8B"):
-            (work / "sparkserve.toml").write_text(STACK.format(vllm_port=vllm_port, ollama_port=ollama_port, model=model))
+            (work / "sparkserve.toml").write_text(
+                STACK.format(vllm_port=vllm_port, ollama_port=ollama_port, model=model)
+            )
             if not (work / ".env").exists():
                 (work / ".env").write_text("HF_TOKEN=\n")
 
         def run(self, *args, mode="ok", path=None, extra_env=None):
             env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "VLLM_API_KEY")}
-            env.update({"PATH": path if path is not None else f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                        "FAKE_DOCKER_LOG": str(calls), "FAKE_DOCKER_MODE": mode,
-                        "FAKE_DOCKER_SERVICES": "vllm-small,ollama", "SPARKSERVE_POLL_S": "0.02",
-                        "COLUMNS": "200", **(extra_env or {})})
-            return subprocess.run([sys.executable, "-m", "sparkserve.cli", *args], cwd=work, env=env,
-                                  capture_output=True, text=True, timeout=120)
+            env.update(
+                {
+                    "PATH": path if path is not None else f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "FAKE_DOCKER_LOG": str(calls),
+                    "FAKE_DOCKER_MODE": mode,
+                    "FAKE_DOCKER_SERVICES": "vllm-small,ollama",
+                    "SPARKSERVE_POLL_S": "0.02",
+                    "COLUMNS": "200",
+                    **(extra_env or {}),
+                }
+            )
+            return subprocess.run(
+                [sys.executable, "-m", "sparkserve.cli", *args],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
 
         def calls(self) -> list[list[str]]:
             if not calls.exists():
@@ -310,10 +366,19 @@ def test_up_starts_the_project_and_waits_for_every_model(project):
         result = project.run("up")
     assert result.returncode == 0, result.stderr
     commands = project.compose_commands()
-    assert commands[:4] == ["version", "info --format {{json .Runtimes}}", "ps --all --format json",
-                            "up --detach --remove-orphans vllm-small ollama"]
+    assert commands[:4] == [
+        "version",
+        "info --format {{json .Runtimes}}",
+        "ps --all --format json",
+        "up --detach --remove-orphans vllm-small ollama",
+    ]
     compose_argv = project.calls()[3]
-    assert compose_argv[1:5] == ["--file", str(project.dir / "docker-compose.yml"), "--project-directory", str(project.dir)]
+    assert compose_argv[1:5] == [
+        "--file",
+        str(project.dir / "docker-compose.yml"),
+        "--project-directory",
+        str(project.dir),
+    ]
     assert (project.dir / "docker-compose.yml").is_file() and (project.dir / ".env.example").is_file()
     out = result.stdout
     assert "vllm-small: Model loading took 15.2 GiB memory" in out
@@ -360,13 +425,22 @@ def test_up_needs_a_token_for_gated_models(project):
     assert "hf_test_token_value" not in (project.dir / "docker-compose.yml").read_text()
 
 
-@pytest.mark.parametrize("mode,message", [
-    ("no-compose", "error: docker compose is not available: the compose plugin is missing ('docker compose version' failed);"),
-    ("no-daemon", "error: the Docker daemon is not running; start it with: sudo systemctl start docker"),
-    ("no-nvidia", "error: Docker has no NVIDIA runtime, so containers cannot see the GPU; install the NVIDIA Container Toolkit"),
-    ("port-busy", "error: a port of the stack is already in use (Error response from daemon: driver failed"),
-    ("arch", "error: an image is built for another CPU architecture"),
-])
+@pytest.mark.parametrize(
+    "mode,message",
+    [
+        (
+            "no-compose",
+            "error: docker compose is not available: the compose plugin is missing ('docker compose version' failed);",
+        ),
+        ("no-daemon", "error: the Docker daemon is not running; start it with: sudo systemctl start docker"),
+        (
+            "no-nvidia",
+            "error: Docker has no NVIDIA runtime, so containers cannot see the GPU; install the NVIDIA Container Toolkit",
+        ),
+        ("port-busy", "error: a port of the stack is already in use (Error response from daemon: driver failed"),
+        ("arch", "error: an image is built for another CPU architecture"),
+    ],
+)
 def test_up_docker_problems_each_give_their_fix(project, mode, message):
     project.write()
     result = project.run("up", mode=mode)
@@ -394,7 +468,9 @@ def test_every_command_says_the_same_without_docker(project, tmp_path, command):
     empty.mkdir()
     result = project.run(*command, path=str(empty))
     assert result.returncode == 2
-    assert result.stderr.startswith("error: docker compose is not available: docker not found on PATH; install Docker Engine")
+    assert result.stderr.startswith(
+        "error: docker compose is not available: docker not found on PATH; install Docker Engine"
+    )
     assert NO_COMPOSE_HINT in result.stderr and result.stderr.count("\n") == 1
 
 
@@ -440,8 +516,10 @@ def test_down_restart_logs_status(project):
     assert "restart vllm-small" in commands
     assert "logs --no-color --follow --tail=50 vllm-small" in commands
     rows = json.loads(status.stdout)["services"]
-    assert [(r["service"], r["state"], r["answers"]) for r in rows] == [("vllm-small", "running", True), ("ollama", "running", True)]
-
+    assert [(r["service"], r["state"], r["answers"]) for r in rows] == [
+        ("vllm-small", "running", True),
+        ("ollama", "running", True),
+    ]
 
 
 def test_status_and_monitor_before_render_and_without_docker(project, tmp_path):
@@ -451,7 +529,9 @@ def test_status_and_monitor_before_render_and_without_docker(project, tmp_path):
     assert status.returncode == 0, status.stderr
     rows = json.loads(status.stdout)["services"]
     assert [(r["service"], r["state"], r["api_status"]) for r in rows] == [
-        ("vllm-small", "not rendered", "down"), ("ollama", "not rendered", "down")]
+        ("vllm-small", "not rendered", "down"),
+        ("ollama", "not rendered", "down"),
+    ]
     once = project.run("monitor", "--once", "--interval", "0.1")
     assert once.returncode == 0, once.stderr
     assert "vllm-small" in once.stdout and "ollama" in once.stdout and "(no services)" not in once.stdout

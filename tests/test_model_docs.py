@@ -20,16 +20,27 @@ from sparkserve.plan.model_report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "docs" / "models" / "qwen3-32b.md"
-SECTIONS = ("## What the model is", "## Memory by precision on NVIDIA DGX Spark (GB10)", "## Recommended vLLM arguments",
-            "## Expected speed", "## Troubleshooting")
-CAUSES = ("kv_cache_too_small_for_max_model_len", "page_cache_pressure", "free_memory_below_utilization",
-          "weights_oom", "gated_model_access")
+SECTIONS = (
+    "## What the model is",
+    "## Memory by precision on NVIDIA DGX Spark (GB10)",
+    "## Recommended vLLM arguments",
+    "## Expected speed",
+    "## Troubleshooting",
+)
+CAUSES = (
+    "kv_cache_too_small_for_max_model_len",
+    "page_cache_pressure",
+    "free_memory_below_utilization",
+    "weights_oom",
+    "gated_model_access",
+)
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run([sys.executable, "-m", "sparkserve.cli", *args], capture_output=True, text=True,
-                          timeout=120, env=env, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sparkserve.cli", *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd
+    )
 
 
 @cache
@@ -72,6 +83,7 @@ def gib(value: float) -> str:
 
 # --- the command ----------------------------------------------------------------------------------------
 
+
 def test_command_writes_the_page_with_every_section(written, page):
     result, out = written
     assert result.returncode == 0, result.stderr
@@ -92,13 +104,20 @@ def test_default_output_directory_is_docs_models(tmp_path):
 
 def test_shipped_page_is_a_fresh_generation(page):
     assert SHIPPED.read_bytes() == page.encode("utf-8"), (
-        "docs/models/qwen3-32b.md is stale: run `sparkserve docs Qwen/Qwen3-32B --hardware dgx-spark`")
+        "docs/models/qwen3-32b.md is stale: run `sparkserve docs Qwen/Qwen3-32B --hardware dgx-spark`"
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (("docs", "nonsense/model"), "error: unknown model 'nonsense/model'"),
-    (("docs", "Qwen/Qwen3-32B", "--hardware", "dgx-sprak"), "error: unknown hardware 'dgx-sprak'; closest: dgx-spark"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("docs", "nonsense/model"), "error: unknown model 'nonsense/model'"),
+        (
+            ("docs", "Qwen/Qwen3-32B", "--hardware", "dgx-sprak"),
+            "error: unknown hardware 'dgx-sprak'; closest: dgx-spark",
+        ),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     result = cli(*args, "--out", str(tmp_path))
     assert result.returncode == 2
@@ -114,6 +133,7 @@ def test_slug_is_the_repo_name():
 
 
 # --- numbers against `sparkserve plan --json` -------------------------------------------------------------
+
 
 def test_model_facts_match_the_plan(page):
     facts = dict(row[:2] for row in table_rows(section(page, "## What the model is")))
@@ -135,7 +155,10 @@ def test_recommended_arguments_are_the_plans(page):
     assert "--swap-space" not in args
     mem = out["memory"]
     assert f"= {gib(mem['budget_gib'])} GiB" in text
-    assert f"The KV cache holds {mem['kv_tokens']:,} tokens = {mem['max_concurrency']:.1f} requests of {mem['max_model_len']:,}" in text
+    assert (
+        f"The KV cache holds {mem['kv_tokens']:,} tokens = {mem['max_concurrency']:.1f} requests of {mem['max_model_len']:,}"
+        in text
+    )
 
 
 def test_recommended_settings_are_the_default_stacks():
@@ -147,7 +170,10 @@ def test_recommended_settings_are_the_default_stacks():
     rec = build_report(spark, resolve_model("Qwen/Qwen3-32B").spec, _neighbour(spark)).recommended
     settings = rec.memory.settings
     assert (settings.gpu_memory_utilization, rec.memory.max_model_len, settings.max_num_seqs) == (
-        stack_args["gpu_memory_utilization"], stack_args["max_model_len"], stack_args["max_num_seqs"])
+        stack_args["gpu_memory_utilization"],
+        stack_args["max_model_len"],
+        stack_args["max_num_seqs"],
+    )
 
 
 def test_memory_table_rows_match_the_plan(page):
@@ -155,16 +181,25 @@ def test_memory_table_rows_match_the_plan(page):
     vllm_template, ollama_template = re.findall(r"`(sparkserve plan [^`]+<precision>[^`]*)`", text)
     rows = table_rows(text)
     assert [(r[0], r[1]) for r in rows] == [
-        ("vLLM", "bf16"), ("vLLM", "**fp8** (recommended)"), ("vLLM", "awq / gptq (int4)"), ("vLLM", "nvfp4"),
-        ("Ollama", "q4_k_m"), ("Ollama", "q8_0")]
+        ("vLLM", "bf16"),
+        ("vLLM", "**fp8** (recommended)"),
+        ("vLLM", "awq / gptq (int4)"),
+        ("vLLM", "nvfp4"),
+        ("Ollama", "q4_k_m"),
+        ("Ollama", "q8_0"),
+    ]
     for engine, label, weights, kv_gib, kv_tokens, requests, total, decode, fits in rows:
         quant = re.sub(r"\*\*|\(recommended\)| / gptq \(int4\)", "", label).strip()
         template = vllm_template if engine == "vLLM" else ollama_template
         out = plan_json(template.replace("<precision>", quant))
         mem, perf = out["memory"], out["perf"]
         assert (weights, kv_gib, kv_tokens, requests, total) == (
-            gib(mem["weights_gib"]), gib(mem["kv_cache_gib"]), f"{mem['kv_tokens']:,}",
-            f"{mem['max_concurrency']:.1f}", gib(mem["total_gib"])), label
+            gib(mem["weights_gib"]),
+            gib(mem["kv_cache_gib"]),
+            f"{mem['kv_tokens']:,}",
+            f"{mem['max_concurrency']:.1f}",
+            gib(mem["total_gib"]),
+        ), label
         assert decode == f"{perf['decode_tps']:,.1f} tok/s"
         assert fits == ("yes" if mem["fits"] else "no: " + "; ".join(mem["reasons"]))
 
@@ -172,16 +207,22 @@ def test_memory_table_rows_match_the_plan(page):
 def test_speed_rows_match_the_plan_and_its_ceiling(page):
     rows = table_rows(section(page, "## Expected speed"))
     labels = [r[0] for r in rows]
-    assert labels == ["decode, 1 request", "decode, 4 requests together",
-                      "prefill, 512-token prompt", "TTFT, 512-token prompt",
-                      "prefill, 4,096-token prompt", "TTFT, 4,096-token prompt"]
+    assert labels == [
+        "decode, 1 request",
+        "decode, 4 requests together",
+        "prefill, 512-token prompt",
+        "TTFT, 512-token prompt",
+        "prefill, 4,096-token prompt",
+        "TTFT, 4,096-token prompt",
+    ]
     for label, predicted, reproduce in rows:
         out = plan_json(reproduce.strip("`"))
         perf, batch = out["perf"], out["workload"]["batch"]
         if label == "decode, 1 request":
             share = round(100 * perf["decode_tps"] / perf["roofline_decode_tps"])
-            assert predicted == (f"{perf['decode_tps']:.1f} tok/s = {share} % of the "
-                                 f"{perf['roofline_decode_tps']:.1f} tok/s ceiling")
+            assert predicted == (
+                f"{perf['decode_tps']:.1f} tok/s = {share} % of the {perf['roofline_decode_tps']:.1f} tok/s ceiling"
+            )
         elif label.startswith("decode"):
             ceiling = perf["roofline_decode_tps"] * batch
             assert predicted.startswith(f"{perf['aggregate_tps']:,.1f} tok/s in all ({perf['decode_tps']:.1f} each) = ")
@@ -198,13 +239,24 @@ def test_kv_troubleshooting_example_is_the_planners(page):
     command = re.search(r"`(sparkserve plan [^`]+)` predicts it", text).group(1)
     out = plan_json(command)
     assert out["memory"]["fits"] is False
-    assert f"KV cache holds {out['memory']['kv_tokens']:,} tokens, max-model-len is {out['memory']['max_model_len']:,}" in text
+    assert (
+        f"KV cache holds {out['memory']['kv_tokens']:,} tokens, max-model-len is {out['memory']['max_model_len']:,}"
+        in text
+    )
     raised = re.search(r"raise --gpu-memory-utilization to ([\d.]+) \(now", text).group(1)
-    assert plan_json(command.replace(f"--gpu-memory-utilization {out['memory']['settings']['gpu_memory_utilization']:.2f}",
-                                     f"--gpu-memory-utilization {raised}"))["memory"]["fits"] is True
+    assert (
+        plan_json(
+            command.replace(
+                f"--gpu-memory-utilization {out['memory']['settings']['gpu_memory_utilization']:.2f}",
+                f"--gpu-memory-utilization {raised}",
+            )
+        )["memory"]["fits"]
+        is True
+    )
 
 
 # --- other models and machines ----------------------------------------------------------------------------
+
 
 def _neighbour(hw):
     from sparkserve.plan.speed import Workload
@@ -230,10 +282,15 @@ def test_a_model_that_cannot_fit_says_so():
     assert "| vLLM | **awq / gptq (int4)** (recommended) |" in text
 
 
-@pytest.mark.parametrize("model,hardware", [
-    ("Qwen/Qwen3-32B", "dgx-spark"), ("openai/gpt-oss-120b", "dgx-spark"), ("google/gemma-3-27b-it", "h100-sxm"),
-    ("Qwen/Qwen3-30B-A3B", "a100-80gb"),
-])
+@pytest.mark.parametrize(
+    "model,hardware",
+    [
+        ("Qwen/Qwen3-32B", "dgx-spark"),
+        ("openai/gpt-oss-120b", "dgx-spark"),
+        ("google/gemma-3-27b-it", "h100-sxm"),
+        ("Qwen/Qwen3-30B-A3B", "a100-80gb"),
+    ],
+)
 def test_predictions_never_beat_their_ceilings(model, hardware):
     hw = get_profile(hardware)
     report = build_report(hw, resolve_model(model).spec, _neighbour(hw))

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from fake_nvml import FakeNVML
 from rich.console import Console
 
+from fake_nvml import FakeNVML
 from sparkserve.engines.vllm import METRIC_ALIASES
 from sparkserve.monitor.memory import read_host_memory
 from sparkserve.monitor.ollama_state import parse_ps, read_ollama
@@ -139,7 +139,7 @@ class OllamaStandIn:
 
 
 def ollama_models(expires_in_s: float = 1800) -> list[dict]:
-    expires = (datetime.now(timezone.utc) + timedelta(seconds=expires_in_s)).astimezone(timezone(timedelta(hours=-7)))
+    expires = (datetime.now(UTC) + timedelta(seconds=expires_in_s)).astimezone(timezone(timedelta(hours=-7)))
     stamp = expires.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123-07:00"  # Go prints nanoseconds
     return [{
         "name": "qwen3:8b", "model": "qwen3:8b", "size": 6_654_289_920, "digest": "500a1f06",

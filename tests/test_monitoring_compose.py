@@ -35,7 +35,9 @@ def test_default_stack_with_monitoring(tmp_path):
     assert exp["volumes"] == [f"{stack_dir}:{stack_dir}:ro"] and exp["pid"] == "host"
     assert exp["image"].startswith("sparkserve-exporter:") and exp["build"] == {"context": "./monitoring/exporter"}
     dockerfile = (tmp_path / "monitoring/exporter/Dockerfile").read_text()
-    assert "FROM python:3.12-slim" in dockerfile and 'ENTRYPOINT ["python", "-m", "sparkserve", "exporter"]' in dockerfile
+    assert (
+        "FROM python:3.12-slim" in dockerfile and 'ENTRYPOINT ["python", "-m", "sparkserve", "exporter"]' in dockerfile
+    )
     unit = (tmp_path / "monitoring/sparkserve-exporter.service").read_text()
     assert "-m sparkserve exporter --stack " in unit and "--port 9400" in unit
     assert graf["environment"]["GF_SERVER_HTTP_ADDR"] == "127.0.0.1"
@@ -49,12 +51,12 @@ def test_default_stack_with_monitoring(tmp_path):
     scrape = yaml.safe_load((tmp_path / "monitoring" / "prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in scrape["scrape_configs"]}
     assert jobs["vllm"]["static_configs"] == [
-        {"targets": ["127.0.0.1:8000"], "labels": {"service": "vllm-qwen3-32b", "runtime": "compose"}}]
+        {"targets": ["127.0.0.1:8000"], "labels": {"service": "vllm-qwen3-32b", "runtime": "compose"}}
+    ]
     assert jobs["sparkserve-exporter"]["static_configs"] == [{"targets": ["127.0.0.1:9400"]}]
     assert scrape["global"]["scrape_interval"] == "5s"
 
-    datasources = yaml.safe_load(
-        (tmp_path / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
+    datasources = yaml.safe_load((tmp_path / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
     (ds,) = datasources["datasources"]
     assert ds["type"] == "prometheus" and ds["url"] == "http://127.0.0.1:9090" and ds["isDefault"] is True
     providers = yaml.safe_load((tmp_path / "monitoring/grafana/provisioning/dashboards/sparkserve.yml").read_text())
@@ -62,8 +64,15 @@ def test_default_stack_with_monitoring(tmp_path):
 
     dashboard = json.loads((tmp_path / "monitoring/grafana/dashboards/sparkserve.json").read_text())
     panels = {p["title"]: p for p in dashboard["panels"]}
-    assert {"Requests running / waiting", "Tokens / s", "Time to first token", "Inter-token latency",
-            "KV cache usage", "Preemptions / s", "Memory (unified on DGX Spark)"} <= set(panels)
+    assert {
+        "Requests running / waiting",
+        "Tokens / s",
+        "Time to first token",
+        "Inter-token latency",
+        "KV cache usage",
+        "Preemptions / s",
+        "Memory (unified on DGX Spark)",
+    } <= set(panels)
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == ds["uid"] and panel["targets"]
@@ -86,7 +95,9 @@ def test_native_services_and_wildcard_bind_are_scraped_on_loopback(tmp_path):
     scrape = yaml.safe_load((tmp_path / "monitoring" / "prometheus.yml").read_text())
     (vllm_job,) = [j for j in scrape["scrape_configs"] if j["job_name"] == "vllm"]
     assert {c["labels"]["service"]: c["targets"] for c in vllm_job["static_configs"]} == {
-        "chat": ["127.0.0.1:9000"], "native-one": ["127.0.0.1:8100"]}
+        "chat": ["127.0.0.1:9000"],
+        "native-one": ["127.0.0.1:8100"],
+    }
 
 
 def test_monitoring_stays_until_removed(tmp_path):
@@ -102,7 +113,9 @@ def test_monitoring_stays_until_removed(tmp_path):
 
 
 def test_monitoring_ports_come_from_the_stack(tmp_path):
-    stack = default_stack_text(get_profile("h100-sxm")) + "\n[monitoring]\nprometheus_port = 19090\nexporter_port = 19400\n"
+    stack = (
+        default_stack_text(get_profile("h100-sxm")) + "\n[monitoring]\nprometheus_port = 19090\nexporter_port = 19400\n"
+    )
     doc = render_monitoring(tmp_path, stack)
     assert "--web.listen-address=127.0.0.1:19090" in doc["services"]["prometheus"]["command"]
     assert doc["services"]["sparkserve-exporter"]["command"][-1] == "19400"

@@ -166,12 +166,28 @@ def test_a_pid_reused_by_another_program_is_stale_and_never_signalled(project):
         state.mkdir()
         import json
 
-        (state / "ollama.pid").write_text(json.dumps({
-            "pid": stranger.pid, "pgid": stranger.pid, "start_ticks": 1, "argv": ["/usr/bin/ollama", "serve"],
-            "engine": "ollama", "url": f"http://127.0.0.1:{project.port}", "model": "qwen3:4b",
-            "started_at": 0.0, "log": str(state / "ollama.log"), "marker": "0" * 32, "group_start_ticks": 1}))
+        (state / "ollama.pid").write_text(
+            json.dumps(
+                {
+                    "pid": stranger.pid,
+                    "pgid": stranger.pid,
+                    "start_ticks": 1,
+                    "argv": ["/usr/bin/ollama", "serve"],
+                    "engine": "ollama",
+                    "url": f"http://127.0.0.1:{project.port}",
+                    "model": "qwen3:4b",
+                    "started_at": 0.0,
+                    "log": str(state / "ollama.log"),
+                    "marker": "0" * 32,
+                    "group_start_ticks": 1,
+                }
+            )
+        )
         status = project.run("status")
-        assert "stale" in status.stdout and f"pid {stranger.pid} now belongs to another program (sleep 300)" in status.stdout
+        assert (
+            "stale" in status.stdout
+            and f"pid {stranger.pid} now belongs to another program (sleep 300)" in status.stdout
+        )
         up = project.run("up")
         assert up.returncode == 0, up.stderr
         assert f"ollama: removed a stale pid file (pid {stranger.pid} now belongs to another program" in up.stdout
@@ -187,8 +203,10 @@ def test_a_pid_reused_by_another_program_is_stale_and_never_signalled(project):
 def test_an_engine_that_exits_at_start_is_reported_and_cleaned(project):
     result = project.run("up", FAKE_OLLAMA_MODE="crash")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ollama stopped while waiting for the Ollama API: ollama exited with code 1: "
-                                    f"Error: listen tcp 127.0.0.1:{project.port}: bind: address already in use")
+    assert result.stderr.startswith(
+        "error: ollama stopped while waiting for the Ollama API: ollama exited with code 1: "
+        f"Error: listen tcp 127.0.0.1:{project.port}: bind: address already in use"
+    )
     assert result.stderr.count("\n") == 1
     assert project.record() is None
     assert len(events(project.calls, "exec")) == 1
@@ -208,8 +226,10 @@ def test_low_memory_refuses_to_start(project):
     write_meminfo(project.meminfo, available_gib=1.0)
     result = project.run("up")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: ollama: MemAvailable is 1.0 GiB, below the floor of 4 GiB "
-                                    "([stack] min_mem_available_gib); sparkserve did not start it")
+    assert result.stderr.startswith(
+        "error: ollama: MemAvailable is 1.0 GiB, below the floor of 4 GiB "
+        "([stack] min_mem_available_gib); sparkserve did not start it"
+    )
     assert events(project.calls) == [] and project.record() is None
 
 
@@ -220,8 +240,10 @@ def test_memory_guard_stops_a_starting_service(project):
     write_meminfo(project.meminfo, available_gib=2.0, total_gib=24.0)  # floor: 25 % of 24 GiB = 6 GiB
     out, err = up.communicate(timeout=120)
     assert up.returncode == 2, err
-    assert err.startswith("error: ollama: MemAvailable is 2.0 GiB, below the floor of 25% of MemTotal = 6.0 GiB "
-                          "([stack] min_mem_available_gib); sparkserve stopped it while it started")
+    assert err.startswith(
+        "error: ollama: MemAvailable is 2.0 GiB, below the floor of 25% of MemTotal = 6.0 GiB "
+        "([stack] min_mem_available_gib); sparkserve stopped it while it started"
+    )
     assert "Lower gpu_memory_utilization or max_model_len in services.ollama.args" in err and "drop_caches" in err
     assert not group_alive(started["pgid"])
     assert project.record() is None
@@ -253,6 +275,7 @@ def test_no_ollama_binary(project, tmp_path):
 
 
 # --- pieces -------------------------------------------------------------------------------------------
+
 
 def test_env_references_expand_like_compose():
     from sparkserve.runtime.native import expand
@@ -290,7 +313,10 @@ def test_executable_lookup_order(tmp_path, monkeypatch):
     cpu.chmod(0o755)
     with pytest.raises(UserError, match=r"vllm not found"):  # installed, but never taken unasked
         find_executable("vllm", None, stack)
-    assert locate_executable("vllm", "cpu", stack) == (str(cpu), f'the CPU build (stack.vllm = "cpu", {tmp_path / "venv"})')
+    assert locate_executable("vllm", "cpu", stack) == (
+        str(cpu),
+        f'the CPU build (stack.vllm = "cpu", {tmp_path / "venv"})',
+    )
 
 
 def test_memory_floor_in_gib_or_percent():
@@ -303,15 +329,23 @@ def test_memory_floor_in_gib_or_percent():
     assert below_floor(Floor(6.0), {}) is None  # nothing to guard with
 
 
-@pytest.mark.parametrize("value,error", [
-    ("6", None), ('"15%"', None), ('"x"', 'expected GiB (a number >= 0) or a share of MemTotal such as "10%"'),
-    ("-1", "expected GiB"), ('"150%"', "expected GiB"),
-])
+@pytest.mark.parametrize(
+    "value,error",
+    [
+        ("6", None),
+        ('"15%"', None),
+        ('"x"', 'expected GiB (a number >= 0) or a share of MemTotal such as "10%"'),
+        ("-1", "expected GiB"),
+        ('"150%"', "expected GiB"),
+    ],
+)
 def test_stack_memory_floor_setting(value, error):
     from sparkserve.stack.load import parse_stack
 
-    text = f'[stack]\nhardware = "h100-sxm"\nmin_mem_available_gib = {value}\n' \
-           '[services.a]\nengine = "vllm"\nmodel = "Qwen/Qwen3-8B"\nport = 8000\nruntime = "native"\n'
+    text = (
+        f'[stack]\nhardware = "h100-sxm"\nmin_mem_available_gib = {value}\n'
+        '[services.a]\nengine = "vllm"\nmodel = "Qwen/Qwen3-8B"\nport = 8000\nruntime = "native"\n'
+    )
     if error is None:
         parse_stack(text)
     else:
@@ -324,9 +358,12 @@ def test_startup_error_lines_from_recorded_vllm_logs():
 
     data = Path(__file__).parent / "data" / "vllm_cpu"
     assert startup_error((data / "bad-quantization.txt").read_text()).startswith(
-        "Unknown quantization method: nope. Must be one of ['awq'")
-    assert startup_error((data / "bad-flag-swap-space.txt").read_text()) == \
-        "vllm: error: unrecognized arguments: --swap-space 4"
+        "Unknown quantization method: nope. Must be one of ['awq'"
+    )
+    assert (
+        startup_error((data / "bad-flag-swap-space.txt").read_text())
+        == "vllm: error: unrecognized arguments: --swap-space 4"
+    )
     assert startup_error("INFO all fine\n") is None
 
 

@@ -17,8 +17,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from native_kit import (cli_env, free_port, group_alive, pgrep, read_pid_file, run_cli, start_cli, wait_for,
-                        write_meminfo)
+from native_kit import (
+    cli_env,
+    free_port,
+    group_alive,
+    pgrep,
+    read_pid_file,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_meminfo,
+)
 
 SECRET = "hf_e2e_secret_value_7731"
 STACK = """
@@ -45,7 +54,8 @@ enforce_eager = true
 def write_stack(directory: Path, vllm_venv: Path, model: Path, *, port: int, args: str = "", extra: str = "") -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "sparkserve.toml").write_text(
-        STACK.format(vllm=vllm_venv / "bin" / "vllm", model=model, port=port, args=args, extra=extra))
+        STACK.format(vllm=vllm_venv / "bin" / "vllm", model=model, port=port, args=args, extra=extra)
+    )
     (directory / ".env").write_text(f"HF_TOKEN={SECRET}\n")
     return directory
 
@@ -113,14 +123,23 @@ def test_a_second_up_never_starts_a_copy(served):
 
 
 def test_chat_whole_and_streamed(served):
-    body = {"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8, "temperature": 1.0,
-            "seed": 1}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": "Hello"}],
+        "max_tokens": 8,
+        "temperature": 1.0,
+        "seed": 1,
+    }
     whole = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120).json()
     assert whole["choices"][0]["message"]["role"] == "assistant"
     assert whole["usage"]["completion_tokens"] == 8
     events = []
-    with httpx.stream("POST", served.url + "/v1/chat/completions", timeout=120,
-                      json=body | {"stream": True, "stream_options": {"include_usage": True}}) as response:
+    with httpx.stream(
+        "POST",
+        served.url + "/v1/chat/completions",
+        timeout=120,
+        json=body | {"stream": True, "stream_options": {"include_usage": True}},
+    ) as response:
         lines = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert lines[-1] == "data: [DONE]"
     events = [json.loads(line[6:]) for line in lines[:-1]]
@@ -133,8 +152,11 @@ def test_metrics_parse_and_count_the_requests(served):
     from sparkserve.demo.client import server_timing, sums_from_text
 
     before = sums_from_text(httpx.get(served.url + "/metrics", timeout=30).text)
-    httpx.post(served.url + "/v1/completions", timeout=120,
-               json={"model": "tiny", "prompt": "The model", "max_tokens": 16, "ignore_eos": True})
+    httpx.post(
+        served.url + "/v1/completions",
+        timeout=120,
+        json={"model": "tiny", "prompt": "The model", "max_tokens": 16, "ignore_eos": True},
+    )
     after = sums_from_text(httpx.get(served.url + "/metrics", timeout=30).text)
     assert after.counter("generation_tokens_total") - before.counter("generation_tokens_total") == 16
     assert after.counter("request_success_total") - before.counter("request_success_total") == 1
@@ -170,13 +192,15 @@ def test_zz_a_killed_engine_is_reported_and_down_stops_what_is_left(served):
 
 # --- starts that must fail cleanly ------------------------------------------------------------------------
 
+
 def test_a_flag_this_vllm_does_not_know_is_refused_before_start(vllm_venv, tiny_model, tmp_path):
     port = free_port()
     directory = write_stack(tmp_path / "s", vllm_venv, tiny_model, port=port, args="num_scheduler_steps = 8")
     result = run_cli(directory, "up")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: tiny: the installed vLLM rejects the arguments: "
-                                    "unrecognized arguments: --num-scheduler-steps 8")
+    assert result.stderr.startswith(
+        "error: tiny: the installed vLLM rejects the arguments: unrecognized arguments: --num-scheduler-steps 8"
+    )
     assert "Nothing was started" in result.stderr and result.stderr.count("\n") == 1
     assert not (directory / ".sparkserve" / "tiny.log").exists()
     assert_nothing_runs(directory, port)
@@ -187,8 +211,10 @@ def test_a_value_the_engine_refuses_at_start_surfaces_its_error(vllm_venv, tiny_
     directory = write_stack(tmp_path / "s", vllm_venv, tiny_model, port=port, args='quantization = "nope"')
     result = run_cli(directory, "up")
     assert result.returncode == 2
-    assert result.stderr.startswith("error: tiny stopped while waiting for the engine: vllm exited with code 1: "
-                                    "Unknown quantization method: nope. Must be one of ['awq'")
+    assert result.stderr.startswith(
+        "error: tiny stopped while waiting for the engine: vllm exited with code 1: "
+        "Unknown quantization method: nope. Must be one of ['awq'"
+    )
     assert result.stderr.count("\n") == 1
     assert_nothing_runs(directory, port)
 
@@ -218,8 +244,10 @@ def test_the_memory_guard_stops_vllm_while_it_starts(vllm_venv, tiny_model, tmp_
     write_meminfo(meminfo, available_gib=1.5)
     out, err = up.communicate(timeout=600)
     assert up.returncode == 2, out
-    assert err.startswith("error: tiny: MemAvailable is 1.5 GiB, below the floor of 4 GiB ([stack] "
-                          "min_mem_available_gib); sparkserve stopped it while it started")
+    assert err.startswith(
+        "error: tiny: MemAvailable is 1.5 GiB, below the floor of 4 GiB ([stack] "
+        "min_mem_available_gib); sparkserve stopped it while it started"
+    )
     assert "Lower gpu_memory_utilization or max_model_len in services.tiny.args" in err
     assert "drop the page cache (sync; echo 3 | sudo tee /proc/sys/vm/drop_caches)" in err
     assert_nothing_runs(directory, port, record["pgid"])

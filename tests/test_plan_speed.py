@@ -59,7 +59,7 @@ def test_never_above_the_ceiling(engine: str) -> None:
             model = spec(model_id)
             for quant in ENGINE_QUANTS[engine]:
                 if quant == "mxfp4" and model.checkpoint_quant != "mxfp4":
-                    combos += 6  # MXFP4 exists only as published checkpoints (gpt-oss): refused, tested in test_cli_plan
+                    combos += 6
                     continue
                 try:
                     dep = deployment(hw, model, quant, engine)
@@ -162,11 +162,14 @@ def test_fp8_decodes_faster_than_bf16(hw: str) -> None:
     assert fp8.bytes_per_step_gb < bf16.bytes_per_step_gb
 
 
-@pytest.mark.parametrize(("model", "quant", "engine"), [
-    ("Qwen/Qwen3-8B", "bf16", "vllm"),
-    ("meta-llama/Llama-3.1-8B-Instruct", "q4_k_m", "ollama"),
-    ("Qwen/Qwen3-30B-A3B", "fp8", "vllm"),
-])
+@pytest.mark.parametrize(
+    ("model", "quant", "engine"),
+    [
+        ("Qwen/Qwen3-8B", "bf16", "vllm"),
+        ("meta-llama/Llama-3.1-8B-Instruct", "q4_k_m", "ollama"),
+        ("Qwen/Qwen3-30B-A3B", "fp8", "vllm"),
+    ],
+)
 def test_longer_context_decodes_slower(model: str, quant: str, engine: str) -> None:
     tps = [plan_speed("dgx-spark", model, quant, engine, context=c).decode_tps for c in (0, 4096, 32768)]
     assert tps[0] > tps[1] > tps[2]
@@ -194,8 +197,9 @@ def test_two_sparks_halve_memory_and_pay_for_the_link() -> None:
     # The ConnectX-7 all-reduces cost time: without a link the same pair would be faster, with a
     # ten times slower link it is slower.
     no_link = dataclasses.replace(two, hardware=dataclasses.replace(spark, inter_link=None))
-    slow = dataclasses.replace(spark.inter_link, bandwidth_gbs=spark.inter_link.bandwidth_gbs / 10,
-                               latency_us=spark.inter_link.latency_us * 10)
+    slow = dataclasses.replace(
+        spark.inter_link, bandwidth_gbs=spark.inter_link.bandwidth_gbs / 10, latency_us=spark.inter_link.latency_us * 10
+    )
     slow_link = dataclasses.replace(two, hardware=dataclasses.replace(spark, inter_link=slow))
     assert speed(no_link, work).decode_tps > s2.decode_tps > speed(slow_link, work).decode_tps
 
@@ -260,12 +264,15 @@ def test_idle_ttft_is_request_overhead_plus_the_prompts_chunks() -> None:
     assert eff.prefill_chunk < 20_000
 
 
-@pytest.mark.parametrize(("hw", "model", "quant", "engine"), [
-    ("dgx-spark", "Qwen/Qwen3-32B", "fp8", "vllm"),
-    ("dgx-spark", "openai/gpt-oss-120b", "mxfp4", "vllm"),
-    ("h100-sxm", "meta-llama/Llama-3.1-8B-Instruct", "bf16", "sglang"),
-    ("dgx-spark", "Qwen/Qwen3-30B-A3B", "q4_k_m", "llama.cpp"),
-])
+@pytest.mark.parametrize(
+    ("hw", "model", "quant", "engine"),
+    [
+        ("dgx-spark", "Qwen/Qwen3-32B", "fp8", "vllm"),
+        ("dgx-spark", "openai/gpt-oss-120b", "mxfp4", "vllm"),
+        ("h100-sxm", "meta-llama/Llama-3.1-8B-Instruct", "bf16", "sglang"),
+        ("dgx-spark", "Qwen/Qwen3-30B-A3B", "q4_k_m", "llama.cpp"),
+    ],
+)
 def test_aggregate_rises_with_batch_and_stays_under_the_ceiling(hw: str, model: str, quant: str, engine: str) -> None:
     dep = deployment(get_profile(hw), spec(model), quant, engine)
     prev = 0.0
@@ -283,8 +290,12 @@ def test_aggregate_rises_with_batch_and_stays_under_the_ceiling(hw: str, model: 
 
 def test_fit_script_reproduces_the_committed_calibration_byte_for_byte(tmp_path: Path) -> None:
     out = tmp_path / "calibration.json"
-    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fit_calibration.py"), "--out", str(out)],
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "fit_calibration.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     committed = (REPO / "src" / "sparkserve" / "plan" / "calibration.json").read_bytes()
     assert out.read_bytes() == committed

@@ -113,16 +113,31 @@ def stack_dir(tmp_path) -> Path:
     return work
 
 
-def up(work: Path, vllm_port: int, ollama_port: int, running: str) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+def up(
+    work: Path, vllm_port: int, ollama_port: int, running: str
+) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
     """`sparkserve up --no-wait`; `running` lists the services `docker compose ps` reports running."""
     (work / "sparkserve.toml").write_text(STACK.format(vllm_port=vllm_port, ollama_port=ollama_port))
     calls = work.parent / "docker-calls.jsonl"
     calls.unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "VLLM_API_KEY")}
-    env.update({"PATH": f"{work.parent / 'bin'}{os.pathsep}{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(calls),
-                "FAKE_DOCKER_MODE": "ok", "FAKE_DOCKER_SERVICES": running, "COLUMNS": "200"})
-    result = subprocess.run([sys.executable, "-m", "sparkserve.cli", "up", "--no-wait"], cwd=work, env=env,
-                            capture_output=True, text=True, timeout=120)
+    env.update(
+        {
+            "PATH": f"{work.parent / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "FAKE_DOCKER_LOG": str(calls),
+            "FAKE_DOCKER_MODE": "ok",
+            "FAKE_DOCKER_SERVICES": running,
+            "COLUMNS": "200",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "sparkserve.cli", "up", "--no-wait"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     argv = [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
     return result, argv
 
@@ -148,7 +163,8 @@ def test_up_refuses_a_port_another_process_holds(stack_dir):
     assert result.stderr == (
         f"error: vllm-small: port {port} on 127.0.0.1 is already in use by another process; stop it "
         f"(`sudo ss -ltnp 'sport = :{port}'` or `docker ps` shows which) or change services.vllm-small.port in "
-        f"{stack_dir / 'sparkserve.toml'}\n")
+        f"{stack_dir / 'sparkserve.toml'}\n"
+    )
     commands = [compose_command(argv) for argv in calls]
     assert calls and "up" not in commands and "restart" not in commands
     assert commands == ["version", "info", "ps"]
@@ -159,7 +175,8 @@ def test_up_names_every_taken_port(stack_dir):
         result, calls = up(stack_dir, vllm_port, ollama_port, running="")
     assert result.returncode == 2
     assert result.stderr.startswith(
-        f"error: vllm-small: port {vllm_port}, ollama: port {ollama_port} on 127.0.0.1 are already in use")
+        f"error: vllm-small: port {vllm_port}, ollama: port {ollama_port} on 127.0.0.1 are already in use"
+    )
     assert "change services.vllm-small.port / services.ollama.port in" in result.stderr
     assert result.stderr.count("\n") == 1
     assert "up" not in [compose_command(argv) for argv in calls]

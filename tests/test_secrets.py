@@ -8,9 +8,9 @@ import os
 import stat
 
 import pytest
+
 from bench_servers import run_bench, stand_in
 from native_kit import run_cli
-
 from sparkserve import secrets
 from sparkserve.errors import UserError
 from sparkserve.stack.load import parse_stack

@@ -185,7 +185,7 @@ BAD = {
     "bad_bind": "stack.bind: expected an IP address",
     "no_services": "services: required key missing",
     "bad_gpus": "services.ollama.gpus: expected \"all\" or a number of GPUs >= 1, got 'two'",
-    "bad_volume": "services.ollama.volumes: expected \"host:/container/path\"",
+    "bad_volume": 'services.ollama.volumes: expected "host:/container/path"',
     "missing_model": "services.ollama.model: required key missing",
 }
 
@@ -205,8 +205,19 @@ def test_bad_stack_file_gives_one_clear_line(name):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("name", ["unknown_key", "wrong_type", "bad_port", "unknown_engine", "unknown_model",
-                                  "unknown_hardware", "duplicate_port", "invalid_toml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "unknown_key",
+        "wrong_type",
+        "bad_port",
+        "unknown_engine",
+        "unknown_model",
+        "unknown_hardware",
+        "duplicate_port",
+        "invalid_toml",
+    ],
+)
 @pytest.mark.parametrize("command", ["plan", "render"])
 def test_bad_stack_file_exits_2_from_the_cli(name, command):
     rel = f"tests/data/stacks/bad/{name}.toml"
@@ -217,13 +228,19 @@ def test_bad_stack_file_exits_2_from_the_cli(name, command):
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("body,message", [
-    ("args = { x = { a = 1 } }", "services.s.args.x: expected a number, a string, true/false or a list of them, got {'a': 1}"),
-    ("volumes = [1]", "services.s.volumes[0]: expected a string, got 1"),
-    ("image = 3", "services.s.image: expected a string, got 3"),
-    ('runtime = "docker"', "services.s.runtime: expected 'compose' or 'native', got 'docker'"),
-    ('env = { "1BAD" = "x" }', "services.s.env: '1BAD' is not a valid environment variable name"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        (
+            "args = { x = { a = 1 } }",
+            "services.s.args.x: expected a number, a string, true/false or a list of them, got {'a': 1}",
+        ),
+        ("volumes = [1]", "services.s.volumes[0]: expected a string, got 1"),
+        ("image = 3", "services.s.image: expected a string, got 3"),
+        ('runtime = "docker"', "services.s.runtime: expected 'compose' or 'native', got 'docker'"),
+        ('env = { "1BAD" = "x" }', "services.s.env: '1BAD' is not a valid environment variable name"),
+    ],
+)
 def test_inline_mistakes_name_the_field(body, message):
     text = f'[services.s]\nengine = "vllm"\nmodel = "Qwen/Qwen3-8B"\nport = 1\n{body}\n'
     with pytest.raises(UserError) as caught:
@@ -241,6 +258,7 @@ def test_missing_stack_file_is_an_error(tmp_path):
 
 
 # --- plan with a stack file --------------------------------------------------------------------
+
 
 def test_plan_of_the_init_stack_matches_the_built_in_default(tmp_path):
     assert run_cli("init", cwd=tmp_path).returncode == 0
@@ -293,6 +311,8 @@ def test_plain_commands_do_not_load_the_stack_schema(tmp_path):
     )
     help_run = subprocess.run([sys.executable, "-c", probe, "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert help_run.stderr.strip().splitlines()[-1] == "[]"
-    plan_run = subprocess.run([sys.executable, "-c", probe, "plan", "--json"], cwd=tmp_path, capture_output=True, text=True)
+    plan_run = subprocess.run(
+        [sys.executable, "-c", probe, "plan", "--json"], cwd=tmp_path, capture_output=True, text=True
+    )
     # typer itself imports pydantic to run a command; the stack schema must still stay unloaded
     assert "sparkserve.stack.schema" not in plan_run.stderr.strip().splitlines()[-1]

@@ -115,7 +115,7 @@ def test_safetensors_lists_every_tensor_with_config_shapes(model_dir: Path) -> N
     spans = sorted(tuple(v["data_offsets"]) for v in header.values())
     assert spans[0][0] == 0
     assert spans[-1][1] == len(data)
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end == start
     for name, v in header.items():
         assert v["dtype"] == "BF16", name

@@ -36,9 +36,25 @@ enforce_eager = true
 """
 # A bfloat16 KV cache passes the planner and vLLM's argument parser, but vLLM refuses it at start
 # for a model whose KV cache does not default to FP8 (and the CPU attention backend has no such type).
-TUNE = ["tune", "--slo", "ttft_p90_ms=2000,itl_p90_ms=200", "-p", "64", "-o", "16", "-n", "6",
-        "--space", "max-num-seqs=2,4", "--space", "max-num-batched-tokens=2048",
-        "--space", "kv-cache-dtype=auto,bfloat16", "--budget", "20m"]
+TUNE = [
+    "tune",
+    "--slo",
+    "ttft_p90_ms=2000,itl_p90_ms=200",
+    "-p",
+    "64",
+    "-o",
+    "16",
+    "-n",
+    "6",
+    "--space",
+    "max-num-seqs=2,4",
+    "--space",
+    "max-num-batched-tokens=2048",
+    "--space",
+    "kv-cache-dtype=auto,bfloat16",
+    "--budget",
+    "20m",
+]
 
 
 def _entries(journal: Path, kind: str) -> list[dict]:
@@ -81,8 +97,9 @@ def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, 
 
     result_file = tmp_path / "tune.json"
     html_file = tmp_path / "tune.html"
-    second = run_cli(tmp_path, *TUNE, "--resume", "--json", str(result_file), "--html", str(html_file), "--apply",
-                     env=cli_env())
+    second = run_cli(
+        tmp_path, *TUNE, "--resume", "--json", str(result_file), "--html", str(html_file), "--apply", env=cli_env()
+    )
     assert second.returncode == 0, f"{second.stdout}\n{second.stderr}"
     assert "resuming: 1 trial(s)" in second.stdout
     assert f"(pid {orphan['pid']}), left running by the interrupted search" in second.stdout
@@ -118,7 +135,8 @@ def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, 
     assert applied["enable_chunked_prefill"] is True
     assert "# the tiny model has 4096 positions" in stack.read_text()
     assert (tmp_path / "sparkserve.toml.bak").read_text() == STACK.format(
-        vllm=vllm_venv / "bin" / "vllm", model=tiny_model, port=port)
+        vllm=vllm_venv / "bin" / "vllm", model=tiny_model, port=port
+    )
     assert "+max_num_seqs = " in second.stdout
     assert read_pid_file(tmp_path, "tiny") is None
     assert not pgrep(f"vllm serve .*--port {port}$")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,27 +38,53 @@ def _root(
 
 @app.command()
 def plan(
-    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="HF id, Ollama tag, or a directory holding config.json.")] = None,
-    quant: Annotated[Optional[str], typer.Option("--quant", "-q", help="bf16, fp8, int8, awq, gptq, nvfp4, mxfp4, q8_0, q6_k, q5_k_m, q4_k_m, q4_0.")] = None,
-    engine: Annotated[Optional[str], typer.Option("--engine", "-e", help="vllm, ollama, llama.cpp, sglang, trtllm.")] = None,
+    hardware: Annotated[
+        str | None, typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="HF id, Ollama tag, or a directory holding config.json.")
+    ] = None,
+    quant: Annotated[
+        str | None,
+        typer.Option(
+            "--quant", "-q", help="bf16, fp8, int8, awq, gptq, nvfp4, mxfp4, q8_0, q6_k, q5_k_m, q4_k_m, q4_0."
+        ),
+    ] = None,
+    engine: Annotated[
+        str | None, typer.Option("--engine", "-e", help="vllm, ollama, llama.cpp, sglang, trtllm.")
+    ] = None,
     gpus: Annotated[int, typer.Option(help="GPUs per node (tensor parallel).")] = 1,
     nodes: Annotated[int, typer.Option(help="Nodes (e.g. two Sparks over ConnectX-7).")] = 1,
     batch: Annotated[int, typer.Option(help="Concurrent sequences decoding together.")] = 1,
-    concurrency: Annotated[Optional[str], typer.Option("--concurrency", help="Levels for the latency/throughput curve, e.g. 1,2,4,8,16,32,64.")] = None,
+    concurrency: Annotated[
+        str | None,
+        typer.Option("--concurrency", help="Levels for the latency/throughput curve, e.g. 1,2,4,8,16,32,64."),
+    ] = None,
     prompt_len: Annotated[int, typer.Option("--prompt-len", help="Prompt tokens.")] = 512,
     output_len: Annotated[int, typer.Option("--output-len", help="Output tokens.")] = 256,
-    context: Annotated[Optional[int], typer.Option(help="Tokens already in each sequence's KV cache while decoding.")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option("--max-model-len", help="vLLM --max-model-len / Ollama num_ctx.")] = None,
-    gpu_memory_utilization: Annotated[Optional[float], typer.Option("--gpu-memory-utilization", help="vLLM's share of GPU memory.")] = None,
-    kv_cache_dtype: Annotated[str, typer.Option("--kv-cache-dtype", help="auto or fp8 (Ollama: f16, q8_0, q4_0).")] = "auto",
-    max_num_batched_tokens: Annotated[Optional[int], typer.Option("--max-num-batched-tokens")] = None,
-    max_num_seqs: Annotated[Optional[int], typer.Option("--max-num-seqs")] = None,
+    context: Annotated[
+        int | None, typer.Option(help="Tokens already in each sequence's KV cache while decoding.")
+    ] = None,
+    max_model_len: Annotated[
+        int | None, typer.Option("--max-model-len", help="vLLM --max-model-len / Ollama num_ctx.")
+    ] = None,
+    gpu_memory_utilization: Annotated[
+        float | None, typer.Option("--gpu-memory-utilization", help="vLLM's share of GPU memory.")
+    ] = None,
+    kv_cache_dtype: Annotated[
+        str, typer.Option("--kv-cache-dtype", help="auto or fp8 (Ollama: f16, q8_0, q4_0).")
+    ] = "auto",
+    max_num_batched_tokens: Annotated[int | None, typer.Option("--max-num-batched-tokens")] = None,
+    max_num_seqs: Annotated[int | None, typer.Option("--max-num-seqs")] = None,
     enforce_eager: Annotated[bool, typer.Option("--enforce-eager", help="No CUDA graphs.")] = False,
-    num_parallel: Annotated[Optional[int], typer.Option("--num-parallel", help="Ollama parallel requests.")] = None,
+    num_parallel: Annotated[int | None, typer.Option("--num-parallel", help="Ollama parallel requests.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    stack_file: Annotated[Optional[str], typer.Option("--stack", help="Stack file to plan (default: ./sparkserve.toml if present).")] = None,
-    offline: Annotated[bool, typer.Option("--offline", help="Never touch the network: bundled, local and cached models only.")] = False,
+    stack_file: Annotated[
+        str | None, typer.Option("--stack", help="Stack file to plan (default: ./sparkserve.toml if present).")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Never touch the network: bundled, local and cached models only.")
+    ] = False,
 ) -> None:
     """Plan memory and speed before anything is downloaded (no --model: the stack file, else the default stack)."""
     options = dict(locals())
@@ -79,10 +105,18 @@ def hw(
 
 @app.command()
 def init(
-    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect (default: dgx-spark).")] = None,
-    variant: Annotated[Optional[str], typer.Option("--variant", help="Qwen3-32B weights: bf16, fp8 or int4 (AWQ); default fp8 where it fits.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing stack file; write it even if it does not fit.")] = False,
-    stack_file: Annotated[Optional[str], typer.Option("--stack", help="Where to write it.")] = None,
+    hardware: Annotated[
+        str | None,
+        typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect (default: dgx-spark)."),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", help="Qwen3-32B weights: bf16, fp8 or int4 (AWQ); default fp8 where it fits."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing stack file; write it even if it does not fit.")
+    ] = False,
+    stack_file: Annotated[str | None, typer.Option("--stack", help="Where to write it.")] = None,
 ) -> None:
     """Write the default stack (vLLM Qwen3-32B + Ollama) to sparkserve.toml, sized for the hardware."""
     from sparkserve.commands.init import run_init
@@ -92,11 +126,26 @@ def init(
 
 @app.command()
 def render(
-    stack_file: Annotated[Optional[str], typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Directory for docker-compose.yml and .env.example (default: the stack file's).")] = None,
-    write_env: Annotated[bool, typer.Option("--write-env", help="Also create .env (mode 600, empty HF_TOKEN) if it is missing.")] = False,
-    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Override the stack's hardware profile.")] = None,
-    monitoring: Annotated[Optional[bool], typer.Option("--monitoring/--no-monitoring", help="Add (or remove) Prometheus and Grafana with a vLLM dashboard; kept by later renders.")] = None,
+    stack_file: Annotated[
+        str | None, typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")
+    ] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="Directory for docker-compose.yml and .env.example (default: the stack file's)."),
+    ] = None,
+    write_env: Annotated[
+        bool, typer.Option("--write-env", help="Also create .env (mode 600, empty HF_TOKEN) if it is missing.")
+    ] = False,
+    hardware: Annotated[
+        str | None, typer.Option("--hardware", "-H", help="Override the stack's hardware profile.")
+    ] = None,
+    monitoring: Annotated[
+        bool | None,
+        typer.Option(
+            "--monitoring/--no-monitoring",
+            help="Add (or remove) Prometheus and Grafana with a vLLM dashboard; kept by later renders.",
+        ),
+    ] = None,
 ) -> None:
     """Write docker-compose.yml and .env.example for the stack; never touches an existing .env."""
     from sparkserve.commands.render import run_render
@@ -104,14 +153,16 @@ def render(
     run_render(stack=stack_file, out=out, write_env=write_env, hardware=hardware, monitoring=monitoring)
 
 
-StackOption = Annotated[Optional[str], typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")]
+StackOption = Annotated[str | None, typer.Option("--stack", help="Stack file (default: ./sparkserve.toml).")]
 
 
 @app.command()
 def up(
-    services: Annotated[Optional[list[str]], typer.Argument(help="Services to start (default: all).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).")] = None,
     stack_file: StackOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Start even if the plan or free memory says it will not fit.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Start even if the plan or free memory says it will not fit.")
+    ] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each service to answer.")] = 1800.0,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each service answers a request.")] = True,
 ) -> None:
@@ -123,10 +174,13 @@ def up(
 
 @app.command()
 def pull(
-    services: Annotated[Optional[list[str]], typer.Argument(help="Services whose models to fetch (default: all).")] = None,
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services whose models to fetch (default: all).")
+    ] = None,
     stack_file: StackOption = None,
 ) -> None:
-    """Fetch the services' models before `up`: Hub weights into the stack's HF cache, Ollama tags via Ollama; resumable."""
+    """Fetch the services' models before `up`: Hub weights into the stack's HF cache, Ollama tags via Ollama;
+    resumable."""
     from sparkserve.commands.pull import run_pull
 
     run_pull(stack=stack_file, services=services or [])
@@ -142,7 +196,7 @@ def down(stack_file: StackOption = None) -> None:
 
 @app.command()
 def restart(
-    service: Annotated[Optional[str], typer.Argument(help="Service to restart (default: all).")] = None,
+    service: Annotated[str | None, typer.Argument(help="Service to restart (default: all).")] = None,
     stack_file: StackOption = None,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each service to answer.")] = 1800.0,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until each service answers a request.")] = True,
@@ -155,9 +209,9 @@ def restart(
 
 @app.command()
 def logs(
-    service: Annotated[Optional[str], typer.Argument(help="Service (default: all).")] = None,
+    service: Annotated[str | None, typer.Argument(help="Service (default: all).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
-    tail: Annotated[Optional[int], typer.Option("--tail", help="Only the last N lines.")] = None,
+    tail: Annotated[int | None, typer.Option("--tail", help="Only the last N lines.")] = None,
     stack_file: StackOption = None,
 ) -> None:
     """Show the services' logs (docker compose logs; .sparkserve/<name>.log for native services)."""
@@ -170,7 +224,9 @@ def logs(
 def status(
     stack_file: StackOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between the two readings that give tokens/s.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between the two readings that give tokens/s.")
+    ] = 1.0,
 ) -> None:
     """Each service's runtime state, health, model, load, KV cache and tokens/s; Ollama's models; GPUs; memory."""
     from sparkserve.commands.lifecycle import run_status
@@ -181,14 +237,16 @@ def status(
 @app.command()
 def docs(
     model: Annotated[str, typer.Argument(help="HF id, Ollama tag, or a directory holding config.json.")],
-    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect (default: dgx-spark).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Directory for the page (default: docs/models).")] = None,
+    hardware: Annotated[
+        str | None,
+        typer.Option("--hardware", "-H", help="Hardware profile id, or 'auto' to detect (default: dgx-spark)."),
+    ] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Directory for the page (default: docs/models).")] = None,
 ) -> None:
     """Write docs/models/<model>.md from the planner: the model, memory by precision, arguments, speed, fixes."""
     from sparkserve.commands.docs import run_docs
 
     run_docs(model=model, hardware=hardware, out=out)
-
 
 
 @app.command()
@@ -208,8 +266,16 @@ def exporter(
     port: Annotated[int, typer.Option("--port", help="Port to serve /metrics on.")] = 9400,
     bind: Annotated[str, typer.Option("--bind", help="Address to listen on.")] = "127.0.0.1",
     stack_file: StackOption = None,
-    ollama: Annotated[Optional[list[str]], typer.Option("--ollama", help="Ollama base URL (repeatable; default: the stack's, else OLLAMA_HOST or http://127.0.0.1:11434).")] = None,
-    meminfo: Annotated[str, typer.Option("--meminfo", hidden=True, help="meminfo file to read (tests).")] = "/proc/meminfo",
+    ollama: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ollama",
+            help="Ollama base URL (repeatable; default: the stack's, else OLLAMA_HOST or http://127.0.0.1:11434).",
+        ),
+    ] = None,
+    meminfo: Annotated[
+        str, typer.Option("--meminfo", hidden=True, help="meminfo file to read (tests).")
+    ] = "/proc/meminfo",
 ) -> None:
     """Prometheus metrics for what has none: Ollama's models, unified memory, NVML readings; SIGTERM stops."""
     from sparkserve.commands.monitor import run_exporter
@@ -219,13 +285,26 @@ def exporter(
 
 @app.command()
 def doctor(
-    service: Annotated[Optional[str], typer.Argument(help="Service whose recent logs to diagnose (default: all).")] = None,
-    log: Annotated[Optional[str], typer.Option("--log", help="Diagnose this log file instead (skips the environment checks).")] = None,
+    service: Annotated[
+        str | None, typer.Argument(help="Service whose recent logs to diagnose (default: all).")
+    ] = None,
+    log: Annotated[
+        str | None, typer.Option("--log", help="Diagnose this log file instead (skips the environment checks).")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help='Print {"findings": [...], "checks": [...]}.')] = False,
     stack_file: StackOption = None,
     tail: Annotated[int, typer.Option("--tail", help="Log lines to read per service.")] = 500,
-    live: Annotated[bool, typer.Option("--live", help="Read the serving service's metrics over a window of its real traffic and name what limits it.")] = False,
-    url: Annotated[Optional[str], typer.Option("--url", help="With --live: the server to read (http://HOST:PORT) instead of a stack service.")] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Read the serving service's metrics over a window of its real traffic and name what limits it.",
+        ),
+    ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="With --live: the server to read (http://HOST:PORT) instead of a stack service."),
+    ] = None,
     window: Annotated[float, typer.Option("--window", help="With --live: seconds to sample.")] = 30.0,
 ) -> None:
     """Check the environment (driver, Docker, disk, ports, memory, token) and explain failures in the logs.
@@ -249,47 +328,97 @@ from sparkserve.commands.bench import bench_app  # noqa: E402 - typer only; the 
 app.add_typer(bench_app, name="bench")
 
 
-
 @app.command()
 def tune(
-    service: Annotated[Optional[str], typer.Argument(help="The stack service to tune (default: the only one).")] = None,
-    slo: Annotated[str, typer.Option("--slo", help="Objectives each load must meet (METRIC_STAT_ms=VALUE; metrics ttft, tpot, itl, e2e). Default: a chat a person reads (about 5 words/s).")] = "ttft_p90_ms=2000,itl_p90_ms=200",
-    workload: Annotated[str, typer.Option("--workload", "-w", help="random, prefix, multiturn or file (as sparkserve bench).")] = "random",
+    service: Annotated[str | None, typer.Argument(help="The stack service to tune (default: the only one).")] = None,
+    slo: Annotated[
+        str,
+        typer.Option(
+            "--slo",
+            help="Objectives each load must meet (METRIC_STAT_ms=VALUE; metrics ttft, tpot, itl, e2e). "
+            "Default: a chat a person reads (about 5 words/s).",
+        ),
+    ] = "ttft_p90_ms=2000,itl_p90_ms=200",
+    workload: Annotated[
+        str, typer.Option("--workload", "-w", help="random, prefix, multiturn or file (as sparkserve bench).")
+    ] = "random",
     prompt_len: Annotated[int, typer.Option("--prompt-len", "-p", help="Prompt tokens per request.")] = 512,
     output_len: Annotated[int, typer.Option("--output-len", "-o", help="Output tokens per request.")] = 256,
-    prefix_len: Annotated[Optional[int], typer.Option("--prefix-len", help="prefix workload: shared tokens.")] = None,
+    prefix_len: Annotated[int | None, typer.Option("--prefix-len", help="prefix workload: shared tokens.")] = None,
     num_prefixes: Annotated[int, typer.Option("--num-prefixes", help="prefix workload: distinct prefixes.")] = 1,
     turns: Annotated[int, typer.Option("--turns", help="multiturn workload: turns per conversation.")] = 3,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="file workload: a ShareGPT JSON file.")] = None,
-    budget: Annotated[Optional[str], typer.Option("--budget", help="Wall-clock limit for the whole search: 30m, 2h, 900s.")] = None,
-    space: Annotated[Optional[list[str]], typer.Option("--space", help="KEY=v1,v2 values to try (repeatable), e.g. max-num-seqs=8,16,32.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the search in the journal; finished trials are not repeated.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the trials with the plan's predictions; start nothing.")] = False,
-    apply: Annotated[bool, typer.Option("--apply", help="Write the best arguments into the stack file (backup kept, diff shown).")] = False,
-    json_file: Annotated[Optional[str], typer.Option("--json", help="Write the result as JSON.")] = None,
-    html_file: Annotated[Optional[str], typer.Option("--html", help="Write an offline HTML report with the Pareto plot.")] = None,
-    num_prompts: Annotated[int, typer.Option("--num-prompts", "-n", help="Requests per measured load level (at least twice the load).")] = 32,
-    start_timeout: Annotated[float, typer.Option("--start-timeout", help="Seconds each configuration may take to start.")] = 900.0,
-    hardware: Annotated[Optional[str], typer.Option("--hardware", "-H", help="Plan for this hardware profile instead of the stack's.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="file workload: a ShareGPT JSON file.")] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="Wall-clock limit for the whole search: 30m, 2h, 900s.")
+    ] = None,
+    space: Annotated[
+        list[str] | None,
+        typer.Option("--space", help="KEY=v1,v2 values to try (repeatable), e.g. max-num-seqs=8,16,32."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the search in the journal; finished trials are not repeated.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the trials with the plan's predictions; start nothing.")
+    ] = False,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Write the best arguments into the stack file (backup kept, diff shown).")
+    ] = False,
+    json_file: Annotated[str | None, typer.Option("--json", help="Write the result as JSON.")] = None,
+    html_file: Annotated[
+        str | None, typer.Option("--html", help="Write an offline HTML report with the Pareto plot.")
+    ] = None,
+    num_prompts: Annotated[
+        int, typer.Option("--num-prompts", "-n", help="Requests per measured load level (at least twice the load).")
+    ] = 32,
+    start_timeout: Annotated[
+        float, typer.Option("--start-timeout", help="Seconds each configuration may take to start.")
+    ] = 900.0,
+    hardware: Annotated[
+        str | None, typer.Option("--hardware", "-H", help="Plan for this hardware profile instead of the stack's.")
+    ] = None,
     stack_file: StackOption = None,
 ) -> None:
     """Find the server arguments that serve the most under a latency SLO: planned first, then measured."""
     from sparkserve.commands.tune import run_tune
 
-    code = run_tune(service=service, stack_file=stack_file, slo=slo, workload=workload, prompt_len=prompt_len,
-                    output_len=output_len, prefix_len=prefix_len, num_prefixes=num_prefixes, turns=turns,
-                    dataset=dataset, budget=budget, space=space or [], resume=resume, dry_run=dry_run, apply=apply,
-                    json_file=json_file, html_file=html_file, num_prompts=num_prompts, start_timeout=start_timeout,
-                    hardware=hardware)
+    code = run_tune(
+        service=service,
+        stack_file=stack_file,
+        slo=slo,
+        workload=workload,
+        prompt_len=prompt_len,
+        output_len=output_len,
+        prefix_len=prefix_len,
+        num_prefixes=num_prefixes,
+        turns=turns,
+        dataset=dataset,
+        budget=budget,
+        space=space or [],
+        resume=resume,
+        dry_run=dry_run,
+        apply=apply,
+        json_file=json_file,
+        html_file=html_file,
+        num_prompts=num_prompts,
+        start_timeout=start_timeout,
+        hardware=hardware,
+    )
     if code:
         raise typer.Exit(code)
 
 
 @app.command()
 def demo(
-    directory: Annotated[Optional[str], typer.Option("--dir", help="Folder for the demo's model, stack and state (default: ~/.cache/sparkserve/demo).")] = None,
+    directory: Annotated[
+        str | None,
+        typer.Option("--dir", help="Folder for the demo's model, stack and state (default: ~/.cache/sparkserve/demo)."),
+    ] = None,
     port: Annotated[int, typer.Option("--port", help="Port for vLLM (0: a free one).")] = 0,
-    model_dir: Annotated[Optional[str], typer.Option("--model-dir", help="Where the tiny model is (written if missing; default: DIR/tiny-qwen3).")] = None,
+    model_dir: Annotated[
+        str | None,
+        typer.Option("--model-dir", help="Where the tiny model is (written if missing; default: DIR/tiny-qwen3)."),
+    ] = None,
     requests: Annotated[int, typer.Option("--requests", help="Requests in the short benchmark.")] = 5,
 ) -> None:
     """Run the main job on this machine: tiny local model, CPU vLLM, plan, start, chat, /metrics, benchmark, stop."""
@@ -304,7 +433,9 @@ def main() -> None:
     except UserError as exc:
         from sparkserve.secrets import redact_text
 
-        print(f"error: {redact_text(str(exc))}", file=sys.stderr)  # a secret value in a message never reaches the terminal
+        print(
+            f"error: {redact_text(str(exc))}", file=sys.stderr
+        )  # a secret value in a message never reaches the terminal
         sys.exit(exc.exit_code)
 
 

@@ -117,8 +117,9 @@ def run_compare(path_a: str, path_b: str, *, json_out: bool = False) -> None:
                         f"B: {', '.join(r.load.label for r in b.runs)})")
     for point in diff["points"]:
         table = Table(title=f"{point['load']}: A = {path_a}, B = {path_b}", title_justify="left")
-        for col, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("change", "right")):
-            table.add_column(col, justify=justify)
+        table.add_column("metric", justify="left")
+        for col in ("A", "B", "change"):
+            table.add_column(col, justify="right")
         for row in point["metrics"]:
             change = "-" if row["change_pct"] is None else f"{row['change_pct']:+.1f} %"
             style = {"better": "green", "worse": "red"}.get(row["verdict"] or "", "")

@@ -88,17 +88,22 @@ def chart(title: str, series: Series, xlabel: str, ylabel: str, scatter: bool = 
         elif pts:
             path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
             dash = ' stroke-dasharray="5 4"' if name in dashed else ""
-            out.append(f'<polyline class="data" points="{path}" fill="none" stroke="{color}" stroke-width="1.6"{dash}/>')
+            out.append(
+                f'<polyline class="data" points="{path}" fill="none" stroke="{color}" stroke-width="1.6"{dash}/>'
+            )
             if markers or len(pts) == 1:
-                out.extend(f'<circle class="data" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
-                           for x, y in pts)
-        for text, (x, y) in zip((labels or {}).get(name, []), raw):
+                out.extend(
+                    f'<circle class="data" cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>' for x, y in pts
+                )
+        for text, (x, y) in zip((labels or {}).get(name, []), raw, strict=False):
             if math.isfinite(x) and math.isfinite(y):
                 right = sx(x) > W - PAD_R - CHAR_W * len(text) - 8  # near the right edge: label on the left
                 anchor = f'x="{sx(x) - 5:.1f}" text-anchor="end"' if right else f'x="{sx(x) + 5:.1f}"'
                 out.append(f'<text {anchor} y="{sy(y) - 5:.1f}" fill="{color}">{escape(text)}</text>')
-        out.append(f'<rect class="legend" x="{legend_x:.1f}" y="{LEGEND_Y - 9}" width="10" height="10" fill="{color}"/>'
-                   f'<text class="legend" x="{legend_x + 14:.1f}" y="{LEGEND_Y}">{escape(name)}</text>')
+        out.append(
+            f'<rect class="legend" x="{legend_x:.1f}" y="{LEGEND_Y - 9}" width="10" height="10" fill="{color}"/>'
+            f'<text class="legend" x="{legend_x + 14:.1f}" y="{LEGEND_Y}">{escape(name)}</text>'
+        )
         legend_x += 14 + CHAR_W * len(name) + 18
     out.append("</svg>")
     return "".join(out)
@@ -113,7 +118,8 @@ def _cdf(values: list[float]) -> list[tuple[float, float]]:
 def _throughput(run: RunResult) -> list[tuple[float, float]]:
     """Output tokens per second from every chunk's arrival, in 1-second buckets (a tenth of the run
     when it lasted under 10 s, so a short run still draws a line)."""
-    arrivals = [(r.start_s + ms / 1000, n) for r in run.requests if r.ok for ms, n in zip(r.chunk_ms, r.chunk_tokens)]
+    arrivals = [(r.start_s + ms / 1000, n) for r in run.requests if r.ok
+                for ms, n in zip(r.chunk_ms, r.chunk_tokens, strict=False)]
     if not arrivals:
         return []
     span = max(t for t, _ in arrivals)
@@ -151,11 +157,18 @@ def _summary_html(run: RunResult) -> list[str]:
         _table(("ms", *STATS), latency_rows),
     ]
     if s.goodput_rps is not None:
-        parts.append(f"<p>goodput {_num(s.goodput_rps, 2)} req/s ({s.good_requests}/{s.completed} requests meet "
-                     "every SLO)</p>")
-        parts.append(_table(("SLO", "observed ms", "", "requests within"),
-                            [(x.slo, _num(x.observed_ms), "met" if x.attained else "missed", str(x.requests_meeting))
-                             for x in s.slo]))
+        parts.append(
+            f"<p>goodput {_num(s.goodput_rps, 2)} req/s ({s.good_requests}/{s.completed} requests meet every SLO)</p>"
+        )
+        parts.append(
+            _table(
+                ("SLO", "observed ms", "", "requests within"),
+                [
+                    (x.slo, _num(x.observed_ms), "met" if x.attained else "missed", str(x.requests_meeting))
+                    for x in s.slo
+                ],
+            )
+        )
     if s.errors:
         parts.append('<p class="warn">errors: ' + escape(", ".join(f"{k} {v}" for k, v in s.errors.items())) + "</p>")
     return parts
@@ -167,16 +180,22 @@ def _charts_html(run: RunResult) -> list[str]:
     tpot = [r.tpot_ms for r in ok if r.tpot_ms is not None]
     parts = [
         chart("Output tokens per second", [("output tok/s", _throughput(run))], "seconds into the run", "tokens/s"),
-        chart("Latency by request start", [("TTFT", [(r.start_s, r.ttft_ms or 0) for r in ok]),
-                                           ("E2E", [(r.start_s, r.e2e_ms or 0) for r in ok])],
-              "request sent (s)", "ms", scatter=True),
+        chart(
+            "Latency by request start",
+            [("TTFT", [(r.start_s, r.ttft_ms or 0) for r in ok]), ("E2E", [(r.start_s, r.e2e_ms or 0) for r in ok])],
+            "request sent (s)",
+            "ms",
+            scatter=True,
+        ),
         chart("Latency CDF", [("TTFT", _cdf(ttft)), ("TPOT", _cdf(tpot))], "ms", "% of requests"),
     ]
     readings = run.server.readings
     if any(r.kv_cache_usage is not None or r.running is not None for r in readings):
-        series = [("KV cache %", [(r.t_s, 100 * r.kv_cache_usage) for r in readings if r.kv_cache_usage is not None]),
-                  ("running", [(r.t_s, r.running) for r in readings if r.running is not None]),
-                  ("waiting", [(r.t_s, r.waiting) for r in readings if r.waiting is not None])]
+        series = [
+            ("KV cache %", [(r.t_s, 100 * r.kv_cache_usage) for r in readings if r.kv_cache_usage is not None]),
+            ("running", [(r.t_s, r.running) for r in readings if r.running is not None]),
+            ("waiting", [(r.t_s, r.waiting) for r in readings if r.waiting is not None]),
+        ]
         parts.append(chart("Server", series, "seconds into the run", "value"))
     return parts
 
@@ -253,9 +272,15 @@ def pareto_chart(result: BenchResult) -> str:
     series: Series = [("measured", measured)]
     if predicted:
         series.append(("plan (predicted)", predicted))
-    return chart("Tokens/s per user against aggregate tokens/s", series, "aggregate output tokens/s",
-                 "output tokens/s per user", markers=True, dashed=("plan (predicted)",),
-                 labels={"measured": names, "plan (predicted)": plan_names})
+    return chart(
+        "Tokens/s per user against aggregate tokens/s",
+        series,
+        "aggregate output tokens/s",
+        "output tokens/s per user",
+        markers=True,
+        dashed=("plan (predicted)",),
+        labels={"measured": names, "plan (predicted)": plan_names},
+    )
 
 
 def _load_tag(run: RunResult) -> str:
@@ -267,19 +292,38 @@ def render_html(result: BenchResult) -> str:
     t, w, env = result.target, result.workload, result.environment
     sweep = ""
     if len(result.runs) > 1:
-        sweep = "<h2>Sweep</h2>" + pareto_chart(result) + chart(
-            "Throughput against latency",
-            [("output tok/s vs TPOT p50", [(r.summary.output_tps, r.summary.tpot_ms.p50 or 0) for r in result.runs]),
-             ("output tok/s vs TTFT p50", [(r.summary.output_tps, r.summary.ttft_ms.p50 or 0) for r in result.runs])],
-            "output tokens/s", "ms", markers=True)
+        sweep = (
+            "<h2>Sweep</h2>"
+            + pareto_chart(result)
+            + chart(
+                "Throughput against latency",
+                [
+                    (
+                        "output tok/s vs TPOT p50",
+                        [(r.summary.output_tps, r.summary.tpot_ms.p50 or 0) for r in result.runs],
+                    ),
+                    (
+                        "output tok/s vs TTFT p50",
+                        [(r.summary.output_tps, r.summary.ttft_ms.p50 or 0) for r in result.runs],
+                    ),
+                ],
+                "output tokens/s",
+                "ms",
+                markers=True,
+            )
+        )
     warnings = "".join(f'<p class="warn">warning: {escape(x)}</p>' for x in result.warnings)
     engine = " ".join(x for x in (env.engine, env.engine_version) if x)
-    head = (f"<h1>sparkserve bench: {escape(t.model)} ({escape(engine)})</h1>"
-            f'<p class="muted">{escape(t.url)} {escape(t.api)} &middot; {escape(result.created_at)}'
-            f"{' &middot; interrupted' if result.interrupted else ''}</p>"
-            f"<p>workload {escape(w.kind)}: {w.prompt_len} prompt + {w.output_len} output tokens, tokenizer "
-            f"{escape(w.tokenizer)}; host {escape(env.hardware.cpu or '?')}, {env.hardware.cpu_cores or '?'} cores, "
-            f"{_num(env.hardware.mem_total_gib)} GiB, GPUs: {escape(', '.join(env.hardware.gpus) or 'none')}</p>")
+    head = (
+        f"<h1>sparkserve bench: {escape(t.model)} ({escape(engine)})</h1>"
+        f'<p class="muted">{escape(t.url)} {escape(t.api)} &middot; {escape(result.created_at)}'
+        f"{' &middot; interrupted' if result.interrupted else ''}</p>"
+        f"<p>workload {escape(w.kind)}: {w.prompt_len} prompt + {w.output_len} output tokens, tokenizer "
+        f"{escape(w.tokenizer)}; host {escape(env.hardware.cpu or '?')}, {env.hardware.cpu_cores or '?'} cores, "
+        f"{_num(env.hardware.mem_total_gib)} GiB, GPUs: {escape(', '.join(env.hardware.gpus) or 'none')}</p>"
+    )
     body = head + warnings + sweep + "".join(_run_section(r) for r in result.runs)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-            f"<title>sparkserve bench {escape(t.model)}</title><style>{CSS}</style></head><body>{body}</body></html>\n")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>sparkserve bench {escape(t.model)}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+    )

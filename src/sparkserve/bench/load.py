@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -231,7 +232,8 @@ class PointDriver:
         warm = asyncio.gather(*(one() for _ in range(width)))
         stopper = asyncio.create_task(self.interrupt.wait())
         try:
-            await asyncio.wait({warm, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {warm, stopper}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if not warm.done():  # Ctrl-C: a warm-up request may take up to the request timeout
                 warm.cancel()
                 await asyncio.gather(warm, return_exceptions=True)

@@ -39,7 +39,7 @@ def itl_values(chunk_times: Sequence[float], chunk_tokens: Sequence[int]) -> lis
         return out
     out.extend([0.0] * max(0, chunk_tokens[0] - 1))
     prev = chunk_times[0]
-    for t, n in zip(chunk_times[1:], chunk_tokens[1:]):
+    for t, n in zip(chunk_times[1:], chunk_tokens[1:], strict=False):
         if n <= 0:
             continue
         share = (t - prev) / n

@@ -213,7 +213,7 @@ def build_result(bench: BenchPlan, runs: list[tuple[PointRun, dict]], interrupte
         summary = summarize(run.outcomes, run.duration_s, bench.slos)
         point = run.point
         fixed = point.rate is None and point.concurrency
-        batch = point.concurrency if fixed else max(1, round(summary["mean_concurrency"]))
+        batch = int(point.concurrency) if fixed and point.concurrency else max(1, round(summary["mean_concurrency"]))
         plan = compare_with_plan(bench.basis, batch=batch, prompt_len=spec.prompt_len, output_len=spec.output_len,
                                  measured=summary)
         run_results.append({

@@ -116,7 +116,7 @@ class Sampler:
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
             return None
         models = data.get("models", []) if isinstance(data, dict) else []
-        sizes = [m.get("size_vram") for m in models if isinstance(m, dict) and isinstance(m.get("size_vram"), int)]
+        sizes = [int(m["size_vram"]) for m in models if isinstance(m, dict) and isinstance(m.get("size_vram"), int)]
         return sum(sizes) / GIB if sizes else None
 
     async def sample(self) -> Snapshot | None:

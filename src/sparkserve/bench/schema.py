@@ -129,7 +129,9 @@ class Reading(_Model):
 class ServerStats(_Model):
     """What the server and host reported during one load point (None: not available)."""
 
-    source: str = Field(description="<engine>-metrics (its Prometheus /metrics, e.g. vllm-metrics), ollama (its own timings) or none.")
+    source: str = Field(
+        description="<engine>-metrics (its Prometheus /metrics, e.g. vllm-metrics), ollama (its own timings) or none."
+    )
     generation_tokens: float | None = Field(default=None, description="Delta of vllm:generation_tokens_total.")
     prompt_tokens: float | None = Field(default=None, description="Delta of vllm:prompt_tokens_total.")
     prefix_cache_queries: float | None = None
@@ -139,16 +141,21 @@ class ServerStats(_Model):
     kv_cache_usage_peak: float | None = None
     running_peak: float | None = None
     waiting_peak: float | None = None
-    queue_time_ms_mean: float | None = Field(default=None,
-        description="Server queue time (WAITING) per request, from the histogram's sum and count deltas.")
-    queue_time_ms_p90_at_most: float | None = Field(default=None,
+    queue_time_ms_mean: float | None = Field(
+        default=None, description="Server queue time (WAITING) per request, from the histogram's sum and count deltas."
+    )
+    queue_time_ms_p90_at_most: float | None = Field(
+        default=None,
         description="Upper bound of the queue-time histogram bucket holding p90 (vLLM buckets are coarse: 300 ms "
-                    "first).")
-    ollama_eval_tps: float | None = Field(default=None,
-        description="Ollama's own decode speed: sum eval_count / sum eval_duration.")
+        "first).",
+    )
+    ollama_eval_tps: float | None = Field(
+        default=None, description="Ollama's own decode speed: sum eval_count / sum eval_duration."
+    )
     ollama_prompt_eval_tps: float | None = None
-    ollama_load_ms_total: float | None = Field(default=None,
-        description="Model load time Ollama reported (a cold model shows here).")
+    ollama_load_ms_total: float | None = Field(
+        default=None, description="Model load time Ollama reported (a cold model shows here)."
+    )
     mem_available_gib_min: float | None = None
     gpu_util_pct_peak: float | None = None
     gpu_mem_used_gib_peak: float | None = None
@@ -172,8 +179,9 @@ class RequestRecord(_Model):
     tpot_ms: float | None = Field(default=None, description=TPOT)
     e2e_ms: float | None = Field(default=None, description=E2E)
     prompt_tokens: int | None = Field(default=None, description="The server's count.")
-    prompt_tokens_sent: int | None = Field(default=None,
-        description="Our tokenizer's count of the text sent (before any chat template).")
+    prompt_tokens_sent: int | None = Field(
+        default=None, description="Our tokenizer's count of the text sent (before any chat template)."
+    )
     output_tokens: int | None = None
     expected_output_tokens: int | None = None
     short_output: bool = False
@@ -229,8 +237,9 @@ class Hardware(_Model):
     cpu_cores: int | None = None
     mem_total_gib: float | None = None
     gpus: list[str] = Field(default_factory=list)
-    profile: str | None = Field(default=None,
-        description="sparkserve hardware profile of this client machine, when detected.")
+    profile: str | None = Field(
+        default=None, description="sparkserve hardware profile of this client machine, when detected."
+    )
 
 
 class Environment(_Model):
@@ -243,10 +252,13 @@ class Environment(_Model):
     model: str
     model_root: str | None = Field(default=None, description="vLLM: where the model was loaded from.")
     max_model_len: int | None = None
-    server_args: dict[str, object] = Field(default_factory=dict,
-        description="Engine arguments, when known (stack file or the local process's command line).")
-    server_config: dict[str, str] = Field(default_factory=dict,
-        description="vLLM cache_config_info labels (block size, cache dtype, KV blocks, ...).")
+    server_args: dict[str, object] = Field(
+        default_factory=dict,
+        description="Engine arguments, when known (stack file or the local process's command line).",
+    )
+    server_config: dict[str, str] = Field(
+        default_factory=dict, description="vLLM cache_config_info labels (block size, cache dtype, KV blocks, ...)."
+    )
     hardware: Hardware
 
 
@@ -263,5 +275,6 @@ class BenchResult(_Model):
     slo: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     summary: Summary | None = Field(
-        description="The last load point's summary (a sweep runs its points in the order given); see runs for each.")
+        description="The last load point's summary (a sweep runs its points in the order given); see runs for each."
+    )
     runs: list[RunResult]

@@ -158,11 +158,11 @@ class PromptSynth:
         for start in range(0, len(ids), 4096):
             batch = ids[start:start + 4096]
             texts = tok.decode_batch([[i] for i in batch], skip_special_tokens=True)
-            candidates = [(i, t) for i, t in zip(batch, texts) if _WORD.match(t)]
+            candidates = [(i, t) for i, t in zip(batch, texts, strict=False) if _WORD.match(t)]
             if not candidates:
                 continue
             encoded = tok.encode_batch([t for _, t in candidates], add_special_tokens=False)
-            pool.extend(t for (i, t), enc in zip(candidates, encoded) if enc.ids == [i])
+            pool.extend(t for (i, t), enc in zip(candidates, encoded, strict=False) if enc.ids == [i])
             if len(pool) >= _POOL_SIZE:
                 break
         if len(pool) < 50:  # not a word-level vocabulary: plain words, counted and corrected by text()

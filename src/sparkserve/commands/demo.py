@@ -133,17 +133,24 @@ def run_demo(*, directory: str | None, port: int, model_dir: str | None, request
         # (dataclasses, namedtuple) even when it was caught, and then ends the process with SIGINT
         # instead of the exit code. Everything is stopped; exit 130 as shells expect after Ctrl-C.
         os._exit(130)
-    console.print("done: everything the demo started is stopped. Your own stack: 'sparkserve init', then 'sparkserve up'.")
+    console.print("done: everything the demo started is stopped. "
+                  "Your own stack: 'sparkserve init', then 'sparkserve up'.")
 
 
 def _print_plan(loaded: Loaded, console: Console) -> None:
     plan = loaded.plan.services[0]
     mem, perf = plan.memory, plan.perf
-    console.print(f"   plan for {loaded.hw.name}: the catalog has no CPU profile, so this is what the same "
-                  "service would get on a Spark; the numbers measured below come from this CPU", soft_wrap=True)
-    console.print(f"   weights {mem.weights_gib:.3f} GiB, KV cache {mem.kv_cache_gib:.1f} GiB = {mem.kv_tokens:,} tokens "
-                  f"({mem.max_concurrency:,.0f} requests of {mem.max_model_len:,}); one request decodes at about "
-                  f"{perf.decode_tps:,.0f} tok/s, TTFT {perf.ttft_ms:.0f} ms", soft_wrap=True)
+    console.print(
+        f"   plan for {loaded.hw.name}: the catalog has no CPU profile, so this is what the same "
+        "service would get on a Spark; the numbers measured below come from this CPU",
+        soft_wrap=True,
+    )
+    console.print(
+        f"   weights {mem.weights_gib:.3f} GiB, KV cache {mem.kv_cache_gib:.1f} GiB = {mem.kv_tokens:,} tokens "
+        f"({mem.max_concurrency:,.0f} requests of {mem.max_model_len:,}); one request decodes at about "
+        f"{perf.decode_tps:,.0f} tok/s, TTFT {perf.ttft_ms:.0f} ms",
+        soft_wrap=True,
+    )
 
 
 def _exercise(loaded: Loaded, console: Console, requests: int) -> None:
@@ -157,18 +164,27 @@ def _exercise(loaded: Loaded, console: Console, requests: int) -> None:
     url = service_url(loaded.stack.spec.stack.bind, loaded.stack.services[SERVICE].port)
     with httpx.Client(base_url=url, timeout=httpx.Timeout(120.0, connect=5.0)) as http:
         try:
-            console.print(f"[bold]5. chat[/] POST {url}/v1/chat/completions (random weights: the words are noise)",
-                          soft_wrap=True)
+            console.print(
+                f"[bold]5. chat[/] POST {url}/v1/chat/completions (random weights: the words are noise)", soft_wrap=True
+            )
             whole = client.chat(http, SERVED_NAME, max_tokens=CHAT_TOKENS)
             console.print(f"   whole:    {_one_line(whole.text)!r}", markup=False, soft_wrap=True)
-            console.print(f"             {whole.prompt_tokens} prompt + {whole.completion_tokens} generated tokens "
-                          f"in {whole.seconds * 1000:.0f} ms")
+            console.print(
+                f"             {whole.prompt_tokens} prompt + {whole.completion_tokens} generated tokens "
+                f"in {whole.seconds * 1000:.0f} ms"
+            )
             console.print("   streamed: ", end="")
-            streamed = client.chat_stream(http, SERVED_NAME, max_tokens=CHAT_TOKENS,
-                                          on_text=lambda t: console.print(_one_line(t), end="", markup=False))
+            streamed = client.chat_stream(
+                http,
+                SERVED_NAME,
+                max_tokens=CHAT_TOKENS,
+                on_text=lambda t: console.print(_one_line(t), end="", markup=False),
+            )
             console.print()
-            console.print(f"             {streamed.chunks} chunks, first after {(streamed.ttft_s or 0) * 1000:.0f} ms, "
-                          f"{streamed.completion_tokens} tokens in {streamed.seconds * 1000:.0f} ms")
+            console.print(
+                f"             {streamed.chunks} chunks, first after {(streamed.ttft_s or 0) * 1000:.0f} ms, "
+                f"{streamed.completion_tokens} tokens in {streamed.seconds * 1000:.0f} ms"
+            )
             engine = loaded.stack.services[SERVICE].engine
             before = client.metric_sums(http, engine)
             source = _benchmark(http, url, requests, console)
@@ -176,12 +192,16 @@ def _exercise(loaded: Loaded, console: Console, requests: int) -> None:
         except httpx.HTTPError as exc:
             raise DemoError(f"{SERVICE}: a request to {url} failed: {exc}") from None
     metrics = client.summarize_metrics(after)
-    console.print(f"[bold]7. /metrics[/] ({metrics.families} families, parsed with prometheus_client), totals since start:")
-    console.print(f"   requests ok {_num(metrics.requests_ok)}, prompt tokens {_num(metrics.prompt_tokens)}, "
-                  f"generated tokens {_num(metrics.generation_tokens)}, mean TTFT {_ms(metrics.ttft_mean_s)}, "
-                  f"mean request {_ms(metrics.e2e_mean_s)}, KV cache in use {_pct(metrics.kv_cache_usage)}, "
-                  f"prefix cache hits {_num(metrics.prefix_cache_hits)} of {_num(metrics.prefix_cache_queries)} tokens",
-                  soft_wrap=True)
+    console.print(
+        f"[bold]7. /metrics[/] ({metrics.families} families, parsed with prometheus_client), totals since start:"
+    )
+    console.print(
+        f"   requests ok {_num(metrics.requests_ok)}, prompt tokens {_num(metrics.prompt_tokens)}, "
+        f"generated tokens {_num(metrics.generation_tokens)}, mean TTFT {_ms(metrics.ttft_mean_s)}, "
+        f"mean request {_ms(metrics.e2e_mean_s)}, KV cache in use {_pct(metrics.kv_cache_usage)}, "
+        f"prefix cache hits {_num(metrics.prefix_cache_hits)} of {_num(metrics.prefix_cache_queries)} tokens",
+        soft_wrap=True,
+    )
     _compare(loaded, client.server_timing(before, after), source, log_file(loaded.path, SERVICE), console)
 
 
@@ -191,13 +211,18 @@ def _benchmark(http, url: str, requests: int, console: Console) -> str:
     from sparkserve.demo import client
     from sparkserve.demo.stack import SERVED_NAME
 
-    console.print(f"[bold]6. benchmark[/] {requests} sequential streamed requests of {BENCH_OUTPUT_TOKENS} output tokens")
+    console.print(
+        f"[bold]6. benchmark[/] {requests} sequential streamed requests of {BENCH_OUTPUT_TOKENS} output tokens"
+    )
     ran, why = _run_bench(url, requests)
     if ran:
         return f"sparkserve bench, {requests} requests"
     timing = client.time_requests(http, SERVED_NAME, requests=requests, output_tokens=BENCH_OUTPUT_TOKENS)
-    console.print(f"   timed by the demo itself ({why}): median time to first chunk {timing.ttft_median_ms:.0f} ms, "
-                  f"{timing.total_tps:.0f} tok/s over the run", soft_wrap=True)
+    console.print(
+        f"   timed by the demo itself ({why}): median time to first chunk {timing.ttft_median_ms:.0f} ms, "
+        f"{timing.total_tps:.0f} tok/s over the run",
+        soft_wrap=True,
+    )
     return f"{requests} requests timed by the demo ({why})"
 
 
@@ -214,10 +239,29 @@ def _run_bench(url: str, requests: int) -> tuple[bool, str]:
     except ImportError:
         return False, "sparkserve bench is not available"
     with tempfile.TemporaryDirectory(prefix="sparkserve-demo-") as tmp:
-        argv = [sys.executable, "-m", "sparkserve.cli", "bench", "--url", url, "--model", SERVED_NAME,
-                "--hardware", PLAN_HARDWARE, "--num-prompts", str(requests), "--concurrency", "1",
-                "--prompt-len", str(BENCH_PROMPT_TOKENS), "--output-len", str(BENCH_OUTPUT_TOKENS),
-                "--json", str(Path(tmp) / "bench.json"), "--quiet"]
+        argv = [
+            sys.executable,
+            "-m",
+            "sparkserve.cli",
+            "bench",
+            "--url",
+            url,
+            "--model",
+            SERVED_NAME,
+            "--hardware",
+            PLAN_HARDWARE,
+            "--num-prompts",
+            str(requests),
+            "--concurrency",
+            "1",
+            "--prompt-len",
+            str(BENCH_PROMPT_TOKENS),
+            "--output-len",
+            str(BENCH_OUTPUT_TOKENS),
+            "--json",
+            str(Path(tmp) / "bench.json"),
+            "--quiet",
+        ]
         done = subprocess.run(argv)
     if done.returncode != 0:
         return False, f"sparkserve bench exited with code {done.returncode}"
@@ -230,21 +274,34 @@ def _compare(loaded: Loaded, server: ServerTiming, source: str, log: Path, conso
     from sparkserve.plan.speed import Workload
     from sparkserve.stack.stackplan import plan_stack
 
-    plan = plan_stack(loaded.stack, loaded.hw,
-                      Workload(batch=1, prompt_len=BENCH_PROMPT_TOKENS, output_len=BENCH_OUTPUT_TOKENS))
+    plan = plan_stack(
+        loaded.stack, loaded.hw, Workload(batch=1, prompt_len=BENCH_PROMPT_TOKENS, output_len=BENCH_OUTPUT_TOKENS)
+    )
     mem, perf = plan.services[0].memory, plan.services[0].perf
     kv_tokens = _kv_tokens_from_log(log)
     table = Table("", f"plan: {loaded.hw.name}", "measured: vLLM on this CPU", title="8. measured beside the plan")
-    table.add_row("decode, one request", f"{perf.decode_tps:,.0f} tok/s",
-                  f"{server.decode_tps:,.0f} tok/s" if server.decode_tps else "n/a")
-    table.add_row("time to first token", f"{perf.ttft_ms:,.0f} ms",
-                  f"{server.ttft_mean_ms:,.0f} ms" if server.ttft_mean_ms is not None else "n/a")
-    table.add_row("KV cache", f"{mem.kv_tokens:,} tokens ({mem.kv_cache_gib:.1f} GiB)",
-                  f"{kv_tokens:,} tokens (VLLM_CPU_KVCACHE_SPACE)" if kv_tokens else "n/a")
+    table.add_row(
+        "decode, one request",
+        f"{perf.decode_tps:,.0f} tok/s",
+        f"{server.decode_tps:,.0f} tok/s" if server.decode_tps else "n/a",
+    )
+    table.add_row(
+        "time to first token",
+        f"{perf.ttft_ms:,.0f} ms",
+        f"{server.ttft_mean_ms:,.0f} ms" if server.ttft_mean_ms is not None else "n/a",
+    )
+    table.add_row(
+        "KV cache",
+        f"{mem.kv_tokens:,} tokens ({mem.kv_cache_gib:.1f} GiB)",
+        f"{kv_tokens:,} tokens (VLLM_CPU_KVCACHE_SPACE)" if kv_tokens else "n/a",
+    )
     console.print(table)
-    console.print(f"   measured: vLLM's own per-request timings (/metrics) over {server.requests} requests "
-                  f"({source}). The plan is for a Spark's GPU, the measurement is this CPU: they are not "
-                  "expected to agree; the demo shows the whole path, not Spark speed.", soft_wrap=True)
+    console.print(
+        f"   measured: vLLM's own per-request timings (/metrics) over {server.requests} requests "
+        f"({source}). The plan is for a Spark's GPU, the measurement is this CPU: they are not "
+        "expected to agree; the demo shows the whole path, not Spark speed.",
+        soft_wrap=True,
+    )
 
 
 _KV_LINE = re.compile(r"[GC]PU KV cache size: ([\d,]+) tokens")

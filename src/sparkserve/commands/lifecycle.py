@@ -144,27 +144,36 @@ def _wait(project: Project, names: list[str], timeout: float, console) -> None:
                 return "its container is gone"
             if state.state in STOPPED_STATES:
                 tail = [line for line in project.compose.log_text(name, tail=20).splitlines() if line.strip()]
-                return f"container {state.state} (exit code {state.exit_code}); last log line: {tail[-1] if tail else 'none'}"
+                last = tail[-1] if tail else "none"
+                return f"container {state.state} (exit code {state.exit_code}); last log line: {last}"
             return None
 
-        def tick(name=name, shown=shown) -> None:
-            for line in progress_lines(svc.engine, project.compose.log_text(name)):
+        def tick(name=name, shown=shown, engine=svc.engine) -> None:
+            for line in progress_lines(engine, project.compose.log_text(name)):
                 if line not in shown:
                     shown.add(line)
                     console.print(f"  {name}: {line}")
 
-        with Progress(TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), console=console,
-                      transient=True) as bar:
+        with Progress(
+            TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), console=console, transient=True
+        ) as bar:
             task = None
 
-            def pulled(status: str, done: int, total: int) -> None:
+            def pulled(status: str, done: int, total: int, name: str = name, model: str = target.model) -> None:
                 nonlocal task
                 if task is None:
-                    task = bar.add_task(f"{name}: pulling {target.model}", total=total or None)
+                    task = bar.add_task(f"{name}: pulling {model}", total=total or None)
                 bar.update(task, completed=done, total=total or None, description=f"{name}: {status}")
 
-            ready = wait_ready(target, timeout=timeout, alive=alive, say=console.print, tick=tick, pull_progress=pulled,
-                               poll=float(os.environ.get("SPARKSERVE_POLL_S", "2")))
+            ready = wait_ready(
+                target,
+                timeout=timeout,
+                alive=alive,
+                say=console.print,
+                tick=tick,
+                pull_progress=pulled,
+                poll=float(os.environ.get("SPARKSERVE_POLL_S", "2")),
+            )
         console.print(f"[green]ready[/] {name}: {ready.url} ({ready.model}, {ready.seconds:.0f} s)")
 
 
@@ -224,14 +233,22 @@ def _compose_up(stack: str | None, names: list[str], *, force: bool, timeout: fl
     for name in names:
         svc = project.stack.services[name]
         if get_engine(svc.engine).needs_hf_token and is_gated(svc.model) and not _has_token(project):
-            raise UserError(f"{name}: {svc.model} is gated on Hugging Face and HF_TOKEN is empty; accept its licence "
-                            "on huggingface.co, then put HF_TOKEN=<token> in .env")
+            raise UserError(
+                f"{name}: {svc.model} is gated on Hugging Face and HF_TOKEN is empty; accept its licence "
+                "on huggingface.co, then put HF_TOKEN=<token> in .env"
+            )
     preflight()
     running = {n for n, s in _states(project).items() if s.state == "running"}
-    check_ports_free(project.stack.spec.stack.bind,
-                     {n: project.stack.services[n].port for n in names if n not in running}, project.stack.path)
-    need = sum(get_engine(p.deployment.engine).memory_at_start_gib(p.memory)
-               for p in project.plan.services if p.name in names and p.name not in running)
+    check_ports_free(
+        project.stack.spec.stack.bind,
+        {n: project.stack.services[n].port for n in names if n not in running},
+        project.stack.path,
+    )
+    need = sum(
+        get_engine(p.deployment.engine).memory_at_start_gib(p.memory)
+        for p in project.plan.services
+        if p.name in names and p.name not in running
+    )
     error, note = memory_check(project.hw, need, read_meminfo())
     if error and not force:
         raise UserError(error)
@@ -255,8 +272,9 @@ def _print_endpoints(stack: Stack, names: list[str], console) -> None:
 
     for name in names:
         svc = stack.services[name]
-        console.print(f"  {name}: {endpoint(stack.spec.stack.bind, svc.port, get_engine(svc.engine).api_suffix)}",
-                      markup=False)
+        console.print(
+            f"  {name}: {endpoint(stack.spec.stack.bind, svc.port, get_engine(svc.engine).api_suffix)}", markup=False
+        )
 
 
 def run_down(*, stack: str | None) -> None:

@@ -137,18 +137,22 @@ def _launches(loaded: Loaded, names: list[str]) -> dict[str, native.Launch]:
     out = {}
     for name in names:
         svc = loaded.stack.services[name]
-        exe, source = native.locate_executable(svc.engine, getattr(loaded.stack.spec.stack, svc.engine, None), loaded.path)
-        out[name] = dataclasses.replace(native.build_launch(loaded.stack, name, plans[name], exe),
-                                        executable_source=source)
+        configured = getattr(loaded.stack.spec.stack, svc.engine, None)
+        exe, source = native.locate_executable(svc.engine, configured, loaded.path)
+        out[name] = dataclasses.replace(
+            native.build_launch(loaded.stack, name, plans[name], exe), executable_source=source
+        )
     return out
 
 
 def _already_running(path: Path, name: str, console: Console) -> bool:
     seen = native.observe(path, name)
-    if seen.state != native.RUNNING:
+    if seen.state != native.RUNNING or seen.record is None:
         return False
-    console.print(f"{name}: already running (pid {seen.record.pid}, up {fmt_duration(native.uptime_s(seen.record))}); "
-                  "'sparkserve down' stops it")
+    console.print(
+        f"{name}: already running (pid {seen.record.pid}, up {fmt_duration(native.uptime_s(seen.record))}); "
+        "'sparkserve down' stops it"
+    )
     return True
 
 
@@ -163,10 +167,12 @@ def _check_arguments(path: Path, launch: native.Launch, console: Console) -> Non
     console.print(f"{launch.name}: {engine.arg_check}")
     verdict, message = engine.check_args(launch.argv[0], launch.argv[1:], launch.env)
     if verdict == "error":
-        raise UserError(f"{launch.name}: the installed {engine.label} rejects the arguments: {message}"
-                        f"{_fix(engine.name, message)}; "
-                        f"they come from services.{launch.name}.args in {path} and the plan ('sparkserve plan'). "
-                        "Nothing was started")
+        raise UserError(
+            f"{launch.name}: the installed {engine.label} rejects the arguments: {message}"
+            f"{_fix(engine.name, message)}; "
+            f"they come from services.{launch.name}.args in {path} and the plan ('sparkserve plan'). "
+            "Nothing was started"
+        )
     if verdict == "skip":
         console.print(f"{launch.name}: note: arguments not checked before start ({message})")
 
@@ -181,8 +187,17 @@ def _fix(engine: str, message: str) -> str:
     return f" ({findings[0].fix})" if findings else ""
 
 
-def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait: bool, console: Console,
-               poll: float | None, log_max_mib: float = native.DEFAULT_LOG_MAX_MIB) -> None:
+def _start_one(
+    path: Path,
+    launch: native.Launch,
+    floor,
+    *,
+    timeout: float,
+    wait: bool,
+    console: Console,
+    poll: float | None,
+    log_max_mib: float = native.DEFAULT_LOG_MAX_MIB,
+) -> None:
     from sparkserve.runtime.memguard import MemoryGuard
     from sparkserve.runtime.readiness import Target, progress_lines, wait_ready
     from sparkserve.secrets import redact_argv, secret_values
@@ -190,8 +205,11 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
     log = native.log_file(path, launch.name)
     hidden = secret_values(launch.env)
     if launch.executable_source:
-        console.print(f"{launch.name}: {launch.engine} {launch.argv[0]} (from {launch.executable_source})",
-                      markup=False, soft_wrap=True)
+        console.print(
+            f"{launch.name}: {launch.engine} {launch.argv[0]} (from {launch.executable_source})",
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(f"starting {launch.name}: {shlex.join(redact_argv(launch.argv))}", markup=False, soft_wrap=True)
     console.print(f"  log: {log}", markup=False, soft_wrap=True)
     record: native.Record | None = None
@@ -200,7 +218,10 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
         with procs.deferred_signals():  # a signal now arrives after `record` is set, inside this try
             proc, record = native.start(path, launch, log_max_mib=log_max_mib)
         started = record
-        guard = MemoryGuard(launch.name, floor, on_breach=lambda _msg: native.stop_record(started, kill_at_once=True))
+        def breach(_msg: str) -> None:
+            native.stop_record(started, kill_at_once=True)
+
+        guard = MemoryGuard(launch.name, floor, on_breach=breach)
         if not wait:
             console.print(f"{launch.name}: started (pid {record.pid}); not waiting, so the memory guard is off")
             return
@@ -218,14 +239,22 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
                     shown.add(line)
                     console.print(f"  {launch.name}: {line}", markup=False, soft_wrap=True)
 
-        target = Target(name=launch.name, engine=launch.engine, base_url=launch.url, model=launch.model,
-                        api_key=launch.api_key)
+        target = Target(
+            name=launch.name, engine=launch.engine, base_url=launch.url, model=launch.model, api_key=launch.api_key
+        )
         with guard:
-            ready = wait_ready(target, timeout=timeout, alive=alive, say=console.print, tick=tick,
-                               poll=poll if poll is not None else float(os.environ.get("SPARKSERVE_POLL_S", "1")))
+            ready = wait_ready(
+                target,
+                timeout=timeout,
+                alive=alive,
+                say=console.print,
+                tick=tick,
+                poll=poll if poll is not None else float(os.environ.get("SPARKSERVE_POLL_S", "1")),
+            )
         tick()
-        console.print(f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {record.pid}, "
-                      f"{ready.seconds:.0f} s)")
+        console.print(
+            f"[green]ready[/] {launch.name}: {ready.url} ({ready.model}, pid {record.pid}, {ready.seconds:.0f} s)"
+        )
     except BaseException as exc:
         if record is None:
             raise
@@ -242,16 +271,20 @@ def _start_one(path: Path, launch: native.Launch, floor, *, timeout: float, wait
 
 # --- down, status, logs ---------------------------------------------------------------------------
 
+
 def down(loaded: Loaded, names: list[str], console: Console) -> None:
     for name in names:
         with uninterruptible():
             seen = native.stop(loaded.path, name)
+        pid = seen.record.pid if seen.record else "?"
         if seen.state == native.RUNNING:
-            console.print(f"stopped {name} (pid {seen.record.pid})")
+            console.print(f"stopped {name} (pid {pid})")
         elif seen.state == native.CRASHED:
             extra = f"; stopped {len(seen.leftover)} leftover process(es) of its group" if seen.leftover else ""
-            console.print(f"{name} was not running (pid {seen.record.pid} had exited){extra}; removed its pid file",
-                          soft_wrap=True)
+            console.print(
+                f"{name} was not running (pid {pid} had exited){extra}; removed its pid file",
+                soft_wrap=True,
+            )
         elif seen.state == native.STALE:
             console.print(f"{name}: removed a stale pid file ({seen.detail})", markup=False, soft_wrap=True)
         else:
@@ -266,11 +299,15 @@ def print_problems(native_rows: list[dict], console: Console) -> None:
             for line in row.get("log_tail", []):
                 console.print(f"  {line}", markup=False, soft_wrap=True)
             if row.get("leftover_pids"):
-                console.print(f"  processes {', '.join(map(str, row['leftover_pids']))} of its group still run; "
-                              "'sparkserve down' stops them", markup=False)
+                console.print(
+                    f"  processes {', '.join(map(str, row['leftover_pids']))} of its group still run; "
+                    "'sparkserve down' stops them",
+                    markup=False,
+                )
         elif row["state"] == native.STALE:
-            console.print(f"{row['service']}: stale pid file: {row['detail']}; 'sparkserve up' or 'down' cleans it",
-                          markup=False)
+            console.print(
+                f"{row['service']}: stale pid file: {row['detail']}; 'sparkserve up' or 'down' cleans it", markup=False
+            )
 
 
 def logs(loaded: Loaded, name: str, *, follow: bool, tail: int | None) -> None:

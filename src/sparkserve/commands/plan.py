@@ -41,7 +41,9 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
             raise UserError(
                 f"{', '.join(given)} describe one model: add --model, or set them in the stack file's services"
             )
-        stack = _plan_stack_file(stack_file, hardware, work) or planning.plan_default_stack(resolve_hardware(hardware), work)
+        stack = _plan_stack_file(stack_file, hardware, work) or planning.plan_default_stack(
+            resolve_hardware(hardware), work
+        )
         for service in stack.services:
             _add_curve(service, levels)
         if json_out:
@@ -58,9 +60,15 @@ def run_plan(*, hardware, model, quant, engine, gpus, nodes, batch, prompt_len, 
         raise UserError("--stack plans every service of the stack file; drop --model (or --stack)")
     hw = resolve_hardware(hardware)
     settings = dict(
-        gpus=gpus, nodes=nodes, kv_cache_dtype=kv_cache_dtype, max_model_len=max_model_len,
-        gpu_memory_utilization=gpu_memory_utilization, max_num_batched_tokens=max_num_batched_tokens,
-        max_num_seqs=max_num_seqs, enforce_eager=enforce_eager, num_parallel=num_parallel,
+        gpus=gpus,
+        nodes=nodes,
+        kv_cache_dtype=kv_cache_dtype,
+        max_model_len=max_model_len,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_num_seqs=max_num_seqs,
+        enforce_eager=enforce_eager,
+        num_parallel=num_parallel,
     )
     plan = planning.plan_one(hw, model, engine=engine, quant=quant, work=work, **settings)
     _add_curve(plan, levels)
@@ -82,8 +90,10 @@ def _levels(text: str | None) -> tuple[int, ...] | None:
     try:
         return parse_levels(text)
     except ValueError as exc:
-        raise UserError(f"--concurrency: {str(exc)!r} is not a whole number of requests >= 1; "
-                        "give comma-separated levels, e.g. --concurrency 1,2,4,8,16,32,64") from None
+        raise UserError(
+            f"--concurrency: {str(exc)!r} is not a whole number of requests >= 1; "
+            "give comma-separated levels, e.g. --concurrency 1,2,4,8,16,32,64"
+        ) from None
 
 
 def _add_curve(plan, levels: tuple[int, ...] | None) -> None:

@@ -8,11 +8,11 @@ from sparkserve.errors import UserError
 def run_pull(*, stack: str | None, services: list[str]) -> None:
     from rich.console import Console
 
-    from sparkserve.commands import native
     from sparkserve.engines import get_engine
+    from sparkserve.stack.stackplan import load_planned
 
     console = Console(highlight=False)
-    loaded = native.load(stack)
+    loaded = load_planned(stack)
     names = services or list(loaded.stack.services)
     unknown = [n for n in names if n not in loaded.stack.services]
     if unknown:

@@ -29,9 +29,11 @@ def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware:
     if result.env_created:
         console.print(f"wrote {result.env_created} (mode 600): put your HF_TOKEN there")
     elif not (out_dir / ENV_FILE).exists():
-        console.print(f"no {ENV_FILE} yet: copy {ENV_EXAMPLE} to {ENV_FILE} (or pass --write-env) before 'docker compose up'")
+        console.print(
+            f"no {ENV_FILE} yet: copy {ENV_EXAMPLE} to {ENV_FILE} (or pass --write-env) before 'docker compose up'"
+        )
     for name in result.project.skipped:
-        console.print(f"{name}: runtime = \"native\", not in the compose file")
+        console.print(f'{name}: runtime = "native", not in the compose file')
     host = _url_host(loaded.spec.stack.bind)
     for name, svc in loaded.services.items():
         if name not in result.project.skipped:
@@ -40,10 +42,12 @@ def run_render(*, stack: str | None, out: str | None, write_env: bool, hardware:
         from sparkserve.runtime.monitoring import EXPORTER_SERVICE, EXPORTER_UNIT
 
         ports = loaded.spec.monitoring
-        console.print(f"  prometheus: http://localhost:{ports.prometheus_port}  grafana: http://localhost:{ports.grafana_port}"
-                      f"  exporter: http://localhost:{ports.exporter_port}/metrics (127.0.0.1 only): 'docker compose up -d "
-                      f"prometheus grafana {EXPORTER_SERVICE}' starts them; without Docker, run the exporter natively "
-                      f"with {out_dir / EXPORTER_UNIT}")
+        console.print(
+            f"  prometheus: http://localhost:{ports.prometheus_port}  grafana: http://localhost:{ports.grafana_port}"
+            f"  exporter: http://localhost:{ports.exporter_port}/metrics (127.0.0.1 only): 'docker compose up -d "
+            f"prometheus grafana {EXPORTER_SERVICE}' starts them; without Docker, run the exporter natively "
+            f"with {out_dir / EXPORTER_UNIT}"
+        )
     for warning in plan.warnings() + [w for s in plan.services for w in s.warnings]:
         console.print(f"[yellow]warning:[/] {warning}")
 

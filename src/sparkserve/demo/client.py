@@ -40,15 +40,26 @@ def chat(client: httpx.Client, model: str, *, max_tokens: int, prompt: str = PRO
     response.raise_for_status()
     data = response.json()
     usage = data.get("usage") or {}
-    return Reply(text=data["choices"][0]["message"].get("content") or "", prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                 completion_tokens=int(usage.get("completion_tokens", 0)), seconds=time.perf_counter() - began)
+    return Reply(
+        text=data["choices"][0]["message"].get("content") or "",
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        seconds=time.perf_counter() - began,
+    )
 
 
-def chat_stream(client: httpx.Client, model: str, *, max_tokens: int, prompt: str = PROMPT,
-                on_text=None, ignore_eos: bool = False) -> Reply:
+def chat_stream(
+    client: httpx.Client, model: str, *, max_tokens: int, prompt: str = PROMPT, on_text=None, ignore_eos: bool = False
+) -> Reply:
     """One streamed chat completion (SSE); the final chunk carries usage (include_usage)."""
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, **SAMPLING,
-            "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        **SAMPLING,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if ignore_eos:
         body["ignore_eos"] = True
     began = time.perf_counter()
@@ -61,7 +72,7 @@ def chat_stream(client: httpx.Client, model: str, *, max_tokens: int, prompt: st
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            event = json.loads(line[len("data: "):])
+            event = json.loads(line[len("data: ") :])
             usage = event.get("usage") or usage
             for choice in event.get("choices") or []:
                 text = (choice.get("delta") or {}).get("content") or ""
@@ -72,12 +83,18 @@ def chat_stream(client: httpx.Client, model: str, *, max_tokens: int, prompt: st
                     parts.append(text)
                     if on_text:
                         on_text(text)
-    return Reply(text="".join(parts), prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                 completion_tokens=int(usage.get("completion_tokens", 0)), seconds=time.perf_counter() - began,
-                 ttft_s=first, chunks=chunks)
+    return Reply(
+        text="".join(parts),
+        prompt_tokens=int(usage.get("prompt_tokens", 0)),
+        completion_tokens=int(usage.get("completion_tokens", 0)),
+        seconds=time.perf_counter() - began,
+        ttft_s=first,
+        chunks=chunks,
+    )
 
 
 # --- /metrics ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MetricsSummary:
@@ -109,11 +126,15 @@ def sums_from_text(text: str, engine: str = "") -> Metrics:
 def summarize_metrics(m: Metrics) -> MetricsSummary:
     """The readings the demo shows, from metric_sums()."""
     return MetricsSummary(
-        requests_ok=m.counter("request_success_total"), prompt_tokens=m.counter("prompt_tokens_total"),
-        generation_tokens=m.counter("generation_tokens_total"), ttft_mean_s=m.mean("time_to_first_token_seconds"),
-        e2e_mean_s=m.mean("e2e_request_latency_seconds"), kv_cache_usage=m.gauge("kv_cache_usage_perc"),
+        requests_ok=m.counter("request_success_total"),
+        prompt_tokens=m.counter("prompt_tokens_total"),
+        generation_tokens=m.counter("generation_tokens_total"),
+        ttft_mean_s=m.mean("time_to_first_token_seconds"),
+        e2e_mean_s=m.mean("e2e_request_latency_seconds"),
+        kv_cache_usage=m.gauge("kv_cache_usage_perc"),
         prefix_cache_hits=m.counter("prefix_cache_hits_total"),
-        prefix_cache_queries=m.counter("prefix_cache_queries_total"), families=m.families,
+        prefix_cache_queries=m.counter("prefix_cache_queries_total"),
+        families=m.families,
     )
 
 
@@ -142,12 +163,16 @@ def server_timing(before: Metrics, after: Metrics) -> ServerTiming:
 
     ttft, tpot = mean("time_to_first_token_seconds"), mean("request_time_per_output_token_seconds")
     count = delta(before.counts, after.counts, "time_to_first_token_seconds")
-    return ServerTiming(requests=int(count or 0), ttft_mean_ms=ttft * 1000 if ttft is not None else None,
-                        decode_tps=1 / tpot if tpot else None,
-                        generated_tokens=delta(before.counters, after.counters, "generation_tokens_total"))
+    return ServerTiming(
+        requests=int(count or 0),
+        ttft_mean_ms=ttft * 1000 if ttft is not None else None,
+        decode_tps=1 / tpot if tpot else None,
+        generated_tokens=delta(before.counters, after.counters, "generation_tokens_total"),
+    )
 
 
 # --- a short timing when no bench API exists ----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -167,6 +192,9 @@ def time_requests(client: httpx.Client, model: str, *, requests: int, output_tok
         if reply.ttft_s is not None:
             ttfts.append(reply.ttft_s)
     wall = time.perf_counter() - began
-    return Timing(requests=requests, output_tokens=output_tokens,
-                  ttft_median_ms=statistics.median(ttfts) * 1000 if ttfts else float("nan"),
-                  total_tps=generated / wall if wall > 0 else float("nan"))
+    return Timing(
+        requests=requests,
+        output_tokens=output_tokens,
+        ttft_median_ms=statistics.median(ttfts) * 1000 if ttfts else float("nan"),
+        total_tps=generated / wall if wall > 0 else float("nan"),
+    )

@@ -206,7 +206,8 @@ _SYLLABLES = (
     "an en in on un ar er ir or ur al el il ol ul ast est ist ost ust ing ion ent ant"
 ).split()
 
-_UNICODE = ["café", "naïve", "über", "façade", "smörgåsbord", "日本語", "中文", "한국어", "Ελληνικά", "русский", "😀", "→", "±", "°C"]
+_UNICODE = ["café", "naïve", "über", "façade", "smörgåsbord", "日本語", "中文", "한국어", "Ελληνικά", "русский",
+            "😀", "→", "±", "°C"]
 
 _TEMPLATES = [
     "The {a} {n} was {v} by the {b} {m}.",
@@ -237,9 +238,24 @@ def _corpus() -> list[str]:
         t = _TEMPLATES[i % len(_TEMPLATES)]
         lines.append(
             t.format(
-                a=w(), b=w(), c=w(), n=w(), m=w(), v=w() + "ed", k=w(), x=w(), y=w(), z=w(),
-                f=w() + "_" + w(), A=w().capitalize(), d=rng.randint(0, 99999), e=rng.randint(0, 99),
-                p=rng.randint(0, 100), yr=rng.randint(1900, 2030), op=rng.choice(ops), u=rng.choice(units),
+                a=w(),
+                b=w(),
+                c=w(),
+                n=w(),
+                m=w(),
+                v=w() + "ed",
+                k=w(),
+                x=w(),
+                y=w(),
+                z=w(),
+                f=w() + "_" + w(),
+                A=w().capitalize(),
+                d=rng.randint(0, 99999),
+                e=rng.randint(0, 99),
+                p=rng.randint(0, 100),
+                yr=rng.randint(1900, 2030),
+                op=rng.choice(ops),
+                u=rng.choice(units),
             )
         )
         if i % 50 == 0:

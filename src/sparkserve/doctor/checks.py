@@ -141,7 +141,8 @@ def _default_image_cuda(ctx: Context) -> tuple[int, int] | None:
         return None
     from sparkserve.engines import get_engine
 
-    needs = [get_engine(s.engine).image_cuda for s in ctx.stack.services.values() if s.runtime == "compose" and not s.image]
+    needs = [get_engine(s.engine).image_cuda for s in ctx.stack.services.values()
+             if s.runtime == "compose" and not s.image]
     return max((n for n in needs if n), default=None)
 
 
@@ -169,7 +170,9 @@ def check_docker(ctx: Context) -> Check:
     if v is None or v.returncode != 0:
         text = (v.stderr if v else "") or ""
         lowered = text.lower()
-        fix = (DAEMON_DOWN if "daemon" in lowered or "docker.sock" in lowered else explain_failure("docker version", text))
+        fix = (
+            DAEMON_DOWN if "daemon" in lowered or "docker.sock" in lowered else explain_failure("docker version", text)
+        )
         return Check("docker", FAIL, f"the Docker daemon does not answer ({_last_line(text) or 'no output'})", fix)
     return Check("docker", PASS, f"Docker Engine {v.stdout.strip() or 'n/a'}")
 
@@ -179,8 +182,9 @@ def check_compose(ctx: Context) -> Check:
         return Check("compose_plugin", NA, "docker is not on PATH (see the docker check)")
     v = ctx.docker.compose_version
     if v is None or v.returncode != 0:
-        return Check("compose_plugin", FAIL, "`docker compose version` failed: the compose plugin is missing",
-                     COMPOSE_INSTALL)
+        return Check(
+            "compose_plugin", FAIL, "`docker compose version` failed: the compose plugin is missing", COMPOSE_INSTALL
+        )
     return Check("compose_plugin", PASS, v.stdout.strip() or "docker compose answers")
 
 
@@ -189,16 +193,21 @@ def check_nvidia_runtime(ctx: Context) -> Check:
         return Check("nvidia_container_runtime", NA, "needs a running Docker daemon (see the docker check)")
     info = ctx.docker.runtimes
     if info is None or info.returncode != 0:
-        return Check("nvidia_container_runtime", FAIL, "`docker info` failed",
-                     explain_failure("docker info", info.stderr if info else ""))
+        return Check(
+            "nvidia_container_runtime",
+            FAIL,
+            "`docker info` failed",
+            explain_failure("docker info", info.stderr if info else ""),
+        )
     try:
         runtimes = json.loads(info.stdout.strip() or "{}")
     except json.JSONDecodeError:
         runtimes = {}
     if "nvidia" not in runtimes:
         names = ", ".join(sorted(runtimes)) or "none"
-        return Check("nvidia_container_runtime", FAIL, f"Docker has no nvidia runtime (runtimes: {names})",
-                     NVIDIA_RUNTIME)
+        return Check(
+            "nvidia_container_runtime", FAIL, f"Docker has no nvidia runtime (runtimes: {names})", NVIDIA_RUNTIME
+        )
     return Check("nvidia_container_runtime", PASS, "Docker lists the nvidia runtime")
 
 
@@ -213,8 +222,9 @@ def _hf_cached(cache: Path, model: str) -> bool:
     """Whether the HF cache already holds this repo (models--org--name), or it is a local directory."""
     if Path(model).expanduser().is_dir():
         return True
-    return (cache / "hub" / f"models--{model.replace('/', '--')}").is_dir() or \
-        (cache / f"models--{model.replace('/', '--')}").is_dir()
+    return (cache / "hub" / f"models--{model.replace('/', '--')}").is_dir() or (
+        cache / f"models--{model.replace('/', '--')}"
+    ).is_dir()
 
 
 def check_disk(ctx: Context) -> Check:
@@ -239,8 +249,9 @@ def check_disk(ctx: Context) -> Check:
                 continue
             where = _existing(cache)
             revision = svc.args.get("revision")
-            size = pull.download_size(engine, svc.model, str(revision) if revision else None, token,
-                                      plan.deployment.model)
+            size = pull.download_size(
+                engine, svc.model, str(revision) if revision else None, token, plan.deployment.model
+            )
             gib = size.bytes / GIB
             how.add(size.how)
         else:
@@ -261,9 +272,13 @@ def check_disk(ctx: Context) -> Check:
             problems.append((where, free, gib))
     if problems:
         where, free, gib = problems[0]
-        return Check("disk_space", FAIL, "; ".join(notes),
-                     f"free {gib + DISK_MARGIN_GIB - free:.0f} GiB on {where} (e.g. `huggingface-cli delete-cache`, "
-                     "`ollama rm`) or point [stack] hf_cache at a larger disk")
+        return Check(
+            "disk_space",
+            FAIL,
+            "; ".join(notes),
+            f"free {gib + DISK_MARGIN_GIB - free:.0f} GiB on {where} (e.g. `huggingface-cli delete-cache`, "
+            "`ollama rm`) or point [stack] hf_cache at a larger disk",
+        )
     return Check("disk_space", PASS, "; ".join(notes))
 
 
@@ -279,9 +294,13 @@ def check_ports(ctx: Context) -> Check:
     if taken:
         listed = ", ".join(f"{n}: {p}" for n, p in taken.items())
         first = next(iter(taken.values()))
-        return Check("ports", FAIL, f"in use by another process on {bind}: {listed}",
-                     f"stop what holds it (`sudo ss -ltnp 'sport = :{first}'` or `docker ps` shows which) or change "
-                     f"the port in {ctx.stack.path}")
+        return Check(
+            "ports",
+            FAIL,
+            f"in use by another process on {bind}: {listed}",
+            f"stop what holds it (`sudo ss -ltnp 'sport = :{first}'` or `docker ps` shows which) or change "
+            f"the port in {ctx.stack.path}",
+        )
     running = [n for n in ports if n in ctx.answering]
     note = f" ({', '.join(running)} already running there)" if running else ""
     return Check("ports", PASS, f"ports {', '.join(str(p) for p in ports.values())} free on {bind}{note}")
@@ -293,15 +312,22 @@ def check_hf_token(ctx: Context) -> Check:
 
     if ctx.stack is None:
         return Check("hf_token", NA, "no stack file: no models to check")
-    gated = [svc.model for svc in ctx.stack.services.values()
-             if get_engine(svc.engine).needs_hf_token and is_gated(svc.model)]
+    gated = [
+        svc.model
+        for svc in ctx.stack.services.values()
+        if get_engine(svc.engine).needs_hf_token and is_gated(svc.model)
+    ]
     if not gated:
         return Check("hf_token", NA, "no gated Hugging Face model in the stack")
     if os.environ.get("HF_TOKEN") or ctx.env.get("HF_TOKEN"):
         return Check("hf_token", PASS, f"HF_TOKEN is set for {', '.join(gated)}")
-    return Check("hf_token", FAIL, f"{', '.join(gated)} {'is' if len(gated) == 1 else 'are'} gated and HF_TOKEN is empty",
-                 f"accept the licence at https://huggingface.co/{gated[0]}, create a read token at "
-                 "https://huggingface.co/settings/tokens and put HF_TOKEN=<token> in .env")
+    return Check(
+        "hf_token",
+        FAIL,
+        f"{', '.join(gated)} {'is' if len(gated) == 1 else 'are'} gated and HF_TOKEN is empty",
+        f"accept the licence at https://huggingface.co/{gated[0]}, create a read token at "
+        "https://huggingface.co/settings/tokens and put HF_TOKEN=<token> in .env",
+    )
 
 
 def _planned_need_gib(ctx: Context) -> float:
@@ -310,8 +336,11 @@ def _planned_need_gib(ctx: Context) -> float:
 
     if ctx.plan is None:
         return 0.0
-    return sum(get_engine(p.deployment.engine).memory_at_start_gib(p.memory)
-               for p in ctx.plan.services if p.name not in ctx.answering)
+    return sum(
+        get_engine(p.deployment.engine).memory_at_start_gib(p.memory)
+        for p in ctx.plan.services
+        if p.name not in ctx.answering
+    )
 
 
 def check_memory(ctx: Context) -> Check:
@@ -325,9 +354,13 @@ def check_memory(ctx: Context) -> Check:
     available = ctx.meminfo["MemAvailable"] / GIB
     summary = f"MemAvailable {available:.1f} GiB for {need:.1f} GiB the services not yet running will take"
     if available < need:
-        return Check("memory_available", FAIL, summary,
-                     f"free {need - available:.1f} GiB: stop other GPU processes and containers, or lower "
-                     "gpu_memory_utilization / max_model_len in the stack (see `sparkserve plan`)")
+        return Check(
+            "memory_available",
+            FAIL,
+            summary,
+            f"free {need - available:.1f} GiB: stop other GPU processes and containers, or lower "
+            "gpu_memory_utilization / max_model_len in the stack (see `sparkserve plan`)",
+        )
     return Check("memory_available", PASS, summary)
 
 
@@ -345,8 +378,13 @@ def check_page_cache(ctx: Context) -> Check:
     need = _planned_need_gib(ctx)
     summary = f"page cache {cache:.1f} GiB, MemFree {free:.1f} GiB for {need:.1f} GiB to load"
     if free < need <= available and cache >= 1.0:
-        return Check("page_cache", FAIL, f"{summary}: only dropping the cache frees enough; vLLM's start-up check "
-                     "counts page cache as used on unified memory", f"drop it before starting: {DROP_CACHES}")
+        return Check(
+            "page_cache",
+            FAIL,
+            f"{summary}: only dropping the cache frees enough; vLLM's start-up check "
+            "counts page cache as used on unified memory",
+            f"drop it before starting: {DROP_CACHES}",
+        )
     if need > available:
         return Check("page_cache", PASS, f"{summary}: dropping it would not be enough (see memory_available)")
     return Check("page_cache", PASS, summary)
@@ -362,10 +400,13 @@ def check_image_arch(ctx: Context) -> Check:
 
     here = host_arch(ctx.machine)
     if ctx.hw.cpu_arch != here:
-        return Check("image_architecture", FAIL,
-                     f"the stack targets {ctx.hw.name} ({ctx.hw.cpu_arch} images) but this host is {here}",
-                     "set [stack] hardware to this machine's profile (or \"auto\"); containers would fail with "
-                     "'exec format error'")
+        return Check(
+            "image_architecture",
+            FAIL,
+            f"the stack targets {ctx.hw.name} ({ctx.hw.cpu_arch} images) but this host is {here}",
+            'set [stack] hardware to this machine\'s profile (or "auto"); containers would fail with '
+            "'exec format error'",
+        )
     wrong, unknown = [], []
     for name in names:
         svc = ctx.stack.services[name]
@@ -377,9 +418,13 @@ def check_image_arch(ctx: Context) -> Check:
             wrong.append((name, image, found))
     if wrong:
         name, image, found = wrong[0]
-        return Check("image_architecture", FAIL, f"{name}: {image} is {found}, this host is linux/{_docker_arch(here)}",
-                     f"docker pull --platform linux/{_docker_arch(here)} {image} (or pick an image built for "
-                     f"{_docker_arch(here)}: on a DGX Spark nvcr.io/nvidia/vllm)")
+        return Check(
+            "image_architecture",
+            FAIL,
+            f"{name}: {image} is {found}, this host is linux/{_docker_arch(here)}",
+            f"docker pull --platform linux/{_docker_arch(here)} {image} (or pick an image built for "
+            f"{_docker_arch(here)}: on a DGX Spark nvcr.io/nvidia/vllm)",
+        )
     note = f"; not pulled yet: {', '.join(unknown)}" if unknown else ""
     return Check("image_architecture", PASS, f"images match this {here} host{note}")
 
@@ -390,13 +435,26 @@ def check_plan(ctx: Context) -> Check:
     if ctx.plan.fits:
         return Check("plan_fits", PASS, f"the stack fits on {ctx.hw.name} by sparkserve's plan")
     reasons = ctx.plan.warnings() + [w for s in ctx.plan.services if not s.fits for w in s.memory.reasons]
-    return Check("plan_fits", FAIL, reasons[0] if reasons else f"the stack does not fit on {ctx.hw.name}",
-                 "see `sparkserve plan`: lower max_model_len or gpu_memory_utilization, or pick a smaller quant")
+    return Check(
+        "plan_fits",
+        FAIL,
+        reasons[0] if reasons else f"the stack does not fit on {ctx.hw.name}",
+        "see `sparkserve plan`: lower max_model_len or gpu_memory_utilization, or pick a smaller quant",
+    )
 
 
 CHECKS: tuple[Callable[[Context], Check], ...] = (
-    check_driver, check_docker, check_compose, check_nvidia_runtime, check_disk, check_ports, check_hf_token,
-    check_memory, check_page_cache, check_image_arch, check_plan,
+    check_driver,
+    check_docker,
+    check_compose,
+    check_nvidia_runtime,
+    check_disk,
+    check_ports,
+    check_hf_token,
+    check_memory,
+    check_page_cache,
+    check_image_arch,
+    check_plan,
 )
 
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand, PullProgress
+from sparkserve.engines.base import ComposeFragment, Engine, NativeCommand, Poll, PullProgress, Say
 from sparkserve.engines.registry import register
 from sparkserve.errors import UserError
 from sparkserve.plan.settings import GgufSettings, gguf_settings
 
 if TYPE_CHECKING:
     import httpx
+
+    from sparkserve.engines.live import LiveProbe
+    from sparkserve.hardware.profile import HardwareProfile
+    from sparkserve.plan.memory import Deployment, MemoryPlan
+    from sparkserve.plan.planner import ServicePlan
 
 NAME = "ollama"
 
@@ -55,7 +60,7 @@ CONTAINER_PORT = 11434
 MODELS_DIR = "/root/.ollama"  # OLLAMA_MODELS defaults to <home>/.ollama/models
 
 
-def image_for(hw) -> str:
+def image_for(hw: HardwareProfile) -> str:
     """The Ollama image for this hardware: one multi-arch image serves x86_64 and arm64."""
     return IMAGE
 
@@ -106,19 +111,19 @@ class Ollama(Engine):
     executable = "ollama"
     executable_env = "SPARKSERVE_OLLAMA"
 
-    def memory(self, dep):
+    def memory(self, dep: Deployment) -> MemoryPlan:
         from sparkserve.plan.memory import ollama_memory
 
         return ollama_memory(dep)
 
-    def recommended_args(self, plan):
+    def recommended_args(self, plan: ServicePlan) -> list[str]:
         return [f"{k}={v}" for k, v in recommended_env(gguf_settings(plan.memory.settings)).items()]
 
-    def paste_lines(self, args):
+    def paste_lines(self, args: Sequence[str]) -> list[str]:
         """The server's environment as KEY=value lines (for a systemd override or `export`)."""
         return list(args)
 
-    def unified_memory_warnings(self, dep, mem):
+    def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware
         left = hw.gpu_memory_gib - mem.total_gib
         if not hw.unified or left >= hw.os_reserve_gib:
@@ -128,11 +133,11 @@ class Ollama(Engine):
         return [(f"unified memory: {dep.engine} needs {mem.total_gib:.1f} GiB and {os_left(left, hw.gpu_memory_gib)} "
                  f"(needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze")]
 
-    def default_quant(self, checkpoint_quant):
+    def default_quant(self, checkpoint_quant: str | None) -> str:
         """Ollama's library tags default to Q4_K_M (gpt-oss ships MXFP4)."""
         return "mxfp4" if checkpoint_quant == "mxfp4" else "q4_k_m"
 
-    def check_stack_arg(self, key):
+    def check_stack_arg(self, key: str) -> str | None:
         if key in PLANNER_ARGS:
             return None
         from sparkserve.errors import closest
@@ -142,24 +147,24 @@ class Ollama(Engine):
         return (f"Ollama takes no argument {key!r}; {hint}valid: {', '.join(PLANNER_ARGS)} "
                 "(other Ollama settings go in env, e.g. OLLAMA_KEEP_ALIVE)")
 
-    def planner_settings(self, args):
+    def planner_settings(self, args: Mapping[str, Any]) -> dict[str, Any]:
         settings = {k: v for k, v in args.items() if k in PLANNER_ARGS}
         if "kv_cache_type" in settings:
             settings["kv_cache_dtype"] = settings.pop("kv_cache_type")
         return settings
 
-    def image_for(self, hw):
+    def image_for(self, hw: HardwareProfile) -> str:
         return image_for(hw)
 
-    def healthcheck_test(self):
+    def healthcheck_test(self) -> list[str]:
         return healthcheck_test()
 
-    def weights_host_dir(self, svc, hf_cache):
+    def weights_host_dir(self, svc: Any, hf_cache: str) -> str:
         """The host folder mounted as the models directory, else Docker's own storage (a named volume)."""
         host = next((v.split(":")[0] for v in svc.volumes if v.split(":")[1].rstrip("/") == MODELS_DIR), None)
         return host if host and host.startswith(("/", "~")) else "/var/lib/docker"
 
-    def compose_fragment(self, svc, plan, hw, hf_cache):
+    def compose_fragment(self, svc: Any, plan: ServicePlan, hw: HardwareProfile, hf_cache: str) -> ComposeFragment:
         mounted = any(v.split(":")[1].rstrip("/") == MODELS_DIR for v in svc.volumes)
         return ComposeFragment(
             image=svc.image or image_for(hw),
@@ -169,20 +174,23 @@ class Ollama(Engine):
             named_volumes=() if mounted else (MODELS_VOLUME,),
         )
 
-    def native_command(self, svc, plan, *, bind, hf_cache, stack_dir):
+    def native_command(self, svc: Any, plan: ServicePlan, *, bind: str, hf_cache: str | None,
+                       stack_dir: str) -> NativeCommand:
         host = f"[{bind}]" if ":" in bind else bind
         return NativeCommand(args=["serve"], env=server_env(f"{host}:{svc.port}", _models_dir(svc, stack_dir),
                                                             gguf_settings(plan.memory.settings)))
 
-    def not_found_message(self, stack_file):
+    def not_found_message(self, stack_file: str) -> str:
         return f"ollama not found on PATH; {INSTALL}, or set [stack] ollama = \"/path/to/ollama\""
 
-    def progress_lines(self, log_text):
+    def progress_lines(self, log_text: str) -> list[str]:
         import re
 
         return [m.group(0).strip() for m in re.finditer(PROGRESS_LINES, log_text)]
 
-    def wait_ready(self, poll, *, name, model, say, pull_progress=None, client=None, deadline=None):
+    def wait_ready(self, poll: Poll, *, name: str, model: str, say: Say,
+                   pull_progress: PullProgress | None = None, client: httpx.Client | None = None,
+                   deadline: float | None = None) -> str:
         """The API, then the model pulled (with progress) and loaded."""
         version = poll("GET", "/api/version", "the Ollama API").json()
         say(f"{name}: Ollama {version.get('version', '?')} up")
@@ -206,17 +214,17 @@ class Ollama(Engine):
         """POST /api/pull, streamed: Ollama resumes the blobs it already has and reports each layer's bytes."""
         _pull(client, name, model, progress)
 
-    def doctor_rules(self):
+    def doctor_rules(self) -> tuple[Any, ...]:
         from sparkserve.engines.ollama_doctor import LOG_RULES
 
         return (LOG_RULES,)
 
-    def live_probe(self):
+    def live_probe(self) -> LiveProbe | None:
         from sparkserve.engines.ollama_doctor import OllamaLiveProbe
 
         return OllamaLiveProbe()
 
-    def list_models(self, http):
+    def list_models(self, http: httpx.Client) -> list[str]:
         response = http.get("/api/tags")
         response.raise_for_status()
         return [str(m.get("name", "")) for m in response.json().get("models", [])]
@@ -227,21 +235,22 @@ class Ollama(Engine):
     tune_length_key = "num_ctx"
     tune_load_caps = ("num_parallel",)
 
-    def tune_max_concurrency(self, hw):
+    def tune_max_concurrency(self, hw: HardwareProfile) -> int:
         return MAX_TUNE_PARALLEL
 
-    def tune_defaults(self, settings, *, max_model_len, seqs):
+    def tune_defaults(self, settings: Mapping[str, Any], *, max_model_len: int,
+                      seqs: list[int]) -> dict[str, list[Any]]:
         """Parallel requests around the predicted load; the planned context, KV type and flash attention."""
         return {"num_parallel": seqs, "num_ctx": [max_model_len], "flash_attention": [True],
                 "kv_cache_type": [str(settings.get("kv_cache_type", DEFAULT_KV_CACHE_TYPE))]}
 
-    def tune_overrides(self, args):
+    def tune_overrides(self, args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         stack_args = {k: v for k, v in args.items() if k != "flash_attention"}
         env = {"OLLAMA_FLASH_ATTENTION": "1" if args["flash_attention"] else "0"} if "flash_attention" in args else {}
         return stack_args, env
 
 
-def _models_dir(svc, stack_dir: str) -> str:
+def _models_dir(svc: Any, stack_dir: str) -> str:
     """The host folder compose would mount as /root/.ollama holds the models in `models/`; without
     one, Ollama's own default."""
     for volume in svc.volumes:
@@ -254,7 +263,8 @@ def _models_dir(svc, stack_dir: str) -> str:
     return str(Path(NATIVE_MODELS_DIR).expanduser())
 
 
-def _pull(client, name: str, model: str, progress, deadline: float | None) -> None:
+def _pull(client: httpx.Client, name: str, model: str, progress: PullProgress | None,
+          deadline: float | None = None) -> None:
     """POST /api/pull, streaming its progress, until it is done or the deadline passes."""
     import httpx
 

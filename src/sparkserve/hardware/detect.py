@@ -226,7 +226,8 @@ def detect(meminfo_path: str = "/proc/meminfo", nvml: Any = None) -> Detection:
     notes.extend(_profile_notes(gpus))
     ids = {g.profile_id for g in gpus}
     profile_id = ids.pop() if len(ids) == 1 else None
-    return Detection(gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda, notes=notes, **host)
+    return Detection(gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda, notes=notes,
+                     **host)
 
 
 def _fallback(reason: str, host: dict[str, Any]) -> Detection:
@@ -240,18 +241,33 @@ def _fallback(reason: str, host: dict[str, Any]) -> Detection:
     notes = [f"{reason}; read with nvidia-smi instead"] if gpus else [f"nvidia-smi found no GPU ({reason})"]
     for gpu in gpus:
         if gpu.unified and gpu.memory_total_gib is None:
-            notes.append(f"GPU {gpu.index} ({gpu.name}): nvidia-smi reports memory as Not Supported; "
-                         "unified memory, taken from /proc/meminfo (MemTotal, MemAvailable)")
+            notes.append(
+                f"GPU {gpu.index} ({gpu.name}): nvidia-smi reports memory as Not Supported; "
+                "unified memory, taken from /proc/meminfo (MemTotal, MemAvailable)"
+            )
     notes.extend(_profile_notes(gpus))
     ids = {g.profile_id for g in gpus}
     profile_id = ids.pop() if len(ids) == 1 else None
-    return Detection(gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda,
-                     notes=notes, **host)
+    return Detection(
+        gpus=gpus, profile_id=profile_id, driver_version=driver, cuda_driver_version=cuda, notes=notes, **host
+    )
 
 
 # nvidia-smi --help-query-gpu names these; compute_cap needs driver 510+, hence the retry without it.
-SMI_FIELDS = ("index", "name", "uuid", "memory.total", "memory.used", "power.draw", "power.limit",
-              "temperature.gpu", "utilization.gpu", "clocks.max.memory", "driver_version", "compute_cap")
+SMI_FIELDS = (
+    "index",
+    "name",
+    "uuid",
+    "memory.total",
+    "memory.used",
+    "power.draw",
+    "power.limit",
+    "temperature.gpu",
+    "utilization.gpu",
+    "clocks.max.memory",
+    "driver_version",
+    "compute_cap",
+)
 SMI_APPS = ("gpu_uuid", "pid", "used_memory")
 
 
@@ -287,13 +303,15 @@ def query_nvidia_smi(binary: str = "nvidia-smi") -> tuple[list[DetectedGPU], str
     if text is None:
         return None
     apps: dict[str, list[GPUProcess]] = {}
-    for line in (_smi(binary, f"--query-compute-apps={','.join(SMI_APPS)}", "--format=csv,noheader,nounits")
-                 or "").splitlines():
+    for line in (
+        _smi(binary, f"--query-compute-apps={','.join(SMI_APPS)}", "--format=csv,noheader,nounits") or ""
+    ).splitlines():
         app = [c.strip() for c in line.split(",")]
         if len(app) == len(SMI_APPS) and app[1].isdigit():
             used = _smi_number(app[2])
             apps.setdefault(app[0], []).append(
-                GPUProcess(pid=int(app[1]), used_memory_bytes=int(used * 1024**2) if used is not None else None))
+                GPUProcess(pid=int(app[1]), used_memory_bytes=int(used * 1024**2) if used is not None else None)
+            )
     gpus: list[DetectedGPU] = []
     driver = None
     for line in text.splitlines():
@@ -307,22 +325,24 @@ def query_nvidia_smi(binary: str = "nvidia-smi") -> tuple[list[DetectedGPU], str
         temperature, util = _smi_number(cols["temperature.gpu"]), _smi_number(cols["utilization.gpu"])
         clock = _smi_number(cols["clocks.max.memory"])
         driver = driver or _smi_value(cols["driver_version"])
-        gpus.append(DetectedGPU(
-            index=int(cols["index"]),
-            name=name,
-            uuid=_smi_value(cols["uuid"]),
-            memory_total_gib=round(total / 1024, 2) if total is not None else None,
-            unified=total is None or (profile_id is not None and PROFILES[profile_id].unified),
-            compute_capability=_smi_value(cols.get("compute_cap", "")),
-            max_memory_clock_mhz=int(clock) if clock is not None else None,
-            power_w=power,
-            power_limit_w=limit,
-            temperature_c=int(temperature) if temperature is not None else None,
-            utilization_pct=int(util) if util is not None else None,
-            profile_id=profile_id,
-            memory_used_gib=round(used / 1024, 2) if used is not None else None,
-            processes=tuple(apps.get(cols["uuid"], ())),
-        ))
+        gpus.append(
+            DetectedGPU(
+                index=int(cols["index"]),
+                name=name,
+                uuid=_smi_value(cols["uuid"]),
+                memory_total_gib=round(total / 1024, 2) if total is not None else None,
+                unified=total is None or (profile_id is not None and PROFILES[profile_id].unified),
+                compute_capability=_smi_value(cols.get("compute_cap", "")),
+                max_memory_clock_mhz=int(clock) if clock is not None else None,
+                power_w=power,
+                power_limit_w=limit,
+                temperature_c=int(temperature) if temperature is not None else None,
+                utilization_pct=int(util) if util is not None else None,
+                profile_id=profile_id,
+                memory_used_gib=round(used / 1024, 2) if used is not None else None,
+                processes=tuple(apps.get(cols["uuid"], ())),
+            )
+        )
     return gpus, driver, _smi_cuda_version(binary)
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,8 @@ def resolve_model(name: str, *, hf_home: str | Path | None = None) -> ResolvedMo
     found = _from_path(name)
     if found is None and revision is None:
         found = _from_catalog(name) or _from_ollama(name)
-    for cache in _hub_dirs(hf_home):
-        found = found or _from_hf_cache(repo, revision, cache)
+    for cache_dir in _hub_dirs(hf_home):
+        found = found or _from_hf_cache(repo, revision, cache_dir)
     found = found or _from_hub(repo, revision)
     if found is None:
         raise unknown("model", name, _known_names(), hint=_HINT)
@@ -51,7 +51,8 @@ def _from_hub(repo: str, revision: str | None) -> ResolvedModel | None:
     try:
         meta = hub.fetch(repo, revision)
     except hub.RepoNotFound:
-        raise unknown("model", repo, _known_names(), hint="not on the Hub either (private? set HF_TOKEN); " + _HINT)
+        raise unknown("model", repo, _known_names(),
+                      hint="not on the Hub either (private? set HF_TOKEN); " + _HINT) from None
     spec = spec_from_config(meta.config, repo if revision is None else f"{repo}@{revision}", meta.source)
     if meta.group_bytes:
         spec = dataclasses.replace(spec, checkpoint_bytes=tuple(sorted(meta.group_bytes.items())))
@@ -197,7 +198,7 @@ def _hf_hub_dir() -> Path:
     return Path.home() / ".cache" / "huggingface" / "hub"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _bundled_spec(model_id: str) -> ModelSpec:
     """Spec of a bundled id or alias; JSON is read only for the model asked for."""
     alias = ALIASES.get(model_id)

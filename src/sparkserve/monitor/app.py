@@ -8,6 +8,7 @@ Ctrl-Q quit; the polling thread is told to stop and joined before the app return
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 
 from textual.app import App, ComposeResult
@@ -74,11 +75,14 @@ class MonitorApp(App[None]):
                 snapshot, note = None, f"reading failed: {type(exc).__name__}: {exc}"
             if self._stop.is_set():
                 break
+            loop = self._loop
+            if loop is None:
+                break
             try:  # never blocks on the UI: call_from_thread would deadlock with on_unmount's join
                 if snapshot is not None:
-                    self._loop.call_soon_threadsafe(self._show, snapshot)
+                    loop.call_soon_threadsafe(self._show, snapshot)
                 else:
-                    self._loop.call_soon_threadsafe(self.notify, note, severity="warning")
+                    loop.call_soon_threadsafe(functools.partial(self.notify, note, severity="warning"))
             except RuntimeError:  # the event loop is closed
                 break
             self._stop.wait(self.interval_s)

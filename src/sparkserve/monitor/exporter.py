@@ -140,22 +140,27 @@ class SparkserveCollector(Collector):
         info = _gauge("gpu_info", "GPU, driver and the CUDA version the driver supports.",
                       ["gpu", "name", "driver", "cuda", "unified"])
         families = {
-            "utilization_percent": _gauge("gpu_utilization_percent", "GPU busy time over NVML's last sample period.", labels),
+            "utilization_percent": _gauge(
+                "gpu_utilization_percent", "GPU busy time over NVML's last sample period.", labels
+            ),
             "temperature_celsius": _gauge("gpu_temperature_celsius", "GPU temperature.", labels),
             "power_watts": _gauge("gpu_power_watts", "Power draw.", labels),
             "power_limit_watts": _gauge("gpu_power_limit_watts", "Enforced power limit.", labels),
-            "memory_total_bytes": _gauge("gpu_memory_total_bytes", "GPU memory (absent on GB10: NOT_SUPPORTED).", labels),
+            "memory_total_bytes": _gauge(
+                "gpu_memory_total_bytes", "GPU memory (absent on GB10: NOT_SUPPORTED).", labels
+            ),
             "memory_used_bytes": _gauge("gpu_memory_used_bytes", "GPU memory in use (absent on GB10).", labels),
         }
-        procs = _gauge("gpu_process_memory_bytes", "GPU memory per compute process (works on GB10).",
-                       ["gpu", "pid"])
+        procs = _gauge("gpu_process_memory_bytes", "GPU memory per compute process (works on GB10).", ["gpu", "pid"])
         gib = 1024**3
         for g in d.gpus:
             key = [str(g.index), g.name]
             info.add_metric([*key, d.driver_version or "", d.cuda_driver_version or "", str(g.unified).lower()], 1.0)
             values = {
-                "utilization_percent": g.utilization_pct, "temperature_celsius": g.temperature_c,
-                "power_watts": g.power_w, "power_limit_watts": g.power_limit_w,
+                "utilization_percent": g.utilization_pct,
+                "temperature_celsius": g.temperature_c,
+                "power_watts": g.power_w,
+                "power_limit_watts": g.power_limit_w,
                 "memory_total_bytes": round(g.memory_total_gib * gib) if g.memory_total_gib is not None else None,
                 "memory_used_bytes": round(g.memory_used_gib * gib) if g.memory_used_gib is not None else None,
             }
@@ -168,10 +173,12 @@ class SparkserveCollector(Collector):
         return [*out, info, *families.values(), procs]
 
     def _service_metrics(self, d: Detection) -> list[Metric]:
-        rss = _gauge("service_rss_bytes", "Resident memory of a service's processes (native: its process group).",
-                     ["service"])
-        gpu = _gauge("service_gpu_memory_bytes", "NVML per-process GPU memory summed over a service's processes.",
-                     ["service"])
+        rss = _gauge(
+            "service_rss_bytes", "Resident memory of a service's processes (native: its process group).", ["service"]
+        )
+        gpu = _gauge(
+            "service_gpu_memory_bytes", "NVML per-process GPU memory summed over a service's processes.", ["service"]
+        )
         try:
             targets = self._services()
         except Exception:  # noqa: BLE001 - a stack that no longer loads leaves these out, not the scrape

@@ -7,7 +7,7 @@ for how long. Fields a release does not send stay None.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -45,8 +45,8 @@ def seconds_until(stamp: str | None, now: datetime | None = None) -> float | Non
     except ValueError:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return (when - (now or datetime.now(timezone.utc))).total_seconds()
+        when = when.replace(tzinfo=UTC)
+    return (when - (now or datetime.now(UTC))).total_seconds()
 
 
 def parse_ps(data: object, now: datetime | None = None) -> list[LoadedModel]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -66,14 +66,19 @@ class Container:
 
 
 def compose_containers(compose_file: Path, timeout: float = 10.0) -> dict[str, Container]:
-    """service -> its container (full id, start time) via `docker compose ps` and `docker inspect`; {} on any failure."""
+    """service -> its container (full id, start time) via `docker compose ps` and `docker inspect`;
+    {} on any failure."""
     base = ["docker", "compose", "--file", str(compose_file), "--project-directory", str(compose_file.parent)]
     ps = _run([*base, "ps", "--all", "--format", "json"], timeout)
     if ps is None:
         return {}
     text = ps.strip()
     try:
-        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = (
+            json.loads(text)
+            if text.startswith("[")
+            else [json.loads(line) for line in text.splitlines() if line.strip()]
+        )
     except json.JSONDecodeError:
         return {}
     ids = {str(r.get("Service")): str(r.get("ID")) for r in rows if isinstance(r, dict) and r.get("ID")}
@@ -106,7 +111,7 @@ def _started(inspect: dict) -> float | None:
         return None
     stamp = str(state.get("StartedAt") or "")
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC).timestamp()
     except ValueError:
         return None
 

@@ -119,7 +119,8 @@ def ollama_table(snapshot: Snapshot) -> Table | None:
     rows = [(r, m) for r in snapshot.services if r.ollama for m in r.ollama.models]
     if not any(r.ollama for r in snapshot.services):
         return None
-    table = Table("service", "model", "size", "on GPU", "unloads in", title="Ollama loaded models", title_justify="left")
+    table = Table("service", "model", "size", "on GPU", "unloads in", title="Ollama loaded models",
+                  title_justify="left")
     for r, m in rows:
         table.add_row(r.name, m.name, fmt_gib(m.size_bytes), fmt_gib(m.size_vram_bytes), fmt_duration(m.expires_in_s))
     for r in snapshot.services:
@@ -134,9 +135,16 @@ def gpu_table(snapshot: Snapshot) -> RenderableType:
         reason = d.notes[0] if d.notes else "no GPU"
         return Text(f"GPU: {NA} ({reason})", style="dim")
     owners = {pid: r.name for r in snapshot.services for pid in r.pids}
-    table = Table("GPU", "util", "temp", "power", "memory", "processes",
-                  title=f"GPUs (driver {d.driver_version or NA}, CUDA {d.cuda_driver_version or NA})",
-                  title_justify="left")
+    table = Table(
+        "GPU",
+        "util",
+        "temp",
+        "power",
+        "memory",
+        "processes",
+        title=f"GPUs (driver {d.driver_version or NA}, CUDA {d.cuda_driver_version or NA})",
+        title_justify="left",
+    )
     for g in d.gpus:
         if g.unified:
             memory = "unified (see memory)"
@@ -145,9 +153,17 @@ def gpu_table(snapshot: Snapshot) -> RenderableType:
         else:
             memory = NA
         processes = ", ".join(f"{owners.get(p.pid, p.pid)}: {fmt_gib(p.used_memory_bytes)}" for p in g.processes) or NA
-        power = NA if g.power_w is None else f"{g.power_w:.0f} W" + (f"/{g.power_limit_w:.0f}" if g.power_limit_w else "")
-        table.add_row(f"{g.index}: {g.name}", fmt_num(g.utilization_pct, 0, "%"), fmt_num(g.temperature_c, 0, " C"),
-                      power, memory, processes)
+        power = (
+            NA if g.power_w is None else f"{g.power_w:.0f} W" + (f"/{g.power_limit_w:.0f}" if g.power_limit_w else "")
+        )
+        table.add_row(
+            f"{g.index}: {g.name}",
+            fmt_num(g.utilization_pct, 0, "%"),
+            fmt_num(g.temperature_c, 0, " C"),
+            power,
+            memory,
+            processes,
+        )
     return table
 
 
@@ -155,9 +171,13 @@ def memory_text(snapshot: Snapshot) -> Text:
     m = snapshot.memory
     unified = any(g.unified for g in snapshot.gpus.gpus)
     label = "unified memory" if unified else "host memory"
-    text = Text(f"{label}: {fmt_gib(m.available)} available of {fmt_gib(m.total)}, "
-                f"page cache {fmt_gib(m.page_cache)}, free {fmt_gib(m.free)}")
-    held = [f"{r.name} {_held(r)}" for r in snapshot.services if r.rss_bytes is not None or r.gpu_memory_bytes is not None]
+    text = Text(
+        f"{label}: {fmt_gib(m.available)} available of {fmt_gib(m.total)}, "
+        f"page cache {fmt_gib(m.page_cache)}, free {fmt_gib(m.free)}"
+    )
+    held = [
+        f"{r.name} {_held(r)}" for r in snapshot.services if r.rss_bytes is not None or r.gpu_memory_bytes is not None
+    ]
     if held:
         text.append("; held: " + "; ".join(held))
     return text
@@ -177,9 +197,11 @@ def history_view(names: Sequence[str], history: dict, memory_history: Iterable[f
     table = Table("series", "history", "now", title="history", title_justify="left")
     for name in names:
         series = history.get(name, {})
-        for key, label, fmt in (("generation_tps", "gen tok/s", lambda v: fmt_num(v)),
-                                ("kv_cache_usage", "KV cache", fmt_pct),
-                                ("queue", "queue", lambda v: fmt_num(v, 0))):
+        for key, label, fmt in (
+            ("generation_tps", "gen tok/s", lambda v: fmt_num(v)),
+            ("kv_cache_usage", "KV cache", fmt_pct),
+            ("queue", "queue", lambda v: fmt_num(v, 0)),
+        ):
             values = list(series.get(key, []))
             if any(v is not None for v in values):
                 table.add_row(f"{name} {label}", sparkline(values, width), fmt(values[-1] if values else None))
@@ -195,46 +217,89 @@ def snapshot_dict(snapshot: Snapshot) -> dict:
     models = []
     for r in snapshot.services:
         entry = dict(r.target.row)
-        entry.update({
-            "service": r.name, "engine": r.target.engine, "runtime": r.target.runtime, "url": r.target.url,
-            "pid": r.target.pid, "container_id": r.target.container_id,
-            "api_status": r.health, "error": r.error, "model": r.model or entry.get("model"),
-            "uptime_s": _round(r.uptime_s) if r.uptime_s is not None else entry.get("uptime_s"),
-            "requests_running": r.gauge("num_requests_running"), "requests_waiting": r.gauge("num_requests_waiting"),
-            "requests_swapped": r.gauge("num_requests_swapped"), "kv_cache_usage": r.gauge("kv_cache_usage_perc"),
-            "kv_cache_tokens": r.vllm.kv_cache_tokens if r.vllm else None,
-            "interval_s": _round(r.rates.interval_s), "generation_tokens_per_s": _round(r.rates.generation_tps),
-            "prompt_tokens_per_s": _round(r.rates.prompt_tps), "prefix_cache_hit_rate": _round(r.rates.prefix_cache_hit_rate, 4),
-            "preemptions_total": r.vllm.counters.get("num_preemptions_total") if r.vllm else None,
-            "preemptions_interval": r.rates.preemptions,
-            "rss_bytes": r.rss_bytes, "gpu_memory_bytes": r.gpu_memory_bytes,
-        })
+        entry.update(
+            {
+                "service": r.name,
+                "engine": r.target.engine,
+                "runtime": r.target.runtime,
+                "url": r.target.url,
+                "pid": r.target.pid,
+                "container_id": r.target.container_id,
+                "api_status": r.health,
+                "error": r.error,
+                "model": r.model or entry.get("model"),
+                "uptime_s": _round(r.uptime_s) if r.uptime_s is not None else entry.get("uptime_s"),
+                "requests_running": r.gauge("num_requests_running"),
+                "requests_waiting": r.gauge("num_requests_waiting"),
+                "requests_swapped": r.gauge("num_requests_swapped"),
+                "kv_cache_usage": r.gauge("kv_cache_usage_perc"),
+                "kv_cache_tokens": r.vllm.kv_cache_tokens if r.vllm else None,
+                "interval_s": _round(r.rates.interval_s),
+                "generation_tokens_per_s": _round(r.rates.generation_tps),
+                "prompt_tokens_per_s": _round(r.rates.prompt_tps),
+                "prefix_cache_hit_rate": _round(r.rates.prefix_cache_hit_rate, 4),
+                "preemptions_total": r.vllm.counters.get("num_preemptions_total") if r.vllm else None,
+                "preemptions_interval": r.rates.preemptions,
+                "rss_bytes": r.rss_bytes,
+                "gpu_memory_bytes": r.gpu_memory_bytes,
+            }
+        )
         if r.ollama is not None:
             entry["ollama_version"] = r.ollama.version
             for m in r.ollama.models:
-                models.append({"service": r.name, "name": m.name, "size_bytes": m.size_bytes,
-                               "size_vram_bytes": m.size_vram_bytes, "expires_at": m.expires_at,
-                               "expires_in_s": _round(m.expires_in_s), "context_length": m.context_length})
+                models.append(
+                    {
+                        "service": r.name,
+                        "name": m.name,
+                        "size_bytes": m.size_bytes,
+                        "size_vram_bytes": m.size_vram_bytes,
+                        "expires_at": m.expires_at,
+                        "expires_in_s": _round(m.expires_in_s),
+                        "context_length": m.context_length,
+                    }
+                )
         services.append(entry)
     d = snapshot.gpus
-    gpus = [{
-        "index": g.index, "name": g.name, "unified": g.unified, "utilization_pct": g.utilization_pct,
-        "temperature_c": g.temperature_c, "power_w": g.power_w, "power_limit_w": g.power_limit_w,
-        "memory_total_gib": g.memory_total_gib, "memory_used_gib": g.memory_used_gib,
-        "processes": [{"pid": p.pid, "used_memory_bytes": p.used_memory_bytes, "service": owners.get(p.pid)}
-                      for p in g.processes],
-    } for g in d.gpus]
-    m = snapshot.memory
+    gpus = [
+        {
+            "index": g.index,
+            "name": g.name,
+            "unified": g.unified,
+            "utilization_pct": g.utilization_pct,
+            "temperature_c": g.temperature_c,
+            "power_w": g.power_w,
+            "power_limit_w": g.power_limit_w,
+            "memory_total_gib": g.memory_total_gib,
+            "memory_used_gib": g.memory_used_gib,
+            "processes": [
+                {"pid": p.pid, "used_memory_bytes": p.used_memory_bytes, "service": owners.get(p.pid)}
+                for p in g.processes
+            ],
+        }
+        for g in d.gpus
+    ]
+    host = snapshot.memory
     return {
         "taken_at": round(snapshot.taken_at, 3),
         "services": services,
         "ollama_models": models,
-        "gpu": {"nvml": bool(d.gpus) or d.driver_version is not None, "driver_version": d.driver_version, "cuda_version": d.cuda_driver_version,
-                "devices": gpus, "notes": list(d.notes)},
-        "memory": {"unified": any(g.unified for g in d.gpus), "total_bytes": m.total, "available_bytes": m.available,
-                   "free_bytes": m.free, "page_cache_bytes": m.page_cache,
-                   "services": {r.name: {"rss_bytes": r.rss_bytes, "gpu_memory_bytes": r.gpu_memory_bytes}
-                                for r in snapshot.services}},
+        "gpu": {
+            "nvml": bool(d.gpus) or d.driver_version is not None,
+            "driver_version": d.driver_version,
+            "cuda_version": d.cuda_driver_version,
+            "devices": gpus,
+            "notes": list(d.notes),
+        },
+        "memory": {
+            "unified": any(g.unified for g in d.gpus),
+            "total_bytes": host.total,
+            "available_bytes": host.available,
+            "free_bytes": host.free,
+            "page_cache_bytes": host.page_cache,
+            "services": {
+                r.name: {"rss_bytes": r.rss_bytes, "gpu_memory_bytes": r.gpu_memory_bytes} for r in snapshot.services
+            },
+        },
     }
 
 

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sparkserve.hardware.profile import HardwareProfile
 
@@ -54,12 +55,13 @@ class VllmMemoryConstants:
 
 
 @lru_cache(maxsize=1)
-def calibration() -> dict:
+def calibration() -> dict[str, Any]:
     """The committed fit (a few kB of JSON: reading it costs well under a millisecond)."""
-    return json.loads(CALIBRATION_FILE.read_text())
+    fit: dict[str, Any] = json.loads(CALIBRATION_FILE.read_text())
+    return fit
 
 
-def efficiency_from(values: dict) -> Efficiency:
+def efficiency_from(values: dict[str, Any]) -> Efficiency:
     return Efficiency(**{f.name: values[f.name] for f in fields(Efficiency) if f.name in values})
 
 
@@ -71,7 +73,7 @@ def efficiency_for(engine: str, hw: HardwareProfile | None = None) -> Efficiency
     from sparkserve.engines import get_engine
     from sparkserve.errors import UserError
 
-    declared = get_engine(engine).efficiency
+    declared: Efficiency | None = get_engine(engine).efficiency
     if declared is None:
         raise UserError(f"engine {engine!r} has no speed calibration: give it an `efficiency` (engines/base.py)")
     return declared

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from sparkserve.plan.memory import Deployment, MemoryPlan
 from sparkserve.plan.settings import VllmSettings
@@ -31,7 +32,7 @@ class CurvePoint:
     ceiling_tps: float  # aggregate at 100 % spec bandwidth and compute, no overhead
     capped_by: str | None  # "kv_cache", "max_num_seqs" or "num_parallel" when running < concurrency
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "concurrency": self.concurrency,
             "running": self.running,

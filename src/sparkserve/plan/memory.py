@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.models.spec import ModelSpec
@@ -75,7 +76,9 @@ def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, fl
     sixteen = 16.0
     q = fmt.bits
     if fmt.bits >= 16:
-        return dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision"), fmt.bits)
+        return dict.fromkeys(
+            ("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision"), fmt.bits
+        )
     if engine in GGUF_ENGINES:
         # GGUF files quantise every matrix; the K-quant averages already include the mix.
         # gpt-oss GGUFs keep MXFP4 experts and store the rest as Q8_0 (ggml-org/gpt-oss-20b-GGUF: 12.1 GB).
@@ -85,8 +88,16 @@ def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, fl
         return bits
     # HF quantised checkpoints (FP8, AWQ, GPTQ, NVFP4, MXFP4) keep embeddings, lm_head, norms and
     # the vision tower in 16 bit; the checkpoint may keep more (gpt-oss: attention and router).
-    bits = dict(embedding=sixteen, lm_head=sixteen, other=sixteen, vision=sixteen,
-                attention=q, dense_mlp=q, experts=q, moe_shared=q)
+    bits = dict(
+        embedding=sixteen,
+        lm_head=sixteen,
+        other=sixteen,
+        vision=sixteen,
+        attention=q,
+        dense_mlp=q,
+        experts=q,
+        moe_shared=q,
+    )
     if fmt.id == "mxfp4":
         bits.update(attention=sixteen, dense_mlp=sixteen, moe_shared=sixteen)
     for group in model.bf16_modules:
@@ -135,6 +146,7 @@ def mxfp4_padding(model: ModelSpec) -> float:
     """vLLM's MXFP4 MoE kernels round the hidden and expert widths up to multiples of 256
     (vllm/model_executor/layers/quantization/mxfp4.py): gpt-oss's 2880 becomes 3072, which is
     why vLLM loads gpt-oss-20b as 14.0 GiB on H100 (0.19 log) against a 12.8 GiB checkpoint."""
+
     def up(x: int) -> int:
         return -(-x // 256) * 256
 
@@ -179,7 +191,10 @@ def recurrent_state_bytes_device(model: ModelSpec, tp: int) -> float:
     return model.recurrent_state_bytes() / tp
 
 
-def _given(value, default):
+_T = TypeVar("_T")
+
+
+def _given(value: _T | None, default: _T) -> _T:
     """The user's setting when there is one (0 included: validation is the caller's), else the default."""
     return default if value is None else value
 
@@ -217,8 +232,13 @@ __all__ = [
 # vLLM
 
 
-def vllm_activation_peak_bytes(model: ModelSpec, tp: int, max_num_batched_tokens: int, max_num_seqs: int,
-                               constants: VllmMemoryConstants | None = None) -> float:
+def vllm_activation_peak_bytes(
+    model: ModelSpec,
+    tp: int,
+    max_num_batched_tokens: int,
+    max_num_seqs: int,
+    constants: VllmMemoryConstants | None = None,
+) -> float:
     """Peak of vLLM's profiling run: a forward pass of `max_num_batched_tokens`, then a dry run of
     the sampler on `min(max_num_seqs, max_num_batched_tokens)` rows of full-vocabulary logits.
 
@@ -255,8 +275,11 @@ def vllm_cuda_graph_bytes(model: ModelSpec, devices: int, constants: VllmMemoryC
     graphs, growing with layers (one piecewise graph per layer), more with tensor parallelism
     (fitted on the graph sizes start-up logs print, plan/calibration.json)."""
     c = constants or vllm_memory_constants()
-    return (c.cuda_graph_base_gib + c.cuda_graph_per_layer_gib * model.num_layers
-            + (c.cuda_graph_tp_gib if devices > 1 else 0.0)) * GIB
+    return (
+        c.cuda_graph_base_gib
+        + c.cuda_graph_per_layer_gib * model.num_layers
+        + (c.cuda_graph_tp_gib if devices > 1 else 0.0)
+    ) * GIB
 
 
 def vllm_subtracts_cuda_graphs(version: str | None) -> bool:
@@ -305,14 +328,24 @@ def kv_layout(model: ModelSpec, block_size: int = 16, per_layer_token: float = 0
         block_size = max(block_size, align * math.ceil(state_page / (align * per_layer_token)))
     counts = [n for n in (full, local, recurrent) if n]
     if len(counts) <= 1:
-        return KvLayout(group_size=max(1, model.attention_layers or recurrent), groups=1, full_groups=1 if full else 0,
-                        recurrent_groups=0 if full else (1 if recurrent else 0), block_size=block_size)
+        return KvLayout(
+            group_size=max(1, model.attention_layers or recurrent),
+            groups=1,
+            full_groups=1 if full else 0,
+            recurrent_groups=0 if full else (1 if recurrent else 0),
+            block_size=block_size,
+        )
     size = min(counts)
     full_groups = math.ceil(full / size)
     local_groups = math.ceil(local / size)
     recurrent_groups = math.ceil(recurrent / size)
-    return KvLayout(group_size=size, groups=full_groups + local_groups + recurrent_groups, full_groups=full_groups,
-                    recurrent_groups=recurrent_groups, block_size=block_size)
+    return KvLayout(
+        group_size=size,
+        groups=full_groups + local_groups + recurrent_groups,
+        full_groups=full_groups,
+        recurrent_groups=recurrent_groups,
+        block_size=block_size,
+    )
 
 
 def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -> MemoryPlan:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.models.spec import ModelSpec
@@ -99,7 +100,9 @@ def choose_quant(model: ModelSpec, hw: HardwareProfile, fits: dict[str, bool]) -
     return "fp8" if hw.native_fp8 and fits.get("fp8", False) else "awq"
 
 
-def vllm_plan(hw: HardwareProfile, model: ModelSpec, quant: str, work: Workload | None = None, **settings) -> ServicePlan:
+def vllm_plan(
+    hw: HardwareProfile, model: ModelSpec, quant: str, work: Workload | None = None, **settings: Any
+) -> ServicePlan:
     return plan_service(deployment(hw, model, quant, "vllm", **settings), work or Workload())
 
 
@@ -116,15 +119,19 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
     def at(quant: str, length: int) -> ServicePlan:
         return vllm_plan(hw, model, quant, gpu_memory_utilization=util, max_model_len=length)
 
-    fits = {q: at(q, native).memory.kv_tokens >= MIN_FULL_LENGTH_REQUESTS * MIN_LENGTH
-            for q in vllm_precisions(model, hw)}
+    fits = {
+        q: at(q, native).memory.kv_tokens >= MIN_FULL_LENGTH_REQUESTS * MIN_LENGTH for q in vllm_precisions(model, hw)
+    }
     quant = choose_quant(model, hw, fits)
     setting = Setting(others, (neighbour.name,)) if neighbour else ALONE
     rec = recommend(hw, model, quant, NAME, Workload(), setting)
     recommended = rec.plan
     chosen = vllm_settings(recommended.memory.settings)
-    settings = dict(gpu_memory_utilization=chosen.gpu_memory_utilization, max_model_len=chosen.max_model_len,
-                    max_num_seqs=chosen.max_num_seqs)
+    settings: dict[str, Any] = dict(
+        gpu_memory_utilization=chosen.gpu_memory_utilization,
+        max_model_len=chosen.max_model_len,
+        max_num_seqs=chosen.max_num_seqs,
+    )
     served, quant = recommended.deployment.model, recommended.deployment.quant.id
     length, seqs = chosen.max_model_len, chosen.max_num_seqs
 
@@ -134,8 +141,9 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
     )
     decode = tuple(vllm_plan(hw, served, quant, Workload(batch=b), **settings) for b in DECODE_BATCHES if b <= seqs)
     prompts = [vllm_plan(hw, served, quant, Workload(prompt_len=p), **settings) for p in PREFILL_PROMPTS]
-    prefill = tuple(PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len))
-                    for plan in prompts)
+    prefill = tuple(
+        PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len)) for plan in prompts
+    )
     return ModelReport(
         hardware=hw,
         model=model,
@@ -151,7 +159,7 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
     )
 
 
-def _loaded(hw: HardwareProfile, model: ModelSpec, quant: str, settings: dict) -> ServicePlan:
+def _loaded(hw: HardwareProfile, model: ModelSpec, quant: str, settings: dict[str, Any]) -> ServicePlan:
     """The recommended settings with max-num-seqs raised to the curve's top level, and the curve."""
     from sparkserve.plan.curve import DEFAULT_LEVELS, concurrency_curve
 
@@ -172,7 +180,9 @@ def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:
         if not mem.fits:
             if mem.kv_tokens == 0:
                 return None
-            return KvShortfall(min_utilization=round(util + UTILIZATION_STEP, 2), failing=plan_service(lower, plan.workload))
+            return KvShortfall(
+                min_utilization=round(util + UTILIZATION_STEP, 2), failing=plan_service(lower, plan.workload)
+            )
     return None
 
 

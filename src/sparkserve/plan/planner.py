@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sparkserve.errors import UserError, unknown
 from sparkserve.hardware.profile import HardwareProfile
@@ -33,7 +33,7 @@ class ServicePlan:
     def fits(self) -> bool:
         return self.memory.fits
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         dep, mem, perf = self.deployment, self.memory, self.perf
         return {
             "name": self.name,
@@ -103,7 +103,7 @@ def deployment(
     *,
     gpus: int = 1,
     nodes: int = 1,
-    **settings,
+    **settings: Any,
 ) -> Deployment:
     """Validate a combination the user asked for; raise UserError for what cannot be planned at all."""
     engine = check_engine(engine)
@@ -139,7 +139,8 @@ def plan_service(dep: Deployment, work: Workload, name: str = "") -> ServicePlan
                         f"batch {cap.requests}, the rest would queue; `plan --concurrency` shows the waits")
         work = replace(work, batch=cap.requests)
     perf = speed(dep, work)
-    plan = ServicePlan(name=name or dep.model.id, deployment=dep, workload=work, memory=mem, perf=perf, warnings=warnings)
+    plan = ServicePlan(name=name or dep.model.id, deployment=dep, workload=work, memory=mem, perf=perf,
+                       warnings=warnings)
     engine = get_engine(dep.engine)
     plan.recommended_args = engine.recommended_args(plan)
     warnings.extend(engine.unified_memory_warnings(dep, mem))
@@ -184,7 +185,7 @@ class StackPlan:
             "lower vLLM's --gpu-memory-utilization or pick smaller models"
         ]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "hardware": self.hardware.id,
             "unified": self.hardware.unified,

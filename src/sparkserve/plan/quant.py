@@ -105,11 +105,13 @@ def check_engine_format(engine: str, fmt: WeightFormat) -> None:
 
     if engine in GGUF_ENGINES and fmt.family != "gguf" and fmt.id not in ("mxfp4", "bf16", "fp16", "fp32"):
         raise UserError(
-            f"quantisation {fmt.id!r} is not a GGUF type that {engine} loads; use q4_k_m, q5_k_m, q6_k, q8_0, q4_0 or bf16"
+            f"quantisation {fmt.id!r} is not a GGUF type that {engine} loads; "
+            "use q4_k_m, q5_k_m, q6_k, q8_0, q4_0 or bf16"
         )
     if engine in VLLM_LIKE_ENGINES and fmt.family == "gguf":
         raise UserError(
-            f"quantisation {fmt.id!r} is a GGUF type; {engine} serves HF checkpoints: use bf16, fp8, awq, gptq, nvfp4 or mxfp4"
+            f"quantisation {fmt.id!r} is a GGUF type; {engine} serves HF checkpoints: "
+            "use bf16, fp8, awq, gptq, nvfp4 or mxfp4"
         )
 
 
@@ -122,7 +124,9 @@ def hardware_warnings(fmt: WeightFormat, hw: HardwareProfile) -> list[str]:
             "nvfp4": "weight-only FP4 emulation, matmuls in BF16",
             "mxfp4": "weight-only MXFP4 kernels, matmuls in BF16",
         }[fmt.needs]
-        return [f"{hw.name} has no native {fmt.needs.upper()}: {fmt.id} runs as {fallback} (slower prefill, same memory)"]
+        return [
+            f"{hw.name} has no native {fmt.needs.upper()}: {fmt.id} runs as {fallback} (slower prefill, same memory)"
+        ]
     return []
 
 

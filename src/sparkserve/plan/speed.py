@@ -60,7 +60,7 @@ def experts_touched_fraction(model: ModelSpec, batch: float, spread: float = 1.0
     if not model.is_moe:
         return 1.0
     tokens = 1.0 + (batch - 1.0) * spread if batch >= 1 else batch
-    return 1.0 - (1.0 - model.experts_per_token / model.num_experts) ** tokens
+    return float(1.0 - (1.0 - model.experts_per_token / model.num_experts) ** tokens)
 
 
 def _weight_bytes_split(dep: Deployment) -> tuple[float, float]:
@@ -181,20 +181,26 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
         per_expert = rows * model.experts_per_token / (model.num_experts * touched)
         t_flop += 2 * rows * p.experts_active / (m.achieved * gemm_efficiency(per_expert, eff.gemm_half_rows))
     t_mem = moved / m.bw
-    overhead = (eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers + eff.seq_overhead_ms * decode_rows) / 1000
+    per_step_ms = eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers
+    overhead = (per_step_ms + eff.seq_overhead_ms * decode_rows) / 1000
     return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows), t_mem, t_flop, moved)
 
 
 def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spread: float) -> float:
     """Pure decode at spec bandwidth and compute, every matmul at peak, no overhead."""
     shared, experts = _weight_bytes_split(dep)
-    moved = shared + experts * experts_touched_fraction(dep.model, batch, spread) + batch * kv_bytes_per_context(dep, context)
+    moved = (
+        shared
+        + experts * experts_touched_fraction(dep.model, batch, spread)
+        + batch * kv_bytes_per_context(dep, context)
+    )
     flops = 2 * flop_params(dep.model) * batch + attention_flops(dep.model, batch, context, causal=False)
     return max(moved / m.bw_spec, flops / m.peak)
 
 
-def prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0,
-                    context: float = 0.0) -> float:
+def prefill_seconds(
+    dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0, context: float = 0.0
+) -> float:
     """One prompt in the engine's chunks, each sharing its step with `decode_rows` decoding sequences."""
     total, done = 0.0, 0.0
     chunk = max(1.0, eff.prefill_chunk - decode_rows)
@@ -231,8 +237,11 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
     itl = _step(dep, eff, m, batch, context, prefill_rows=mixed_rows).seconds if mixed_rows else pure.seconds
 
     wait = itl / 2 if batch > 1 else 0.0  # a new request joins at the next step boundary
-    first = prefill_seconds(dep, eff, m, prompt, decode_rows=batch - 1, context=context) if prompt else (
-        _step(dep, eff, m, batch, context).seconds)
+    first = (
+        prefill_seconds(dep, eff, m, prompt, decode_rows=batch - 1, context=context)
+        if prompt
+        else (_step(dep, eff, m, batch, context).seconds)
+    )
     ttft = eff.request_overhead_ms / 1000 + wait + first
     out = work.output_len
     output_tps = batch * out / (ttft + max(out - 1, 0) * itl) if out else 0.0

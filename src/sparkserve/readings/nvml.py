@@ -17,9 +17,10 @@ def load(module: Any = None) -> tuple[Any, str | None]:
     nvml = module
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return None, "nvidia-ml-py is not installed"
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except Exception as exc:  # noqa: BLE001 - LibraryNotFound, DriverNotLoaded, ...

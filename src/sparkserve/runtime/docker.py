@@ -15,11 +15,16 @@ from sparkserve.errors import UserError
 
 DOCKER_INSTALL = "install Docker Engine: https://docs.docker.com/engine/install/"
 COMPOSE_INSTALL = "install the compose plugin: sudo apt-get install docker-compose-plugin"
-DAEMON_DOWN = "start it with: sudo systemctl start docker (or add yourself to the docker group: sudo usermod -aG docker $USER, then log in again)"
-NATIVE_HINT = ('or run the services without Docker: runtime = "native" in their [services.<name>] tables '
-               "(vLLM and Ollama then run as local processes)")
-NVIDIA_RUNTIME = ("install the NVIDIA Container Toolkit and register it: sudo apt-get install nvidia-container-toolkit && "
-                  "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker")
+DAEMON_DOWN = ("start it with: sudo systemctl start docker "
+               "(or add yourself to the docker group: sudo usermod -aG docker $USER, then log in again)")
+NATIVE_HINT = (
+    'or run the services without Docker: runtime = "native" in their [services.<name>] tables '
+    "(vLLM and Ollama then run as local processes)"
+)
+NVIDIA_RUNTIME = (
+    "install the NVIDIA Container Toolkit and register it: sudo apt-get install nvidia-container-toolkit && "
+    "sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker"
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,14 @@ class Compose:
         self.compose_file = compose_file
 
     def _base(self) -> list[str]:
-        return ["docker", "compose", "--file", str(self.compose_file), "--project-directory", str(self.compose_file.parent)]
+        return [
+            "docker",
+            "compose",
+            "--file",
+            str(self.compose_file),
+            "--project-directory",
+            str(self.compose_file.parent),
+        ]
 
     def run(self, *args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
         try:
@@ -78,18 +90,26 @@ def parse_ps(text: str) -> list[ServiceState]:
     text = text.strip()
     if not text:
         return []
-    rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = (
+        json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines() if line.strip()]
+    )
     return [
-        ServiceState(service=r.get("Service", ""), state=r.get("State", ""), health=r.get("Health", ""),
-                     exit_code=int(r.get("ExitCode") or 0))
+        ServiceState(
+            service=r.get("Service", ""),
+            state=r.get("State", ""),
+            health=r.get("Health", ""),
+            exit_code=int(r.get("ExitCode") or 0),
+        )
         for r in rows
     ]
 
 
 def compose_missing(reason: str) -> str:
     """The one message every command gives when Docker or its compose plugin is missing."""
-    return (f"docker compose is not available: {reason}; {DOCKER_INSTALL} and the compose plugin "
-            f"(sudo apt-get install docker-compose-plugin), {NATIVE_HINT}")
+    return (
+        f"docker compose is not available: {reason}; {DOCKER_INSTALL} and the compose plugin "
+        f"(sudo apt-get install docker-compose-plugin), {NATIVE_HINT}"
+    )
 
 
 def require_compose() -> None:
@@ -129,10 +149,13 @@ def explain_failure(what: str, stderr: str) -> str:
     if "could not select device driver" in lowered or "unknown or invalid runtime name: nvidia" in lowered:
         return f"Docker cannot reach the GPU (no NVIDIA runtime); {NVIDIA_RUNTIME}"
     if "address already in use" in lowered or "port is already allocated" in lowered:
-        return f"a port of the stack is already in use ({_last_line(text)}); stop what holds it or change the service's port"
+        return (f"a port of the stack is already in use ({_last_line(text)}); "
+                "stop what holds it or change the service's port")
     if "exec format error" in lowered or "does not match the detected host platform" in lowered:
-        return ("an image is built for another CPU architecture; on a DGX Spark (arm64) use an arm64 image such as "
-                "nvcr.io/nvidia/vllm, or set the stack's hardware to match this machine")
+        return (
+            "an image is built for another CPU architecture; on a DGX Spark (arm64) use an arm64 image such as "
+            "nvcr.io/nvidia/vllm, or set the stack's hardware to match this machine"
+        )
     if "is not a docker command" in lowered or ("unknown command" in lowered and "compose" in lowered):
         return compose_missing("the compose plugin is missing")
     return f"{what} failed: {_last_line(text) or 'no output'}"

@@ -185,9 +185,9 @@ def expand(value: str, variables: Mapping[str, str], where: str) -> str:
         value = variables.get(name)
         is_set = value is not None and (value != "" or not op.startswith(":"))
         if op.endswith("-"):
-            return value if is_set else arg
+            return value if is_set and value is not None else arg
         if op.endswith("?"):
-            if not is_set:
+            if not is_set or value is None:
                 raise UserError(f"{where}: {name} must be set in {ENV_FILE}{': ' + arg if arg else ''}")
             return value
         if op.endswith("+"):

@@ -88,7 +88,11 @@ def _poll(client: httpx.Client, method: str, path: str, target: Target, deadline
             if response.is_success:
                 return response
             if response.status_code == 401:
-                where = f"set {key_env} in .env (sparkserve reads it from there too)" if key_env else "this engine takes none"
+                where = (
+                    f"set {key_env} in .env (sparkserve reads it from there too)"
+                    if key_env
+                    else "this engine takes none"
+                )
                 raise UserError(f"{target.name}: {path} answered 401: the server wants an API key; {where}")
             last = f"HTTP {response.status_code}"
         except httpx.TransportError as exc:
@@ -98,8 +102,10 @@ def _poll(client: httpx.Client, method: str, path: str, target: Target, deadline
             raise UserError(f"{target.name} stopped while waiting for {what}: {stopped}")
         tick()
         if time.monotonic() >= deadline:
-            raise UserError(f"{target.name}: {what} not ready at {target.base_url}{path} in time ({last}); "
-                            f"see 'sparkserve logs {target.name}'")
+            raise UserError(
+                f"{target.name}: {what} not ready at {target.base_url}{path} in time ({last}); "
+                f"see 'sparkserve logs {target.name}'"
+            )
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
 
 

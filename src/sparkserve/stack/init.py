@@ -87,12 +87,14 @@ def default_stack_text(hw: HardwareProfile, variant: str | None = None) -> str:
         'env = { HF_TOKEN = "${HF_TOKEN}" }  # from .env; gated models need it',
         "",
         f"[services.{VLLM_SERVICE.name}.args]",
-        f"# {util:.2f} x {hw.gpu_memory_gib:.1f} GiB = {vmem.budget_gib:.1f} GiB for vLLM, leaving {left:.1f} GiB for {room}"
+        f"# {util:.2f} x {hw.gpu_memory_gib:.1f} GiB = {vmem.budget_gib:.1f} GiB for vLLM, "
+        f"leaving {left:.1f} GiB for {room}"
         f" (Ollama needs {omem.total_gib:.1f} GiB{f', the OS {hw.os_reserve_gib:.0f} GiB' if hw.unified else ''}).",
         f"gpu_memory_utilization = {util:.2f}",
         f"max_model_len = {vmem.max_model_len}",
         f"max_num_batched_tokens = {vset.max_num_batched_tokens}  # prefill chunk per step",
-        f"# The KV cache holds {vmem.kv_tokens:,} tokens = {vmem.max_concurrency:.1f} requests at the full {vmem.max_model_len:,};"
+        f"# The KV cache holds {vmem.kv_tokens:,} tokens = {vmem.max_concurrency:.1f} requests "
+        f"at the full {vmem.max_model_len:,};"
         f" most are shorter, so {SEQS_OVER_FULL_LENGTH}x that",
         "# (a power of two) keeps the batch full while preemptions stay rare.",
         f"max_num_seqs = {vset.max_num_seqs}",
@@ -132,10 +134,15 @@ def write_default_stack(path: Path, hw: HardwareProfile, variant: str | None = N
     rec = plan_default_stack(hw, variant).services[0].recommendation
     more_gpus = [n for n in (rec.notes if rec else []) if n.startswith("--gpus ")]
     if (more_gpus or not written.fits) and not force:
-        why = (more_gpus[0] if more_gpus else next((w for s in written.services for w in s.memory.reasons), None)
-               or written.warnings()[0])
-        raise UserError(f"the default stack ({variant}) does not fit one {hw.name}: {why}; "
-                        "try another --variant or --hardware, or pass --force to write it anyway")
+        why = (
+            more_gpus[0]
+            if more_gpus
+            else next((w for s in written.services for w in s.memory.reasons), None) or written.warnings()[0]
+        )
+        raise UserError(
+            f"the default stack ({variant}) does not fit one {hw.name}: {why}; "
+            "try another --variant or --hardware, or pass --force to write it anyway"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,7 +29,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?+][^}]*)?\}")
 _VOLUME_MODES = frozenset({"ro", "rw", "z", "Z", "cached", "delegated", "consistent", "nocopy"})
 
-ArgValue = Union[bool, int, float, str, list[Union[int, float, str]]]
+ArgValue = bool | int | float | str | list[int | float | str]
 
 
 class _Strict(BaseModel):
@@ -55,7 +55,7 @@ class StackSettings(_Strict):
     # service starts.
     vllm: str | None = None
     ollama: str | None = None
-    min_mem_available_gib: Union[float, str] = DEFAULT_MIN_MEM_AVAILABLE_GIB
+    min_mem_available_gib: float | str = DEFAULT_MIN_MEM_AVAILABLE_GIB
     # runtime = "native": a log file is rotated past this many MiB (the previous part stays as .log.1).
     log_max_mib: float = Field(default=DEFAULT_LOG_MAX_MIB, gt=0, le=1024 * 1024)
 
@@ -65,7 +65,9 @@ class StackSettings(_Strict):
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            raise ValueError(f"expected an IP address (127.0.0.1 keeps services local, 0.0.0.0 opens them to the LAN), got {value!r}") from None
+            raise ValueError(
+                f"expected an IP address (127.0.0.1 keeps services local, 0.0.0.0 opens them to the LAN), got {value!r}"
+            ) from None
         return value
 
     @field_validator("hf_cache")
@@ -101,7 +103,7 @@ class ServiceSpec(_Strict):
     quant: str | None = None
     port: int
     runtime: Literal["compose", "native"] = "compose"
-    gpus: Union[Literal["all"], int] = "all"
+    gpus: Literal["all"] | int = "all"
     args: dict[str, ArgValue] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     volumes: list[str] = Field(default_factory=list)
@@ -119,8 +121,10 @@ class ServiceSpec(_Strict):
         names = engine_names(runnable=True)
         expected = ", ".join(repr(n) for n in names[:-1]) + f" or {names[-1]!r}" if len(names) > 1 else repr(names[0])
         if found is not None:
-            raise ValueError(f"{found.label} is planning only (sparkserve sizes it with 'plan -e {found.name}' "
-                             f"but cannot run it); expected {expected}")
+            raise ValueError(
+                f"{found.label} is planning only (sparkserve sizes it with 'plan -e {found.name}' "
+                f"but cannot run it); expected {expected}"
+            )
         guess = closest(value, names, n=1)
         return _raise(f"expected {expected}, got {value!r}" + (f"; did you mean {guess[0]!r}?" if guess else ""))
 
@@ -136,7 +140,7 @@ class ServiceSpec(_Strict):
     def _gpus_all_or_count(cls, value: object) -> object:
         if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             return value
-        raise ValueError(f"expected \"all\" or a number of GPUs >= 1, got {value!r}")
+        raise ValueError(f'expected "all" or a number of GPUs >= 1, got {value!r}')
 
     @field_validator("env", mode="before")
     @classmethod
@@ -158,7 +162,7 @@ class ServiceSpec(_Strict):
                 raise ValueError(f"{name}: a NUL character cannot be passed in an environment variable; remove it")
             if is_secret_name(name) and value and not _ENV_REF.fullmatch(value):
                 raise ValueError(
-                    f"{name} looks like a secret: put its value in .env and write {name} = \"${{{name}}}\" here"
+                    f'{name} looks like a secret: put its value in .env and write {name} = "${{{name}}}" here'
                 )
         return env
 
@@ -168,7 +172,7 @@ class ServiceSpec(_Strict):
         for volume in volumes:
             parts = volume.split(":")
             if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-                raise ValueError(f"expected \"host:/container/path\" (optionally \":ro\"), got {volume!r}")
+                raise ValueError(f'expected "host:/container/path" (optionally ":ro"), got {volume!r}')
             if len(parts) == 3 and not set(parts[2].split(",")) <= _VOLUME_MODES:
                 raise ValueError(f"unknown volume mode {parts[2]!r} in {volume!r}; expected ro or rw")
         return volumes
@@ -199,7 +203,9 @@ class StackFile(_Strict):
             if not _NAME.match(name):
                 raise ValueError(f"service name {name!r} may hold only letters, digits, '.', '_' and '-'")
             if name.lower() in seen:
-                raise ValueError(f"services {seen[name.lower()]!r} and {name!r} differ only in case; names must be unique")
+                raise ValueError(
+                    f"services {seen[name.lower()]!r} and {name!r} differ only in case; names must be unique"
+                )
             seen[name.lower()] = name
         return services
 
@@ -208,7 +214,9 @@ class StackFile(_Strict):
         owner: dict[int, str] = {}
         for name, svc in self.services.items():
             if svc.port in owner:
-                raise ValueError(f"services.{name}.port: port {svc.port} is already used by service {owner[svc.port]!r}")
+                raise ValueError(
+                    f"services.{name}.port: port {svc.port} is already used by service {owner[svc.port]!r}"
+                )
             owner[svc.port] = name
         return self
 

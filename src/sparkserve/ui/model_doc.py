@@ -8,6 +8,7 @@ report: regenerating it gives the same bytes.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sparkserve.plan.model_report import ModelReport, PrefillPoint
@@ -110,27 +111,40 @@ def _title(report: ModelReport, context: DocContext) -> str:
 
 def _model_section(report: ModelReport) -> str:
     m, p = report.model, report.model.params
-    kind = f"mixture of experts: {m.num_experts} routed experts, {m.experts_per_token} per token" if m.is_moe else "dense"
+    kind = (
+        f"mixture of experts: {m.num_experts} routed experts, {m.experts_per_token} per token" if m.is_moe else "dense"
+    )
     head = "tied to the embeddings" if not p.lm_head else f"{_params(p.lm_head)} lm_head"
     group = m.num_attention_heads // m.num_kv_heads if m.num_kv_heads else 0
     bf16_kv = m.kv_elements_per_layer_token() * m.attention_layers * 2
     if m.sliding_window_layers and m.sliding_window:
-        sliding = (f"{m.sliding_window_layers} of {m.num_layers} layers attend to the last {_count(m.sliding_window)} "
-                   f"tokens only; their KV stops growing there")
+        sliding = (
+            f"{m.sliding_window_layers} of {m.num_layers} layers attend to the last {_count(m.sliding_window)} "
+            f"tokens only; their KV stops growing there"
+        )
     else:
         sliding = "none: every layer attends to the whole context"
     rows = [
         ["Hugging Face id", f"`{m.id}`"],
         ["architecture", f"`{m.architecture}` (`{m.model_type}`), {kind}"],
-        ["parameters", f"{_params(p.total)} total, {_params(p.active)} active per token "
-                       f"({_params(p.embedding)} embeddings, {head})"],
-        ["layers", f"{m.num_layers}, hidden size {_count(m.hidden_size)}"
-                   + (f", MLP {_count(m.intermediate_size)}" if m.intermediate_size else "")
-                   + (f", expert MLP {_count(m.moe_intermediate_size)} in {m.moe_layers} MoE layers" if m.is_moe else "")],
+        [
+            "parameters",
+            f"{_params(p.total)} total, {_params(p.active)} active per token "
+            f"({_params(p.embedding)} embeddings, {head})",
+        ],
+        [
+            "layers",
+            f"{m.num_layers}, hidden size {_count(m.hidden_size)}"
+            + (f", MLP {_count(m.intermediate_size)}" if m.intermediate_size else "")
+            + (f", expert MLP {_count(m.moe_intermediate_size)} in {m.moe_layers} MoE layers" if m.is_moe else ""),
+        ],
         ["attention", _attention_text(m, group)],
         ["sliding-window layers", sliding],
-        ["KV cache per token", f"{_count(bf16_kv)} bytes = {bf16_kv / KIB:,.0f} KiB in BF16 ({_kv_terms(m)}); "
-                               "half that with `--kv-cache-dtype fp8`"],
+        [
+            "KV cache per token",
+            f"{_count(bf16_kv)} bytes = {bf16_kv / KIB:,.0f} KiB in BF16 ({_kv_terms(m)}); "
+            "half that with `--kv-cache-dtype fp8`",
+        ],
         ["native context", f"{_count(m.max_position_embeddings)} positions (`max_position_embeddings`)"],
         ["vocabulary", f"{_count(m.vocab_size)} tokens"],
     ]
@@ -139,10 +153,14 @@ def _model_section(report: ModelReport) -> str:
 
 def _attention_text(m, group: int) -> str:
     if m.is_mla:
-        return (f"multi-head latent attention: {m.num_attention_heads} heads share one cached latent of "
-                f"{m.kv_lora_rank} + {m.qk_rope_head_dim} per token")
-    text = (f"GQA: {m.num_attention_heads} query heads share {m.num_kv_heads} KV heads ({group} per KV head), "
-            f"head_dim {m.head_dim}")
+        return (
+            f"multi-head latent attention: {m.num_attention_heads} heads share one cached latent of "
+            f"{m.kv_lora_rank} + {m.qk_rope_head_dim} per token"
+        )
+    text = (
+        f"GQA: {m.num_attention_heads} query heads share {m.num_kv_heads} KV heads ({group} per KV head), "
+        f"head_dim {m.head_dim}"
+    )
     if m.recurrent_layers:
         text += f"; {m.recurrent_layers} of {m.num_layers} layers are linear-attention / Mamba with a fixed state"
     return text
@@ -158,8 +176,12 @@ def _memory_section(report: ModelReport) -> str:
     hw, rec = report.hardware, report.recommended
     rec_mem = rec.to_dict()["memory"]
     length = rec_mem["max_model_len"]
-    pool = (f"{hw.gpu_memory_gib:.1f} GiB of unified memory, shared by the GPU, the OS ({hw.os_reserve_gib:.0f} GiB kept "
-            "free for it) and every service" if hw.unified else f"{hw.gpu_memory_gib:.1f} GiB of GPU memory")
+    pool = (
+        f"{hw.gpu_memory_gib:.1f} GiB of unified memory, shared by the GPU, the OS ({hw.os_reserve_gib:.0f} GiB kept "
+        "free for it) and every service"
+        if hw.unified
+        else f"{hw.gpu_memory_gib:.1f} GiB of GPU memory"
+    )
     vllm_rows = [p for p in report.precisions if p.deployment.engine not in GGUF_ENGINES]
     gguf_rows = [p for p in report.precisions if p.deployment.engine in GGUF_ENGINES]
     intro = [
@@ -169,24 +191,45 @@ def _memory_section(report: ModelReport) -> str:
         f"(`--gpu-memory-utilization {rec_mem['settings']['gpu_memory_utilization']:.2f} --max-model-len {length} "
         f"--max-num-seqs {rec_mem['settings']['max_num_seqs']}`), so their totals are the same budget; "
         f"Ollama rows serve this model alone with a {_count(length)}-token context and one request at a time. "
-        "\"requests\" is how many requests of the full context the KV cache holds at once.",
+        '"requests" is how many requests of the full context the KV cache holds at once.',
         "",
     ]
     rows = [_precision_row(p, rec) for p in vllm_rows + gguf_rows]
     table = _table(
-        ["engine", "precision", "weights GiB", "KV cache GiB", "KV tokens", f"requests of {_count(length)}",
-         "total GiB", "decode, 1 request", "fits"],
+        [
+            "engine",
+            "precision",
+            "weights GiB",
+            "KV cache GiB",
+            "KV tokens",
+            f"requests of {_count(length)}",
+            "total GiB",
+            "decode, 1 request",
+            "fits",
+        ],
         ["---", "---", "---:", "---:", "---:", "---:", "---:", "---:", "---"],
         rows,
     )
     reproduce = [
         "",
-        "Reproduce a row: `" + _plan_flags(vllm_rows[0]).replace(f"-q {vllm_rows[0].deployment.quant.id}", "-q <precision>")
-        + " --json`" + (", `" + _plan_flags(gguf_rows[0]).replace(f"-q {gguf_rows[0].deployment.quant.id}", "-q <precision>")
-                        + " --json`" if gguf_rows else "") + ".",
+        "Reproduce a row: `"
+        + _plan_flags(vllm_rows[0]).replace(f"-q {vllm_rows[0].deployment.quant.id}", "-q <precision>")
+        + " --json`"
+        + (
+            ", `"
+            + _plan_flags(gguf_rows[0]).replace(f"-q {gguf_rows[0].deployment.quant.id}", "-q <precision>")
+            + " --json`"
+            if gguf_rows
+            else ""
+        )
+        + ".",
     ]
-    notes = [f"- {_label(p.deployment.engine)} {p.deployment.quant.id}: {w}"
-             for p in report.precisions for w in p.warnings if w not in p.memory.reasons]
+    notes = [
+        f"- {_label(p.deployment.engine)} {p.deployment.quant.id}: {w}"
+        for p in report.precisions
+        for w in p.warnings
+        if w not in p.memory.reasons
+    ]
     if notes:
         reproduce += ["", "Planner warnings:", "", *notes]
     return "\n".join(intro) + "\n" + table + "\n" + "\n".join(reproduce)
@@ -199,7 +242,7 @@ def _label(engine: str) -> str:
     return found.label if found else engine
 
 
-def _same_engine(plans: list[ServicePlan], like: ServicePlan) -> list[ServicePlan]:
+def _same_engine(plans: Sequence[ServicePlan], like: ServicePlan) -> list[ServicePlan]:
     """The plans made for the same engine as `like` (the page's vLLM precisions, not the GGUF ones)."""
     return [p for p in plans if p.deployment.engine in {like.deployment.engine}]
 
@@ -212,9 +255,15 @@ def _precision_row(plan: ServicePlan, recommended: ServicePlan) -> list[str]:
         quant = f"**{quant}** (recommended)"
     fits = "yes" if mem["fits"] else "no: " + "; ".join(mem["reasons"])
     return [
-        _label(d["engine"]), quant, _gib(mem["weights_gib"]), _gib(mem["kv_cache_gib"]),
-        _count(mem["kv_tokens"]), f"{mem['max_concurrency']:.1f}", _gib(mem["total_gib"]),
-        f"{_tps(perf['decode_tps'])} tok/s", fits,
+        _label(d["engine"]),
+        quant,
+        _gib(mem["weights_gib"]),
+        _gib(mem["kv_cache_gib"]),
+        _count(mem["kv_tokens"]),
+        f"{mem['max_concurrency']:.1f}",
+        _gib(mem["total_gib"]),
+        f"{_tps(perf['decode_tps'])} tok/s",
+        fits,
     ]
 
 
@@ -234,18 +283,26 @@ def _arguments_section(report: ModelReport) -> str:
     alone = ""
     if report.alone is not None and report.neighbour is not None:
         alone_args = report.alone.recommended_args
-        alone = (f"\n\nThese leave room for {report.neighbour.name} beside vLLM (the default stack). With "
-                 f"{report.hardware.name} to itself, `sparkserve plan -m {report.model.id} -q "
-                 f"{report.alone.deployment.quant.id} -H {report.hardware.id}` recommends:\n\n"
-                 f"```bash\n{shlex.join(['vllm', 'serve', *alone_args])}\n```")
+        alone = (
+            f"\n\nThese leave room for {report.neighbour.name} beside vLLM (the default stack). With "
+            f"{report.hardware.name} to itself, `sparkserve plan -m {report.model.id} -q "
+            f"{report.alone.deployment.quant.id} -H {report.hardware.id}` recommends:\n\n"
+            f"```bash\n{shlex.join(['vllm', 'serve', *alone_args])}\n```"
+        )
     why = _why(report)
     rows = []
     for line in lines[1:]:
         flag = line.split()[0]
         rows.append([f"`{line.strip()}`", why.get(flag, "from the plan")])
-    verdict = "" if rec.fits else (
-        f"\n\n**Does not fit {report.hardware.name}:** " + "; ".join(rec.memory.reasons)
-        + ". The arguments below are the closest attempt, in the smallest precision.")
+    verdict = (
+        ""
+        if rec.fits
+        else (
+            f"\n\n**Does not fit {report.hardware.name}:** "
+            + "; ".join(rec.memory.reasons)
+            + ". The arguments below are the closest attempt, in the smallest precision."
+        )
+    )
     warnings = [f"- {w}" for w in rec.warnings if w not in rec.memory.reasons]
     tail = ("\n\nPlanner warnings for these settings:\n\n" + "\n".join(warnings)) if warnings else ""
     return (
@@ -253,7 +310,8 @@ def _arguments_section(report: ModelReport) -> str:
         f"```bash\n{command}\n```" + alone + "\n\n"
         f"{why['model']}\n\n"
         + _table(["argument", "why"], ["---", "---"], rows)
-        + f"\n\nReproduce: `{_plan_flags(rec)} --json`." + tail
+        + f"\n\nReproduce: `{_plan_flags(rec)} --json`."
+        + tail
     )
 
 
@@ -268,34 +326,47 @@ def _why(report: ModelReport) -> dict[str, str]:
     room = []
     if report.neighbour is not None:
         nb = report.neighbour
-        room.append(f"Ollama ({_gib(nb.memory.total_gib)} GiB: the default stack's {nb.deployment.model.id} "
-                    f"{nb.deployment.quant.id}, num_ctx {_count(nb.memory.settings.max_model_len)})")
+        room.append(
+            f"Ollama ({_gib(nb.memory.total_gib)} GiB: the default stack's {nb.deployment.model.id} "
+            f"{nb.deployment.quant.id}, num_ctx {_count(nb.memory.settings.max_model_len)})"
+        )
     if hw.unified:
         room.append(f"the OS ({hw.os_reserve_gib:.0f} GiB)")
     from sparkserve.engines.vllm import DEFAULT_GPU_MEMORY_UTILIZATION
 
     default_left = hw.gpu_memory_gib * (1 - DEFAULT_GPU_MEMORY_UTILIZATION)
-    util_why = (f"vLLM takes {util:.2f} x {hw.gpu_memory_gib:.1f} GiB = {_gib(mem['budget_gib'])} GiB"
-                f"{' of the unified memory' if hw.unified else ''} for weights, activations, CUDA graphs and the KV cache; "
-                f"the other {left:.1f} GiB hold {' and '.join(room) if room else 'nothing else'}.")
+    util_why = (
+        f"vLLM takes {util:.2f} x {hw.gpu_memory_gib:.1f} GiB = {_gib(mem['budget_gib'])} GiB"
+        f"{' of the unified memory' if hw.unified else ''} for weights, activations, CUDA graphs and the KV cache; "
+        f"the other {left:.1f} GiB hold {' and '.join(room) if room else 'nothing else'}."
+    )
     if util < DEFAULT_GPU_MEMORY_UTILIZATION:
-        util_why += (f" vLLM's default {DEFAULT_GPU_MEMORY_UTILIZATION:.2f} would leave {default_left:.1f} GiB"
-                     + (", less than the OS alone needs on a Spark-class machine." if hw.unified and default_left < hw.os_reserve_gib
-                        else ", not enough for them."))
+        util_why += f" vLLM's default {DEFAULT_GPU_MEMORY_UTILIZATION:.2f} would leave {default_left:.1f} GiB" + (
+            ", less than the OS alone needs on a Spark-class machine."
+            if hw.unified and default_left < hw.os_reserve_gib
+            else ", not enough for them."
+        )
     else:
         util_why += " This is vLLM's own default."
 
     length = mem["max_model_len"]
     native_len = report.model.max_position_embeddings
-    len_why = (f"The longest prompt plus reply one request may have. The KV cache holds {_count(mem['kv_tokens'])} tokens = "
-               f"{mem['max_concurrency']:.1f} requests of {_count(length)}")
+    len_why = (
+        f"The longest prompt plus reply one request may have. The KV cache holds {_count(mem['kv_tokens'])} tokens = "
+        f"{mem['max_concurrency']:.1f} requests of {_count(length)}"
+    )
     if length < native_len and native.fits:
-        len_why += (f". The model's {_count(native_len)} positions are rounded to a tidy length that the KV cache holds at "
-                    f"least twice; `--max-model-len {native_len}` also starts ({n['memory']['max_concurrency']:.1f} "
-                    "such requests) if you need the whole window.")
+        len_why += (
+            f". The model's {_count(native_len)} positions are rounded to a tidy length that the KV cache holds at "
+            f"least twice; `--max-model-len {native_len}` also starts ({n['memory']['max_concurrency']:.1f} "
+            "such requests) if you need the whole window."
+        )
     elif length < native_len:
-        len_why += (f". The full {_count(native_len)} positions would not leave room for two requests at once"
-                    + ("" if native.fits else ": vLLM would refuse to start") + ".")
+        len_why += (
+            f". The full {_count(native_len)} positions would not leave room for two requests at once"
+            + ("" if native.fits else ": vLLM would refuse to start")
+            + "."
+        )
     else:
         len_why += ": the model's whole native context."
 
@@ -304,16 +375,21 @@ def _why(report: ModelReport) -> dict[str, str]:
     defaults = defaults_for(hw)
     mnbt = settings["max_num_batched_tokens"]
     seqs = settings["max_num_seqs"]
-    mnbt_why = (f"Tokens one step may process: prompts are prefilled in chunks of {_count(mnbt)}"
-                + (" (vLLM's default on this GPU)" if mnbt == defaults.max_num_batched_tokens else "")
-                + f". The activation peak it sets, {_gib(mem['activation_gib'])} GiB, comes off the budget before the KV cache.")
+    mnbt_why = (
+        f"Tokens one step may process: prompts are prefilled in chunks of {_count(mnbt)}"
+        + (" (vLLM's default on this GPU)" if mnbt == defaults.max_num_batched_tokens else "")
+        + f". The activation peak it sets, {_gib(mem['activation_gib'])} GiB, comes off the budget before the KV cache."
+    )
     if seqs < defaults.max_num_seqs:
-        seqs_why = (f"Requests decoded together. The KV cache holds {mem['max_concurrency']:.1f} full-length requests; "
-                    "most are shorter, so about twice that, as a power of two, keeps the batch full while preemptions "
-                    f"stay rare. vLLM's default {defaults.max_num_seqs} would admit far more sequences than the cache "
-                    "holds, and its sampler reserves memory for every one of them at start.")
+        seqs_why = (
+            f"Requests decoded together. The KV cache holds {mem['max_concurrency']:.1f} full-length requests; "
+            "most are shorter, so about twice that, as a power of two, keeps the batch full while preemptions "
+            f"stay rare. vLLM's default {defaults.max_num_seqs} would admit far more sequences than the cache "
+            "holds, and its sampler reserves memory for every one of them at start."
+        )
     else:
-        seqs_why = f"vLLM's default: the KV cache holds {mem['max_concurrency']:.1f} full-length requests, room for all of them."
+        seqs_why = (f"vLLM's default: the KV cache holds {mem['max_concurrency']:.1f} full-length requests, "
+                    "room for all of them.")
     why = {
         "model": _checkpoint_why(report, by_quant),
         "--quantization": _quant_why(report, by_quant),
@@ -321,10 +397,14 @@ def _why(report: ModelReport) -> dict[str, str]:
         "--max-model-len": len_why,
         "--max-num-batched-tokens": mnbt_why,
         "--max-num-seqs": seqs_why,
-        "--enable-prefix-caching": ("Requests that start alike (a system prompt, a chat's history) reuse the KV blocks "
-                                    "already computed instead of prefilling them again."),
-        "--enable-chunked-prefill": (f"A long prompt is prefilled {_count(mnbt)} tokens at a time between decode steps, "
-                                     "so one long prompt does not stall everyone else's tokens."),
+        "--enable-prefix-caching": (
+            "Requests that start alike (a system prompt, a chat's history) reuse the KV blocks "
+            "already computed instead of prefilling them again."
+        ),
+        "--enable-chunked-prefill": (
+            f"A long prompt is prefilled {_count(mnbt)} tokens at a time between decode steps, "
+            "so one long prompt does not stall everyone else's tokens."
+        ),
         "--kv-cache-dtype": "KV cache in FP8: twice the tokens in the same memory.",
     }
     if quant.id not in ("fp8",):
@@ -336,15 +416,19 @@ def _checkpoint_why(report: ModelReport, by_quant: dict[str, dict]) -> str:
     rec = report.recommended
     model, quant = rec.deployment.model, rec.deployment.quant.id
     if quant == "fp8" and not model.checkpoint_quant:
-        return (f"`{model.id}` is the original BF16 checkpoint; vLLM converts it to FP8 while loading "
-                "(`--quantization fp8`), so there is no second download.")
+        return (
+            f"`{model.id}` is the original BF16 checkpoint; vLLM converts it to FP8 while loading "
+            "(`--quantization fp8`), so there is no second download."
+        )
     if model.checkpoint_quant and model.id != report.model.id:
         hw = report.hardware
-        reason = ("FP8 does not fit here" if hw.native_fp8 else f"{hw.name} has no native FP8")
+        reason = "FP8 does not fit here" if hw.native_fp8 else f"{hw.name} has no native FP8"
         sizes = ", ".join(f"{q} {_gib(d['memory']['weights_gib'])} GiB" for q, d in by_quant.items())
-        return (f"`{model.id}`: a pre-quantised {quant} upload of `{report.model.id}` (the publishers' usual name; "
-                f"check that it exists for this model). {reason}, so 4-bit weights, the fewest bytes per token "
-                f"(weights: {sizes}).")
+        return (
+            f"`{model.id}`: a pre-quantised {quant} upload of `{report.model.id}` (the publishers' usual name; "
+            f"check that it exists for this model). {reason}, so 4-bit weights, the fewest bytes per token "
+            f"(weights: {sizes})."
+        )
     if model.checkpoint_quant:
         return f"`{model.id}` ships its weights in {quant}; vLLM loads them as they are."
     return f"`{model.id}` in {quant}."
@@ -356,13 +440,19 @@ def _quant_why(report: ModelReport, by_quant: dict[str, dict]) -> str:
     if not (fp8 and bf16):
         return "from the plan"
     speedup = fp8["perf"]["decode_tps"] / bf16["perf"]["decode_tps"]
-    native = (f"{hw.name} runs FP8 matmuls natively" if hw.native_fp8
-              else f"{hw.name} has no native FP8: weights stay FP8, matmuls run in BF16")
-    return (f"FP8 weights take {_gib(fp8['memory']['weights_gib'])} GiB instead of {_gib(bf16['memory']['weights_gib'])} GiB "
-            f"in BF16. Decode reads every weight once per token, so one request runs {speedup:.1f}x as fast "
-            f"({_tps(fp8['perf']['decode_tps'])} against {_tps(bf16['perf']['decode_tps'])} tok/s), and the freed memory "
-            f"holds KV cache ({_count(fp8['memory']['kv_tokens'])} tokens against {_count(bf16['memory']['kv_tokens'])}). "
-            f"{native}; FP8 output is close to BF16's.")
+    native = (
+        f"{hw.name} runs FP8 matmuls natively"
+        if hw.native_fp8
+        else f"{hw.name} has no native FP8: weights stay FP8, matmuls run in BF16"
+    )
+    return (
+        f"FP8 weights take {_gib(fp8['memory']['weights_gib'])} GiB "
+        f"instead of {_gib(bf16['memory']['weights_gib'])} GiB "
+        f"in BF16. Decode reads every weight once per token, so one request runs {speedup:.1f}x as fast "
+        f"({_tps(fp8['perf']['decode_tps'])} against {_tps(bf16['perf']['decode_tps'])} tok/s), and the freed memory "
+        f"holds KV cache ({_count(fp8['memory']['kv_tokens'])} tokens against {_count(bf16['memory']['kv_tokens'])}). "
+        f"{native}; FP8 output is close to BF16's."
+    )
 
 
 def _speed_section(report: ModelReport) -> str:
@@ -395,21 +485,35 @@ def _load_section(report: ModelReport) -> str:
     rows = []
     for p in plan.curve:
         note = f"{p.running} run, the rest queue ({p.capped_by.replace('_', '-')})" if p.capped_by else ""
-        rows.append([str(p.concurrency), _tps(p.decode_tps), f"{p.aggregate_tps:,.0f}", f"{p.ttft_ms:,.0f} ms",
-                     f"{p.itl_ms:,.0f} ms", f"{p.ceiling_tps:,.0f}", note])
-    table = _table(["requests", "tok/s each", "aggregate tok/s", "TTFT", "ITL", "ceiling tok/s", ""],
-                   ["---:", "---:", "---:", "---:", "---:", "---:", "---"], rows)
+        rows.append(
+            [
+                str(p.concurrency),
+                _tps(p.decode_tps),
+                f"{p.aggregate_tps:,.0f}",
+                f"{p.ttft_ms:,.0f} ms",
+                f"{p.itl_ms:,.0f} ms",
+                f"{p.ceiling_tps:,.0f}",
+                note,
+            ]
+        )
+    table = _table(
+        ["requests", "tok/s each", "aggregate tok/s", "TTFT", "ITL", "ceiling tok/s", ""],
+        ["---:", "---:", "---:", "---:", "---:", "---:", "---"],
+        rows,
+    )
     parts = [
         "## Under load",
         "",
-        (f"Requests of {w.prompt_len:,} prompt and {w.output_len:,} output tokens sent back to back by 1 to "
-         f"{plan.curve[-1].concurrency} clients, at the recommended settings with `--max-num-seqs "
-         f"{vllm_settings(plan.memory.settings).max_num_seqs}` (the recommendation admits "
-         f"{report.max_num_seqs}). The running requests share each step's weight reads, so the aggregate grows "
-         "with the batch while each request slows down as per-sequence KV reads, sampling and the prompts of "
-         "newly arrived requests (prefilled in the same steps) add to the step; the ceiling is the same batch at "
-         "100 % of spec bandwidth and compute. Reproduce: "
-         f"`{_plan_flags(plan)} --concurrency {','.join(str(p.concurrency) for p in plan.curve)}`."),
+        (
+            f"Requests of {w.prompt_len:,} prompt and {w.output_len:,} output tokens sent back to back by 1 to "
+            f"{plan.curve[-1].concurrency} clients, at the recommended settings with `--max-num-seqs "
+            f"{vllm_settings(plan.memory.settings).max_num_seqs}` (the recommendation admits "
+            f"{report.max_num_seqs}). The running requests share each step's weight reads, so the aggregate grows "
+            "with the batch while each request slows down as per-sequence KV reads, sampling and the prompts of "
+            "newly arrived requests (prefilled in the same steps) add to the step; the ceiling is the same batch at "
+            "100 % of spec bandwidth and compute. Reproduce: "
+            f"`{_plan_flags(plan)} --concurrency {','.join(str(p.concurrency) for p in plan.curve)}`."
+        ),
         "",
         table,
     ]
@@ -417,16 +521,25 @@ def _load_section(report: ModelReport) -> str:
     if claim is not None:
         quant = plan.deployment.quant.id.upper()
         if claim.ceiling_tps < CLAIM_TPS:
-            verdict = (f"not reachable with {quant} weights: even the ceiling is {claim.ceiling_tps:,.0f} tok/s, "
-                       f"and the plan predicts about {claim.aggregate_tps:,.0f}")
+            verdict = (
+                f"not reachable with {quant} weights: even the ceiling is {claim.ceiling_tps:,.0f} tok/s, "
+                f"and the plan predicts about {claim.aggregate_tps:,.0f}"
+            )
         elif claim.aggregate_tps < CLAIM_TPS:
-            verdict = (f"below the ceiling ({claim.ceiling_tps:,.0f} tok/s) but above what the plan predicts, "
-                       f"about {claim.aggregate_tps:,.0f} tok/s")
+            verdict = (
+                f"below the ceiling ({claim.ceiling_tps:,.0f} tok/s) but above what the plan predicts, "
+                f"about {claim.aggregate_tps:,.0f} tok/s"
+            )
         else:
             verdict = f"consistent with the plan's {claim.aggregate_tps:,.0f} tok/s"
-        parts += ["", (f"**\"{CLAIM_REQUESTS} requests = ~{CLAIM_TPS}+ tok/s aggregate\"** on one "
-                       f"{report.hardware.name}: {verdict} ({_tps(claim.decode_tps)} tok/s each, "
-                       f"first token after {claim.ttft_ms:,.0f} ms).")]
+        parts += [
+            "",
+            (
+                f'**"{CLAIM_REQUESTS} requests = ~{CLAIM_TPS}+ tok/s aggregate"** on one '
+                f"{report.hardware.name}: {verdict} ({_tps(claim.decode_tps)} tok/s each, "
+                f"first token after {claim.ttft_ms:,.0f} ms)."
+            ),
+        ]
     return "\n".join(parts)
 
 
@@ -434,8 +547,9 @@ def _tune_section(data: dict | None) -> str:
     """What `sparkserve tune` would try for the default stack's vLLM service, and why."""
     if not data:
         return ""
-    slo = " and ".join(f"{k.split('_')[0].upper()} p{k.split('_p')[1].split('_')[0]} ≤ {v:g} ms"
-                       for k, v in data["slo"].items())
+    slo = " and ".join(
+        f"{k.split('_')[0].upper()} p{k.split('_p')[1].split('_')[0]} ≤ {v:g} ms" for k, v in data["slo"].items()
+    )
     w, space = data["workload"], data["space"]
     fixed = ", ".join(f"{k.replace('_', '-')} {_setting(v[0])}" for k, v in space.items() if len(v) == 1)
     rows = []
@@ -443,10 +557,19 @@ def _tune_section(data: dict | None) -> str:
         at = (t["predicted"] or {}).get("at_max_load") or {}
         args = t["args"]
         verdict = f"skipped: {t['reason']}" if t["status"] == "skipped" else "measure"
-        rows.append([str(i), str(args["max_num_seqs"]), str(args["max_num_batched_tokens"]),
-                     str(t["predicted"].get("max_load") or "–"), f"{at['goodput_rps']:.2f}" if at else "–",
-                     f"{at['aggregate_tps']:.0f}" if at else "–", f"{at['ttft_ms']:.0f}" if at else "–",
-                     f"{at['itl_ms']:.0f}" if at else "–", verdict])
+        rows.append(
+            [
+                str(i),
+                str(args["max_num_seqs"]),
+                str(args["max_num_batched_tokens"]),
+                str(t["predicted"].get("max_load") or "–"),
+                f"{at['goodput_rps']:.2f}" if at else "–",
+                f"{at['aggregate_tps']:.0f}" if at else "–",
+                f"{at['ttft_ms']:.0f}" if at else "–",
+                f"{at['itl_ms']:.0f}" if at else "–",
+                verdict,
+            ]
+        )
     kv = next((t["predicted"].get("kv_requests") for t in data["trials"] if t["predicted"].get("kv_requests")), None)
     seqs = ", ".join(str(v) for v in space["max_num_seqs"])
     batched = ", ".join(str(v) for v in space["max_num_batched_tokens"])
@@ -457,9 +580,21 @@ def _tune_section(data: dict | None) -> str:
         f"```\n{data['command']}\n```\n\n"
         "plans these configurations, most promising first, before it starts any (predictions at the highest "
         "load where the plan expects the SLO to hold):\n\n"
-        + _table(["#", "max-num-seqs", "max-num-batched-tokens", "highest load", "goodput req/s", "output tok/s",
-                  "TTFT ms", "ITL ms", "then"], ["---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"],
-                 rows)
+        + _table(
+            [
+                "#",
+                "max-num-seqs",
+                "max-num-batched-tokens",
+                "highest load",
+                "goodput req/s",
+                "output tok/s",
+                "TTFT ms",
+                "ITL ms",
+                "then",
+            ],
+            ["---:", "---:", "---:", "---:", "---:", "---:", "---:", "---:", "---"],
+            rows,
+        )
         + "\n\nWhy these:\n\n"
         f"- max-num-seqs {seqs}: the power of two at or above the highest load the plan expects to meet the SLO, "
         "half and twice it, never above vLLM's "
@@ -472,7 +607,8 @@ def _tune_section(data: dict | None) -> str:
         "and never steps down from 0.98 the way vLLM's auto_tune does.\n"
         "- Each configuration is then started for real under the memory guard; the load search starts at the "
         "plan's highest load (corrected by what earlier trials measured), doubles or halves until the SLO "
-        "breaks or holds, bisects, and measures the chosen load once more. A configuration whose max-num-seqs is at most a load another one already "
+        "breaks or holds, bisects, and measures the chosen load once more. "
+        "A configuration whose max-num-seqs is at most a load another one already "
         "sustained, or that differs from a measured one only in limits that load never reached, is decided "
         "without starting it. `--budget` caps the wall time; `--resume` continues after an interruption; "
         "`--apply` writes the winner into sparkserve.toml. Measured against a full grid: "
@@ -490,13 +626,17 @@ def _decode_row(plan: ServicePlan) -> list[str]:
     perf, batch = plan.to_dict()["perf"], plan.workload.batch
     if batch == 1:
         label = "decode, 1 request"
-        text = (f"{_tps(perf['decode_tps'])} tok/s = {_share(perf['decode_tps'], perf['roofline_decode_tps'])} "
-                f"of the {_tps(perf['roofline_decode_tps'])} tok/s ceiling")
+        text = (
+            f"{_tps(perf['decode_tps'])} tok/s = {_share(perf['decode_tps'], perf['roofline_decode_tps'])} "
+            f"of the {_tps(perf['roofline_decode_tps'])} tok/s ceiling"
+        )
     else:
         ceiling = perf["roofline_decode_tps"] * batch
         label = f"decode, {batch} requests together"
-        text = (f"{_tps(perf['aggregate_tps'])} tok/s in all ({_tps(perf['decode_tps'])} each) = "
-                f"{_share(perf['aggregate_tps'], ceiling)} of the {_tps(ceiling)} tok/s ceiling")
+        text = (
+            f"{_tps(perf['aggregate_tps'])} tok/s in all ({_tps(perf['decode_tps'])} each) = "
+            f"{_share(perf['aggregate_tps'], ceiling)} of the {_tps(ceiling)} tok/s ceiling"
+        )
     return [label, text, f"`{_plan_flags(plan)}`"]
 
 
@@ -505,11 +645,13 @@ def _prefill_rows(point: PrefillPoint) -> list[list[str]]:
     prompt = _count(point.plan.workload.prompt_len)
     flags = f"`{_plan_flags(point.plan)}`"
     return [
-        [f"prefill, {prompt}-token prompt",
-         f"{perf['prefill_tps']:,.0f} tok/s = {_share(perf['prefill_tps'], point.ceiling_tps)} of the "
-         f"{point.ceiling_tps:,.0f} tok/s ceiling", flags],
-        [f"TTFT, {prompt}-token prompt",
-         f"{perf['ttft_ms']:,.0f} ms (ceiling {point.ceiling_ttft_ms:,.0f} ms)", flags],
+        [
+            f"prefill, {prompt}-token prompt",
+            f"{perf['prefill_tps']:,.0f} tok/s = {_share(perf['prefill_tps'], point.ceiling_tps)} of the "
+            f"{point.ceiling_tps:,.0f} tok/s ceiling",
+            flags,
+        ],
+        [f"TTFT, {prompt}-token prompt", f"{perf['ttft_ms']:,.0f} ms (ceiling {point.ceiling_ttft_ms:,.0f} ms)", flags],
     ]
 
 
@@ -554,59 +696,86 @@ def _kv_text(report: ModelReport) -> tuple[dict[str, str], str]:
     util = rec["settings"]["gpu_memory_utilization"]
     short = report.shortfall
     if short is None:
-        return ({"est_approx": "", "est_fmt": _count(rec["kv_tokens"]), "est": str(rec["kv_tokens"]),
-                 "max_len_fmt": _count(length), "suggested": "a shorter length", "util_advice": ""},
-                "The plan itself does not start: see the memory table for a precision that fits.")
+        return (
+            {
+                "est_approx": "",
+                "est_fmt": _count(rec["kv_tokens"]),
+                "est": str(rec["kv_tokens"]),
+                "max_len_fmt": _count(length),
+                "suggested": "a shorter length",
+                "util_advice": "",
+            },
+            "The plan itself does not start: see the memory table for a precision that fits.",
+        )
     from sparkserve.plan.recommend import round_down_len
 
     failing = short.failing.to_dict()["memory"]
     low = failing["settings"]["gpu_memory_utilization"]
     fields = {
-        "est_approx": "", "est_fmt": _count(failing["kv_tokens"]), "est": str(failing["kv_tokens"]),
-        "max_len_fmt": _count(length), "suggested": str(round_down_len(failing["kv_tokens"])),
+        "est_approx": "",
+        "est_fmt": _count(failing["kv_tokens"]),
+        "est": str(failing["kv_tokens"]),
+        "max_len_fmt": _count(length),
+        "suggested": str(round_down_len(failing["kv_tokens"])),
         "util_advice": f" or raise --gpu-memory-utilization to {short.min_utilization:.2f} (now {low:.2f})",
     }
-    situation = (f"At `--gpu-memory-utilization {util:.2f}` the KV cache holds {_count(rec['kv_tokens'])} tokens, "
-                 f"{rec['max_concurrency']:.1f} requests of {_count(length)}, so vLLM starts. It needs at least "
-                 f"{short.min_utilization:.2f} for one request of {_count(length)}: lowered to {low:.2f} (say, to make "
-                 f"room for another service) the KV cache holds {_count(failing['kv_tokens'])} tokens and vLLM stops. "
-                 f"`{_plan_flags(short.failing)}` predicts it before anything starts.")
+    situation = (
+        f"At `--gpu-memory-utilization {util:.2f}` the KV cache holds {_count(rec['kv_tokens'])} tokens, "
+        f"{rec['max_concurrency']:.1f} requests of {_count(length)}, so vLLM starts. It needs at least "
+        f"{short.min_utilization:.2f} for one request of {_count(length)}: lowered to {low:.2f} (say, to make "
+        f"room for another service) the KV cache holds {_count(failing['kv_tokens'])} tokens and vLLM stops. "
+        f"`{_plan_flags(short.failing)}` predicts it before anything starts."
+    )
     return fields, situation
 
 
 def _page_cache_text(report: ModelReport) -> tuple[dict[str, str], str]:
     hw, mem = report.hardware, report.recommended.to_dict()["memory"]
-    situation = (f"vLLM checks at start that {mem['settings']['gpu_memory_utilization']:.2f} x {hw.gpu_memory_gib:.1f} GiB = "
-                 f"{_gib(mem['budget_gib'])} GiB are free. On unified memory the page cache (files read lately, "
-                 "these weights included) counts as used until dropped; `sparkserve up` prints MemAvailable and how "
-                 "much page cache could be dropped before it starts anything.")
+    situation = (
+        f"vLLM checks at start that {mem['settings']['gpu_memory_utilization']:.2f} x {hw.gpu_memory_gib:.1f} GiB = "
+        f"{_gib(mem['budget_gib'])} GiB are free. On unified memory the page cache (files read lately, "
+        "these weights included) counts as used until dropped; `sparkserve up` prints MemAvailable and how "
+        "much page cache could be dropped before it starts anything."
+    )
     return {}, situation
 
 
 def _free_memory_text(report: ModelReport) -> tuple[dict[str, str], str]:
     hw, mem = report.hardware, report.recommended.to_dict()["memory"]
     util = mem["settings"]["gpu_memory_utilization"]
-    holders = "Ollama's model, another container, a leftover vLLM process" + (" or the page cache" if hw.unified else "")
-    situation = (f"The budget is {_gib(mem['budget_gib'])} GiB ({util:.2f} x {hw.gpu_memory_gib:.1f} GiB); anything else "
-                 f"holding memory at that moment ({holders}) makes it fail.")
+    holders = "Ollama's model, another container, a leftover vLLM process" + (
+        " or the page cache" if hw.unified else ""
+    )
+    situation = (
+        f"The budget is {_gib(mem['budget_gib'])} GiB ({util:.2f} x {hw.gpu_memory_gib:.1f} GiB); anything else "
+        f"holding memory at that moment ({holders}) makes it fail."
+    )
     return {"util": f"{util:.2f}"}, situation
 
 
 def _weights_text(report: ModelReport) -> tuple[dict[str, str], str]:
     hw, rec = report.hardware, report.recommended.to_dict()["memory"]
-    sizes = ", ".join(f"{p.deployment.quant.id} {_gib(p.memory.weights_gib)} GiB"
-                      for p in _same_engine(report.precisions, report.recommended))
-    situation = (f"The weights take {_gib(rec['weights_gib'])} GiB in {report.recommended.deployment.quant.id} of a "
-                 f"{_gib(rec['budget_gib'])} GiB budget ({sizes}); the KV cache is sized only after they load.")
+    sizes = ", ".join(
+        f"{p.deployment.quant.id} {_gib(p.memory.weights_gib)} GiB"
+        for p in _same_engine(report.precisions, report.recommended)
+    )
+    situation = (
+        f"The weights take {_gib(rec['weights_gib'])} GiB in {report.recommended.deployment.quant.id} of a "
+        f"{_gib(rec['budget_gib'])} GiB budget ({sizes}); the KV cache is sized only after they load."
+    )
     return {"total": f"{hw.gpu_memory_gib:g} GiB"}, situation
 
 
 def _gated_text(report: ModelReport, context: DocContext) -> tuple[dict[str, str], str]:
     repo = report.recommended.deployment.model.id
     if context.gated:
-        situation = (f"`{repo}` is gated: accept its licence on Hugging Face first. `sparkserve up` refuses to start it "
-                     "while HF_TOKEN in .env is empty.")
+        situation = (
+            f"`{repo}` is gated: accept its licence on Hugging Face first. `sparkserve up` refuses to start it "
+            "while HF_TOKEN in .env is empty."
+        )
     else:
-        situation = (f"`{repo}` is not gated, so any token (or none) downloads it; this cause appears only for a gated "
-                     "fork or a private mirror.")
+        situation = (
+            f"`{repo}` is not gated, so any token (or none) downloads it; this cause appears only for a gated "
+            "fork or a private mirror."
+        )
     return {"repo": repo}, situation

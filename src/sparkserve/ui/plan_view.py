@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparkserve.plan.planner import ServicePlan, StackPlan
+from sparkserve.plan.quant import GGUF_ENGINES
 from sparkserve.plan.settings import GgufSettings, gguf_settings, vllm_settings
 
 
@@ -30,7 +31,9 @@ def _memory_table(plan: ServicePlan) -> Table:
                   f"{mem.kv_tokens:,} tokens, {mem.max_concurrency:.1f}x requests of {mem.max_model_len:,}")
         t.add_row("budget", f"{mem.budget_gib:.1f}",
                   f"{s.gpu_memory_utilization:.2f} x {mem.device_memory_gib:.1f} GiB x {mem.devices}")
-    t.add_row("[bold]total[/]", f"[bold]{mem.total_gib:.1f}[/]", "[green]fits[/]" if mem.fits else "[red]does not fit[/]")
+    t.add_row(
+        "[bold]total[/]", f"[bold]{mem.total_gib:.1f}[/]", "[green]fits[/]" if mem.fits else "[red]does not fit[/]"
+    )
     return t
 
 
@@ -40,8 +43,11 @@ def _speed_table(plan: ServicePlan) -> Table:
     t.add_column("")
     t.add_column("predicted", justify="right")
     t.add_column("")
-    t.add_row("decode, one request", f"{p.decode_tps:.1f} tok/s",
-              f"batch {w.batch}, ceiling {p.roofline_decode_tps:.1f} tok/s ({p.decode_tps / p.roofline_decode_tps:.0%})")
+    t.add_row(
+        "decode, one request",
+        f"{p.decode_tps:.1f} tok/s",
+        f"batch {w.batch}, ceiling {p.roofline_decode_tps:.1f} tok/s ({p.decode_tps / p.roofline_decode_tps:.0%})",
+    )
     t.add_row("aggregate", f"{p.aggregate_tps:.1f} tok/s", f"{w.batch} sequences, {p.bound}-bound")
     t.add_row("prefill", f"{p.prefill_tps:,.0f} tok/s", f"{w.prompt_len:,}-token prompt")
     t.add_row("TTFT", f"{p.ttft_ms:,.0f} ms", "idle server")
@@ -50,14 +56,25 @@ def _speed_table(plan: ServicePlan) -> Table:
 
 def _curve_table(plan: ServicePlan) -> Table:
     w = plan.workload
-    t = Table(title=f"Under load ({w.prompt_len:,}-token prompts, {w.output_len:,}-token replies)",
-              show_header=True, header_style="bold", min_width=60)
+    t = Table(
+        title=f"Under load ({w.prompt_len:,}-token prompts, {w.output_len:,}-token replies)",
+        show_header=True,
+        header_style="bold",
+        min_width=60,
+    )
     for name in ("requests", "tok/s each", "aggregate tok/s", "TTFT", "ITL", "ceiling", ""):
         t.add_column(name, justify="right" if name else "left")
     for p in plan.curve:
         note = f"{p.running} run, rest queue ({p.capped_by.replace('_', '-')})" if p.capped_by else ""
-        t.add_row(str(p.concurrency), f"{p.decode_tps:.1f}", f"{p.aggregate_tps:,.0f}", f"{p.ttft_ms:,.0f} ms",
-                  f"{p.itl_ms:.1f} ms", f"{p.ceiling_tps:,.0f}", note)
+        t.add_row(
+            str(p.concurrency),
+            f"{p.decode_tps:.1f}",
+            f"{p.aggregate_tps:,.0f}",
+            f"{p.ttft_ms:,.0f} ms",
+            f"{p.itl_ms:.1f} ms",
+            f"{p.ceiling_tps:,.0f}",
+            note,
+        )
     return t
 
 
@@ -68,7 +85,8 @@ def _headline(plan: ServicePlan) -> str:
         f"[bold]{plan.name}[/]: {dep.model.id} ({dep.quant.id}) on {dep.engine}, "
         f"{hw.name}{f' x{dep.gpus}' if dep.gpus > 1 else ''}{f' x {dep.nodes} nodes' if dep.nodes > 1 else ''}\n"
         f"One request decodes at about [bold]{p.decode_tps:.1f} tok/s[/]; the physical ceiling is "
-        f"{p.roofline_decode_tps:.1f} tok/s ({p.bytes_per_step_gb:.1f} GB per token over {hw.bandwidth_gbs * (dep.devices if dep.engine not in ('ollama', 'llama.cpp') else 1):,.0f} GB/s)."
+        f"{p.roofline_decode_tps:.1f} tok/s ({p.bytes_per_step_gb:.1f} GB per token over "
+        f"{hw.bandwidth_gbs * (1 if dep.engine in GGUF_ENGINES else dep.devices):,.0f} GB/s)."
     )
 
 
