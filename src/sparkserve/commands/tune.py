@@ -51,7 +51,7 @@ def run_tune(*, service: str | None, stack_file: str | None, slo: str, workload:
             with interrupt_on_terminate():
                 data = run(search, lambda line: console.print(line, markup=False, soft_wrap=True))
         except KeyboardInterrupt:
-            console.print(f"interrupted: the engine is stopped; finished trials are in {search.journal_path}; "
+            console.print(f"interrupted: the engine was stopped; finished trials are in {search.journal_path}; "
                           "'sparkserve tune ... --resume' continues", markup=False, soft_wrap=True)
             return EXIT_INTERRUPTED
     report.print_result(data, console)

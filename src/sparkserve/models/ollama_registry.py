@@ -55,7 +55,8 @@ def weight_bytes(model: str, tag: str) -> int | None:
     manifest = _fetch(model, tag)
     layers = (manifest or {}).get("layers") or []
     size = sum(int(layer.get("size") or 0) for layer in layers if layer.get("mediaType") in WEIGHT_MEDIA_TYPES)
-    entry = {"weight_bytes": size, "registry": registry()} if size else {"missed_at": time.time(), "registry": registry()}
+    entry = {"weight_bytes": size} if size else {"missed_at": time.time()}
+    entry["registry"] = registry()
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         cached.write_text(json.dumps(entry), encoding="utf-8")

@@ -241,7 +241,7 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
     started = None
     try:
         check_ports_free(settings.bind, {name: launch.port}, path)
-        # A Ctrl-C during the start lands after the engine is recorded, inside the try that stops it.
+        # A Ctrl-C during the start lands after the engine's record is written, inside the try that stops it.
         with procs.deferred_signals():
             proc, started = native.start(path, launch, log_max_mib=settings.log_max_mib)
             ctx.journal.started(cand.id, started.pid, started.pgid)
