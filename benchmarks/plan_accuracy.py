@@ -32,6 +32,7 @@ from calibration_rows import (
     roofline,
 )
 from fit_calibration import fit_memory, fit_speed
+
 from sparkserve.plan.calibration import efficiency_for, vllm_memory_constants
 
 TARGET_MEDIAN, TARGET_P90, TARGET_KV_SHARE = 0.10, 0.30, 0.85
