@@ -198,6 +198,30 @@ def level_record(load: int, summary: dict, server: dict, slos: list[Slo]) -> dic
     }
 
 
+def _stop_engine(record) -> None:
+    """Stop a trial's engine; one stopped in the instant after its start may not be vouched for by
+    its group yet, so the engine itself (the same pid and start time) is then stopped directly."""
+    import os
+    import signal
+
+    from sparkserve.runtime import native, procs
+
+    native.stop_record(record)
+    deadline = time.monotonic() + native.stop_timeout()
+    sig = signal.SIGTERM
+    while True:
+        info = procs.proc_info(record.pid)
+        if info is None or not info.alive or info.start_ticks != record.start_ticks:
+            return
+        try:
+            os.kill(record.pid, sig)
+        except ProcessLookupError:
+            return
+        if time.monotonic() >= deadline:
+            sig = signal.SIGKILL
+        time.sleep(0.2)
+
+
 def _cause(log: Path, guard_message: str | None, fallback: str, hidden: list[str]) -> dict:
     """The trial's failure: doctor's cause id from the engine's log (or the guard's), with the line."""
     from sparkserve.runtime import native
@@ -276,7 +300,7 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
     finally:
         if started is not None:
             with procs.deferred_signals():
-                native.stop_record(started)
+                _stop_engine(started)
                 proc.poll()
                 native.pid_file(path, name).unlink(missing_ok=True)
         lock.release()
