@@ -207,6 +207,7 @@ def write_doc(run: dict, out: Path = DOC) -> None:
         *(f"- {t['id']}: {t['reason']}" for t in tune["trials"] if t.get("reason")),
         *(f"- note: {n}" for n in tune.get("notes", [])),
         "",
+        *_findings(run),
         ("Caveats: two shared CPU cores make every measurement noisy; the grid's best is the highest of "
         "several noisy measurements of configurations that behave alike, which favours the grid. The plan "
         "is a DGX Spark's, so its absolute numbers are far from this CPU: tune uses it to order and to "
@@ -214,6 +215,41 @@ def write_doc(run: dict, out: Path = DOC) -> None:
         "",
     ]
     out.write_text("\n".join(lines))
+
+
+def _findings(run: dict) -> list[str]:
+    """What the run's own numbers say about noise and about goodput against load."""
+    from sparkserve.tune.space import config_id
+
+    out = []
+    seen: dict[tuple[str, int], list[float]] = {}
+    for search in (run["tune"], run["grid"]):
+        for t in search["trials"]:
+            for lv in t.get("levels", []):
+                seen.setdefault((config_id(t["args"]), lv["load"]), []).append(lv["goodput_rps"])
+                if lv.get("repeat"):
+                    seen[(config_id(t["args"]), lv["load"])].append(lv["repeat"]["goodput_rps"])
+    spread = [(min(v), max(v)) for v in seen.values() if len(v) > 1 and min(v) > 0]
+    if spread:
+        worst = max(spread, key=lambda lo_hi: lo_hi[1] / lo_hi[0])
+        out.append(f"- Noise: {len(spread)} (configuration, load) pairs were measured more than once in this run; "
+                   f"their goodput differed by up to {worst[1] / worst[0]:.1f}x ({worst[0]:.1f} vs {worst[1]:.1f} "
+                   "req/s), far more than the 5 % the comparison asks for.")
+    falling = []
+    for t in run["grid"]["trials"]:
+        levels = sorted((lv for lv in t.get("levels", []) if lv["meets_slo"]), key=lambda lv: lv["load"])
+        peak = max(levels, key=lambda lv: lv["goodput_rps"], default=None)
+        if peak and levels and peak["load"] < levels[-1]["load"]:
+            falling.append((t["args"]["max_num_seqs"], t["args"]["max_num_batched_tokens"], peak, levels[-1]))
+    if falling:
+        mns, mnbt, peak, last = falling[0]
+        out.append(f"- Goodput does not always grow with load here: in {len(falling)} grid configuration(s) it peaked "
+                   f"below the highest load that met the SLO (max-num-seqs {mns}, max-num-batched-tokens {mnbt}: "
+                   f"{peak['goodput_rps']:.1f} req/s at load {peak['load']}, {last['goodput_rps']:.1f} at load "
+                   f"{last['load']}). The tune in this run called a configuration with a lower max-num-seqs "
+                   "\"dominated\" on the assumption that it does; since this run, tune decides such a configuration "
+                   "only when the measured configuration was measured at that lower load and gave less there.")
+    return [*out, ""] if out else []
 
 
 def _row_label(best: dict) -> str:

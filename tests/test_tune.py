@@ -159,14 +159,19 @@ def test_measurements_decide_configurations():
 
     vllm = engine_module("vllm")
     base = {"max_num_seqs": 64, "max_num_batched_tokens": 8192, "max_model_len": 4096, "gpu_memory_utilization": 0.8}
+    levels = [{"load": 4, "meets_slo": True, "goodput_rps": 1.0, "output_tps": 10.0},
+              {"load": 5, "meets_slo": True, "goodput_rps": 3.0, "output_tps": 30.0},
+              {"load": 6, "meets_slo": True, "goodput_rps": 2.0, "output_tps": 20.0}]
     measured = {"id": "a", "args": base, "status": "measured", "load": 6, "first_failing_load": 7, "meets_slo": True,
-                "measured": {"load": 6}}
+                "measured": levels[2], "levels": levels}
 
     def decide(**change):
         return decided_by(Prediction(Candidate({**base, **change}), cap=1), [measured], vllm, prompt_len=512)
 
     assert decide(max_num_seqs=32)["status"] == "inferred"  # neither 32 nor 64 limits 7 requests
-    assert decide(max_num_seqs=4)["status"] == "dominated"  # at most 4 in flight: it cannot beat load 6
+    assert decide(max_num_seqs=4)["status"] == "dominated"  # load 4 was measured there, below load 6
+    assert decide(max_num_seqs=5) is None  # load 5 gave more than load 6: goodput need not grow with load
+    assert decide(max_num_seqs=3) is None  # load 3 was never measured
     assert decide(max_num_batched_tokens=2048) is None  # 7 prompts of 512 may need more than 2048 per step
     assert decide(max_num_seqs=32, max_model_len=8192) is None  # a different length is a different server
     oom = {"id": "b", "args": {**base, "gpu_memory_utilization": 0.7}, "status": "failed", "cause_id": "weights_oom"}

@@ -5,9 +5,10 @@ Two measured facts spare whole trials. A setting that only caps the load (max-nu
 max-num-batched-tokens, OLLAMA_NUM_PARALLEL) changes nothing at loads it does not reach: once a
 configuration's SLO broke at load f, every configuration that differs from it only in such caps,
 none of which binds at f, has the same highest load (inferred). A configuration whose
-concurrency cap is at most a measured highest load can do no better than that measurement
-(dominated). And a start that ran out of memory rules out the untried configurations that ask
-for as much memory or more.
+concurrency cap is at most a measured highest load behaves as that configuration at its cap: when
+that load was measured there and gave less than the best, it cannot do better (dominated). And a
+start that ran out of memory rules out the untried configurations that ask for as much memory or
+more.
 """
 
 from __future__ import annotations
@@ -194,11 +195,16 @@ def decided_by(pred: Prediction, done: list[dict], engine: Engine, prompt_len: i
                     "meets_slo": trial.get("meets_slo"), "measured": trial.get("measured"),
                     "reason": f"same as trial {trial['id']}: the SLO broke there at load {fail}, where neither "
                               f"configuration's {', '.join(k.replace('_', '-') for k in diff)} limits anything"}
-        best = trial.get("load")
-        if diff == [conc] and best is not None and args[conc] <= best:
-            return {"status": "dominated", "by": trial["id"],
-                    "reason": f"its {conc.replace('_', '-')} {args[conc]} is at most the load {best} that trial "
-                              f"{trial['id']} sustained under the SLO: it cannot do better"}
+        best = trial.get("measured")
+        if diff == [conc] and best is not None and args[conc] <= best["load"]:
+            # Below its cap this configuration behaves as the measured one at the same load: decided only
+            # when that load was measured there too (goodput need not grow with load).
+            same = next((lv for lv in trial.get("levels", []) if lv["load"] == args[conc]), None)
+            if same is not None and same["meets_slo"] and (same["goodput_rps"], same["output_tps"]) <= (
+                    best["goodput_rps"], best["output_tps"]):
+                return {"status": "dominated", "by": trial["id"],
+                        "reason": f"at most {args[conc]} requests run at once, and trial {trial['id']} measured that "
+                                  f"load below its best ({same['goodput_rps']:.2f} vs {best['goodput_rps']:.2f} req/s)"}
     return None
 
 

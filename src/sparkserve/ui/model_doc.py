@@ -608,9 +608,9 @@ def _tune_section(data: dict | None) -> str:
         "- Each configuration is then started for real under the memory guard; the load search starts at the "
         "plan's highest load (corrected by what earlier trials measured), doubles or halves until the SLO "
         "breaks or holds, bisects, and measures the chosen load once more. "
-        "A configuration whose max-num-seqs is at most a load another one already "
-        "sustained, or that differs from a measured one only in limits that load never reached, is decided "
-        "without starting it. `--budget` caps the wall time; `--resume` continues after an interruption; "
+        "A configuration that differs from a measured one only in limits the measured load never reached, "
+        "or whose max-num-seqs caps it at a load measured there below the best, is decided without starting "
+        "it. `--budget` caps the wall time; `--resume` continues after an interruption; "
         "`--apply` writes the winner into sparkserve.toml. Measured against a full grid: "
         "[tune.md](../tune.md)."
     )
