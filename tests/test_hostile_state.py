@@ -287,7 +287,9 @@ def test_a_signal_right_after_start_still_stops_the_engine(project, monkeypatch)
         return started
 
     monkeypatch.setattr(native, "start", start_then_interrupt)
-    loaded = commands.load(str(project.dir / "sparkserve.toml"))
+    from sparkserve.stack.stackplan import load_planned
+
+    loaded = load_planned(str(project.dir / "sparkserve.toml"))
     with pytest.raises(KeyboardInterrupt):
         commands.up(loaded, ["ollama"], timeout=60, wait=True, console=Console(file=io.StringIO()))
     (record,) = records
