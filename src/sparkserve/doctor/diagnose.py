@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from sparkserve.doctor.advice import on_unified_memory
-from sparkserve.doctor.matcher import Fact, LogRules, Probe, Rule, Signature, render
 from sparkserve.doctor.normalise import normalise
 from sparkserve.doctor.rules import all_rules
+from sparkserve.logrules.advice import on_unified_memory
+from sparkserve.logrules.matcher import Fact, LogRules, Probe, Rule, Signature, render
 
 __all__ = ["MAX_BYTES", "Finding", "diagnose", "diagnose_file", "diagnose_lines", "render"]
 

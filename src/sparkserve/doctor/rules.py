@@ -7,8 +7,8 @@ collected through each registered engine's `doctor_rules()`; `all_rules()` joins
 
 from __future__ import annotations
 
-from sparkserve.doctor import advice
-from sparkserve.doctor.matcher import Fact, LogRules, Probe, Rule, literal_needles, probe, rx, sig
+from sparkserve.logrules import advice
+from sparkserve.logrules.matcher import Fact, LogRules, Probe, Rule, literal_needles, probe, rx, sig
 from sparkserve.plan.recommend import round_down_len
 
 __all__ = ["all_rules", "literal_needles", "round_down_len", "rule_by_id", "HOST"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sparkserve.doctor import advice
-from sparkserve.doctor.matcher import Fact, Fields, LogRules, Probe, Rule, probe, sig
 from sparkserve.engines.live import LiveFinding, LiveSample, Window
+from sparkserve.logrules import advice
+from sparkserve.logrules.matcher import Fact, Fields, LogRules, Probe, Rule, probe, sig
 
 if TYPE_CHECKING:
     import httpx

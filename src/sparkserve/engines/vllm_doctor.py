@@ -3,7 +3,7 @@ serving window (`doctor --live`), both in vLLM's own flags.
 
 Readings are vLLM's Prometheus series (names from vLLM's metrics module, newest first); the
 judgements compare them with the server's own settings (its command line, or the stack's args).
-The rule tables build on sparkserve.doctor.matcher, a pure data model with no I/O.
+The rule tables build on sparkserve.logrules.matcher, a pure data model with no I/O.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from sparkserve.doctor import advice
-from sparkserve.doctor.matcher import Fact, Fields, LogRules, Probe, Rule, probe, rx, sig
 from sparkserve.engines.live import LiveFinding, LiveSample, Window
+from sparkserve.logrules import advice
+from sparkserve.logrules.matcher import Fact, Fields, LogRules, Probe, Rule, probe, rx, sig
 
 if TYPE_CHECKING:
     import httpx

@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from sparkserve.doctor.matcher import Fields
+from sparkserve.logrules.matcher import Fields
 from sparkserve.plan.recommend import round_down_len
 
 

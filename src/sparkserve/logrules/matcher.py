@@ -3,7 +3,7 @@
 A rule names a cause, the log lines that betray it (signatures), the context it needs or must not
 see, and summary/fix templates. Named groups in signatures, in `extract` patterns (searched in the
 matched line plus the next two, to survive wrapped lines) and in log-wide facts fill the templates;
-`derive` turns raw numbers into concrete advice (sparkserve.doctor.advice). Template segments in
+`derive` turns raw numbers into concrete advice (sparkserve.logrules.advice). Template segments in
 [brackets] are dropped when a field inside them is unknown. Pure data, no I/O: engine modules build
 their own rule tables from it (engines/*_doctor.py), host-level rules live in sparkserve.doctor.rules.
 """
