@@ -125,14 +125,29 @@ def stop_group(pgid: int, *, timeout: float = 30.0, kill_at_once: bool = False, 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
     """Hold Ctrl-C, SIGTERM and SIGHUP back for the block and deliver them after it: a start is
-    never cut between its engine existing and its pid file (and the caller's cleanup) knowing it."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    never cut between its engine existing and its pid file (and the caller's cleanup) knowing it.
+
+    The handlers are swapped rather than the signals masked: a mask holds only this thread, and any
+    other thread (an executor's, a reader's) would take the signal and run the handler at once."""
+    held = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    caught: list[int] = []
+
+    def note(signum: int, frame: object) -> None:  # noqa: ARG001
+        caught.append(signum)
+
     try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (ValueError, OSError):
+        previous = {sig: signal.signal(sig, note) for sig in held}
+    except ValueError:  # not the main thread: signals cannot be handled here at all
         yield
         return
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            handler = previous[signal.Signals(caught[0])]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(caught[0])
