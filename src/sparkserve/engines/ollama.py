@@ -199,7 +199,13 @@ class Ollama(Engine):
             say(f"{name}: pulling {model}")
             if client is None:
                 raise UserError(f"{name}: {model} is not pulled; run 'ollama pull {model}'")
-            _pull(client, name, model, pull_progress, deadline)
+            import httpx
+
+            try:
+                _pull(client, name, model, pull_progress, deadline)
+            except httpx.ConnectError as exc:
+                raise UserError(f"{name}: pulling {model} failed: Ollama stopped answering"
+                                f" ({type(exc).__name__})") from None
         began = time.monotonic()
         # An empty prompt loads the model and returns at once; the server's keep-alive then holds it.
         poll("POST", "/api/generate", f"loading {model}", json={"model": model, "prompt": "", "stream": False})
@@ -287,6 +293,8 @@ def _pull(client: httpx.Client, name: str, model: str, progress: PullProgress | 
                     progress(event.get("status", ""), int(event.get("completed") or 0), int(event.get("total") or 0))
     except httpx.TimeoutException:
         raise late from None
+    except httpx.ConnectError:
+        raise  # the server is not there: the caller knows how it was meant to be started
     except httpx.TransportError as exc:
         raise UserError(f"{name}: pulling {model} failed: {type(exc).__name__}") from None
 
