@@ -21,7 +21,8 @@ from sparkserve.models.catalog import list_models, resolve_model
 from sparkserve.plan.recommend import Recommendation, Setting, recommend
 from sparkserve.plan.speed import Workload
 
-VLLM_QUANTS = ("bf16", "fp8", "int8", "awq", "gptq", "nvfp4", "mxfp4")
+# The quantisations a BF16 checkpoint supports; MXFP4 exists only as published checkpoints (walked as their own).
+VLLM_QUANTS = ("bf16", "fp8", "int8", "awq", "gptq", "nvfp4")
 OLLAMA_QUANTS = ("q4_k_m", "q8_0")
 GPUS = (1, 2, 4, 8)
 NODES = (1, 2)
