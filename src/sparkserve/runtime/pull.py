@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkserve.errors import UserError
+from sparkserve.models import hub
 
 # Bytes per parameter of a checkpoint stored in this torch dtype (config.json "torch_dtype"/"dtype").
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1}
@@ -71,7 +72,8 @@ def hub_listing(model: str, revision: str | None, token: str | None) -> list[Hub
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
         return None
     try:
-        entries = HfApi(token=token or False).list_repo_tree(model, revision=revision, recursive=True)
+        api = HfApi(endpoint=hub.endpoint(), token=token or False)
+        entries = api.list_repo_tree(model, revision=revision, recursive=True)
         return [HubFile(e.path, int(e.size), e.lfs.sha256 if e.lfs else None)
                 for e in entries if isinstance(e, RepoFile)]
     except (HfHubHTTPError, OSError, ValueError):
@@ -105,7 +107,7 @@ def fetch_blob(model: str, file: HubFile, *, revision: str | None, blobs: Path, 
         headers["Range"] = f"bytes={have}-"
     elif have >= file.size:
         have = 0  # longer than the file: not ours to continue
-    url = hf_hub_url(model, file.path, revision=revision)
+    url = hf_hub_url(model, file.path, revision=revision, endpoint=hub.endpoint())
     timeout = httpx.Timeout(30.0, read=120.0)
     with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=timeout) as response:
         if response.status_code == 200:
@@ -165,7 +167,7 @@ def pull_hub(engine: Any, model: str, *, revision: str | None, cache_dir: Path, 
                         "run 'sparkserve pull' again to resume") from None
     try:
         folder = snapshot_download(model, revision=revision, cache_dir=str(cache_dir), allow_patterns=patterns,
-                                   token=token or False)
+                                   token=token or False, endpoint=hub.endpoint())
     except GatedRepoError:
         raise UserError(f"{model} is gated: accept its licence on huggingface.co, then put HF_TOKEN=<token> in .env"
                         ) from None
