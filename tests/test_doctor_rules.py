@@ -144,7 +144,12 @@ FAMILIES: dict[str, list[str]] = {
         "gguf_init_from_file: invalid magic characters 'ver'",
     ],
     "port_in_use": ["OSError: [WinError 10048] Only one usage of each socket address is normally permitted"],
-    "entrypoint_args_mismatch": ['Error: unknown command "ollama" for "ollama"'],
+    "entrypoint_args_mismatch": [
+        'Error: unknown command "ollama" for "ollama"',
+        # `python3 -m vllm.entrypoints.openai.api_server` appended to an image whose entrypoint is the server
+        "api_server.py: error: unrecognized arguments: -m vllm.entrypoints.openai.api_server --model facebook/opt-125m",
+        "vllm: error: unrecognized arguments: -c /opt/start.sh",
+    ],
     "model_not_found": [
         "huggingface_hub.errors.RevisionNotFoundError: 404 Client Error. Invalid rev id: v2",
         "OSError: /models/qwen does not appear to have a file named config.json.",
@@ -339,6 +344,28 @@ def test_spark_free_memory_failure_is_page_cache_pressure() -> None:
     finding = diagnose_file(LOG_DIR / "page_cache_pressure__2.log")[0]
     assert "drop_caches" in finding.fix and "MemAvailable" in finding.fix
     assert "36.75 of 121.63 GiB" in finding.summary
+
+
+def test_launcher_command_line_is_the_entrypoint_not_an_unknown_flag() -> None:
+    findings = diagnose_file(LOG_DIR / "entrypoint_args_mismatch__5.log")
+    assert _ids(findings) == ["entrypoint_args_mismatch"]  # `-u` is the consequence, not a flag to fix
+    assert "'-u main.py'" in findings[0].fix and "ENTRYPOINT (not CMD)" in findings[0].fix
+    # a value that merely looks like a script, after a real (unknown) flag, stays a flag problem
+    assert _ids(diagnose("api_server.py: error: unrecognized arguments: --tool-parser-plugin parser.py")) == [
+        "unknown_cli_flag"]
+
+
+@pytest.mark.parametrize(("cached_kb", "available_kb", "cause"),
+                         [("98000000", "101000000", ["page_cache_pressure"]), ("1200000", "4900000", [])])
+def test_memory_guard_refusal_is_page_cache_only_when_the_cache_covers_it(cached_kb: str, available_kb: str,
+                                                                          cause: list[str]) -> None:
+    log = ["MemTotal:       128300000 kB", "MemFree:          3900000 kB", f"MemAvailable:   {available_kb} kB",
+           f"Cached:         {cached_kb} kB", "loader: model needs 24.0 GiB but only 3.7 GiB is free"]
+    findings = diagnose("\n".join(log))
+    assert _ids(findings) == cause
+    if cause:
+        assert "(24.0 GiB needed, 3.7 GiB admitted) while 93 GiB sat in the page cache" in findings[0].summary
+        assert "MemFree 3.7 GiB, MemAvailable 96.3 GiB" in findings[0].summary and "drop_caches" in findings[0].fix
 
 
 def test_removed_flags_are_named_as_removed() -> None:

@@ -25,10 +25,16 @@ NOISE: tuple[Probe, ...] = (
     probe(r"Xet Storage is enabled for this repo"),
 )
 
+_SIZE = r"(?P<v>[\d.]+\s*(?:[KMGT]i?B|kB|[KMGT]i)?)\b"
+
 FACTS: tuple[Fact, ...] = (
     Fact("uma", probe(r"\bGB10\b|\bsm_121a?\b|DGX Spark|unified memory|is_integrated|Jetson")),
     Fact("driver", probe(r"Driver Version:\s*(?P<v>[\d.]+)")),
     Fact("host_cuda", probe(r"CUDA Version:\s*(?P<v>\d+\.\d+)")),
+    # A memory snapshot in /proc/meminfo's names (`MemFree:  3212 kB`) or a tool's key=value (`free=66GB`).
+    Fact("mem_free", probe(rf"(?<![\w/-])(?:MemFree|free)\s*[=:]\s*{_SIZE}", needle="free")),
+    Fact("mem_cache", probe(rf"(?<![\w/-])(?:Cached|(?:page[_ ]?)?cache)\s*[=:]\s*{_SIZE}", needle="cache")),
+    Fact("mem_available", probe(rf"(?<![\w/-])(?:MemAvailable|available)\s*[=:]\s*{_SIZE}", needle="available")),
 )
 
 RULES: tuple[Rule, ...] = (
@@ -54,6 +60,30 @@ RULES: tuple[Rule, ...] = (
             ("nv_err" in f and "ready" not in f) or (("proc" in f or "cuda_alloc" in f) and advice.on_unified_memory(f))
         ),
         supersedes=("cuda_oom_runtime",),
+    ),
+    Rule(
+        "page_cache_pressure",
+        priority=96,
+        signatures=(
+            sig(
+                r"needs? (?:about )?(?P<need>[\d.]+ ?[KMGT]i?B)\b.{0,40}?\bbut (?:can (?:only )?admit|only "
+                r"(?:about )?|has (?:only )?)\s*(?P<have>[\d.]+ ?[KMGT]i?B)",
+                needle="but ",
+            ),
+            sig(r"(?:does not|doesn't|will not|won't) fit (?:in(?:to)? )?the current (?:per-node )?memory"),
+        ),
+        summary=(
+            "A memory check refused the start[ ({need} needed, {have} admitted)] while {cache_gib} GiB sat in the "
+            "page cache[ (MemFree {mem_free}, MemAvailable {mem_available})]: the check counted reclaimable cache "
+            "as used."
+        ),
+        fix=(
+            "Flush clean caches and retry: `sync; echo 3 | sudo tee /proc/sys/vm/drop_caches` (downloading, staging "
+            "or mmap-ing model files fills the cache; on DGX Spark it is the GPU's pool too). Judge headroom by "
+            "MemAvailable, not MemFree; if the tool keeps refusing, tell its authors that its check reads MemFree."
+        ),
+        when=advice.page_cache_covers,
+        derive=advice.page_cache,
     ),
     Rule(
         "gated_model_access",

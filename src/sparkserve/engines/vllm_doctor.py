@@ -316,6 +316,8 @@ _FREE_MEMORY_NUMBERS = (
     rx(r"Free memory on device(?: \S+)? \((?P<free>[\d.]+)/(?P<total>[\d.]+) GiB\)"),
 )
 _WEIGHTS_LOADED = probe(r"Model loading took|Loading model weights took|Loading weights took")
+_LAUNCHED = r"(?:\S+\.(?:py|sh)|python[\d.]*|bash|sh|/(?:usr/)?bin/\S+|vllm(?:\.entrypoints\S*)?|serve)(?=\s|$)"
+"""A program, script or engine CLI word: what a shell or Dockerfile CMD runs, never a value vLLM's parser wants."""
 _CUDA_OOM = r"CUDA out of memory|OutOfMemoryError: CUDA|CUDA error: out of memory"
 _OOM_NUMBERS = (
     rx(r"Tried to allocate (?P<tried>[\d.]+ [KMG]iB)"),
@@ -469,6 +471,17 @@ RULES: tuple[Rule, ...] = (
         priority=92,
         signatures=(
             sig(r"unrecognized arguments: (?P<arg>[^-\s]\S*)"),
+            # a launcher's command line after the interpreter was eaten as the positional model: `-u main.py`
+            sig(
+                rf"unrecognized arguments: (?P<arg>(?:-[A-Za-z]\s+)+{_LAUNCHED})",
+                needle="unrecognized arguments: -",
+                fix=(
+                    "The vLLM server is the image's entrypoint and received a program's command line ('{arg}') as "
+                    "its arguments. An image built FROM a vLLM image inherits its ENTRYPOINT: to run your own "
+                    "program set ENTRYPOINT (not CMD) in that Dockerfile, or start it with `--entrypoint`; to run "
+                    "vLLM itself pass only the model and flags as the command."
+                ),
+            ),
             sig(r"""exec: "?(?P<arg>--[\w-]+)"?: (?:executable file )?not found""", needle="exec: "),
         ),
         summary="The container command does not fit the image's entrypoint (the engine got '{arg}' as an argument).",

@@ -85,6 +85,40 @@ _CUDA_DRIVER_BRANCH = {"12.0": "525", "12.1": "530", "12.2": "535", "12.3": "545
                        "12.6": "560", "12.8": "570", "12.9": "575", "13.0": "580"}
 
 
+def _reclaimable(f: Fields) -> float | None:
+    """GiB of page cache the kernel would hand back: Cached, else MemAvailable - MemFree."""
+    cache = gib(f, "mem_cache")
+    if cache is not None:
+        return cache
+    free, available = gib(f, "mem_free"), gib(f, "mem_available")
+    return available - free if free is not None and available is not None else None
+
+
+def page_cache_covers(f: Fields) -> bool:
+    """The cache alone would have met the refused request (or, without its numbers, outweighs what was free)."""
+    cache = _reclaimable(f)
+    if cache is None or cache <= 0:
+        return False
+    need, have = gib(f, "need"), gib(f, "have")
+    if need is not None and have is not None:
+        return cache >= need - have
+    free = gib(f, "mem_free")
+    return free is not None and cache >= free
+
+
+def page_cache(f: Fields) -> dict[str, str]:
+    """The cache in GiB, and /proc/meminfo's kB figures in GiB too."""
+    out: dict[str, str] = {}
+    cache = _reclaimable(f)
+    if cache is not None:
+        out["cache_gib"] = f"{cache:.0f}"
+    for key in ("mem_free", "mem_available"):
+        size = gib(f, key)
+        if size is not None and f[key].rstrip().endswith("kB"):
+            out[key] = f"{size:.1f} GiB"
+    return out
+
+
 def driver(f: Fields) -> dict[str, str]:
     need = f.get("need_cuda", "")
     branch = _CUDA_DRIVER_BRANCH.get(need)
