@@ -217,7 +217,10 @@ def run_live(*, service: str | None, url: str | None, window: float, json_out: b
         settings = {k: v for k, v in dict(svc.args).items()}
         sp = next((p for p in loaded.plan.services if p.name == service), None)
         if sp is not None:
-            plan = {"decode_tps": sp.perf.decode_tps, "batch": float(sp.workload.batch)}
+            mem = sp.memory
+            plan = {"decode_tps": sp.perf.decode_tps, "batch": float(sp.workload.batch),
+                    "kv_slot_gib": mem.kv_cache_gib / max(mem.max_concurrency, 1.0),
+                    "headroom_gib": max(0.0, mem.budget_gib - mem.total_gib)}
     else:
         if service is not None:
             raise UserError("give either SERVICE or --url, not both")

@@ -91,8 +91,12 @@ def diagnose_live(url: str, probes: Sequence[LiveProbe], window_s: float, *,
     try:
         probe = pick_probe(own, url, probes)
         found = {**(settings or {}), **local_settings(url, probe)}  # what the server runs with wins
-        window = Window(tuple(sample(own, url, probe, window_s)), found, dict(plan or {}))
+        try:
+            window = Window(tuple(sample(own, url, probe, window_s)), found, dict(plan or {}))
+            findings = probe.diagnose(window)
+        finally:
+            probe.close()
     finally:
         if client is None:
             own.close()
-    return LiveResult(url, window, probe.diagnose(window))
+    return LiveResult(url, window, findings)

@@ -97,3 +97,6 @@ class LiveProbe(Protocol):
 
     def diagnose(self, window: Window) -> list[LiveFinding]:
         """What limits the service, most direct evidence first; [] when nothing does."""
+
+    def close(self) -> None:
+        """Stops whatever the reads started (a probe request still waiting); nothing is left running."""

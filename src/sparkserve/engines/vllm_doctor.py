@@ -135,6 +135,9 @@ class VllmLiveProbe:
         return [f for f in (_kv_pressure(window), _waiting(window), _prefill(window), _prefix(window),
                             _below_plan(window), _client_bound(window)) if f is not None]
 
+    def close(self) -> None:
+        pass  # reads of /metrics leave nothing running
+
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f} %"
