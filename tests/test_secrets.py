@@ -26,7 +26,8 @@ def test_secret_names_in_every_spelling(name):
 
 
 @pytest.mark.parametrize("name", ["max_num_batched_tokens", "tokenizer", "tokenizer_mode", "kv_cache_dtype",
-                                  "OLLAMA_KEEP_ALIVE", "max_model_len", "enable_prompt_tokens_details", "monkey"])
+                                  "OLLAMA_KEEP_ALIVE", "max_model_len", "enable_prompt_tokens_details", "monkey",
+                                  "long_prefill_token_threshold", "--long-prefill-token-threshold"])
 def test_ordinary_names_are_not_secrets(name):
     assert not secrets.is_secret_name(name)
 

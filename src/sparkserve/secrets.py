@@ -2,7 +2,8 @@
 
 A name is normalised first (`--API-Key`, `api-key`, `api_key` and `API_KEY` are one name), then
 judged by its words: `token`, `key`/`keys`, `secret`, `password`/`passwd`, `credential(s)`, or an
-`apikey` glued into one word. Counts such as `max_num_batched_tokens` are not secrets.
+`apikey` glued into one word. Counts such as `max_num_batched_tokens` are not secrets, nor is a
+name that ends in a measure (`long_prefill_token_threshold`, `password_length`).
 
 Stack `args` may not name a secret (the value would reach argv, `docker-compose.yml`, `ps` and
 the pid file); environment values that name one must come from `.env` as `${VAR}`. Whatever
@@ -21,6 +22,8 @@ REDACTED = "<redacted>"
 _WORDS = frozenset({"token", "key", "keys", "secret", "secrets", "password", "passwd", "pwd", "credential",
                     "credentials", "apikey", "passphrase"})
 _GLUED = ("apikey", "secret", "password", "passwd", "credential", "passphrase")
+# A last word that makes the name a setting about tokens or keys, not a credential.
+_MEASURES = frozenset({"threshold", "budget", "limit", "count", "len", "length", "size"})
 # Values shorter than this are not searched for in free text: "1" or "on" would blank out every line.
 _MIN_VALUE_LEN = 6
 
@@ -33,7 +36,10 @@ def normalize(name: str) -> str:
 def is_secret_name(name: str) -> bool:
     """Whether a flag, stack arg or environment variable name holds a credential."""
     norm = normalize(name)
-    return bool(_WORDS.intersection(norm.split("_"))) or any(word in norm for word in _GLUED)
+    words = norm.split("_")
+    if words[-1] in _MEASURES:
+        return False
+    return bool(_WORDS.intersection(words)) or any(word in norm for word in _GLUED)
 
 
 def arg_problem(key: str, value: object, env_name: str | None = None) -> str | None:
