@@ -30,7 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
+
+from sparkserve.demo.stack import SERVED_NAME, SERVICE, demo_stack_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "tune.md"
@@ -39,25 +42,10 @@ GOODPUT_WITHIN_PCT = 5.0  # the issue's target: tune's best goodput within 5 % o
 TIME_SHARE = 0.5  # ... using at most half the grid's wall time
 SLO = "ttft_p90_ms=1000,itl_p90_ms=150"
 SPACE = ("max-num-seqs=2,4,8", "max-num-batched-tokens=256,2048")
-# VLLM_ENABLE_V1_MULTIPROCESSING=0 keeps the model in the engine-core process on the CPU platform,
-# which streams token by token on two cores (docs/bench-agreement.md explains the other mode).
-STACK = """[stack]
-hardware = "dgx-spark"
-vllm = "{vllm}"
-
-[services.tiny]
-engine = "vllm"
-model = "{model}"
-port = {port}
-runtime = "native"
-env = {{ VLLM_CPU_KVCACHE_SPACE = "1", VLLM_CPU_OMP_THREADS_BIND = "auto", HF_HUB_OFFLINE = "1",\
- VLLM_ENABLE_V1_MULTIPROCESSING = "0" }}
-
-[services.tiny.args]
-served_model_name = "tiny"
-max_model_len = 2048
-enforce_eager = true
-"""
+# The demo's native CPU stack (sparkserve.demo.stack), and VLLM_ENABLE_V1_MULTIPROCESSING=0: it keeps the
+# model in the engine-core process on the CPU platform, which streams token by token on two cores
+# (docs/bench-agreement.md explains the other mode).
+STACK_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 
 
 def free_port() -> int:
@@ -71,7 +59,7 @@ def search(stack: Path, args: argparse.Namespace, *, grid: bool) -> tuple[dict, 
     from sparkserve.tune.search import Request, prepare, run
     from sparkserve.tune.trial import Measure
 
-    request = Request(stack_file=str(stack), service="tiny", slo=args.slo,
+    request = Request(stack_file=str(stack), service=SERVICE, slo=args.slo,
                       shape=WorkloadShape(prompt_len=args.prompt_len, output_len=args.output_len),
                       measure=Measure(num_prompts=args.num_prompts, start_timeout_s=600, poll_s=0.5),
                       space=args.space, grid=grid,
@@ -93,19 +81,19 @@ def vllm_bench(venv: Path, stack: Path, best: dict, args: argparse.Namespace, ou
     copy = out_dir / "best" / "sparkserve.toml"
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(stack.read_text())
-    apply({"service": "tiny", "best": best}, copy, "vllm", Quiet())  # type: ignore[arg-type]
+    apply({"service": SERVICE, "best": best}, copy, "vllm", Quiet())  # type: ignore[arg-type]
     cli = [sys.executable, "-m", "sparkserve.cli"]
     env = os.environ | {"SPARKSERVE_POLL_S": "0.5"}
     up = subprocess.run([*cli, "up", "--stack", str(copy)], capture_output=True, text=True, env=env, timeout=900,
                         check=False)
     if up.returncode != 0:
         raise RuntimeError(f"sparkserve up failed:\n{up.stdout[-2000:]}\n{up.stderr[-2000:]}")
-    port = int(copy.read_text().split("port = ", 1)[1].split()[0])
+    port = tomllib.loads(copy.read_text())["services"][SERVICE]["port"]
     try:
         name = "vllm-bench.json"
         slo = dict(part.split("=") for part in args.slo.split(","))
         cmd = [str(venv / "bin" / "vllm"), "bench", "serve", "--backend", "openai-chat", "--endpoint",
-               "/v1/chat/completions", "--base-url", f"http://127.0.0.1:{port}", "--model", "tiny",
+               "/v1/chat/completions", "--base-url", f"http://127.0.0.1:{port}", "--model", SERVED_NAME,
                "--tokenizer", str(args.model_dir), "--dataset-name", "random", "--random-input-len",
                str(args.prompt_len), "--random-output-len", str(args.output_len), "--random-range-ratio", "0",
                "--num-prompts", str(args.num_prompts), "--max-concurrency", str(best["load"]), "--ignore-eos",
@@ -290,7 +278,8 @@ def main() -> None:
         for kind in ("grid", "tune"):
             stacks[kind] = work / kind / "sparkserve.toml"
             stacks[kind].parent.mkdir()
-            stacks[kind].write_text(STACK.format(vllm=venv / "bin" / "vllm", model=args.model_dir, port=free_port()))
+            stacks[kind].write_text(demo_stack_text(args.model_dir, str(venv / "bin" / "vllm"), free_port(),
+                                                    env=STACK_ENV))
         if args.recheck:
             run = json.loads(runs.read_text())
         else:

@@ -93,6 +93,8 @@ SYNTHETIC: dict[str, list[str]] = {
         "vllm serve: error: argument --quantization/-q: invalid choice: 'fp9' (choose from 'aqlm', 'awq', 'fp8')",
         "  Input should be 'auto', 'half', 'float16', 'bfloat16' [type=literal_error, input_value='bf32', "
         "input_type=str]",
+        "  Value error, long_prefill_token_threshold (3000) cannot be greater than the max_model_len (2048). "
+        "[type=value_error, input_value=ArgsKwargs((), {'runner_t..., 'stream_interval': 1}), input_type=ArgsKwargs]",
     ],
     "broken_engine_install": [
         "ModuleNotFoundError: No module named 'vllm'",

@@ -1,11 +1,15 @@
-"""`sparkserve tune` on the real CPU vLLM: two configurations, interrupted, crashed and resumed.
+"""`sparkserve tune` on the real CPU vLLM: four configurations, two of which vLLM refuses at start,
+interrupted, crashed and resumed.
 
+The stack (the demo's CPU stack) sets --long-prefill-token-threshold 3000; the space tries
+max-model-len 2048 and 4096 (the tiny model's positions). vLLM's scheduler refuses a threshold above
+max-model-len when it builds its configuration, so both 2048 configurations fail at start:
+sparkserve's own checks pass them (the planner knows nothing of the threshold), vLLM does not.
+Each is recorded as failed, with doctor's cause, and the search goes on.
 Run 1 is interrupted (SIGINT, as Ctrl-C) as soon as its first trial is in the journal; run 2
-resumes and is killed outright (SIGKILL, as a crash) while its first engine starts; run 3 resumes,
-stops the engine the crash left behind, must not repeat the finished trial, writes the JSON and
-applies the best arguments. (A configuration vLLM refused at start, recorded with doctor's cause, was
-max-model-len above the model's positions until the planner learned to skip it; no configuration that
-passes the planner fails on the CPU build that this test could use instead.)
+resumes and is killed outright (SIGKILL, as a crash) while its next engine starts; run 3 resumes,
+stops the engine the crash left behind, must not repeat a finished trial, writes the JSON and
+applies the best arguments.
 Each CPU vLLM start costs about 30 s, so the space is small and each load level sends few requests.
 """
 
@@ -17,26 +21,12 @@ import tomllib
 from pathlib import Path
 
 from native_kit import cli_env, free_port, group_alive, pgrep, read_pid_file, run_cli, start_cli, wait_for
+from sparkserve.demo.stack import SERVICE, demo_stack_text
 
-STACK = """
-[stack]
-hardware = "dgx-spark"
-vllm = "{vllm}"
-
-[services.tiny]
-engine = "vllm"
-model = "{model}"
-port = {port}
-runtime = "native"
-env = {{ VLLM_CPU_KVCACHE_SPACE = "1", VLLM_CPU_OMP_THREADS_BIND = "auto", HF_HUB_OFFLINE = "1" }}
-
-[services.tiny.args]
-served_model_name = "tiny"
-max_model_len = 2048  # the tiny model has 4096 positions
-enforce_eager = true
-"""
+REFUSED_BELOW = 3000  # --long-prefill-token-threshold: vLLM refuses a max-model-len below it
 TUNE = ["tune", "--slo", "ttft_p90_ms=2000,itl_p90_ms=200", "-p", "64", "-o", "16", "-n", "6",
-        "--space", "max-num-seqs=2,4", "--space", "max-num-batched-tokens=2048", "--budget", "20m"]
+        "--space", "max-num-seqs=2,4", "--space", "max-model-len=2048,4096", "--space", "max-num-batched-tokens=2048",
+        "--budget", "20m"]
 
 
 def _entries(journal: Path, kind: str) -> list[dict]:
@@ -55,8 +45,10 @@ def _starts(journal: Path) -> list[dict]:
 def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, tmp_path):
     port = free_port()
     stack = tmp_path / "sparkserve.toml"
-    stack.write_text(STACK.format(vllm=vllm_venv / "bin" / "vllm", model=tiny_model, port=port))
-    journal = tmp_path / ".sparkserve" / "tune-tiny.jsonl"
+    original = demo_stack_text(tiny_model, str(vllm_venv / "bin" / "vllm"), port,
+                               args={"long_prefill_token_threshold": REFUSED_BELOW})
+    stack.write_text(original)
+    journal = tmp_path / ".sparkserve" / f"tune-{SERVICE}.jsonl"
 
     first = start_cli(tmp_path, *TUNE)
     wait_for("the first finished trial", lambda: (journal.exists() and _trials(journal)) or first.poll() is not None)
@@ -66,12 +58,13 @@ def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, 
     assert "--resume" in out
     done_before = _trials(journal)
     assert len(done_before) == 1, done_before
-    assert read_pid_file(tmp_path, "tiny") is None, "the interrupted trial's engine was left behind"
+    assert read_pid_file(tmp_path, SERVICE) is None, "the interrupted trial's engine was left behind"
     assert not pgrep(f"vllm serve .*--port {port}$")
 
     # A crash: the search is killed outright while its next engine starts; that engine is left behind.
+    started_before = len(_starts(journal))
     crashed = start_cli(tmp_path, *TUNE, "--resume")
-    wait_for("the next engine's start", lambda: len(_starts(journal)) > 2 or crashed.poll() is not None)
+    wait_for("the next engine's start", lambda: len(_starts(journal)) > started_before or crashed.poll() is not None)
     crashed.kill()
     crashed.communicate(timeout=60)
     orphan = _starts(journal)[-1]
@@ -100,17 +93,25 @@ def test_tune_finds_resumes_records_failures_and_applies(vllm_venv, tiny_model, 
     assert all(s["attained"] for s in best["measured"]["slo"])
     assert data["pareto"] and all(p["aggregate_tps"] > 0 for p in data["pareto"])
     measured = [t for t in data["trials"] if t["status"] == "measured"]
-    assert all("plan_vs_measured" in t for t in measured)
+    assert measured and all("plan_vs_measured" in t for t in measured)
+    assert all(t["args"]["max_model_len"] == 4096 for t in measured)
+    refused = [t for t in data["trials"] if t["args"]["max_model_len"] < REFUSED_BELOW]
+    assert len(refused) == 2, data["trials"]
+    for trial in refused:
+        assert trial["status"] == "failed" and trial["phase"] == "start", trial
+        assert trial["cause_id"] == "invalid_engine_argument", trial
+        assert "long_prefill_token_threshold (3000)" in trial["error"], trial
+    assert "failed (invalid_engine_argument)" in out + second.stdout
+    assert best["args"]["max_model_len"] == 4096
     assert "<svg" in html_file.read_text()
 
-    applied = tomllib.loads(stack.read_text())["services"]["tiny"]["args"]
+    applied = tomllib.loads(stack.read_text())["services"][SERVICE]["args"]
     assert applied["max_num_seqs"] == best["args"]["max_num_seqs"]
+    assert applied["max_model_len"] == 4096
     assert applied["max_num_batched_tokens"] == 2048
     assert applied["enable_chunked_prefill"] is True
-    assert "# the tiny model has 4096 positions" in stack.read_text()
-    assert (tmp_path / "sparkserve.toml.bak").read_text() == STACK.format(
-        vllm=vllm_venv / "bin" / "vllm", model=tiny_model, port=port
-    )
-    assert "+max_num_seqs = " in second.stdout
-    assert read_pid_file(tmp_path, "tiny") is None
+    assert "enforce_eager = true  # no torch.compile" in stack.read_text()
+    assert (tmp_path / "sparkserve.toml.bak").read_text() == original
+    assert "+max_model_len = 4096" in second.stdout
+    assert read_pid_file(tmp_path, SERVICE) is None
     assert not pgrep(f"vllm serve .*--port {port}$")

@@ -9,6 +9,7 @@ build ignores --gpu-memory-utilization once VLLM_CPU_KVCACHE_SPACE fixes the KV 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 SERVICE = "tiny"
@@ -33,9 +34,14 @@ def cpu_serve_argv(vllm: str, model_dir: Path, port: int) -> list[str]:
             SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager"]
 
 
-def demo_stack_text(model_dir: Path, vllm: str, port: int) -> str:
-    """TOML for the demo stack; paths are written as JSON strings (valid TOML basic strings)."""
-    env = ", ".join(f"{k} = {json.dumps(v)}" for k, v in CPU_ENV.items())
+def demo_stack_text(model_dir: Path, vllm: str, port: int, *, env: Mapping[str, str] | None = None,
+                    args: Mapping[str, str | int | float | bool] | None = None) -> str:
+    """TOML for the demo stack; paths are written as JSON strings (valid TOML basic strings).
+
+    `env` adds to (or replaces) the demo's environment and `args` adds server arguments: the tests and
+    benchmarks that need a native CPU vLLM stack start from this one rather than writing their own."""
+    env_text = ", ".join(f"{k} = {json.dumps(v)}" for k, v in {**CPU_ENV, **(env or {})}.items())
+    extra = [f"{k} = {json.dumps(v)}" for k, v in (args or {}).items()]
     return "\n".join([
         "# Written by `sparkserve demo`: a tiny random-weight Qwen3 served by vLLM on this machine's CPU.",
         f"# The plan is for a {PLAN_HARDWARE} (there is no CPU profile); the demo measures the CPU.",
@@ -49,11 +55,12 @@ def demo_stack_text(model_dir: Path, vllm: str, port: int) -> str:
         f"model = {json.dumps(str(model_dir))}",
         f"port = {port}",
         'runtime = "native"',
-        f"env = {{ {env} }}",
+        f"env = {{ {env_text} }}",
         "",
         f"[services.{SERVICE}.args]",
         f"served_model_name = {json.dumps(SERVED_NAME)}",
         f"max_model_len = {MAX_MODEL_LEN}",
         "enforce_eager = true  # no torch.compile: ready in about 30 s instead of 60-80 s",
+        *extra,
         "",
     ])

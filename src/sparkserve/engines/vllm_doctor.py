@@ -531,6 +531,13 @@ RULES: tuple[Rule, ...] = (
                     "(--hf-overrides), not with VLLM_ALLOW_LONG_MAX_MODEL_LEN."
                 ),
             ),
+            # Last: any other check of vLLM's config classes (pydantic), e.g. SchedulerConfig's
+            # "long_prefill_token_threshold (3000) cannot be greater than the max_model_len (2048)".
+            sig(
+                r"Value error, (?P<detail>.+?)\.? \[type=value_error",
+                summary="vLLM refused the combination of its arguments: {detail}.",
+                fix="Change the arguments the message names so they agree (`vllm serve --help=all` explains each).",
+            ),
         ),
         summary="An engine argument has an invalid value[: '{value}'][ for {arg}].",
         fix=(
