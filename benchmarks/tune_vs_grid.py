@@ -7,11 +7,14 @@ Both searches use the same space, SLO, workload and load-level measurement (spar
 client, metrics and goodput):
 
 - grid, in the manner of vLLM's benchmarks/auto_tune: start every configuration, raise the load
-  one step at a time from 1 until the SLO breaks (or the configuration's max-num-seqs), keep the
-  highest load that met it; best = highest goodput, then output tok/s.
+  one step at a time from 1 until the SLO breaks (or the configuration's max-num-seqs); best =
+  highest goodput, then output tok/s.
 - tune: the same configurations planned first, measured most promising first, the load
   bracketed from the plan's (corrected) guess then bisected and the chosen load measured once
   more, and configurations that earlier measurements already decide are not started.
+
+Both keep, for each configuration, the load it measured with the highest goodput under the SLO
+(sparkserve.tune.trial.LevelSearch.best): goodput need not grow with load.
 
 Then the best configuration tune chose is started again and re-measured independently with
 `vllm bench serve` (in the CPU vLLM's venv) at the load tune chose; its p90 TTFT and ITL are held
@@ -155,6 +158,8 @@ def write_doc(run: dict, out: Path = DOC) -> None:
         ("- **tune**: `sparkserve tune` over the same space: planned, most promising first, load bracketed "
         "from the plan's corrected guess then bisected, the chosen load measured once more; configurations "
         "already decided by a measurement are not started."),
+        ("Both keep, for each configuration, the load it measured with the highest goodput under the SLO "
+        "(goodput need not grow with load)."),
         "",
         "| | grid | tune |",
         "|---|---|---|",
@@ -234,9 +239,9 @@ def _findings(run: dict) -> list[str]:
         out.append(f"- Goodput does not always grow with load here: in {len(falling)} grid configuration(s) it peaked "
                    f"below the highest load that met the SLO (max-num-seqs {mns}, max-num-batched-tokens {mnbt}: "
                    f"{peak['goodput_rps']:.1f} req/s at load {peak['load']}, {last['goodput_rps']:.1f} at load "
-                   f"{last['load']}). The tune in this run called a configuration with a lower max-num-seqs "
-                   "\"dominated\" on the assumption that it does; since this run, tune decides such a configuration "
-                   "only when the measured configuration was measured at that lower load and gave less there.")
+                   f"{last['load']}). This is why both searches keep a configuration's best measured load, not "
+                   "its highest, and why tune calls a configuration with a lower max-num-seqs dominated only where "
+                   "the measured one was measured at that load and gave no more there than its best.")
     return [*out, ""] if out else []
 
 

@@ -145,6 +145,38 @@ def test_a_load_that_met_the_slo_by_luck_is_not_the_answer():
     assert found.best["load"] == 5 and found.first_failing == 6
 
 
+def test_the_best_measured_level_is_kept_when_goodput_falls_with_load():
+    """Goodput peaks at load 4 on a saturated server although the SLO holds up to 8: the trial keeps load 4
+    (measured on the way up), repeats it, and still reports 8 as the highest load that met the SLO."""
+    goodput = {1: 10.0, 2: 30.0, 4: 50.0, 8: 12.0}
+    seen: list[int] = []
+
+    def measure(load: int) -> dict:
+        seen.append(load)
+        return {"load": load, "meets_slo": True, "goodput_rps": goodput[load], "output_tps": 16 * goodput[load]}
+
+    found = search_levels(measure, 2, 8, deadline=None)
+    assert seen == [2, 4, 8, 4], "no level beyond the bracketing is measured, the chosen one once more"
+    assert found.best["load"] == 4 and found.best["repeat"]["goodput_rps"] == 50.0
+    assert found.highest["load"] == 8 and found.first_failing is None
+
+    calls: list[int] = []
+
+    def unlucky(load: int) -> dict:  # load 4 met the SLO once by luck: the next best measured level wins
+        calls.append(load)
+        return {"load": load, "meets_slo": load != 4 or calls.count(4) == 1, "goodput_rps": goodput[load],
+                "output_tps": 1.0}
+
+    found = search_levels(unlucky, 2, 8, deadline=None)
+    assert calls == [2, 4, 8, 4] and found.best["load"] == 2 and found.highest["load"] == 8
+
+    from sparkserve.tune.search import correction
+
+    # The plan's guess is corrected by the highest load that met the SLO, not by the load kept.
+    trial = {"status": "measured", "load": 4, "max_load": 8, "predicted": {"max_load": 16}}
+    assert correction([trial]) == 0.5
+
+
 def test_load_search_that_never_meets_the_slo():
     seen: list[int] = []
     found = search_levels(_threshold(0, seen), 4, 8, deadline=None)
@@ -162,16 +194,21 @@ def test_measurements_decide_configurations():
     levels = [{"load": 4, "meets_slo": True, "goodput_rps": 1.0, "output_tps": 10.0},
               {"load": 5, "meets_slo": True, "goodput_rps": 3.0, "output_tps": 30.0},
               {"load": 6, "meets_slo": True, "goodput_rps": 2.0, "output_tps": 20.0}]
-    measured = {"id": "a", "args": base, "status": "measured", "load": 6, "first_failing_load": 7, "meets_slo": True,
-                "measured": levels[2], "levels": levels}
+    # Its best is load 5 (goodput need not grow with load); the SLO held up to 6 and broke at 7.
+    measured = {"id": "a", "args": base, "status": "measured", "load": 5, "max_load": 6, "first_failing_load": 7,
+                "meets_slo": True, "measured": levels[1], "levels": levels}
 
     def decide(**change):
         return decided_by(Prediction(Candidate({**base, **change}), cap=1), [measured], vllm, prompt_len=512)
 
     assert decide(max_num_seqs=32)["status"] == "inferred"  # neither 32 nor 64 limits 7 requests
-    assert decide(max_num_seqs=4)["status"] == "dominated"  # load 4 was measured there, below load 6
-    assert decide(max_num_seqs=5) is None  # load 5 gave more than load 6: goodput need not grow with load
+    assert decide(max_num_seqs=32)["load"] == 5 and decide(max_num_seqs=32)["max_load"] == 6
+    assert decide(max_num_seqs=4)["status"] == "dominated"  # load 4 was measured there, below its best
+    assert decide(max_num_seqs=5)["status"] == "dominated"  # load 5 is its best: a cap of 5 cannot beat it
     assert decide(max_num_seqs=3) is None  # load 3 was never measured
+    old_journal = {**measured, "load": 6, "measured": levels[2]}
+    old_journal.pop("max_load")  # a journal from before the best level was kept: load 5 gave more than 6
+    assert decided_by(Prediction(Candidate({**base, "max_num_seqs": 5}), cap=1), [old_journal], vllm, 512) is None
     assert decide(max_num_batched_tokens=2048) is None  # 7 prompts of 512 may need more than 2048 per step
     assert decide(max_num_seqs=32, max_model_len=8192) is None  # a different length is a different server
     oom = {"id": "b", "args": {**base, "gpu_memory_utilization": 0.7}, "status": "failed", "cause_id": "weights_oom"}

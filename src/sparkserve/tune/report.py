@@ -38,7 +38,7 @@ def _plan_vs_measured(search: Search, trial: dict) -> dict | None:
                       "per_request_tps": round(point.per_request_tps, 2), "ttft_ms": round(point.ttft_ms, 1),
                       "itl_ms": round(point.itl_ms, 2)},
         "measured_over_predicted": {
-            "max_load": ratio(trial.get("load"), trial["predicted"].get("max_load") or 0),
+            "max_load": ratio(trial.get("max_load", trial.get("load")), trial["predicted"].get("max_load") or 0),
             "output_tps": ratio(level["output_tps"], point.aggregate_tps),
             "per_request_tps": ratio(level.get("per_request_tps"), point.per_request_tps),
             "ttft_ms": ratio(level["ttft_ms"]["p50"], point.ttft_ms),

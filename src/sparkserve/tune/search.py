@@ -192,13 +192,15 @@ def decided_by(pred: Prediction, done: list[dict], engine: Engine, prompt_len: i
         fail = trial.get("first_failing_load")
         if fail is not None and all(min(args[k], other[k]) >= engine.tune_cap_need(k, fail, prompt_len) for k in diff):
             return {"status": "inferred", "by": trial["id"], "load": trial.get("load"),
-                    "meets_slo": trial.get("meets_slo"), "measured": trial.get("measured"),
+                    "max_load": _max_load(trial), "meets_slo": trial.get("meets_slo"),
+                    "measured": trial.get("measured"),
                     "reason": f"same as trial {trial['id']}: the SLO broke there at load {fail}, where neither "
                               f"configuration's {', '.join(k.replace('_', '-') for k in diff)} limits anything"}
-        best = trial.get("measured")
-        if diff == [conc] and best is not None and args[conc] <= best["load"]:
-            # Below its cap this configuration behaves as the measured one at the same load: decided only
-            # when that load was measured there too (goodput need not grow with load).
+        best, highest = trial.get("measured"), _max_load(trial)
+        if diff == [conc] and best is not None and highest is not None and args[conc] <= highest:
+            # Up to its cap this configuration behaves as the measured one at the same load: decided only
+            # when that load was measured there too (goodput need not grow with load) and gave no more
+            # than the measured one's best.
             same = next((lv for lv in trial.get("levels", []) if lv["load"] == args[conc]), None)
             if same is not None and same["meets_slo"] and (same["goodput_rps"], same["output_tps"]) <= (
                     best["goodput_rps"], best["output_tps"]):
@@ -208,10 +210,15 @@ def decided_by(pred: Prediction, done: list[dict], engine: Engine, prompt_len: i
     return None
 
 
+def _max_load(trial: dict) -> int | None:
+    """The highest load a measured trial held the SLO at (journals from before it was kept: its load)."""
+    return trial.get("max_load", trial.get("load"))
+
+
 def correction(done: list[dict]) -> float:
     """How far the plan's max load was off so far (measured / predicted, the median); 1 before any."""
-    ratios = [t["load"] / t["predicted"]["max_load"] for t in done
-              if t["status"] == "measured" and t.get("load") and t["predicted"].get("max_load")]
+    ratios = [_max_load(t) / t["predicted"]["max_load"] for t in done
+              if t["status"] == "measured" and _max_load(t) and t["predicted"].get("max_load")]
     return statistics.median(ratios) if ratios else 1.0
 
 
@@ -287,7 +294,10 @@ def run(search: Search, say: Callable[[str], None]) -> dict:
         trials.append(record)
         if record["status"] == "failed":
             say(f"  failed ({record['cause_id']}): {record['error']}")
+        elif not record["meets_slo"]:
+            say("  the SLO does not hold even at load 1")
+        elif record["load"] == record["max_load"]:
+            say(f"  highest load under the SLO: {record['load']}")
         else:
-            say(f"  highest load under the SLO: {record['load']}" if record["meets_slo"]
-                else "  the SLO does not hold even at load 1")
+            say(f"  highest load under the SLO: {record['max_load']}; the best goodput at load {record['load']}")
     return result(search, trials, elapsed_s=spent_before + time.monotonic() - began)

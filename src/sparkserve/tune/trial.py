@@ -3,10 +3,11 @@ until it answers, find the highest load at which the SLO holds, stop it.
 
 The load search brackets from the load the plan (corrected by earlier trials) expects: doubling
 while the SLO holds, halving while it does not, then bisects between the last level that held and
-the first that did not. Each level is one `sparkserve bench` load point (the same client, metrics
-and goodput), with prompts seeded by the level so a level's prompts are new to the server's
-prefix cache. A start that fails, trips the guard or dies under load ends the trial with the
-cause doctor finds in the engine's log.
+the first that did not. The trial keeps the level with the highest goodput among those measured
+that met the SLO, which on a saturated server need not be the highest. Each level is one
+`sparkserve bench` load point (the same client, metrics and goodput), with prompts seeded by the
+level so a level's prompts are new to the server's prefix cache. A start that fails, trips the
+guard or dies under load ends the trial with the cause doctor finds in the engine's log.
 """
 
 from __future__ import annotations
@@ -82,21 +83,30 @@ class LevelSearch:
         return bool(self.levels[load]["meets_slo"])
 
     @property
-    def best(self) -> dict | None:
-        """The highest load that met the SLO (the trial's result)."""
+    def highest(self) -> dict | None:
+        """The highest load that met the SLO: what the bracketing and bisection look for."""
         good = [lv for lv in self.levels.values() if lv["meets_slo"]]
         return max(good, key=lambda lv: lv["load"]) if good else None
 
     @property
+    def best(self) -> dict | None:
+        """The trial's result: of the levels that met the SLO, the highest goodput, then output tok/s.
+        Goodput need not grow with load (a saturated server can finish fewer requests in time at a
+        higher load), so a lower level measured on the way can beat the highest one."""
+        good = [lv for lv in self.levels.values() if lv["meets_slo"]]
+        return max(good, key=lambda lv: (lv["goodput_rps"], lv["output_tps"], lv["load"])) if good else None
+
+    @property
     def first_failing(self) -> int | None:
-        best = self.best
-        above = [c for c, lv in self.levels.items() if not lv["meets_slo"] and (best is None or c > best["load"])]
+        highest = self.highest
+        above = [c for c, lv in self.levels.items() if not lv["meets_slo"] and (highest is None or c > highest["load"])]
         return min(above) if above else None
 
 
 def search_levels(measure: Callable[[int], dict], start: int, cap: int, deadline: float | None,
                   grid: bool = False) -> LevelSearch:
-    """The highest load in 1..cap meeting the SLO, assuming it holds below any level where it holds."""
+    """The highest load in 1..cap meeting the SLO, assuming it holds below any level where it holds;
+    the level kept is the best of those measured that met it (`LevelSearch.best`)."""
     found = LevelSearch()
 
     def ok(load: int) -> bool | None:
@@ -146,13 +156,16 @@ def search_levels(measure: Callable[[int], dict], start: int, cap: int, deadline
     if best is None or (deadline is not None and time.monotonic() >= deadline):
         return found
     # Measure the chosen load once more: a level that met the SLO by luck is not the answer. If the
-    # repeat misses, bisect again below it (once: noise does not get to run the search forever).
+    # repeat misses at the highest load, bisect again below it (once: noise does not get to run the
+    # search forever); the next best level measured is then the answer.
+    was_highest = best is found.highest
     repeat = measure(best["load"])
     best["repeat"] = {k: repeat.get(k) for k in ("meets_slo", "goodput_rps", "output_tps", "ttft_ms", "itl_ms")}
     if not repeat["meets_slo"]:
         best["meets_slo"] = False
-        lower = found.best
-        _bisect(ok, lower["load"] if lower else 0, best["load"])
+        if was_highest:
+            lower = found.highest
+            _bisect(ok, lower["load"] if lower else 0, best["load"])
     return found
 
 
@@ -305,10 +318,11 @@ def run_trial(ctx: Context, prediction: Prediction, start_load: int, deadline: f
                 native.pid_file(path, name).unlink(missing_ok=True)
         lock.release()
         record["wall_s"] = round(time.monotonic() - began, 1)
-    best = found.best
+    best, highest = found.best, found.highest
     record.update(status="measured", levels=sorted(found.levels.values(), key=lambda lv: lv["load"]),
                   cut_by_budget=found.cut_by_budget, load=best["load"] if best else None,
-                  first_failing_load=found.first_failing, meets_slo=best is not None, measured=best)
+                  max_load=highest["load"] if highest else None, first_failing_load=found.first_failing,
+                  meets_slo=best is not None, measured=best)
     return record
 
 
