@@ -100,7 +100,8 @@ def test_ollama_keeps_recurrent_state_in_f32() -> None:
 
 
 @pytest.mark.parametrize(("config", "feature"), [
-    ({"model_type": "deepseek_v4", "num_key_value_heads": 1}, "compressed sparse attention"),
+    ({"model_type": "deepseek_v41", "num_key_value_heads": 1}, "Engram memory and candidate-block attention"),
+    ({"model_type": "deepseek_v4", "compress_ratios": [4, 2]}, "compress ratio(s) 2"),
     ({"model_type": "falcon_h1"}, "parallel attention + Mamba"),
     ({"model_type": "llama", "kv_lora_rank": 512}, "multi-head latent attention"),
     ({"model_type": "llama", "layer_types": ["full_attention", "kda_attention"]}, "kda_attention"),
@@ -146,15 +147,6 @@ def test_glm_moe_reads_deepseek_style_expert_keys() -> None:
     assert spec.params.experts == 3 * 128 * 3 * 4096 * 1408
     assert spec.params.dense_mlp == 3 * 4096 * 10944  # one dense first layer
     assert spec.params.mtp > 0
-
-
-def test_gemma4_is_refused_naming_its_kv_layout() -> None:
-    config = {"model_type": "gemma4", "architectures": ["Gemma4ForConditionalGeneration"],
-              "text_config": {"model_type": "gemma4_text", "hidden_size": 5376, "num_hidden_layers": 60,
-                              "num_attention_heads": 32, "vocab_size": 262144, "intermediate_size": 21504,
-                              "global_head_dim": 512, "num_global_key_value_heads": 4}}
-    with pytest.raises(UserError, match="Gemma 4's per-layer-type KV shapes"):
-        spec_from_config(config, "google/gemma-4-31b-it", "x")
 
 
 def test_deepseek_v32_fp8_cache_uses_the_fp8_ds_mla_layout() -> None:

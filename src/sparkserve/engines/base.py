@@ -156,6 +156,10 @@ class Engine:
         """What the engine refuses at start for these settings, memory aside (one line each)."""
         return []
 
+    def default_kv_cache_dtype(self, model: Any) -> str:
+        """The KV-cache type a service of this model gets when it names none."""
+        return "auto"
+
     def default_quant(self, checkpoint_quant: str | None) -> str:
         """The weight format a service gets when it names none."""
         return checkpoint_quant or "bf16"

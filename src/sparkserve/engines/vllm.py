@@ -166,10 +166,29 @@ def quant_problems(model: ModelSpec, quant: str) -> list[str]:
     return []
 
 
+def fixed_cache_layout(model: ModelSpec) -> bool:
+    return any(k.slot_bytes for k in model.cache_kinds)
+
+
+def default_kv_cache_dtype(model: ModelSpec) -> str:
+    """fp8 for the models vLLM caches only in fp8_ds_mla (see cache_problems), else the model's dtype."""
+    return "fp8" if fixed_cache_layout(model) else "auto"
+
+
+def cache_problems(model: ModelSpec, settings: VllmSettings) -> list[str]:
+    """DeepSeek-V4's attention (vllm/model_executor/layers/deepseek_v4_attention.py) asserts an fp8 KV cache on
+    its FlashMLA and SM12x FlashInfer backends and stores it as fp8_ds_mla: the models whose caches have a
+    fixed slot layout (ModelSpec.cache_kinds slot_bytes) start only with --kv-cache-dtype fp8."""
+    if fixed_cache_layout(model) and not settings.kv_cache_dtype.startswith("fp8"):
+        return [f"{model.id} keeps its latents only in vLLM's fp8_ds_mla layout: pass --kv-cache-dtype fp8"]
+    return []
+
+
 def constraint_problems(model: ModelSpec, quant: str, settings: VllmSettings) -> list[str]:
     """Everything vLLM would refuse at start for this model and these settings (memory aside)."""
     return (quant_problems(model, quant) + parallel_problems(model, settings.tensor_parallel_size)
-            + scheduler_problems(settings) + length_problems(model, settings.max_model_len))
+            + scheduler_problems(settings) + length_problems(model, settings.max_model_len)
+            + cache_problems(model, settings))
 
 
 # Container images. x86_64: the project's CUDA 13 build (driver 580+); aarch64 (DGX Spark, GH200):
@@ -630,6 +649,9 @@ class Vllm(OpenAICompatible):
 
     def constraint_problems(self, model: Any, quant: str, settings: Any) -> list[str]:
         return constraint_problems(model, quant, vllm_settings(settings))
+
+    def default_kv_cache_dtype(self, model: Any) -> str:
+        return default_kv_cache_dtype(model)
 
     def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware

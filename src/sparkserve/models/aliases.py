@@ -295,6 +295,19 @@ OLLAMA: dict[str, OllamaModel] = {
     "nemotron-3-nano": OllamaModel({"30b": "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"}, "30b", "q4_k_m"),
     "nemotron-nano": OllamaModel({"9b": "nvidia/NVIDIA-Nemotron-Nano-9B-v2"}, "9b", "q4_k_m"),
     "deepseek-v3": OllamaModel({"671b": "deepseek-ai/DeepSeek-V3"}, "671b", "q4_k_m"),
+    # ollama.com/library/gemma4 lists e2b, e4b, 26b and 31b (and tags such as 26b-a4b-it-q8_0); which size
+    # `latest` points at is not recorded here, so the bare name asks for a size
+    "gemma4": OllamaModel(
+        {
+            "e2b": "google/gemma-4-E2B-it",
+            "e4b": "google/gemma-4-E4B-it",
+            "26b": "google/gemma-4-26B-A4B-it",
+            "26b-a4b": "google/gemma-4-26B-A4B-it",
+            "31b": "google/gemma-4-31B-it",
+        },
+        None,
+        "q4_k_m",
+    ),
 }
 
 # Tag words that name a quantisation without spelling it as a GGUF type.

@@ -17,28 +17,28 @@ MLA_TYPES = frozenset({"deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", 
 LINEAR_ATTENTION_TYPES = frozenset({"qwen3_next", "qwen3_5", "qwen3_5_text", "qwen3_5_moe", "qwen3_5_moe_text"})
 MAMBA_HYBRID_TYPES = frozenset({"nemotron_h"})
 # GQA attention with DeepSeek-style MoE keys (n_routed_experts, first_k_dense_replace, noaux_tc router bias)
-DEEPSEEK_MOE_TYPES = frozenset({"glm4_moe", "deepseek_v2", "deepseek_v3", "kimi_k2"})
+DEEPSEEK_MOE_TYPES = frozenset({"glm4_moe", "deepseek_v2", "deepseek_v3", "kimi_k2", "deepseek_v4"})
 # Architectures whose cache the planner cannot size yet: refused by name rather than planned as dense attention.
 _REFUSED = {
-    "deepseek_v4": "DeepSeek-V4's compressed sparse attention (compressed KV every few tokens, hash-routed layers)",
+    "deepseek_v41": "DeepSeek-V4.1's Engram memory and candidate-block attention",
+    "deepseek_v41_text": "DeepSeek-V4.1's Engram memory and candidate-block attention",
     "falcon_h1": "Falcon-H1's parallel attention + Mamba in every block",
     "jamba": "Jamba's Mamba-1 state layout",
     "mamba": "pure Mamba-1 models",
     "mamba2": "pure Mamba-2 models without attention layers",
     "minimax_m1": "MiniMax lightning attention",
     "kimi_linear": "Kimi Linear's KDA layers",
-    "gemma4": "Gemma 4's per-layer-type KV shapes (global_head_dim, num_global_key_value_heads, attention_k_eq_v, "
-              "shared KV layers)",
-    "gemma4_text": "Gemma 4's per-layer-type KV shapes (global_head_dim, num_global_key_value_heads, attention_k_eq_v, "
-                   "shared KV layers)",
 }
 _FLOAT32 = frozenset({"float32", "fp32"})
 # Config keys of features that change weights or the cache in ways the planner does not count yet.
 _REFUSED_KEYS = {
     "moe_latent_size": "latent MoE, experts working in a projected width (Nemotron 3 Super)",
-    "num_kv_shared_layers": "layers that reuse another layer's KV cache (Gemma 3n / Gemma 4)",
-    "hidden_size_per_layer_input": "per-layer input embeddings (Gemma 3n / Gemma 4)",
+    "num_kv_shared_layers": "layers that reuse another layer's KV cache (Gemma 3n)",
+    "hidden_size_per_layer_input": "per-layer input embeddings (Gemma 3n)",
 }
+# Gemma 4 (models/gemma4.py) models these keys; Gemma 3n shares them but adds AltUp and LAuReL blocks.
+_MODELLED_KEYS = {"gemma4": frozenset({"num_kv_shared_layers", "hidden_size_per_layer_input"}),
+                  "gemma4_text": frozenset({"num_kv_shared_layers", "hidden_size_per_layer_input"})}
 
 
 def refuse_unmodelled(text: Mapping[str, Any], model_type: str, source: str) -> None:
@@ -49,7 +49,7 @@ def refuse_unmodelled(text: Mapping[str, Any], model_type: str, source: str) -> 
         raise UserError(f"{source}: multi-head latent attention in model_type {model_type!r} is not modelled yet "
                         f"(known: {', '.join(sorted(MLA_TYPES))})")
     for key, feature in _REFUSED_KEYS.items():
-        if text.get(key):
+        if text.get(key) and key not in _MODELLED_KEYS.get(model_type, ()):
             raise UserError(f"{source}: {feature} ({key}) is not modelled by the planner yet")
     if ("layer_types" in text and any(str(t) not in _KNOWN_LAYER_TYPES for t in text["layer_types"])):
         unknown = sorted({str(t) for t in text["layer_types"]} - _KNOWN_LAYER_TYPES)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sparkserve.errors import UserError
-from sparkserve.models import archs
+from sparkserve.models import archs, deepseek_v4, gemma4
 from sparkserve.models.spec import ModelSpec, ParamCounts
 
 # Google's gemma-3 config.json files omit these keys and rely on the defaults of
@@ -59,12 +59,21 @@ def _derive(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
     model_type = str(text.get("model_type") or config.get("model_type") or "")
     archs.refuse_unmodelled(text, model_type, source)
     shape = _Shape.read(text, source)
-    moe = _Moe.read(text, shape, source)
-    window, sliding_layers = _sliding_layers(text, model_type, shape.layers)
     tied = bool(text.get("tie_word_embeddings", config.get("tie_word_embeddings", False)))
-
-    params = _count(text, model_type, shape, moe, tied, _vision_params(config, shape.hidden))
-    params, extra = _hybrid(text, model_type, shape, moe, params, source)
+    intermediate = shape.intermediate
+    if model_type in gemma4.TYPES:
+        g = gemma4.Gemma4.read(text)
+        params = g.params(shape.vocab, tied, _gemma4_towers(config, shape.hidden))
+        moe = _Moe(g.experts, g.top_k, g.moe_width, 0, shape.layers if g.experts else 0)
+        window, sliding_layers = g.window, g.sliding_layers
+        extra: dict[str, Any] = {"cache_kinds": g.cache_kinds()}
+    else:
+        moe = _Moe.read(text, shape, source)
+        window, sliding_layers = _sliding_layers(text, model_type, shape.layers)
+        params = _count(text, model_type, shape, moe, tied, _vision_params(config, shape.hidden))
+        params, extra = _hybrid(text, model_type, shape, moe, params, source)
+        if moe.layers >= shape.layers:
+            intermediate = 0
     quant = _checkpoint_quant(config, text)
     spec = ModelSpec(
         id=model_id,
@@ -75,7 +84,7 @@ def _derive(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
         num_attention_heads=shape.heads,
         num_kv_heads=shape.kv_heads,
         head_dim=shape.head_dim,
-        intermediate_size=shape.intermediate if moe.layers < shape.layers else 0,
+        intermediate_size=intermediate,
         vocab_size=shape.vocab,
         tie_word_embeddings=tied,
         max_position_embeddings=int(text.get("max_position_embeddings") or 0),
@@ -103,6 +112,20 @@ def _hybrid(
     """Parameter groups and spec fields of latent-attention, linear-attention and Mamba-hybrid models."""
     h = shape.hidden
     full_layer_moe = moe.experts * _per_expert(model_type, h, moe) + _shared_and_router(model_type, h, moe)
+    if model_type in deepseek_v4.TYPES:
+        v4 = deepseek_v4.DeepseekV4.read(text, shape.layers, source)
+        # the first num_hash_layers route by a token -> experts table (tid2eid: vocabulary x top-k)
+        hash_tables = v4.hash_layers * shape.vocab * moe.top_k
+        # MTP module: one windowed-attention block with its MoE and hyper-connections, e_proj and h_proj
+        # (hidden -> hidden each), enorm, hnorm and a norm
+        mtp = v4.mtp_layers * (v4.attention_params(0) + full_layer_moe + v4.hyper_params() + 2 * h * h + 3 * h)
+        expert_dtype = str(text.get("expert_dtype") or "fp4")  # vLLM DeepseekV4FP8Config: missing means fp4
+        extra = {"cache_kinds": v4.cache_kinds(), "mtp_layers": v4.mtp_layers,
+                 "expert_format": "mxfp4" if expert_dtype == "fp4" else None}
+        return dataclasses.replace(
+            params, attention=sum(v4.attention_params(r) for r in v4.ratios),
+            moe_shared=params.moe_shared + hash_tables,
+            other=shape.layers * v4.hyper_params() + h + v4.head_hyper_params(), mtp=mtp), extra
     if model_type in archs.MLA_TYPES:
         mla = archs.Mla.read(text)
         attention = mla.attention_params(h, shape.heads)
@@ -372,6 +395,23 @@ def _llama4_chunked_layers(text: Mapping[str, Any], layers: int) -> tuple[int | 
     return (int(chunk), count) if count else (None, 0)
 
 
+# Gemma4VisionConfig defaults (transformers configuration_gemma4.py), for configs that leave keys out.
+_GEMMA4_VISION_DEFAULTS: dict[str, Any] = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 16,
+                                           "num_attention_heads": 12, "num_key_value_heads": 12, "head_dim": 64}
+
+
+def _gemma4_towers(config: Mapping[str, Any], text_hidden: int) -> int:
+    """Gemma 4's vision tower (every size) and audio conformer (E2B, E4B) with their projectors."""
+    towers = 0
+    vision = config.get("vision_config")
+    if isinstance(vision, Mapping):
+        towers += gemma4.vision_params({**_GEMMA4_VISION_DEFAULTS, **vision}, text_hidden)
+    audio = config.get("audio_config")
+    if isinstance(audio, Mapping):
+        towers += gemma4.audio_params(audio, text_hidden)
+    return towers
+
+
 def _vision_params(config: Mapping[str, Any], text_hidden: int) -> int:
     vision = config.get("vision_config")
     if not isinstance(vision, Mapping):
@@ -490,6 +530,8 @@ def _text_config(config: Mapping[str, Any]) -> dict[str, Any]:
     model_type = str(text.get("model_type") or config.get("model_type") or "")
     if model_type in _GEMMA3_TYPES:
         text = {**_GEMMA3_TEXT_DEFAULTS, **text}
+    elif model_type in gemma4.TYPES:
+        text = {**gemma4.TEXT_DEFAULTS, **text}
     elif model_type == "gemma":
         text = {**_GEMMA_DEFAULTS, **text}
     elif model_type == "gemma2":

@@ -19,12 +19,14 @@ class ParamCounts:
     other: int  # layer norms and the final norm
     vision: int = 0  # vision / audio towers and projectors of a multimodal checkpoint
     mtp: int = 0  # multi-token-prediction heads: in the checkpoint, loaded only for MTP speculative decoding
+    # Gemma 4's per-layer input embeddings: a vocabulary x layers x width table of which a token looks up one row
+    per_layer_embedding: int = 0
 
     @property
     def total(self) -> int:
         return (
             self.embedding + self.lm_head + self.attention + self.dense_mlp + self.experts
-            + self.moe_shared + self.other + self.vision
+            + self.moe_shared + self.other + self.vision + self.per_layer_embedding
         )
 
     @property
@@ -35,8 +37,31 @@ class ParamCounts:
     @property
     def active(self) -> int:
         """Parameters one token uses, embeddings included (Qwen's cards count so; OpenAI's
-        gpt-oss card leaves the input embedding out: `active - embedding`)."""
-        return self.total - self.experts + self.experts_active - self.vision
+        gpt-oss card leaves the input embedding out: `active - embedding`). Per-layer embedding tables are
+        left out like the towers: a token reads one row of them (Google's "effective" E2B / E4B sizes)."""
+        return self.total - self.experts + self.experts_active - self.vision - self.per_layer_embedding
+
+
+@dataclass(frozen=True)
+class CacheKind:
+    """One kind of per-token cache that a set of layers keeps, as vLLM declares it per layer (a KVCacheSpec).
+
+    Models whose layers differ in what they cache carry one entry per kind: Gemma 4's local layers (K and V of
+    num_key_value_heads x head_dim, bounded by the window) beside its global ones (num_global_key_value_heads x
+    global_head_dim); DeepSeek-V4's windowed latents, compressed latents, indexer keys and compressor states."""
+
+    name: str
+    layers: int  # layers that keep this cache
+    kv_heads: int = 0  # K and V heads of head_dim each, in the KV dtype, split over tensor-parallel ranks
+    head_dim: int = 0
+    slot_bytes: int = 0  # else: bytes of one stored slot whatever --kv-cache-dtype, replicated on every rank
+    tokens_per_slot: int = 1  # DeepSeek-V4 compression: one slot holds 4 or 128 tokens
+    window: int | None = None  # tokens kept per sequence; None: the whole context
+    page_tokens: int = 0  # tokens per page when the model fixes them (DeepSeek-V4); 0: the engine's block size
+    page_align: int = 0  # pages rounded up to a multiple of this many bytes (FlashMLA's fp8_ds_mla: 576)
+    read_slots: int | None = None  # slots one decode step reads at most (sparse attention's top-k); None: all held
+    query_width: int = 0  # heads x head_dim of the queries that attend this cache (attention FLOPs)
+    attending_layers: int = 0  # layers whose queries read it (Gemma 4: shared-KV layers read an earlier layer's)
 
 
 @dataclass(frozen=True)
@@ -80,6 +105,10 @@ class ModelSpec:
     recurrent_ssm_bytes: int = 2  # the SSM state's dtype: model dtype unless the config asks for float32
     stateless_layers: int = 0  # Nemotron-H MLP / MoE blocks counted in num_layers: neither KV nor state
     mtp_layers: int = 0  # multi-token-prediction layers shipped beside the model
+    # Layers that differ in what they cache (Gemma 4, DeepSeek-V4): the caches by kind, replacing the uniform
+    # per-layer formula of kv_elements_per_layer_token for memory and decode traffic.
+    cache_kinds: tuple[CacheKind, ...] = ()
+    expert_format: str | None = None  # routed experts' own format in a checkpoint quantised otherwise (V4: mxfp4)
     # From the safetensors headers, when the planner has them: bytes of each ParamCounts group as stored.
     checkpoint_bytes: tuple[tuple[str, int], ...] = ()
     # From the Ollama registry manifest of a tag: the GGUF weight layers' bytes and the tag's quantisation.

@@ -40,9 +40,11 @@ def _group_of_pattern(n: str) -> str:
         return "vision"
     if n.startswith("mtp.") or ".mtp." in n:
         return "mtp"
-    if "lm_head" in n or n.startswith("output."):
+    if "lm_head" in n or n.startswith(("output.", "head.")):  # DeepSeek-V4's checkpoint: embed.* and head.*
         return "lm_head"
-    if "embed_tokens" in n or ".wte." in n or "tok_embeddings" in n or n.startswith("embeddings"):
+    if "embed_tokens_per_layer" in n:
+        return "per_layer_embedding"  # Gemma 4's per-layer input embeddings: looked up, one row per token
+    if "embed_tokens" in n or ".wte." in n or "tok_embeddings" in n or n.startswith(("embeddings", "embed.")):
         return "embedding"
     if "shared_expert" in n:
         return "moe_shared"

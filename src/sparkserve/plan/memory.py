@@ -14,8 +14,9 @@ from typing import TypeVar
 
 from sparkserve.hardware.profile import HardwareProfile
 from sparkserve.models.spec import ModelSpec
+from sparkserve.plan import kv_kinds
 from sparkserve.plan.calibration import VllmMemoryConstants, vllm_memory_constants
-from sparkserve.plan.quant import GGUF_ENGINES, WeightFormat, kv_dtype_bytes
+from sparkserve.plan.quant import GGUF_ENGINES, WeightFormat, kv_dtype_bytes, weight_format
 from sparkserve.plan.settings import EngineSettings, GgufSettings, VllmSettings
 from sparkserve.units import GIB
 
@@ -70,20 +71,22 @@ class MemoryPlan:
 # ---------------------------------------------------------------------------------------------
 # Weights
 
+_GROUPS = ("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision",
+           "per_layer_embedding")
+
 
 def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, float]:
     """Bits per parameter of each ParamCounts group for this format and engine."""
     sixteen = 16.0
     q = fmt.bits
     if fmt.bits >= 16:
-        return dict.fromkeys(
-            ("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision"), fmt.bits
-        )
+        return dict.fromkeys(_GROUPS, fmt.bits)
     if engine in GGUF_ENGINES:
         # GGUF files quantise every matrix; the K-quant averages already include the mix.
         # gpt-oss GGUFs keep MXFP4 experts and store the rest as Q8_0 (ggml-org/gpt-oss-20b-GGUF: 12.1 GB).
         rest = 8.5 if fmt.id == "mxfp4" else q
-        bits = dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "moe_shared"), rest)
+        bits = dict.fromkeys(("embedding", "lm_head", "attention", "dense_mlp", "moe_shared", "per_layer_embedding"),
+                             rest)
         bits.update(experts=q, other=sixteen, vision=sixteen)
         return bits
     # HF quantised checkpoints (FP8, AWQ, GPTQ, NVFP4, MXFP4) keep embeddings, lm_head, norms and
@@ -93,6 +96,7 @@ def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, fl
         lm_head=sixteen,
         other=sixteen,
         vision=sixteen,
+        per_layer_embedding=sixteen,
         attention=q,
         dense_mlp=q,
         experts=q,
@@ -102,10 +106,10 @@ def group_bits(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, fl
         bits.update(attention=sixteen, dense_mlp=sixteen, moe_shared=sixteen)
     for group in model.bf16_modules:
         bits[group] = sixteen
+    if model.expert_format and fmt.id == model.checkpoint_quant:
+        # the checkpoint's routed experts in their own format (DeepSeek-V4: MXFP4 experts in an FP8 checkpoint)
+        bits["experts"] = weight_format(model.expert_format).bits
     return bits
-
-
-_GROUPS = ("embedding", "lm_head", "attention", "dense_mlp", "experts", "moe_shared", "other", "vision")
 
 
 def uses_checkpoint_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> bool:
@@ -369,14 +373,30 @@ def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -
     graphs_in_budget = graphs if vllm_subtracts_cuda_graphs(dep.engine_version) else 0.0
     kv_avail = max(0.0, budget - weights - act - non_torch - graphs_in_budget)
 
-    per_layer_token = kv_bytes_per_layer_token(model, kv_dtype, tp)
-    layout = kv_layout(model, block, per_layer_token, tp)
-    block = layout.block_size
-    page = block * per_layer_token * layout.group_size  # one block of every layer in a group
-    blocks = int(kv_avail // page)
-    kv_tokens = blocks * block // layout.groups
-    per_request_blocks = request_blocks(model, layout, max_len, block, mnbt)
-    max_conc = blocks / per_request_blocks if per_request_blocks else 0.0
+    if model.cache_kinds:
+        kinds = kv_kinds.layout(model, kv_dtype, tp, block)
+        block, page = kinds.block_tokens, kinds.block_bytes
+        blocks = int(kv_avail // page)
+        per_request_blocks = kinds.request_blocks(max_len, mnbt)
+        max_conc = blocks / per_request_blocks if per_request_blocks else 0.0
+        kv_tokens = int(max_conc * max_len)  # vLLM's "GPU KV cache size": max concurrency x max-model-len
+        per_token = kv_kinds.growth_bytes_per_token(model, kv_dtype, tp)
+
+        def fitting_len() -> int:
+            return kv_kinds.largest_len_that_fits(kinds, blocks, mnbt, max(max_len, model.max_position_embeddings))
+    else:
+        per_layer_token = kv_bytes_per_layer_token(model, kv_dtype, tp)
+        layout = kv_layout(model, block, per_layer_token, tp)
+        block = layout.block_size
+        page = block * per_layer_token * layout.group_size  # one block of every layer in a group
+        blocks = int(kv_avail // page)
+        kv_tokens = blocks * block // layout.groups
+        per_request_blocks = request_blocks(model, layout, max_len, block, mnbt)
+        max_conc = blocks / per_request_blocks if per_request_blocks else 0.0
+        per_token = per_layer_token * model.attention_layers
+
+        def fitting_len() -> int:
+            return _largest_len_that_fits(model, layout, blocks, block, mnbt)
 
     plan = MemoryPlan(
         engine=dep.engine,
@@ -389,7 +409,7 @@ def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -
         cuda_graph_gib=graphs * tp / GIB,
         kv_cache_gib=kv_avail * tp / GIB,
         kv_tokens=kv_tokens,
-        kv_bytes_per_token=per_layer_token * model.attention_layers * tp,
+        kv_bytes_per_token=per_token * tp,
         max_model_len=max_len,
         max_concurrency=max_conc,
         total_gib=(budget + graphs - graphs_in_budget) * tp / GIB,
@@ -419,7 +439,7 @@ def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -
         )
     elif max_conc < 1:
         plan.fits = False
-        fit_len = _largest_len_that_fits(model, layout, blocks, block, mnbt)
+        fit_len = fitting_len()
         need = fixed + per_request_blocks * page
         need_util = need / (hw.gpu_memory_gib * GIB)
         hint = f"lower --max-model-len to {fit_len}" if fit_len else "use more memory"
@@ -479,10 +499,16 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else engine.DEFAULT_KV_CACHE_TYPE
 
     weights = weight_bytes(model, dep.quant, dep.engine)
-    per_token = kv_bytes_per_token_device(model, kv_dtype, 1)
-    slots = tokens_per_request_layers(model, num_ctx, 0) * parallel
-    # llama.cpp keeps recurrent (Mamba / DeltaNet) states in F32 (llama_memory_recurrent type_r / type_s)
-    kv = slots * kv_bytes_per_layer_token(model, kv_dtype, 1) + parallel * model.recurrent_state_bytes(4.0, 4.0)
+    if model.cache_kinds:
+        # llama.cpp keeps a windowed layer's last `window` tokens per sequence (its SWA cache), the rest in full
+        per_token = kv_kinds.growth_bytes_per_token(model, kv_dtype, 1)
+        kv = parallel * sum(k.layers * min(num_ctx, k.window or num_ctx) * kv_kinds.bytes_per_token(k, kv_dtype, 1)
+                            for k in model.cache_kinds)
+    else:
+        per_token = kv_bytes_per_token_device(model, kv_dtype, 1)
+        slots = tokens_per_request_layers(model, num_ctx, 0) * parallel
+        # llama.cpp keeps recurrent (Mamba / DeltaNet) states in F32 (llama_memory_recurrent type_r / type_s)
+        kv = slots * kv_bytes_per_layer_token(model, kv_dtype, 1) + parallel * model.recurrent_state_bytes(4.0, 4.0)
     compute = llamacpp_compute_buffer_bytes(model, engine.DEFAULT_NUM_BATCH)
     total = weights + kv + compute
     pool = (hw.gpu_memory_gib - (hw.os_reserve_gib if hw.unified else 0.0)) * GIB * devices

@@ -116,7 +116,11 @@ def deployment(
     for flag, value in (("--gpus", gpus), ("--nodes", nodes)):
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
-    check_kv_cache_dtype(engine, settings.get("kv_cache_dtype", "auto"))
+    if settings.get("kv_cache_dtype") in (None, "auto"):
+        from sparkserve.engines import get_engine
+
+        settings["kv_cache_dtype"] = get_engine(engine).default_kv_cache_dtype(model)
+    check_kv_cache_dtype(engine, settings["kv_cache_dtype"])
     if gpus > hardware.max_gpus:
         raise UserError(f"{hardware.name} hosts hold at most {hardware.max_gpus} GPU(s); use --nodes for more hosts")
     util = settings.get("gpu_memory_utilization")

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 from sparkserve.models.spec import ModelSpec
+from sparkserve.plan import kv_kinds
 from sparkserve.plan.calibration import Efficiency, efficiency_for
 from sparkserve.plan.memory import Deployment, group_weight_bytes, kv_bytes_per_layer_token
 from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
@@ -83,6 +84,8 @@ def kv_bytes_per_context(dep: Deployment, context: float) -> float:
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else ("f16" if dep.engine in GGUF_ENGINES else "auto")
     # Each tensor-parallel rank reads its own KV heads; heads replicate when ranks outnumber them.
     ranks = 1 if dep.engine in GGUF_ENGINES else dep.devices
+    if model.cache_kinds:
+        return kv_kinds.context_bytes(model, kv_dtype, ranks, context) * ranks
     per_layer_token = kv_bytes_per_layer_token(model, kv_dtype, ranks) * ranks
     window = model.sliding_window or context
     # DeepSeek sparse attention reads the latents of its index_topk tokens (the indexer keys are a small share)
@@ -101,6 +104,8 @@ def flop_params(model: ModelSpec) -> float:
 
 def attention_flops(model: ModelSpec, queries: float, context: float, causal: bool) -> float:
     """QK^T and AV for `queries` tokens against `context` keys (halved when causal over itself)."""
+    if model.cache_kinds:
+        return 4 * queries * kv_kinds.attended_keys(model, context, causal)
     q_dim = model.num_attention_heads * model.head_dim
     window = model.sliding_window or context
     keys_full = context / 2 if causal else context

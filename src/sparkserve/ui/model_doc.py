@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sparkserve.plan import kv_kinds
 from sparkserve.plan.model_report import ModelReport, PrefillPoint
 from sparkserve.plan.planner import ServicePlan
 from sparkserve.plan.quant import GGUF_ENGINES
@@ -116,7 +117,8 @@ def _model_section(report: ModelReport) -> str:
     )
     head = "tied to the embeddings" if not p.lm_head else f"{_params(p.lm_head)} lm_head"
     group = m.num_attention_heads // m.num_kv_heads if m.num_kv_heads else 0
-    bf16_kv = m.kv_elements_per_layer_token() * m.attention_layers * 2
+    bf16_kv = (kv_kinds.growth_bytes_per_token(m, "auto", 1) if m.cache_kinds
+               else m.kv_elements_per_layer_token() * m.attention_layers * 2)
     if m.sliding_window_layers and m.sliding_window:
         sliding = (
             f"{m.sliding_window_layers} of {m.num_layers} layers attend to the last {_count(m.sliding_window)} "
@@ -142,8 +144,9 @@ def _model_section(report: ModelReport) -> str:
         ["sliding-window layers", sliding],
         [
             "KV cache per token",
-            f"{_count(bf16_kv)} bytes = {bf16_kv / KIB:,.0f} KiB in BF16 ({_kv_terms(m)}); "
-            "half that with `--kv-cache-dtype fp8`",
+            f"{_count(bf16_kv)} bytes = {bf16_kv / KIB:,.0f} KiB "
+            + (f"once every window is full ({_kinds_terms(m)})" if m.cache_kinds else
+               f"in BF16 ({_kv_terms(m)}); half that with `--kv-cache-dtype fp8`"),
         ],
         ["native context", f"{_count(m.max_position_embeddings)} positions (`max_position_embeddings`)"],
         ["vocabulary", f"{_count(m.vocab_size)} tokens"],
@@ -164,6 +167,17 @@ def _attention_text(m, group: int) -> str:
     if m.recurrent_layers:
         text += f"; {m.recurrent_layers} of {m.num_layers} layers are linear-attention / Mamba with a fixed state"
     return text
+
+
+def _kinds_terms(m) -> str:
+    """What each kind of cache holds, for the models whose layers cache different things."""
+    parts = []
+    for k in m.cache_kinds:
+        what = f"{k.slot_bytes} bytes" if k.slot_bytes else f"K and V x {k.kv_heads} heads x {k.head_dim} x 2 bytes"
+        per = f" per {k.tokens_per_slot} tokens" if k.tokens_per_slot > 1 else ""
+        kept = f", last {_count(k.window)} tokens" if k.window else ""
+        parts.append(f"{k.name}: {k.layers} layers x {what}{per}{kept}")
+    return "; ".join(parts)
 
 
 def _kv_terms(m) -> str:
