@@ -106,6 +106,11 @@ ALIASES: dict[str, Alias] = {
     "google/gemma-2-27b": Alias("google/gemma-2-27b-it", {}),
     "google/gemma-3-1b-pt": Alias("google/gemma-3-1b-it", {}),
     "google/gemma-3-12b-pt": Alias("google/gemma-3-12b-it", {}),
+    # Gemma 4 base (pre-trained) repos: the instruction-tuned shapes (convert_gemma4_weights.py writes both)
+    "google/gemma-4-31B": Alias("google/gemma-4-31B-it", {}),
+    "google/gemma-4-26B-A4B": Alias("google/gemma-4-26B-A4B-it", {}),
+    "google/gemma-4-E4B": Alias("google/gemma-4-E4B-it", {}),
+    "google/gemma-4-E2B": Alias("google/gemma-4-E2B-it", {}),
 }
 
 # Third-party pre-quantised re-uploads keep the original repo name under another org and add a suffix:
