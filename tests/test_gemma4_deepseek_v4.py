@@ -71,6 +71,10 @@ def test_gemma4_shared_kv_layers_cache_nothing() -> None:
     assert (local.layers, full.layers) == (20, 4)
     assert (local.attending_layers, full.attending_layers) == (35, 7)  # every layer still attends
     assert kv_kinds.growth_bytes_per_token(spec, "auto", 1) == 4 * 4_096
+    # local pages take 32 tokens to match a 16-token global page (LMCache's Gemma 4 recipe documents vLLM's
+    # "sliding 32, full 16" for E4B); groups of 4 layers: 5 local groups and 1 global
+    lay = kv_kinds.layout(spec, "auto", 1, 16)
+    assert [(g.page_tokens, g.subgroups) for g in lay.groups] == [(32, 5), (16, 1)]
     # decoding at 8,192 tokens reads 20 x 512 window tokens x 2,048 bytes plus 4 x 8,192 x 4,096
     dep = deployment(resolve_profile("dgx-spark"), spec, "bf16", "vllm")
     assert kv_bytes_per_context(dep, 8192) == 20 * 512 * 2_048 + 4 * 8192 * 4_096
