@@ -189,8 +189,8 @@ def test_deepseek_v4_flash_counts_and_mxfp4_experts_in_an_fp8_checkpoint() -> No
 
 
 def _gemma4_checkpoint() -> tuple[dict, dict[str, tuple[str, tuple[int, ...]]]]:
-    """Four layers (3 local, 1 global), the last local one reusing KV, per-layer inputs of 8, an MoE block of
-    4 experts, a one-layer vision tower."""
+    """Four layers (local, global, local, global), the last one reusing layer 1's KV, per-layer inputs of 8, an
+    MoE block of 4 experts, a one-layer vision tower."""
     h, ple, vocab = 64, 8, 128
     text = {"model_type": "gemma4_text", "hidden_size": h, "num_hidden_layers": 4, "num_attention_heads": 4,
             "num_key_value_heads": 2, "head_dim": 16, "global_head_dim": 32, "num_global_key_value_heads": 1,
@@ -198,7 +198,7 @@ def _gemma4_checkpoint() -> tuple[dict, dict[str, tuple[str, tuple[int, ...]]]]:
             "vocab_size_per_layer_input": vocab, "intermediate_size": 96, "enable_moe_block": True,
             "num_experts": 4, "top_k_experts": 2, "moe_intermediate_size": 32, "vocab_size": vocab,
             "sliding_window": 16, "max_position_embeddings": 4096,
-            "layer_types": ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention"]}
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]}
     vision = {"model_type": "gemma4_vision", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
               "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16, "patch_size": 4,
               "position_embedding_size": 16}
@@ -241,7 +241,7 @@ def test_gemma4_checkpoint_from_the_hub(hub_server: HubServer) -> None:
     assert groups["vision"] == tensor_bytes("BF16", (32, 32)) + tensor_bytes("BF16", (64, 32))
     assert groups["experts"] == 4 * (tensor_bytes("BF16", (4, 64, 64)) + tensor_bytes("BF16", (4, 64, 32)))
     local, full = spec.cache_kinds
-    assert (local.layers, local.attending_layers, full.layers) == (2, 3, 1)  # layer 3 reuses layer 1's KV
+    assert (local.layers, full.layers, full.attending_layers) == (2, 1, 2)  # layer 3 reuses layer 1's KV
     _, plan = _plan("acme/Gemma4-Tiny", "bf16", max_model_len=4096)
     assert plan.memory.fits
     assert plan.memory.kv_bytes_per_token == 1 * 32 * 2 * 2  # the global layer: 1 head x 32 x K, V x 2 bytes

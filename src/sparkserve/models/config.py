@@ -65,7 +65,8 @@ def _derive(config: Mapping[str, Any], model_id: str, source: str) -> ModelSpec:
         g = gemma4.Gemma4.read(text)
         params = g.params(shape.vocab, tied, _gemma4_towers(config, shape.hidden))
         moe = _Moe(g.experts, g.top_k, g.moe_width, 0, shape.layers if g.experts else 0)
-        window, sliding_layers = g.window, g.sliding_layers
+        window: int | None = g.window
+        sliding_layers = g.sliding_layers
         extra: dict[str, Any] = {"cache_kinds": g.cache_kinds()}
     else:
         moe = _Moe.read(text, shape, source)
@@ -120,12 +121,12 @@ def _hybrid(
         # (hidden -> hidden each), enorm, hnorm and a norm
         mtp = v4.mtp_layers * (v4.attention_params(0) + full_layer_moe + v4.hyper_params() + 2 * h * h + 3 * h)
         expert_dtype = str(text.get("expert_dtype") or "fp4")  # vLLM DeepseekV4FP8Config: missing means fp4
-        extra = {"cache_kinds": v4.cache_kinds(), "mtp_layers": v4.mtp_layers,
-                 "expert_format": "mxfp4" if expert_dtype == "fp4" else None}
+        fields = {"cache_kinds": v4.cache_kinds(), "mtp_layers": v4.mtp_layers,
+                  "expert_format": "mxfp4" if expert_dtype == "fp4" else None}
         return dataclasses.replace(
             params, attention=sum(v4.attention_params(r) for r in v4.ratios),
             moe_shared=params.moe_shared + hash_tables,
-            other=shape.layers * v4.hyper_params() + h + v4.head_hyper_params(), mtp=mtp), extra
+            other=shape.layers * v4.hyper_params() + h + v4.head_hyper_params(), mtp=mtp), fields
     if model_type in archs.MLA_TYPES:
         mla = archs.Mla.read(text)
         attention = mla.attention_params(h, shape.heads)
@@ -359,6 +360,8 @@ def _sliding_layers(text: Mapping[str, Any], model_type: str, layers: int) -> tu
     """Window size and how many layers use it; (None, 0) when every layer attends to the full context."""
     window = text.get("sliding_window")
     layer_types = text.get("layer_types")
+    if model_type in deepseek_v4.TYPES:
+        return None, 0  # its window is one of the caches every layer keeps (ModelSpec.cache_kinds)
     if layer_types:
         count = sum(1 for t in layer_types[:layers] if str(t) in _SLIDING_TYPES)
     elif model_type in _GEMMA3_TYPES:

@@ -117,7 +117,7 @@ def _model_section(report: ModelReport) -> str:
     )
     head = "tied to the embeddings" if not p.lm_head else f"{_params(p.lm_head)} lm_head"
     group = m.num_attention_heads // m.num_kv_heads if m.num_kv_heads else 0
-    bf16_kv = (kv_kinds.growth_bytes_per_token(m, "auto", 1) if m.cache_kinds
+    bf16_kv = (round(kv_kinds.growth_bytes_per_token(m, "auto", 1)) if m.cache_kinds
                else m.kv_elements_per_layer_token() * m.attention_layers * 2)
     if m.sliding_window_layers and m.sliding_window:
         sliding = (
