@@ -119,7 +119,11 @@ def _model_section(report: ModelReport) -> str:
     group = m.num_attention_heads // m.num_kv_heads if m.num_kv_heads else 0
     bf16_kv = (round(kv_kinds.growth_bytes_per_token(m, "auto", 1)) if m.cache_kinds
                else m.kv_elements_per_layer_token() * m.attention_layers * 2)
-    if m.sliding_window_layers and m.sliding_window:
+    windowed = [k for k in m.cache_kinds if k.window and k.query_width]
+    if windowed:
+        sliding = "; ".join(f"{k.attending_layers} of {m.num_layers} layers attend to the last "
+                            f"{_count(k.window)} tokens of their {k.name} cache" for k in windowed)
+    elif m.sliding_window_layers and m.sliding_window:
         sliding = (
             f"{m.sliding_window_layers} of {m.num_layers} layers attend to the last {_count(m.sliding_window)} "
             f"tokens only; their KV stops growing there"
@@ -155,6 +159,12 @@ def _model_section(report: ModelReport) -> str:
 
 
 def _attention_text(m, group: int) -> str:
+    if any(k.slot_bytes for k in m.cache_kinds):
+        return (f"latent attention: {m.num_attention_heads} query heads share one {m.head_dim}-wide latent per "
+                "token, cached as listed under KV cache per token")
+    if m.cache_kinds:
+        return "GQA with per-layer-type KV heads: " + "; ".join(
+            f"{k.name} layers {k.kv_heads} KV heads x {k.head_dim}" for k in m.cache_kinds)
     if m.is_mla:
         return (
             f"multi-head latent attention: {m.num_attention_heads} heads share one cached latent of "
