@@ -122,7 +122,7 @@ def _model_section(report: ModelReport) -> str:
     windowed = [k for k in m.cache_kinds if k.window and k.query_width]
     if windowed:
         sliding = "; ".join(f"{k.attending_layers} of {m.num_layers} layers attend to the last "
-                            f"{_count(k.window)} tokens of their {k.name} cache" for k in windowed)
+                            f"{_count(k.window or 0)} tokens of their {k.name} cache" for k in windowed)
     elif m.sliding_window_layers and m.sliding_window:
         sliding = (
             f"{m.sliding_window_layers} of {m.num_layers} layers attend to the last {_count(m.sliding_window)} "
