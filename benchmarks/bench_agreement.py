@@ -131,7 +131,7 @@ def metric_sums(url: str) -> Metrics:
         return read(client, "vllm")
 
 
-def server_readings(before: dict[str, float], after: dict[str, float], concurrency: int) -> dict[str, float | None]:
+def server_readings(before: Metrics, after: Metrics, concurrency: int) -> dict[str, float | None]:
     """The server's own mean TTFT and TPOT (ms) and output tokens/s over one run, from /metrics.
 
     Output tokens/s: generated tokens / (sum of the server's request latencies / requests in
@@ -141,11 +141,8 @@ def server_readings(before: dict[str, float], after: dict[str, float], concurren
 
     timing = server_timing(before, after)
 
-    def delta(name: str) -> float:
-        return after.get(name, 0.0) - before.get(name, 0.0)
-
-    e2e = delta("vllm:e2e_request_latency_seconds_sum")
-    generated = delta("vllm:generation_tokens_total")
+    e2e = after.sums.get("e2e_request_latency_seconds", 0.0) - before.sums.get("e2e_request_latency_seconds", 0.0)
+    generated = timing.generated_tokens or 0.0
     return {"server_ttft": timing.ttft_mean_ms,
             "server_tpot": 1000 / timing.decode_tps if timing.decode_tps else None,
             "server_tps": generated / (e2e / concurrency) if e2e > 0 else None}
