@@ -299,3 +299,8 @@ def test_predictions_never_beat_their_ceilings(model, hardware):
     for point in report.prefill:
         assert point.plan.perf.prefill_tps <= point.ceiling_tps
         assert point.plan.perf.ttft_ms >= point.ceiling_ttft_ms
+
+
+def test_page_leaves_no_template_field_unfilled(page):
+    """A doctor rule's `{field}` reaches the page only filled in (the engine's own rule, not a host rule)."""
+    assert re.findall(r"\{[a-z_]+\}", page) == []

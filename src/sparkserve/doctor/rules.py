@@ -446,8 +446,16 @@ def all_rules() -> LogRules:
                     tuple(p for t in tables for p in t.noise))
 
 
-def rule_by_id(cause_id: str) -> Rule:
-    for rule in all_rules().rules:
-        if rule.cause_id == cause_id:
-            return rule
+def rule_by_id(cause_id: str, engine: str | None = None) -> Rule:
+    """The first rule for `cause_id`; with `engine`, that engine's own rule wins over the host's."""
+    tables: tuple[LogRules, ...] = (all_rules(),)
+    if engine is not None:
+        from sparkserve.engines.registry import get_engine
+
+        own = tuple(t for t in get_engine(engine).doctor_rules() if isinstance(t, LogRules))
+        tables = (*own, *tables)
+    for table in tables:
+        for rule in table.rules:
+            if rule.cause_id == cause_id:
+                return rule
     raise KeyError(cause_id)

@@ -699,7 +699,7 @@ def _troubleshooting_section(report: ModelReport, context: DocContext) -> str:
     for cause in TROUBLESHOOTING_CAUSES:
         if cause == "page_cache_pressure" and not hw.unified:
             continue
-        rule = rule_by_id(cause)
+        rule = rule_by_id(cause, engine=report.recommended.deployment.engine)
         fields, situation = texts[cause]
         summary, fix = _render(rule.summary, {}), _render(rule.fix, fields)
         if rule.uma_note and hw.unified:
