@@ -383,28 +383,34 @@ def _pct(ratio: float) -> float:
     return abs(ratio - 1) * 100
 
 
+def shape_tools(results: list[dict]) -> tuple[str, ...]:
+    """The request shapes these runs measured (`--shape-tools`), vLLM's and sparkserve's default first."""
+    return tuple(t for t in SHAPE_TOOLS if all(t in r for r in results))
+
+
 def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
-    """The request-shape table and its verdict lines."""
+    """The request-shape table and its verdict lines (over the tools the runs hold, vLLM's and the default first)."""
+    tools = shape_tools(results)
     for r in results:
-        for tool in SHAPE_TOOLS:
+        for tool in tools:
             for x in r[tool]:
                 x["ttft_over_server"] = x["ttft"] / x["server_ttft"] if x.get("server_ttft") else float("nan")
                 x["tpot_over_server"] = x["tpot"] / x["server_tpot"] if x.get("server_tpot") else float("nan")
-    others = SHAPE_TOOLS[1:]
-    lines = ["| config | metric | " + " | ".join(SHAPE_TITLES[t] for t in SHAPE_TOOLS) + " | "
+    others = tools[1:]
+    lines = ["| config | metric | " + " | ".join(SHAPE_TITLES[t] for t in tools) + " | "
              + " | ".join(f"{SHAPE_TITLES[t]} / vLLM" for t in others) + " |",
-             "|---|---|" + "---:|" * (len(SHAPE_TOOLS) + len(others))]
+             "|---|---|" + "---:|" * (len(tools) + len(others))]
     server_pct = 0.0
     own = {t: {"ttft_over_server": 0.0, "tpot_over_server": 0.0} for t in ("vllm", "sparkserve")}
     costs: dict[str, list[float]] = {t: [] for t in others[1:]}
     for r in results:
         cfg = r["config"]
         label = f"P={cfg['prompt']} O={cfg['output']} N={cfg['n']} C={cfg['concurrency']}"
-        med = {key: {t: _median(r, t, key) for t in SHAPE_TOOLS} for _, key in SHAPE_METRICS}
+        med = {key: {t: _median(r, t, key) for t in tools} for _, key in SHAPE_METRICS}
         for title, key in SHAPE_METRICS:
             fmt = ".3f" if "over" in key else ",.2f"
             ratios = [med[key][t] / med[key]["vllm"] if med[key]["vllm"] else float("nan") for t in others]
-            lines.append(f"| {label} | {title} | " + " | ".join(f"{med[key][t]:{fmt}}" for t in SHAPE_TOOLS) + " | "
+            lines.append(f"| {label} | {title} | " + " | ".join(f"{med[key][t]:{fmt}}" for t in tools) + " | "
                          + " | ".join(f"{x:.3f}" for x in ratios) + " |")
         for key in ("server_tpot", "server_tps"):
             server_pct = max(server_pct, _pct(med[key]["sparkserve"] / med[key]["vllm"]))
@@ -419,7 +425,7 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
 
     excess = {t: statistics.median(x["ttft"] - x["server_ttft"] for r in results for x in r[t])
               for t in ("vllm", "sparkserve")}
-    spread = max(max(xs) / min(xs) for r in results for t in SHAPE_TOOLS
+    spread = max(max(xs) / min(xs) for r in results for t in tools
                  if (xs := [x["server_tpot"] for x in r[t] if x.get("server_tpot")]))
     noisy = spread - 1 > 2 * TARGET_PCT / 100
     text = [
@@ -435,9 +441,10 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
         f"the HTTP exchange and the API server's work before its clock starts (median excess over the server's "
         f"TTFT: sparkserve {excess['sparkserve']:.2f} ms, vllm bench serve {excess['vllm']:.2f} ms), which on "
         "this tiny model's millisecond TTFT is a large share and on a real model a small one.",
-        "- **What the former request shape cost the server** (its own mean TPOT against under sparkserve's "
-        "default, per configuration): " + "; ".join(
-            f"{SHAPE_TITLES[t]}: " + ", ".join(f"{x:.3f}x" for x in xs) for t, xs in costs.items()) + ".",
+        *(["- **What the former request shape cost the server** (its own mean TPOT against under sparkserve's "
+            "default, per configuration): " + "; ".join(
+                f"{SHAPE_TITLES[t]}: " + ", ".join(f"{x:.3f}x" for x in xs) for t, xs in costs.items()) + "."]
+          if costs else []),
         f"- **Noise**: between runs of one and the same request shape, the server's own mean TPOT differed by up "
         f"to {spread:.2f}x. " + (
             "That is more than any difference between the shapes above can be told from: other work on the "
@@ -479,10 +486,10 @@ SECTIONS = {
         "Does sparkserve's request shape change what the server does?",
         ["Each tool's own random prompts on the streaming (`uni` executor) server. Besides `vllm bench serve` and",
          "sparkserve's default requests (greedy, `stream_options.include_usage` only: the shape vLLM's client sends),",
-         "sparkserve ran with each part of its former default alone: `--per-chunk-usage` (vLLM's",
-         "`continuous_usage_stats`: a usage object computed and serialised with every token) and `--temperature 1`",
-         "(the tiny model's generation config sets no temperature, so vLLM's default 1.0 applied: random",
-         "sampling instead of argmax). The server's own TPOT and output tokens/s come from its /metrics over each",
+         "sparkserve can run with each part of its former default alone (`--shape-tools`; the table shows those",
+         "this run measured): `--per-chunk-usage` (vLLM's `continuous_usage_stats`: a usage object computed and",
+         "serialised with every token) and `--temperature 1` (the tiny model's generation config sets no",
+         "temperature, so vLLM's default 1.0 applied: random sampling instead of argmax). The server's own TPOT and output tokens/s come from its /metrics over each",
          "run: `vllm:request_time_per_output_token_seconds`, and generated tokens over the server's busy time",
          "(sum of `vllm:e2e_request_latency_seconds` / requests in flight)."]),
     ("multiproc", "random"): (
@@ -551,7 +558,7 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
         if key[1] == "shape":
             rows, verdict_lines = shape_section(results)
             lines += [f"## {title}", "", *text, "", measured, f"Medians over {len(results[0]['sparkserve'])} rounds.",
-                      "", *rows, "", *verdict_lines, "", facts(results, SHAPE_TOOLS), ""]
+                      "", *rows, "", *verdict_lines, "", facts(results, shape_tools(results)), ""]
             continue
         rows, worst = table(results)
         worst_by[key] = worst
@@ -666,7 +673,7 @@ def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, m
         seed = 1
         for workload in workloads:
             results = by_workload[workload] = []
-            tools = SHAPE_TOOLS if workload == "shape" else TOOLS
+            tools = args.shape_tools if workload == "shape" else TOOLS
             for cfg in configs:
                 entry: dict = {"config": cfg, **{t: [] for t in tools}}
                 for r in range(args.rounds):
@@ -713,7 +720,12 @@ def main() -> None:
     parser.add_argument("--min-idle", type=float, default=0.85, help="start a run only when the CPUs are this idle")
     parser.add_argument("--max-wait", type=float, default=600, help="seconds to wait for a quiet moment per run")
     parser.add_argument("--no-doc", action="store_true")
+    parser.add_argument("--shape-tools", type=lambda v: tuple(v.split(",")), default=SHAPE_TOOLS,
+                        help="request shapes of section uniproc:shape (vllm and sparkserve always; default: all: "
+                             + ",".join(SHAPE_TOOLS) + ")")
     args = parser.parse_args()
+    if args.shape_tools[:2] != SHAPE_TOOLS[:2] or not set(args.shape_tools) <= set(SHAPE_TOOLS):
+        parser.error(f"--shape-tools starts with vllm,sparkserve and names only: {', '.join(SHAPE_TOOLS)}")
     wanted = [tuple(x.split(":")) for x in args.sections.split(",")]
     for key in wanted:
         if key not in SECTIONS:
