@@ -20,7 +20,7 @@ if str(ROOT / "src") not in sys.path:
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import get_profile
 from sparkserve.models.catalog import resolve_model
-from sparkserve.plan.calibration import Efficiency, VllmMemoryConstants
+from sparkserve.plan.calibration import Efficiency, VllmMemoryConstants, hardware_class
 from sparkserve.plan.memory import GIB, Deployment, vllm_memory
 from sparkserve.plan.planner import deployment
 from sparkserve.plan.quant import weight_format
@@ -69,6 +69,23 @@ def _devices(hw, count: int) -> dict:
     return {"gpus": count, "nodes": 1}
 
 
+# The engine settings a row's source states (`settings` column, `key=value` pairs separated by `;`),
+# as Deployment fields: what differs from the engine's defaults changes what a step reads and costs.
+SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": str, "max_num_batched_tokens": int,
+            "max_num_seqs": int, "extra_quantized": lambda v: tuple(v.split(","))}
+
+
+def row_settings(text: str | None, row_id: str) -> dict:
+    out: dict = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(";"))):
+        key, _, value = item.partition("=")
+        if key not in SETTINGS:
+            raise UserError(f"perf row {row_id}: unknown setting {key!r} in the settings column; "
+                            f"expected one of {', '.join(SETTINGS)}")
+        out[key] = SETTINGS[key](value)
+    return out
+
+
 def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
     rows = []
     with path.open() as f:
@@ -76,12 +93,13 @@ def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
             hw = get_profile(row["hardware"])
             spec = resolve_model(row["model"]).spec
             count = int(row["count"] or 1)
-            dep = deployment(hw, spec, row["quant"], row["engine"], **_devices(hw, count))
+            dep = deployment(hw, spec, row["quant"], row["engine"], **_devices(hw, count),
+                             **row_settings(row.get("settings"), row["id"]))
             work = Workload(batch=int(row["batch"]), prompt_len=int(row["prompt_len"]),
                             output_len=int(row["output_len"]), context=int(row["context"]),
                             mixed_prefill=row["metric"] != "aggregate_tps")
             label = f"{row['hardware']} x{count} {row['engine']} {row['model']} {row['quant']} b{row['batch']}"
-            rows.append(PerfRow(row["id"], dep.engine, row["hardware"], "gb10" if hw.unified else "discrete",
+            rows.append(PerfRow(row["id"], dep.engine, row["hardware"], hardware_class(hw),
                                 row["metric"], float(row["value"]), source_key(row["source"]), label, dep, work))
     return rows
 
@@ -93,7 +111,8 @@ def predict(row: PerfRow, eff: Efficiency | None = None) -> float:
 def roofline(row: PerfRow) -> float:
     """What a 100 %-bandwidth (and 100 %-compute) roofline with no overhead predicts (llm-optimizer's way)."""
     ideal = Efficiency(bandwidth=row.dep.hardware.bandwidth_gbs / row.dep.hardware.effective_bandwidth_gbs,
-                       step_overhead_ms=0.0, compute=1.0, gemm_half_rows=1e-9, request_overhead_ms=0.0,
+                       step_overhead_ms=0.0, compute=1.0, gemm_half_rows=1e-9, expert_half_rows=1e-9,
+                       request_overhead_ms=0.0,
                        prefill_chunk=8192)
     return predict(row, ideal)
 

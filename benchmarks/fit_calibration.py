@@ -50,10 +50,22 @@ BOUNDS = {
     "moe_layer_overhead_ms": (0.001, 1.0),
     "seq_overhead_ms": (0.001, 2.0),
     "expert_spread": (0.05, 1.0),
+    "expert_half_rows": (1.0, 4096.0),
 }
 START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_rows": 64.0,
          "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
-         "expert_spread": 1.0}
+         "expert_spread": 1.0, "expert_half_rows": 64.0}
+# Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
+# a property of the model and its inputs, not of the engine that runs it.
+SHARED = ("expert_spread",)
+# Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it.
+PER_CLASS: tuple[str, ...] = ()
+# Physical defaults for a constant no row of a fit constrains (value, source).
+DEFAULTS = {
+    # vLLM issue #770 (2023): an 8B model on an A5000 answers an 8-token prompt in ~62 ms, of which
+    # one pass over 16 GB of BF16 weights at 768 GB/s is ~21 ms: ~40 ms of HTTP, tokenising and scheduling.
+    "request_overhead_ms": (40.0, "https://github.com/vllm-project/vllm/issues/770"),
+}
 RIDGE = 0.05  # weight of log(value / pooled value)^2 per constant in an engine's own fit
 GRID = 24  # points per coarse grid; a finer grid of 9 around the best follows
 PASSES = 3
@@ -86,10 +98,10 @@ def _loss(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None) -> flo
     return total
 
 
-def _descend(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None) -> Efficiency:
+def _descend(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None, names: tuple[str, ...]) -> Efficiency:
     best = _loss(rows, eff, prior)
     for _ in range(PASSES):
-        for name in FITTED:
+        for name in names:
             lo, hi = BOUNDS[name]
             coarse = _geomspace(lo, hi, GRID)
             for grid in (coarse, None):
@@ -110,7 +122,12 @@ def _with_chunk(rows: list[PerfRow], eff: Efficiency) -> Efficiency:
 
 
 def fit_speed(rows: list[PerfRow]) -> dict[str, Efficiency]:
-    """Constants per engine: pooled over all rows, then each engine's own rows with a pull to the pool."""
+    """Constants per engine: pooled over all rows, then each engine's own rows with a pull to the pool.
+
+    The SHARED constants describe the model and the hardware, not the engine (how a batch's tokens
+    spread over MoE experts), so they keep the pooled value for every engine. A constant that no row
+    constrains (the loss is flat over its whole range: a fold without any TTFT row cannot see the
+    request overhead) takes its physical default from DEFAULTS, with the default's source."""
     by_engine: dict[str, list[PerfRow]] = {e: [r for r in rows if r.engine == e] for e in ENGINES}
     # The pooled fit scores every row with its own engine's prefill chunk.
     base = Efficiency(prefill_chunk=8192, **START)
@@ -119,21 +136,35 @@ def fit_speed(rows: list[PerfRow]) -> dict[str, Efficiency]:
         return sum(_loss(rs, _with_chunk(rs, eff), None) for rs in by_engine.values() if rs)
 
     best = pooled_loss(base)
+    flat = set(FITTED)
     for _ in range(PASSES):
         for name in FITTED:
             lo, hi = BOUNDS[name]
             for v in _geomspace(lo, hi, GRID):
                 trial = replace(base, **{name: v})
                 loss = pooled_loss(trial)
+                if abs(loss - best) > 1e-9:
+                    flat.discard(name)
                 if loss < best - 1e-12:
                     best, base = loss, trial
+    base = replace(base, **{name: DEFAULTS[name][0] for name in flat if name in DEFAULTS})
     fitted = {}
+    own_names = tuple(n for n in FITTED if n not in SHARED)
     for engine in ENGINES:
         prior = replace(base, prefill_chunk=PREFILL_CHUNK[engine])
         own = by_engine[engine]
-        fitted[engine] = _descend(own, prior, prior) if own else prior
+        fitted[engine] = _descend(own, prior, prior, own_names) if own else prior
+        # then, where the engine has rows on a class of hardware, that class's own PER_CLASS constants
+        for cls in sorted({r.hw_class for r in own}) if PER_CLASS else ():
+            mine = [r for r in own if r.hw_class == cls]
+            fitted[f"{engine}@{cls}"] = _descend(mine, fitted[engine], fitted[engine], PER_CLASS)
     fitted["pooled"] = base
     return fitted
+
+
+def pick(fitted: dict[str, Efficiency], engine: str, hw_class: str) -> Efficiency:
+    """The constants a row of this engine on this class of hardware is predicted with."""
+    return fitted.get(f"{engine}@{hw_class}", fitted[engine])
 
 
 def fit_memory(rows: list[MemoryRow]) -> VllmMemoryConstants:
@@ -216,12 +247,16 @@ def build() -> str:
                    _sha256(here.with_name("calibration_rows.py"))},
         "inputs": {_rel(p): _sha256(p) for p in (PERF_CSV, *MEMORY_CSVS) if p.exists()},
         "method": {"loss": "sum of squared log errors", "ridge_to_pooled": RIDGE, "grid_points": GRID,
-                   "passes": PASSES, "bounds": BOUNDS},
+                   "passes": PASSES, "bounds": BOUNDS, "shared_by_all_engines": list(SHARED),
+                   "defaults_where_no_row_constrains": {k: {"value": v, "source": src} for k, (v, src) in DEFAULTS.items()}},
         "engines": {
             engine: {
                 "values": {**{k: _round(getattr(speed[engine], k)) for k in FITTED},
                            "prefill_chunk": PREFILL_CHUNK[engine]},
                 "fitted_on": [r.id for r in perf if r.engine == engine],
+                **({"by_hardware_class": {
+                    key.split("@")[1]: {k: _round(getattr(eff, k)) for k in PER_CLASS}
+                    for key, eff in sorted(speed.items()) if key.startswith(engine + "@")}} if PER_CLASS else {}),
             }
             for engine in ENGINES
         },

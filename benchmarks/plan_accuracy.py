@@ -31,7 +31,7 @@ from calibration_rows import (
     predict_memory,
     roofline,
 )
-from fit_calibration import fit_memory, fit_speed
+from fit_calibration import fit_memory, fit_speed, pick
 
 from sparkserve.plan.calibration import efficiency_for, vllm_memory_constants
 
@@ -70,14 +70,26 @@ def within(measured: float, predicted: float) -> bool:
     return abs(predicted - measured) <= max(0.10 * measured, 1.5)
 
 
-def score_perf(rows: list[PerfRow]) -> list[Scored]:
+def _held_out_fold(rows: list[PerfRow], source: str) -> dict[str, float]:
+    """The rows of one source, predicted by constants fitted on every other source's rows."""
+    fitted = fit_speed([r for r in rows if r.source != source])
+    return {r.id: predict(r, pick(fitted, r.engine, r.hw_class)) for r in rows if r.source == source}
+
+
+def score_perf(rows: list[PerfRow], jobs: int = 1) -> list[Scored]:
+    sources = sorted({r.source for r in rows})
     held: dict[str, float] = {}
-    for source in sorted({r.source for r in rows}):
-        fitted = fit_speed([r for r in rows if r.source != source])
-        for r in rows:
-            if r.source == source:
-                held[r.id] = predict(r, fitted[r.engine])
-    return [Scored(r, held[r.id], predict(r, efficiency_for(r.engine)), roofline(r)) for r in rows]
+    if jobs > 1:  # the folds are independent: the same numbers, in parallel
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            for part in pool.map(_held_out_fold, [rows] * len(sources), sources):
+                held.update(part)
+    else:
+        for source in sources:
+            held.update(_held_out_fold(rows, source))
+    return [Scored(r, held[r.id], predict(r, efficiency_for(r.engine, r.dep.hardware)), roofline(r))
+            for r in rows]
 
 
 def score_memory(rows: list[MemoryRow]) -> list[MemScored]:
@@ -195,10 +207,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "accuracy.md")
     ap.add_argument("--print", action="store_true", help="print the report instead of writing it")
+    ap.add_argument("--jobs", type=int, default=1, help="fit the held-out folds in this many processes")
+    ap.add_argument("--worst", type=int, default=0, metavar="N",
+                    help="also print the N rows of each kind with the largest held-out error")
     args = ap.parse_args()
     skipped: list[str] = []
     newer = [Scored(r, predict(r), predict(r), roofline(r)) for r in load_perf(NEWER_CSV)] if NEWER_CSV.exists() else []
-    text, ok = report(score_perf(load_perf()), score_memory(load_memory(skipped=skipped)), skipped, newer)
+    perf = score_perf(load_perf(), args.jobs)
+    text, ok = report(perf, score_memory(load_memory(skipped=skipped)), skipped, newer)
+    for kind in KINDS:
+        group = [s for s in perf if s.row.kind == kind]
+        if group:
+            cv, ins = _stats(group, "held_out"), _stats(group, "in_sample")
+            print(f"{kind:9} held out {cv[0]:6.1%} / {cv[1]:6.1%}   in sample {ins[0]:6.1%} / {ins[1]:6.1%}")
+        for s in sorted(group, key=lambda s: -s.error("held_out"))[:args.worst]:
+            r = s.row
+            print(f"  {r.id:>4} {r.label} p{r.work.prompt_len} c{r.work.context} {r.metric} {r.measured:,.1f}: "
+                  f"held out {(s.held_out - r.measured) / r.measured:+.0%}, "
+                  f"in sample {(s.in_sample - r.measured) / r.measured:+.0%} [{r.source[:60]}]")
     if args.print:
         print(text)
     else:

@@ -16,7 +16,8 @@ Conventions behind the numbers (each profile cites its own sources):
   = 0.894). That 0.90 is applied to other HBM parts as an assumption; GDDR parts get an
   assumed 0.85 (no cited measurement).
 - Link latencies are order-of-magnitude assumptions (NVLink p2p ~3 us, PCIe ~8 us, RDMA
-  network ~5-10 us for one small NCCL message), not measurements.
+  network ~5-10 us for one small NCCL message), not measurements, except the Spark pair's
+  ConnectX-7, which is taken from published nccl-tests runs (see CX7_SPARK).
 """
 
 from __future__ import annotations
@@ -37,8 +38,11 @@ NVLINK3 = Link("NVLink 3 (NVSwitch)", bandwidth_gbs=300.0, latency_us=3.0)
 IB_NDR = Link("InfiniBand NDR 400 Gb/s", bandwidth_gbs=50.0, latency_us=5.0)
 # DGX A100 ships ConnectX-6 HDR 200 Gb/s per GPU = 25 GB/s.
 IB_HDR = Link("InfiniBand HDR 200 Gb/s", bandwidth_gbs=25.0, latency_us=5.0)
-# Two Sparks over their ConnectX-7 ports, 200 Gb/s (field notes) = 25 GB/s; RoCE.
-CX7_SPARK = Link("ConnectX-7 200 Gb/s (RoCE)", bandwidth_gbs=25.0, latency_us=10.0)
+# Two Sparks over their ConnectX-7 ports, 200 Gb/s (field notes) = 25 GB/s; RoCE. Latency measured:
+# nccl-tests all_reduce_perf between two GB10 nodes takes 30-35 us for 8-16 KB (NVIDIA/dgx-spark-playbooks
+# PR #103), i.e. 15 us per hop of the 2 x log2(n) the planner counts; four Sparks take 54-64 us for a
+# 48 KB all-reduce (local-inference-lab/b12x PR #295), as 2 x log2(4) x 15 us predicts.
+CX7_SPARK = Link("ConnectX-7 200 Gb/s (RoCE)", bandwidth_gbs=25.0, latency_us=15.0)
 # Assumption for consumer cards: hosts joined by 100 GbE = 12.5 GB/s, TCP/RoCE.
 ETH_100G = Link("100 GbE", bandwidth_gbs=12.5, latency_us=10.0)
 

@@ -35,6 +35,9 @@ class Efficiency:
     # How independently a batch's tokens pick MoE experts: B tokens route like 1 + (B - 1) x spread
     # independent ones (1: uniform routing; less: tokens of one batch share experts more than chance).
     expert_spread: float = 1.0
+    # tokens per expert at which MoE's grouped expert matmuls (gather, per-expert tiles, scatter) reach
+    # half the compute share: a kernel of its own, slower to fill than a dense GEMM of the same rows
+    expert_half_rows: float = 64.0
     prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 
@@ -65,11 +68,21 @@ def efficiency_from(values: dict[str, Any]) -> Efficiency:
     return Efficiency(**{f.name: values[f.name] for f in fields(Efficiency) if f.name in values})
 
 
+def hardware_class(hw: HardwareProfile) -> str:
+    """Unified LPDDR5x with its own sm_121 kernels (the Spark), or a discrete GPU with GDDR or HBM: an
+    engine reaches a different share of each kind's bandwidth and compute."""
+    return "gb10" if hw.unified else "discrete"
+
+
 def efficiency_for(engine: str, hw: HardwareProfile | None = None) -> Efficiency:
-    """The fitted numbers for a calibrated engine, else the ones an added engine declares (`Engine.efficiency`)."""
+    """The fitted numbers for a calibrated engine (with those fitted for the hardware's class where the
+    data had them), else the ones an added engine declares (`Engine.efficiency`)."""
     fitted = calibration()["engines"]
     if engine in fitted:
-        return efficiency_from(fitted[engine]["values"])
+        values = dict(fitted[engine]["values"])
+        if hw is not None:
+            values.update(fitted[engine].get("by_hardware_class", {}).get(hardware_class(hw), {}))
+        return efficiency_from(values)
     from sparkserve.engines import get_engine
     from sparkserve.errors import UserError
 

@@ -40,6 +40,9 @@ class Deployment:
     num_ctx: int | None = None  # Ollama / llama.cpp context per request
     num_parallel: int | None = None  # Ollama parallel requests per model
     engine_version: str | None = None  # None: the current release
+    # Weight groups the engine quantises to `quant` on load although the checkpoint keeps them in
+    # 16 bit (the DGX Spark vLLM builds' `--mxfp4-layers moe,qkv,o,lm_head` does this for gpt-oss).
+    extra_quantized: tuple[str, ...] = ()
 
     @property
     def devices(self) -> int:
@@ -122,14 +125,18 @@ def uses_checkpoint_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> b
     return own == fmt.id
 
 
-def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict[str, float]:
+def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str,
+                       extra_quantized: tuple[str, ...] = ()) -> dict[str, float]:
     """Bytes of each ParamCounts group as the engine holds them: the real tensors when the checkpoint is
     loaded as published (MTP heads left out: vLLM loads them only for MTP speculative decoding), else
-    parameters x bits of the format."""
+    parameters x bits of the format; `extra_quantized` groups are held at the format's bits."""
     if uses_checkpoint_bytes(model, fmt, engine):
         real = dict(model.checkpoint_bytes)
-        return {g: float(real.get(g, 0)) for g in _GROUPS}
+        held = {g: float(real.get(g, 0)) for g in _GROUPS}
+        held.update({g: getattr(model.params, g) * fmt.bits / 8 for g in extra_quantized})
+        return held
     bits = group_bits(model, fmt, engine)
+    bits.update(dict.fromkeys(extra_quantized, fmt.bits))
     estimate = {g: getattr(model.params, g) * bits[g] / 8 for g in _GROUPS}
     if engine in GGUF_ENGINES and model.gguf_bytes and model.gguf_quant == fmt.id and sum(estimate.values()):
         # the tag's GGUF layers as published (registry manifest), shared out over the groups as estimated
@@ -138,8 +145,8 @@ def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> dict
     return estimate
 
 
-def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str) -> float:
-    groups = group_weight_bytes(model, fmt, engine)
+def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str, extra_quantized: tuple[str, ...] = ()) -> float:
+    groups = group_weight_bytes(model, fmt, engine, extra_quantized)
     total = sum(groups.values())
     if fmt.id == "mxfp4" and model.is_moe and engine not in GGUF_ENGINES:
         total += groups["experts"] * (mxfp4_padding(model) - 1)
@@ -366,7 +373,7 @@ def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -
     kv_dtype = _kv_dtype(dep)
 
     budget = util * hw.gpu_memory_gib * GIB
-    weights = weight_bytes(model, dep.quant, dep.engine) / tp
+    weights = weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized) / tp
     act = vllm_activation_peak_bytes(model, tp, mnbt, mns, constants)
     non_torch = vllm_non_torch_bytes(tp, constants)
     graphs = 0.0 if dep.enforce_eager else vllm_cuda_graph_bytes(model, tp, constants)
@@ -498,7 +505,7 @@ def ollama_memory(dep: Deployment) -> MemoryPlan:
     parallel = _given(dep.num_parallel, engine.DEFAULT_NUM_PARALLEL)
     kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else engine.DEFAULT_KV_CACHE_TYPE
 
-    weights = weight_bytes(model, dep.quant, dep.engine)
+    weights = weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized)
     if model.cache_kinds:
         # llama.cpp keeps a windowed layer's last `window` tokens per sequence (its SWA cache), the rest in full
         per_token = kv_kinds.growth_bytes_per_token(model, kv_dtype, 1)

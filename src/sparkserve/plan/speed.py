@@ -57,17 +57,20 @@ class SpeedPlan:
 
 def experts_touched_fraction(model: ModelSpec, batch: float, spread: float = 1.0) -> float:
     """Expected share of each MoE layer's experts that `batch` tokens route to: uniform routing of
-    1 + (batch - 1) x spread independent tokens (spread 1: every token routes independently)."""
+    batch^spread independent tokens (spread 1: every token routes independently). A power, not a
+    line: the distinct experts a stream of tokens touches grows ever more slowly with its length, as
+    popular experts take a larger share (llama-batched-bench on gpt-oss-120b and Qwen3-30B-A3B reads
+    as ~3.5, ~5, ~7.5 and ~12 independent tokens at 4, 8, 16 and 32 sequences)."""
     if not model.is_moe:
         return 1.0
-    tokens = 1.0 + (batch - 1.0) * spread if batch >= 1 else batch
+    tokens = batch**spread if batch >= 1 else batch
     return float(1.0 - (1.0 - model.experts_per_token / model.num_experts) ** tokens)
 
 
 def _weight_bytes_split(dep: Deployment) -> tuple[float, float]:
     """(bytes every step reads whatever the batch, bytes of all routed experts), over all devices."""
     model = dep.model
-    groups = group_weight_bytes(model, dep.quant, dep.engine)
+    groups = group_weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized)
     head = groups["lm_head"] or groups["embedding"]  # tied embeddings are read once, as the output projection
     dense = sum(groups[g] for g in ("attention", "dense_mlp", "moe_shared", "other"))
     return dense + head, groups["experts"]
@@ -80,10 +83,19 @@ def decode_bytes(dep: Deployment, batch: float, context: int) -> float:
 
 
 def kv_bytes_per_context(dep: Deployment, context: float) -> float:
-    model = dep.model
-    kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else ("f16" if dep.engine in GGUF_ENGINES else "auto")
-    # Each tensor-parallel rank reads its own KV heads; heads replicate when ranks outnumber them.
-    ranks = 1 if dep.engine in GGUF_ENGINES else dep.devices
+    return _kv_bytes(dep.model, _kv_layout(dep, dep.engine in GGUF_ENGINES), context)
+
+
+def _kv_layout(dep: Deployment, gguf: bool) -> tuple[str, int]:
+    """(KV dtype, ranks): each tensor-parallel rank reads its own KV heads (replicated when ranks
+    outnumber them); llama.cpp splits layers, so one device reads each layer's cache."""
+    kv_dtype = dep.kv_cache_dtype if dep.kv_cache_dtype != "auto" else ("f16" if gguf else "auto")
+    return kv_dtype, 1 if gguf else dep.devices
+
+
+def _kv_bytes(model: ModelSpec, layout: tuple[str, int], context: float) -> float:
+    """Cache bytes one sequence at `context` tokens reads in a step, all ranks."""
+    kv_dtype, ranks = layout
     if model.cache_kinds:
         return kv_kinds.context_bytes(model, kv_dtype, ranks, context) * ranks
     per_layer_token = kv_bytes_per_layer_token(model, kv_dtype, ranks) * ranks
@@ -119,9 +131,19 @@ def gemm_efficiency(rows: float, half_rows: float) -> float:
     return rows / (rows + half_rows)
 
 
-def _tp_comm_seconds(dep: Deployment, tokens: float) -> float:
+def _matmul_seconds(flops: float, weight_bytes: float, rows: float, half_rows: float, m: _Machine) -> float:
+    """Compute time of matmuls of `rows` rows: the faster of a tensor-core GEMM, whose tiles fill with
+    rows, and a streaming kernel (GEMV, llama.cpp's MMVQ) that does each row's dot products at the
+    full rate while the weights stream past, but does not hide either under the other. An engine
+    picks the second for a row or a few, so one token never waits for empty tiles."""
+    tiled = flops / (m.achieved * gemm_efficiency(rows, half_rows))
+    streamed = weight_bytes / m.bw + flops / m.achieved
+    return min(tiled, streamed)
+
+
+def _tp_comm_seconds(dep: Deployment, tokens: float, gguf: bool) -> float:
     """Two all-reduces of the hidden state per layer across tensor-parallel ranks."""
-    if dep.devices == 1 or dep.engine in GGUF_ENGINES:
+    if dep.devices == 1 or gguf:
         return 0.0
     hw = dep.hardware
     link = hw.inter_link if dep.nodes > 1 else hw.intra_link
@@ -133,28 +155,31 @@ def _tp_comm_seconds(dep: Deployment, tokens: float) -> float:
     return 2 * dep.model.num_layers * per_allreduce
 
 
-def _parallel_devices(dep: Deployment) -> int:
-    """Devices whose bandwidth adds up for one step: tensor parallel yes, llama.cpp's layer split no."""
-    return 1 if dep.engine in GGUF_ENGINES else dep.devices
-
-
 @dataclass(frozen=True)
 class _Machine:
-    """What one step can use: bandwidth and compute, achieved and spec, over the parallel devices."""
+    """What one step can use (bandwidth and compute, achieved and spec, over the devices whose
+    bandwidth adds up: tensor parallel yes, llama.cpp's layer split no) and what it always reads."""
 
     bw: float
     bw_spec: float
     achieved: float
     peak: float
+    gguf: bool
+    shared: float  # bytes every step reads whatever the batch
+    experts: float  # bytes of all routed experts
+    kv_layout: tuple[str, int]  # KV dtype and the ranks that each read their own heads
 
 
 def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     hw = dep.hardware
-    par = _parallel_devices(dep)
+    gguf = dep.engine in GGUF_ENGINES
+    par = 1 if gguf else dep.devices
     bw_spec = hw.bandwidth_gbs * 1e9 * par
     peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * par
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
-    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * min(1.0, eff.compute), peak=peak)
+    shared, experts = _weight_bytes_split(dep)
+    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * min(1.0, eff.compute), peak=peak, gguf=gguf,
+                    shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
 
 
 @dataclass(frozen=True)
@@ -172,55 +197,69 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
     model = dep.model
     p = model.params
     rows = decode_rows + prefill_rows
-    shared, experts = _weight_bytes_split(dep)
     touched = experts_touched_fraction(model, rows, eff.expert_spread)
-    moved = (shared + experts * touched + decode_rows * kv_bytes_per_context(dep, context)
-             + (kv_bytes_per_context(dep, prefill_start) if prefill_rows else 0.0))
+    moved = (m.shared + m.experts * touched + decode_rows * _kv_bytes(model, m.kv_layout, context)
+             + (_kv_bytes(model, m.kv_layout, prefill_start) if prefill_rows else 0.0))
     attn = attention_flops(model, decode_rows, context, causal=False)
     if prefill_rows:
         attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True) if prefill_start == 0 else
                  attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False))
     dense_params = flop_params(model) - p.experts_active
-    t_flop = (2 * rows * dense_params + attn) / (m.achieved * gemm_efficiency(rows, eff.gemm_half_rows))
+    flops_dense = 2 * rows * dense_params + attn
+    t_flop = _matmul_seconds(flops_dense, m.shared, rows, eff.gemm_half_rows, m)
     if model.is_moe:
         per_expert = rows * model.experts_per_token / (model.num_experts * touched)
-        t_flop += 2 * rows * p.experts_active / (m.achieved * gemm_efficiency(per_expert, eff.gemm_half_rows))
+        t_flop += _matmul_seconds(2 * rows * p.experts_active, m.experts * touched, per_expert,
+                                  eff.expert_half_rows, m)
     t_mem = moved / m.bw
     per_step_ms = eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers
     overhead = (per_step_ms + eff.seq_overhead_ms * decode_rows) / 1000
-    return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows), t_mem, t_flop, moved)
+    return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows, m.gguf), t_mem, t_flop, moved)
 
 
 def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spread: float) -> float:
     """Pure decode at spec bandwidth and compute, every matmul at peak, no overhead."""
-    shared, experts = _weight_bytes_split(dep)
     moved = (
-        shared
-        + experts * experts_touched_fraction(dep.model, batch, spread)
-        + batch * kv_bytes_per_context(dep, context)
+        m.shared
+        + m.experts * experts_touched_fraction(dep.model, batch, spread)
+        + batch * _kv_bytes(dep.model, m.kv_layout, context)
     )
     flops = 2 * flop_params(dep.model) * batch + attention_flops(dep.model, batch, context, causal=False)
     return max(moved / m.bw_spec, flops / m.peak)
+
+
+def prefill_chunk(dep: Deployment, eff: Efficiency) -> int:
+    """Prompt tokens one forward pass takes: the deployment's budget (vLLM max-num-batched-tokens,
+    llama.cpp n_ubatch) where it sets one, else the engine's default."""
+    return dep.max_num_batched_tokens or eff.prefill_chunk
 
 
 def prefill_seconds(
     dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0, context: float = 0.0
 ) -> float:
     """One prompt in the engine's chunks, each sharing its step with `decode_rows` decoding sequences."""
-    total, done = 0.0, 0.0
-    chunk = max(1.0, eff.prefill_chunk - decode_rows)
+    return _prefill_steps(dep, eff, m, prompt_len, decode_rows, context)[0]
+
+
+def _prefill_steps(dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0,
+                   context: float = 0.0) -> tuple[float, int]:
+    """(seconds, steps) of one prompt in the engine's chunks beside `decode_rows` decoding sequences."""
+    total, done, steps = 0.0, 0.0, 0
+    chunk = max(1.0, prefill_chunk(dep, eff) - decode_rows)
     while done < prompt_len:
         rows = min(chunk, prompt_len - done)
         total += _step(dep, eff, m, decode_rows, context, prefill_rows=rows, prefill_start=done).seconds
         done += rows
-    return total
+        steps += 1
+    return total, steps
 
 
 def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompts: int, prompt_len: float) -> float:
     """`prompts` prompts arriving together, packed into steps of at most prefill_chunk tokens."""
-    if prompts == 1 or prompt_len >= eff.prefill_chunk:
+    budget = prefill_chunk(dep, eff)
+    if prompts == 1 or prompt_len >= budget:
         return prompts * prefill_seconds(dep, eff, m, prompt_len)
-    per_step = max(1, int(eff.prefill_chunk // prompt_len))
+    per_step = max(1, int(budget // prompt_len))
     full, rest = divmod(prompts, per_step)
     one = _step(dep, eff, m, 0, 0, prefill_rows=per_step * prompt_len).seconds
     return full * one + (_step(dep, eff, m, 0, 0, prefill_rows=rest * prompt_len).seconds if rest else 0.0)
@@ -234,12 +273,14 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
     prompt = work.prompt_len * (1.0 - min(max(work.prefix_hit, 0.0), 1.0))
 
     pure = _step(dep, eff, m, batch, context)
-    # Under load each request brings `prompt` tokens to prefill over its `output_len` steps: on
-    # average every step carries batch x prompt / output of them, within the step's token budget.
-    mixed_rows = 0.0
-    if work.mixed_prefill and batch > 1 and work.output_len > 0:
-        mixed_rows = min(batch * prompt / work.output_len, max(0.0, eff.prefill_chunk - batch))
-    itl = _step(dep, eff, m, batch, context, prefill_rows=mixed_rows).seconds if mixed_rows else pure.seconds
+    # Under load each request brings `prompt` tokens to prefill once per `output_len` steps. The prompt
+    # goes in whole chunks of the step budget that the running batch shares (a chunk reads the weights,
+    # and all the experts its tokens route to, once), so the batch's ITL carries, averaged over the
+    # output, batch x what those chunk steps cost beyond plain decode steps.
+    itl = pure.seconds
+    if work.mixed_prefill and batch > 1 and work.output_len > 0 and prompt > 0:
+        chunked, steps = _prefill_steps(dep, eff, m, prompt, decode_rows=batch, context=context)
+        itl += batch * max(0.0, chunked - steps * pure.seconds) / work.output_len
 
     wait = itl / 2 if batch > 1 else 0.0  # a new request joins at the next step boundary
     first = (
