@@ -51,13 +51,16 @@ BOUNDS = {
     "seq_overhead_ms": (0.001, 2.0),
     "expert_spread": (0.05, 1.0),
     "expert_half_rows": (1.0, 4096.0),
+    "eager_layer_overhead_ms": (0.001, 1.0),
 }
 START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_rows": 64.0,
          "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
-         "expert_spread": 1.0, "expert_half_rows": 64.0}
+         "expert_spread": 1.0, "expert_half_rows": 64.0,
+         "eager_layer_overhead_ms": 0.05}
 # Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
 # a property of the model and its inputs, not of the engine that runs it.
-SHARED = ("expert_spread",)
+# Eager PyTorch's launch cost per layer is the framework's, not the serving engine's.
+SHARED = ("expert_spread", "eager_layer_overhead_ms")
 # Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it.
 PER_CLASS: tuple[str, ...] = ()
 # Physical defaults for a constant no row of a fit constrains (value, source).
@@ -65,6 +68,9 @@ DEFAULTS = {
     # vLLM issue #770 (2023): an 8B model on an A5000 answers an 8-token prompt in ~62 ms, of which
     # one pass over 16 GB of BF16 weights at 768 GB/s is ~21 ms: ~40 ms of HTTP, tokenising and scheduling.
     "request_overhead_ms": (40.0, "https://github.com/vllm-project/vllm/issues/770"),
+    # vllm-project/vllm-omni issue #7960: Qwen2.5-Omni-7B's thinker (28 layers) on an A800 decodes at
+    # ~22.5 ms per token eager and ~13 ms with CUDA graphs: ~0.34 ms per layer and step.
+    "eager_layer_overhead_ms": (0.34, "https://github.com/vllm-project/vllm-omni/issues/7960"),
 }
 RIDGE = 0.05  # weight of log(value / pooled value)^2 per constant in an engine's own fit
 GRID = 24  # points per coarse grid; a finer grid of 9 around the best follows

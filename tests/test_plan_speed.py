@@ -342,6 +342,20 @@ def test_layers_quantised_on_load_are_read_at_the_formats_bits_by_hand() -> None
     assert b.decode_tps > a.decode_tps and b.roofline_decode_tps > a.roofline_decode_tps
 
 
+def test_eager_mode_pays_its_launches_every_layer_and_step() -> None:
+    from sparkserve.plan.calibration import efficiency_for
+
+    model = spec("Qwen/Qwen3-8B")
+    graphs = deployment(get_profile("dgx-spark"), model, "fp8", "vllm")
+    eager = deployment(get_profile("dgx-spark"), model, "fp8", "vllm", enforce_eager=True)
+    eff = efficiency_for("vllm")
+    for batch in (1, 8):
+        work = Workload(batch=batch, prompt_len=512, output_len=256, context=512, mixed_prefill=False)
+        gap = speed(eager, work).itl_ms - speed(graphs, work).itl_ms
+        assert gap == pytest.approx(eff.eager_layer_overhead_ms * model.num_layers, rel=1e-9)
+        assert gap > 0
+
+
 def test_a_larger_prefill_budget_takes_a_long_prompt_in_fewer_steps() -> None:
     model = spec("Qwen/Qwen3-8B")
     ttft = []

@@ -38,6 +38,8 @@ class Efficiency:
     # tokens per expert at which MoE's grouped expert matmuls (gather, per-expert tiles, scatter) reach
     # half the compute share: a kernel of its own, slower to fill than a dense GEMM of the same rows
     expert_half_rows: float = 64.0
+    # extra per layer and step without CUDA graphs (--enforce-eager): every kernel launched from Python
+    eager_layer_overhead_ms: float = 0.0
     prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 

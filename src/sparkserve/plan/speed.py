@@ -213,6 +213,8 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
                                   eff.expert_half_rows, m)
     t_mem = moved / m.bw
     per_step_ms = eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers
+    if dep.enforce_eager:
+        per_step_ms += eff.eager_layer_overhead_ms * model.num_layers
     overhead = (per_step_ms + eff.seq_overhead_ms * decode_rows) / 1000
     return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows, m.gguf), t_mem, t_flop, moved)
 
