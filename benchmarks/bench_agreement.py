@@ -401,6 +401,7 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
              + " | ".join(f"{SHAPE_TITLES[t]} / vLLM" for t in others) + " |",
              "|---|---|" + "---:|" * (len(tools) + len(others))]
     server_pct = 0.0
+    tpot_ratio: list[float] = []
     own = {t: {"ttft_over_server": 0.0, "tpot_over_server": 0.0} for t in ("vllm", "sparkserve")}
     costs: dict[str, list[float]] = {t: [] for t in others[1:]}
     for r in results:
@@ -412,6 +413,7 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
             ratios = [med[key][t] / med[key]["vllm"] if med[key]["vllm"] else float("nan") for t in others]
             lines.append(f"| {label} | {title} | " + " | ".join(f"{med[key][t]:{fmt}}" for t in tools) + " | "
                          + " | ".join(f"{x:.3f}" for x in ratios) + " |")
+        tpot_ratio.append(med["server_tpot"]["sparkserve"] / med["server_tpot"]["vllm"])
         for key in ("server_tpot", "server_tps"):
             server_pct = max(server_pct, _pct(med[key]["sparkserve"] / med[key]["vllm"]))
         for key in ("ttft_over_server", "tpot_over_server"):
@@ -428,10 +430,13 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
     spread = max(max(xs) / min(xs) for r in results for t in tools
                  if (xs := [x["server_tpot"] for x in r[t] if x.get("server_tpot")]))
     noisy = spread - 1 > 2 * TARGET_PCT / 100
+    paired = [s["server_tpot"] / v["server_tpot"] for r in results for v, s in zip(r["vllm"], r["sparkserve"])
+              if v.get("server_tpot") and s.get("server_tpot")]
     text = [
         f"- **The server under sparkserve's default requests** against under `vllm bench serve`'s: its own mean "
         f"TPOT and output tokens/s differ by at most {server_pct:.1f} % ({verdict(server_pct)} the "
-        f"{TARGET_PCT:g} % target).",
+        f"{TARGET_PCT:g} % target); the server's median TPOT under sparkserve's requests was "
+        + ", ".join(f"{x:.3f}x" for x in tpot_ratio) + " of that under vLLM's (per configuration).",
         f"- **sparkserve against the server's own timings**: its mean TPOT differs from the server's own by at most "
         f"{own['sparkserve']['tpot_over_server']:.1f} % ({verdict(own['sparkserve']['tpot_over_server'])} the "
         f"target), its mean TTFT by at most {own['sparkserve']['ttft_over_server']:.1f} % "
@@ -446,7 +451,8 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
                 f"{SHAPE_TITLES[t]}: " + ", ".join(f"{x:.3f}x" for x in xs) for t, xs in costs.items()) + "."]
           if costs else []),
         f"- **Noise**: between runs of one and the same request shape, the server's own mean TPOT differed by up "
-        f"to {spread:.2f}x. " + (
+        f"to {spread:.2f}x; within a round (the two runs back to back) the server's TPOT under sparkserve's "
+        f"default over under vLLM's ranged from {min(paired):.2f}x to {max(paired):.2f}x. " + (
             "That is more than any difference between the shapes above can be told from: other work on the "
             "shared cores, not the request shape, set these numbers, and the verdicts on the server's own timings "
             "under each shape wait for a quiet machine. Within each run, both clients' TPOT agrees with the "
