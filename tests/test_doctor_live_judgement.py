@@ -89,3 +89,43 @@ def test_a_counter_that_went_down_is_a_restart_not_a_rate():
     window = _window(start, end)
     assert window.delta("preemptions") is None
     assert "kv_cache_preemption" not in _ids(window)
+
+
+def test_a_connection_dropped_once_is_read_again_not_a_dead_server():
+    """A busy server may close a kept-alive connection as it is reused; one dropped read is tried again."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from sparkserve.doctor.live import sample
+
+    served: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            served.append(self.path)
+            if len(served) == 1:
+                self.close_connection = True  # answer nothing: the client sees the connection drop
+                return
+            body = REAL.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with httpx.Client(timeout=5.0, trust_env=False) as client:
+            samples = sample(client, url, VllmLiveProbe(), 0.0, sleep=lambda _s: None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(samples) == 2
+    assert served == ["/metrics"] * 3

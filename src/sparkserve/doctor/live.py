@@ -62,6 +62,14 @@ def local_settings(url: str, probe: LiveProbe) -> dict[str, object]:
     return probe.settings_from_argv(argv)
 
 
+def _read(client: httpx.Client, url: str, probe: LiveProbe, now: float) -> LiveSample:
+    """One read, tried twice on a dropped connection: a busy server may close a kept-alive one as it is reused."""
+    try:
+        return probe.read(client, url, now)
+    except httpx.TransportError:
+        return probe.read(client, url, now)
+
+
 def sample(client: httpx.Client, url: str, probe: LiveProbe, window_s: float, *,
            clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
            interval_s: float = INTERVAL_S) -> list[LiveSample]:
@@ -71,7 +79,7 @@ def sample(client: httpx.Client, url: str, probe: LiveProbe, window_s: float, *,
     while True:
         now = clock()
         try:
-            samples.append(probe.read(client, url, now))
+            samples.append(_read(client, url, probe, now))
         except httpx.HTTPError as exc:
             raise UserError(f"{url} stopped answering during the window ({type(exc).__name__}): "
                             "is the service still up? `sparkserve status`") from exc
