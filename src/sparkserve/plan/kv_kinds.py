@@ -144,25 +144,18 @@ def largest_len_that_fits(lay: KindsLayout, blocks: int, max_num_batched_tokens:
 def context_bytes(model: ModelSpec, kv_dtype: str, tp: int, context: float) -> float:
     """Cache bytes one decode step of one sequence reads on one device: each kind's held slots, at most
     its read limit (DeepSeek-V4's top-k compressed latents; its compressor states are read once a block fills)."""
-    total = 0.0
-    for kind in model.cache_kinds:
-        held = min(context, kind.window) if kind.window is not None else context
-        slots = held / kind.tokens_per_slot
-        if kind.read_slots is not None:
-            slots = min(slots, kind.read_slots)
-        total += kind.layers * slots * slot_bytes(kind, kv_dtype, tp)
-    return total
+    return sum(kind.layers * _read_slots(kind, context) * slot_bytes(kind, kv_dtype, tp) for kind in model.cache_kinds)
 
 
 def attended_keys(model: ModelSpec, context: float, causal: bool) -> float:
     """Sum over kinds of (query width x keys each query attends x layers attending): Gemma 4's shared-KV layers
     attend the cache of an earlier layer, DeepSeek-V4's compressed layers attend compressed slots."""
     keys = context / 2 if causal else context
-    total = 0.0
-    for kind in model.cache_kinds:
-        held = min(keys, kind.window) if kind.window is not None else keys
-        slots = held / kind.tokens_per_slot
-        if kind.read_slots is not None:
-            slots = min(slots, kind.read_slots)
-        total += kind.query_width * kind.attending_layers * slots
-    return total
+    return sum(kind.query_width * kind.attending_layers * _read_slots(kind, keys) for kind in model.cache_kinds)
+
+
+def _read_slots(kind: CacheKind, context: float) -> float:
+    """Slots of `kind` a query over `context` tokens reads: those its window holds, at most its read limit."""
+    held = min(context, kind.window) if kind.window is not None else context
+    slots = held / kind.tokens_per_slot
+    return min(slots, kind.read_slots) if kind.read_slots is not None else slots
