@@ -62,6 +62,11 @@ class DeepseekV4:
         if odd:
             raise UserError(f"{source}: compress ratio(s) {', '.join(map(str, odd))} are not modelled by the planner "
                             "yet (vLLM's DeepSeek-V4 layers compress by 4 or 128)")
+        # A key a derived config leaves out takes deepseek-ai/DeepSeek-V4-Flash's config.json value
+        # (bundled/deepseek-ai--DeepSeek-V4-Flash.json, its `_source` says where it was read): head_dim 512,
+        # rope 64, q/o LoRA ranks 1024, 8 output groups, a 128-token window, an indexer of 64 heads x 128
+        # picking the top 512. The last three mean a feature is off when absent: one hyper-connection copy
+        # (Flash has 4), no hash-routed layers (Flash 3), no MTP layer (Flash 1).
         return cls(
             hidden=int(text["hidden_size"]),
             heads=int(text["num_attention_heads"]),
