@@ -30,7 +30,9 @@ Message = dict[str, str]
 @dataclass(frozen=True)
 class RequestOptions:
     ignore_eos: bool = True  # fixed output length on vLLM; Ollama has no such switch
-    temperature: float | None = None  # None: greedy (0), as `vllm bench serve` asks unless told otherwise
+    # None: greedy (0), reproducible; `vllm bench serve` asks the same only with --temperature 0 since
+    # vLLM PR #32723 (before it, by default).
+    temperature: float | None = None
     # vLLM's `continuous_usage_stats`: a token count in every chunk. Off by default: the server then
     # computes and serialises usage per token, work `vllm bench serve` does not ask of it.
     per_chunk_usage: bool = False
