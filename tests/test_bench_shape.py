@@ -1,6 +1,6 @@
 """What bench asks of the server, and that it never waits past what the user gave it.
 
-The request shape matches `vllm bench serve` unless told otherwise (greedy, no per-chunk usage);
+The request shape matches `vllm bench serve --temperature 0` unless told otherwise (greedy, no per-chunk usage);
 a Ctrl-C during warm-up and a --duration end the run without waiting for a request that never ends.
 """
 
