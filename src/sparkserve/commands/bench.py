@@ -102,7 +102,8 @@ def _bench(
     ] = True,
     temperature: Annotated[
         float | None,
-        typer.Option("--temperature", help="Sampling temperature (default: 0, greedy, as vllm bench serve --temperature 0)."),
+        typer.Option("--temperature",
+                     help="Sampling temperature (default: 0, greedy, as vllm bench serve --temperature 0)."),
     ] = None,
     per_chunk_usage: Annotated[
         bool,
