@@ -205,8 +205,18 @@ def test_other_sizes(tmp_path: Path) -> None:
     assert Tokenizer.from_file(str(d / "tokenizer.json")).get_vocab_size() <= 1024
 
 
+def test_longer_context_reaches_config_and_tokenizer(model_dir: Path, tmp_path: Path) -> None:
+    """bench_agreement serves long prompts: the positions and the tokenizer's limit move together."""
+    d = write_tiny_model(tmp_path / "m", max_position_embeddings=8192)
+    assert read_json(d / "config.json")["max_position_embeddings"] == 8192
+    assert read_json(d / "tokenizer_config.json")["model_max_length"] == 8192
+    assert (d / "model.safetensors").read_bytes() == (model_dir / "model.safetensors").read_bytes()
+    assert read_json(model_dir / "config.json")["max_position_embeddings"] == 4096
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"hidden_size": 100}, {"hidden_size": 32}, {"vocab_size": 100}, {"num_layers": 0}]
+    "kwargs",
+    [{"hidden_size": 100}, {"hidden_size": 32}, {"vocab_size": 100}, {"num_layers": 0}, {"max_position_embeddings": 0}],
 )
 def test_bad_parameters_are_refused(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):

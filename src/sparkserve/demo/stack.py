@@ -28,10 +28,10 @@ CPU_ENV = {
 }
 
 
-def cpu_serve_argv(vllm: str, model_dir: Path, port: int) -> list[str]:
+def cpu_serve_argv(vllm: str, model_dir: Path, port: int, max_model_len: int = MAX_MODEL_LEN) -> list[str]:
     """`vllm serve` of the tiny model on this CPU without a stack: the recipe tests and benchmarks share."""
     return [vllm, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--served-model-name",
-            SERVED_NAME, "--max-model-len", str(MAX_MODEL_LEN), "--enforce-eager"]
+            SERVED_NAME, "--max-model-len", str(max_model_len), "--enforce-eager"]
 
 
 def demo_stack_text(model_dir: Path, vllm: str, port: int, *, env: Mapping[str, str] | None = None,

@@ -68,7 +68,8 @@ _CORPUS_SEED = 20240611  # the corpus (and so the tokenizer) does not depend on 
 # --------------------------------------------------------------------------------------
 
 
-def model_config(*, vocab_size: int = 4096, hidden_size: int = 128, num_layers: int = 2) -> dict[str, Any]:
+def model_config(*, vocab_size: int = 4096, hidden_size: int = 128, num_layers: int = 2,
+                 max_position_embeddings: int = 4096) -> dict[str, Any]:
     """The ``config.json`` content for the given size (Qwen3 architecture)."""
     if hidden_size % HEAD_DIM or hidden_size < 2 * HEAD_DIM:
         raise ValueError(f"hidden_size must be a multiple of {HEAD_DIM} and >= {2 * HEAD_DIM}")
@@ -76,6 +77,8 @@ def model_config(*, vocab_size: int = 4096, hidden_size: int = 128, num_layers: 
         raise ValueError("vocab_size must be >= 512 (256 byte tokens + specials + merges)")
     if num_layers < 1:
         raise ValueError("num_layers must be >= 1")
+    if max_position_embeddings < 64:
+        raise ValueError("max_position_embeddings must be >= 64")
     heads = hidden_size // HEAD_DIM
     kv_heads = max(1, heads // 2)
     eot, _, im_end = range(len(SPECIAL_TOKENS))
@@ -90,7 +93,7 @@ def model_config(*, vocab_size: int = 4096, hidden_size: int = 128, num_layers: 
         "num_key_value_heads": kv_heads,
         "head_dim": HEAD_DIM,
         "hidden_act": "silu",
-        "max_position_embeddings": 4096,
+        "max_position_embeddings": max_position_embeddings,
         "rms_norm_eps": 1e-6,
         "rope_theta": 1000000.0,
         "rope_scaling": None,
@@ -282,7 +285,7 @@ def _train_tokenizer(vocab_size: int):  # -> tokenizers.Tokenizer
     return tok
 
 
-def _tokenizer_config() -> dict[str, Any]:
+def _tokenizer_config(model_max_length: int) -> dict[str, Any]:
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "added_tokens_decoder": {
@@ -303,7 +306,7 @@ def _tokenizer_config() -> dict[str, Any]:
         "unk_token": None,
         "chat_template": CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False,
-        "model_max_length": 4096,
+        "model_max_length": model_max_length,
         "split_special_tokens": False,
     }
 
@@ -350,6 +353,7 @@ def write_tiny_model(
     vocab_size: int = 4096,
     hidden_size: int = 128,
     num_layers: int = 2,
+    max_position_embeddings: int = 4096,
 ) -> Path:
     """Write a servable tiny Qwen3 model (random BF16 weights, local BPE tokenizer) to ``path``.
 
@@ -363,11 +367,13 @@ def write_tiny_model(
         "vocab_size": vocab_size,
         "hidden_size": hidden_size,
         "num_layers": num_layers,
+        "max_position_embeddings": max_position_embeddings,
     }
     if _is_complete(path, params):
         return path
 
-    cfg = model_config(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers)
+    cfg = model_config(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+                       max_position_embeddings=max_position_embeddings)
     tok = _train_tokenizer(vocab_size)
     if tok.get_vocab_size() > vocab_size:  # pragma: no cover - the trainer respects the cap
         raise RuntimeError("tokenizer larger than vocab_size")
@@ -385,7 +391,7 @@ def write_tiny_model(
             }
         ),
         "tokenizer.json": tok.to_str(pretty=True).encode() + b"\n",
-        "tokenizer_config.json": _json_bytes(_tokenizer_config()),
+        "tokenizer_config.json": _json_bytes(_tokenizer_config(max_position_embeddings)),
         "special_tokens_map.json": _json_bytes(
             {
                 "additional_special_tokens": [IM_START, IM_END],
