@@ -67,11 +67,14 @@ METRICS = (("mean TTFT (ms)", "ttft"), ("mean TPOT (ms)", "tpot"), ("output toke
 REFERENCE = (("server's mean TTFT (ms)", "server_ttft"), ("mean TTFT / server's mean TTFT", "ttft_over_server"))
 # What the verdict is on: TTFT relative to the server's in the same run, TPOT and output tokens/s.
 JUDGED = ("ttft_over_server", "tpot", "tps")
-# The request-shape section: vLLM's client, sparkserve's default, and each former default alone.
-SHAPE_TOOLS = ("vllm", "sparkserve", "sparkserve-usage", "sparkserve-sampling")
-SHAPE_FLAGS = {"sparkserve": [], "sparkserve-usage": ["--per-chunk-usage"],
+# The request-shape section: vLLM's client greedy and as shipped, sparkserve's default, and each of
+# sparkserve's former defaults alone. vLLM 0.32's client no longer asks for greedy sampling unless
+# told `--temperature 0` (it warns so, vllm/benchmarks/serve.py); sparkserve's default is greedy.
+SHAPE_TOOLS = ("vllm", "sparkserve", "vllm-shipped", "sparkserve-usage", "sparkserve-sampling")
+SHAPE_FLAGS = {"vllm": ["--temperature", "0"], "sparkserve": [], "sparkserve-usage": ["--per-chunk-usage"],
                "sparkserve-sampling": ["--temperature", "1"]}
-SHAPE_TITLES = {"vllm": "vllm bench serve", "sparkserve": "sparkserve bench (default)",
+SHAPE_TITLES = {"vllm": "vllm bench serve --temperature 0", "sparkserve": "sparkserve bench (default)",
+                "vllm-shipped": "vllm bench serve as shipped",
                 "sparkserve-usage": "sparkserve, --per-chunk-usage",
                 "sparkserve-sampling": "sparkserve, --temperature 1"}
 
@@ -85,13 +88,21 @@ def free_port() -> int:
 MODES = {"uniproc": {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, "multiproc": {}}
 
 
-def start_vllm(venv: Path, model_dir: Path, log: Path, mode: str) -> tuple[subprocess.Popen, str]:
-    """`vllm serve` as tests/conftest.py starts it: the tiny model, eager mode, 2048 tokens of context."""
+def context_len(prompt_len: int, output_len: int) -> int:
+    """The conftest's context (2048 tokens), raised where prompts are longer to the next 1024 that holds
+    one request with room to spare (sparkserve bench refuses a workload that only just fits)."""
+    from sparkserve.demo.stack import MAX_MODEL_LEN
+
+    return max(MAX_MODEL_LEN, -(-(prompt_len + output_len + 64) // 1024) * 1024)
+
+
+def start_vllm(venv: Path, model_dir: Path, log: Path, mode: str, max_model_len: int) -> tuple[subprocess.Popen, str]:
+    """`vllm serve` as tests/conftest.py starts it: the tiny model, eager mode, `max_model_len` of context."""
     from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
 
     port = free_port()
     env = os.environ | CPU_ENV | MODES[mode]
-    cmd = cpu_serve_argv(str(venv / "bin/vllm"), model_dir, port)
+    cmd = cpu_serve_argv(str(venv / "bin/vllm"), model_dir, port, max_model_len)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -187,6 +198,9 @@ def shared_prompts(model_dir: Path, cfg: dict, seed: int, path: Path) -> Path:
                                                  {"from": "gpt", "value": synth.text(cfg["output"])}]}
                for i in range(cfg["n"])]
     path.write_text(json.dumps(entries))
+    # The same prompts for vLLM's custom dataset, which (unlike its ShareGPT reader) keeps long ones.
+    path.with_suffix(".jsonl").write_text("".join(json.dumps({"prompt": e["conversations"][0]["value"]}) + "\n"
+                                                  for e in entries))
     return path
 
 
@@ -206,20 +220,45 @@ sys.exit(main())
 """
 
 
+# `vllm bench serve` reading its custom dataset (JSON lines) with the json module: vLLM reads it with
+# pandas, which its CPU venv does not have. Same records, same seeded shuffle; requests unchanged.
+JSONL_READER = """
+import json, random, sys
+from vllm.benchmarks.datasets import datasets
+def _load_data(self):
+    with open(self.dataset_path) as fh:
+        self.data = [json.loads(line) for line in fh if line.strip()]
+    random.seed(self.random_seed)
+    if not getattr(self, "disable_shuffle", False):
+        random.shuffle(self.data)
+datasets.CustomDataset.load_data = _load_data
+from vllm.entrypoints.cli.main import main
+sys.argv[0] = "vllm"
+sys.exit(main())
+"""
+
+
 def run_vllm_bench(venv: Path, url: str, model_dir: Path, cfg: dict, seed: int, out_dir: Path,
-                   dataset: Path | None = None, trust_env: bool = True) -> dict:
+                   dataset: Path | None = None, trust_env: bool = True, extra: tuple[str, ...] = ()) -> dict:
     name = f"vllm-c{cfg['concurrency']}-s{seed}.json"
     if dataset is None:
         data_args = ["--dataset-name", "random", "--random-input-len", str(cfg["prompt"]),
                      "--random-output-len", str(cfg["output"]), "--random-range-ratio", "0"]
-    else:
+    elif dataset.suffix == ".jsonl":  # vLLM's custom dataset: prompts as they are, of any length
+        data_args = ["--dataset-name", "custom", "--dataset-path", str(dataset), "--custom-output-len",
+                     str(cfg["output"]), "--skip-chat-template"]
+    else:  # ShareGPT: vLLM drops prompts over 1,024 tokens (`is_valid_sequence`)
         data_args = ["--dataset-name", "sharegpt", "--dataset-path", str(dataset),
                      "--sharegpt-output-len", str(cfg["output"])]
     program = [str(venv / "bin/vllm")] if trust_env else [str(venv / "bin/python"), "-c", NO_TRUST_ENV]
+    if dataset is not None and dataset.suffix == ".jsonl":
+        if not trust_env:
+            raise ValueError("the custom dataset runs vLLM's client as shipped (trust_env on) only")
+        program = [str(venv / "bin/python"), "-c", JSONL_READER]
     cmd = [*program, "bench", "serve", "--backend", "openai", "--base-url", url, "--model", "tiny",
            "--tokenizer", str(model_dir), *data_args, "--num-prompts", str(cfg["n"]),
            "--max-concurrency", str(cfg["concurrency"]), "--ignore-eos", "--seed", str(seed), "--disable-tqdm",
-           "--num-warmups", "0", "--save-result", "--result-dir", str(out_dir), "--result-filename", name]
+           "--num-warmups", "0", "--save-result", "--result-dir", str(out_dir), "--result-filename", name, *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
                           env=os.environ | {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"})
     if proc.returncode != 0:
@@ -388,8 +427,27 @@ def shape_tools(results: list[dict]) -> tuple[str, ...]:
     return tuple(t for t in SHAPE_TOOLS if all(t in r for r in results))
 
 
+def paired(results_entry: dict, tool: str, base: str, key: str) -> list[float]:
+    """Per-round ratios of one metric, `tool` over `base`: the two runs of a round are back to back, so
+    what drifts on a shared machine over minutes cancels; what changes within seconds does not."""
+    return [t[key] / b[key] for b, t in zip(results_entry[base], results_entry[tool]) if b.get(key) and t.get(key)]
+
+
+def interval(xs: list[float], share: float = 0.9, draws: int = 2000) -> tuple[float, float]:
+    """A bootstrap interval of the median (seeded: the page is the same every time it is written)."""
+    import random
+
+    rng = random.Random(0)
+    meds = sorted(statistics.median(rng.choices(xs, k=len(xs))) for _ in range(draws))
+    lo = int((1 - share) / 2 * draws)
+    return meds[lo], meds[draws - 1 - lo]
+
+
 def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
-    """The request-shape table and its verdict lines (over the tools the runs hold, vLLM's and the default first)."""
+    """The request-shape table and its verdict lines (over the tools the runs hold, vLLM's and the default first).
+
+    The verdict on the server is the median of the per-round paired ratios (sparkserve's run over vLLM's run
+    of the same round), chosen before the long-prompt runs of 2026-12-04 were looked at."""
     tools = shape_tools(results)
     for r in results:
         for tool in tools:
@@ -401,9 +459,11 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
              + " | ".join(f"{SHAPE_TITLES[t]} / vLLM" for t in others) + " |",
              "|---|---|" + "---:|" * (len(tools) + len(others))]
     server_pct = 0.0
-    tpot_ratio: list[float] = []
+    pairs: list[str] = []
     own = {t: {"ttft_over_server": 0.0, "tpot_over_server": 0.0} for t in ("vllm", "sparkserve")}
-    costs: dict[str, list[float]] = {t: [] for t in others[1:]}
+    # What each other shape cost the server, against the same client's greedy default.
+    bases = {t: "vllm" if t.startswith("vllm") else "sparkserve" for t in others[1:]}
+    costs: dict[str, list[float]] = {t: [] for t in bases}
     for r in results:
         cfg = r["config"]
         label = f"P={cfg['prompt']} O={cfg['output']} N={cfg['n']} C={cfg['concurrency']}"
@@ -413,51 +473,49 @@ def shape_section(results: list[dict]) -> tuple[list[str], list[str]]:
             ratios = [med[key][t] / med[key]["vllm"] if med[key]["vllm"] else float("nan") for t in others]
             lines.append(f"| {label} | {title} | " + " | ".join(f"{med[key][t]:{fmt}}" for t in tools) + " | "
                          + " | ".join(f"{x:.3f}" for x in ratios) + " |")
-        tpot_ratio.append(med["server_tpot"]["sparkserve"] / med["server_tpot"]["vllm"])
-        for key in ("server_tpot", "server_tps"):
-            server_pct = max(server_pct, _pct(med[key]["sparkserve"] / med[key]["vllm"]))
+        for key, name in (("server_tpot", "mean TPOT"), ("server_tps", "output tokens/s")):
+            xs = paired(r, "sparkserve", "vllm", key)
+            mid, (lo, hi) = statistics.median(xs), interval(xs)
+            server_pct = max(server_pct, _pct(mid))
+            pairs.append(f"C={cfg['concurrency']} {name} {mid:.3f}x (90 % interval {lo:.3f}-{hi:.3f}, "
+                         f"{len(xs)} rounds)")
         for key in ("ttft_over_server", "tpot_over_server"):
             for t in own:
                 own[t][key] = max(own[t][key], _pct(med[key][t]))
-        for t in costs:
-            costs[t].append(med["server_tpot"][t] / med["server_tpot"]["sparkserve"])
+        for t, base in bases.items():
+            costs[t].append(statistics.median(paired(r, t, base, "server_tpot")))
 
     def verdict(pct: float) -> str:
         return "within" if pct <= TARGET_PCT else "OUTSIDE"
 
     excess = {t: statistics.median(x["ttft"] - x["server_ttft"] for r in results for x in r[t])
               for t in ("vllm", "sparkserve")}
+    server_ttft = statistics.median(x["server_ttft"] for r in results for t in tools for x in r[t])
     spread = max(max(xs) / min(xs) for r in results for t in tools
                  if (xs := [x["server_tpot"] for x in r[t] if x.get("server_tpot")]))
-    noisy = spread - 1 > 2 * TARGET_PCT / 100
-    paired = [s["server_tpot"] / v["server_tpot"] for r in results for v, s in zip(r["vllm"], r["sparkserve"])
-              if v.get("server_tpot") and s.get("server_tpot")]
+    all_pairs = [x for r in results for x in paired(r, "sparkserve", "vllm", "server_tpot")]
     text = [
-        f"- **The server under sparkserve's default requests** against under `vllm bench serve`'s: its own mean "
-        f"TPOT and output tokens/s differ by at most {server_pct:.1f} % ({verdict(server_pct)} the "
-        f"{TARGET_PCT:g} % target); the server's median TPOT under sparkserve's requests was "
-        + ", ".join(f"{x:.3f}x" for x in tpot_ratio) + " of that under vLLM's (per configuration).",
+        f"- **The server under sparkserve's default requests** against under `vllm bench serve --temperature 0`'s "
+        f"(the same sampling): its own mean TPOT and output tokens/s differ by at most {server_pct:.1f} % "
+        f"({verdict(server_pct)} the {TARGET_PCT:g} % target), judged on the median of the per-round ratios "
+        "(sparkserve's run over vLLM's run of the same round): " + "; ".join(pairs) + ".",
         f"- **sparkserve against the server's own timings**: its mean TPOT differs from the server's own by at most "
         f"{own['sparkserve']['tpot_over_server']:.1f} % ({verdict(own['sparkserve']['tpot_over_server'])} the "
         f"target), its mean TTFT by at most {own['sparkserve']['ttft_over_server']:.1f} % "
         f"({verdict(own['sparkserve']['ttft_over_server'])}); `vllm bench serve`'s by "
         f"{own['vllm']['tpot_over_server']:.1f} % and {own['vllm']['ttft_over_server']:.1f} %. TPOT is the decode "
-        "time both sides measure; TTFT as a client sees it also holds "
-        f"the HTTP exchange and the API server's work before its clock starts (median excess over the server's "
-        f"TTFT: sparkserve {excess['sparkserve']:.2f} ms, vllm bench serve {excess['vllm']:.2f} ms), which on "
-        "this tiny model's millisecond TTFT is a large share and on a real model a small one.",
-        *(["- **What the former request shape cost the server** (its own mean TPOT against under sparkserve's "
-            "default, per configuration): " + "; ".join(
+        "time both sides measure; TTFT as a client sees it also holds the HTTP exchange and the API server's work "
+        f"before its clock starts (median excess over the server's TTFT: sparkserve {excess['sparkserve']:.2f} ms, "
+        f"vllm bench serve {excess['vllm']:.2f} ms, against a server TTFT of {server_ttft:.0f} ms; per "
+        "configuration in the row \"mean TTFT / server's\").",
+        *(["- **What the other request shapes cost the server** (its own mean TPOT against the same client's greedy "
+            "default, median of per-round ratios, per configuration): " + "; ".join(
                 f"{SHAPE_TITLES[t]}: " + ", ".join(f"{x:.3f}x" for x in xs) for t, xs in costs.items()) + "."]
           if costs else []),
         f"- **Noise**: between runs of one and the same request shape, the server's own mean TPOT differed by up "
         f"to {spread:.2f}x; within a round (the two runs back to back) the server's TPOT under sparkserve's "
-        f"default over under vLLM's ranged from {min(paired):.2f}x to {max(paired):.2f}x. " + (
-            "That is more than any difference between the shapes above can be told from: other work on the "
-            "shared cores, not the request shape, set these numbers, and the verdicts on the server's own timings "
-            "under each shape wait for a quiet machine. Within each run, both clients' TPOT agrees with the "
-            "server's own (the row \"mean TPOT / server's\"), which other work does not disturb."
-            if noisy else "Small beside the differences judged above."),
+        f"default over under vLLM's ranged from {min(all_pairs):.2f}x to {max(all_pairs):.2f}x. The interval above "
+        "says how far the verdict's median could move on another set of rounds like these.",
     ]
     return lines, text
 
@@ -490,14 +548,25 @@ SECTIONS = {
          "with `--workload file`. Same server as above. What is left of a difference is the tools themselves."]),
     ("uniproc", "shape"): (
         "Does sparkserve's request shape change what the server does?",
-        ["Each tool's own random prompts on the streaming (`uni` executor) server. Besides `vllm bench serve` and",
-         "sparkserve's default requests (greedy, `stream_options.include_usage` only: the shape vLLM's client sends),",
-         "sparkserve can run with each part of its former default alone (`--shape-tools`; the table shows those",
-         "this run measured): `--per-chunk-usage` (vLLM's `continuous_usage_stats`: a usage object computed and",
-         "serialised with every token) and `--temperature 1` (the tiny model's generation config sets no",
-         "temperature, so vLLM's default 1.0 applied: random sampling instead of argmax). The server's own TPOT and output tokens/s come from its /metrics over each",
-         "run: `vllm:request_time_per_output_token_seconds`, and generated tokens over the server's busy time",
-         "(sum of `vllm:e2e_request_latency_seconds` / requests in flight)."]),
+        ["Each tool's own random prompts on the streaming (`uni` executor) server. sparkserve's default requests",
+         "are greedy with `stream_options.include_usage` only. vLLM 0.32's client sends the same, except that it",
+         "no longer asks for greedy sampling unless told `--temperature 0` (it prints a warning saying so,",
+         "`vllm/benchmarks/serve.py`): as shipped it leaves sampling to the server, and the tiny model's generation",
+         "config sets no temperature, so vLLM's default 1.0 applies (random sampling instead of argmax). So the",
+         "verdict compares sparkserve with `vllm bench serve --temperature 0`; `--shape-tools` can add vLLM's client",
+         "as shipped and each part of sparkserve's former default alone: `--per-chunk-usage` (vLLM's",
+         "`continuous_usage_stats`: a usage object computed and serialised with every token) and `--temperature 1`.",
+         "The server's own TPOT and output tokens/s come from its /metrics over each run:",
+         "`vllm:request_time_per_output_token_seconds`, and generated tokens over the server's busy time (sum of",
+         "`vllm:e2e_request_latency_seconds` / requests in flight). Prompts are long (P tokens, with the context",
+         "raised to hold them) so that the server's TTFT is hundreds of milliseconds, as on a GPU serving a real",
+         "model, rather than the tiny model's 20 ms at 1,024 tokens, of which a client's few milliseconds of HTTP",
+         "would be a large share whoever the client is."]),
+    ("uniproc", "shape-shared"): (
+        "The request shape again, with identical prompts",
+        ["As the section above, but both tools read the same fresh ShareGPT file of N prompts of P tokens for",
+         "every run (sparkserve's exact-token random words, as in \"Identical prompts\"), so that what is left",
+         "of a difference in the server's timings is the requests themselves, not the text they carry."]),
     ("multiproc", "random"): (
         "The conftest server as is (multiprocess executor), each tool's own random prompts",
         ["On the CPU platform vLLM's default switches to the `mp` executor: API server, engine core and a",
@@ -529,7 +598,7 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
         f"Written by `python benchmarks/bench_agreement.py` on {date} ({platform.machine()}, {os.cpu_count()} cores, "
         f"no GPU): vLLM {server_version} (CPU build)",
         "serving the tiny random-weight Qwen3 model (`sparkserve.demo.write_tiny_model`) with the flags",
-        "tests/conftest.py uses.",
+        "tests/conftest.py uses (the context raised where a section's prompts need more).",
         "",
         "All tools ran on the same server: the completions API, prompts of exactly P tokens (the model's",
         "tokenizer), exactly O output tokens (`ignore_eos`), N requests with C in flight, no warm-up requests",
@@ -561,7 +630,7 @@ def doc(args: argparse.Namespace, sections: dict[tuple[str, str], list[dict]], s
                    f"over 3 s, at most {limit:g} s" + (
             "; sparkserve's request shape of then: per-chunk usage and the server's default sampling."
             if dates.get(key, date) < SHAPE_CHANGED else ".")
-        if key[1] == "shape":
+        if key[1].startswith("shape"):
             rows, verdict_lines = shape_section(results)
             lines += [f"## {title}", "", *text, "", measured, f"Medians over {len(results[0]['sparkserve'])} rounds.",
                       "", *rows, "", *verdict_lines, "", facts(results, shape_tools(results)), ""]
@@ -649,7 +718,7 @@ def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[st
             f"and {v['tokenize_ms']:.2f} ms (measured by this script with the server's tokenizer); the API server "
             "also parses and copies by the character, on the same two cores as the engine.",
         ]
-    streaming = [r for (mode, work), results in sections.items() if mode == "uniproc" and work != "shape"
+    streaming = [r for (mode, work), results in sections.items() if mode == "uniproc" and not work.startswith("shape")
                  for r in results]
     if streaming:
         excess = {t: _client_excess(streaming, t) for t in TOOLS}
@@ -669,7 +738,8 @@ def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[st
 
 def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, mode: str,
             workloads: list[str]) -> tuple[dict[str, list[dict]], str]:
-    proc, url = start_vllm(venv, model_dir, work / f"serve-{mode}.log", mode)
+    proc, url = start_vllm(venv, model_dir, work / f"serve-{mode}.log", mode,
+                           context_len(args.prompt_len, args.output_len))
     by_workload: dict[str, list[dict]] = {}
     try:
         version = httpx.get(url + "/version", timeout=5).json().get("version", "?")
@@ -679,7 +749,8 @@ def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, m
         seed = 1
         for workload in workloads:
             results = by_workload[workload] = []
-            tools = args.shape_tools if workload == "shape" else TOOLS
+            shape = workload.startswith("shape")
+            tools = args.shape_tools if shape else TOOLS
             for cfg in configs:
                 entry: dict = {"config": cfg, **{t: [] for t in tools}}
                 for r in range(args.rounds):
@@ -687,15 +758,18 @@ def measure(args: argparse.Namespace, venv: Path, work: Path, model_dir: Path, m
                     for tool in order:
                         # Fresh prompts every run: no run may find another's in the prefix cache.
                         dataset = shared_prompts(model_dir, cfg, seed, work / f"prompts-{seed}.json") \
-                            if workload == "shared" else None
+                            if workload in ("shared", "shape-shared") else None
                         wait_quiet(args.min_idle, args.max_wait)
                         before = metric_sums(url)
                         if tool.startswith("sparkserve"):
                             res = run_sparkserve(url, model_dir, cfg, seed, work,
                                                  [*args.sparkserve_arg, *SHAPE_FLAGS.get(tool, [])], dataset)
                         else:
+                            if dataset is not None and shape:
+                                dataset = dataset.with_suffix(".jsonl")
                             res = run_vllm_bench(venv, url, model_dir, cfg, seed, work, dataset,
-                                                 trust_env=tool == "vllm")
+                                                 trust_env=tool != "vllm-direct",
+                                                 extra=tuple(SHAPE_FLAGS.get(tool, [])) if shape else ())
                         res.update(server_readings(before, metric_sums(url), cfg["concurrency"]))
                         seed += 1
                         entry[tool].append(res)
@@ -745,7 +819,9 @@ def main() -> None:
     dates: dict[tuple[str, str], str] = {}
     waits: dict[tuple[str, str], tuple[float, float]] = {}
     try:
-        model_dir = write_tiny_model(work / "model")
+        # Longer prompts than the conftest's context: the same model with room for them.
+        context = context_len(args.prompt_len, args.output_len)
+        model_dir = write_tiny_model(work / "model", max_position_embeddings=max(4096, context))
         if args.from_runs:
             sections: dict[tuple[str, str], list[dict]] = {}
             for path in args.from_runs:  # later files replace the sections they share with earlier ones
