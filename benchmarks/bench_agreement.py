@@ -792,7 +792,7 @@ def main() -> None:
     parser.add_argument("--output-len", type=int, default=128)
     parser.add_argument("--concurrency", default="1,4")
     parser.add_argument("--sections", default="uniproc:random,uniproc:shared,multiproc:random",
-                        help="server mode:workload pairs; modes uniproc, multiproc; workloads random, shared")
+                        help="server mode:workload pairs; modes uniproc, multiproc; workloads random, shared, shape, shape-shared")
     parser.add_argument("--save-runs", type=Path, help="write every run's numbers to this JSON file")
     parser.add_argument("--from-runs", type=Path, action="append",
                         help="write the doc from --save-runs files instead of measuring (repeat to merge sections)")
