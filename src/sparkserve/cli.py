@@ -1,11 +1,15 @@
-"""The command line: thin, lazy. Each command imports what it needs when it runs."""
+"""The command line: thin, lazy. Each command imports what it needs when it runs.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: typer reads every option's annotation, and string annotations
+would make it evaluate each one again at start-up.
+"""
 
+import copy
 import sys
 from typing import Annotated
 
 import typer
+from typer.models import CommandInfo
 
 from sparkserve.errors import UserError
 
@@ -427,9 +431,30 @@ def demo(
     run_demo(directory=directory, port=port, model_dir=model_dir, requests=requests)
 
 
+def _command_name(info: CommandInfo) -> str:
+    """The name typer gives a command: its own, else the function's with dashes."""
+    return (info.name or getattr(info.callback, "__name__", "")).lower().replace("_", "-")
+
+
+def _only_the_invoked(argv: list[str]) -> typer.Typer:
+    """The app with only the command the command line names: typer builds the options of every registered
+    command before it parses anything, and a run uses one. Root help, an unknown or no name: the whole app."""
+    for arg in argv:
+        if arg in HELP_OPTIONS["help_option_names"]:
+            return app
+        if not arg.startswith("-"):
+            break
+    else:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands = [c for c in app.registered_commands if _command_name(c) == arg]
+    lean.registered_groups = [g for g in app.registered_groups if g.name == arg]
+    return lean if lean.registered_commands or lean.registered_groups else app
+
+
 def main() -> None:
     try:
-        app()
+        _only_the_invoked(sys.argv[1:])()
     except UserError as exc:
         from sparkserve.secrets import redact_text
 

@@ -113,13 +113,19 @@ def _from_catalog(name: str) -> ResolvedModel | None:
 
 def _canonical_id(lowered: str) -> str | None:
     """The properly cased bundled or alias id for a lower-cased full id or bare repo name."""
-    by_full = {known.lower(): known for known in _catalog_ids()}
+    by_full, by_bare = _ids_by_lowered()
     if lowered in by_full:
         return by_full[lowered]
     if "/" in lowered:
         return None
-    by_bare = {known.lower().split("/", 1)[1]: known for known in _catalog_ids()}
     return by_bare.get(lowered)
+
+
+@cache
+def _ids_by_lowered() -> tuple[dict[str, str], dict[str, str]]:
+    """Lower-cased full id and bare repo name -> id, over the ~2,000 catalog ids (built once, not per lookup)."""
+    ids = _catalog_ids()
+    return {known.lower(): known for known in ids}, {known.lower().split("/", 1)[1]: known for known in ids}
 
 
 def _from_ollama(name: str) -> ResolvedModel | None:
@@ -216,9 +222,7 @@ def _bundled_spec(model_id: str) -> ModelSpec:
 @lru_cache(maxsize=1)
 def _bundled_files() -> dict[str, Any]:
     """HF id -> bundled JSON resource; files are named Org--Name.json like the HF cache."""
-    from importlib import resources  # deferred: pulls in tempfile and inspect, which --help never needs
-
-    folder = resources.files("sparkserve.models").joinpath("bundled")
+    folder = Path(__file__).with_name("bundled")  # as aliases.py; importlib.resources would add zipfile, tempfile
     return {
         entry.name[: -len(".json")].replace("--", "/", 1): entry
         for entry in folder.iterdir()

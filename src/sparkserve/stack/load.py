@@ -7,14 +7,15 @@ and, for a misspelt key, the closest valid one, then exits with code 2 via UserE
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkserve.errors import UserError, closest
 
-if TYPE_CHECKING:  # the schema (and pydantic) load only when a stack file is read
+if TYPE_CHECKING:  # the schema (and pydantic, tomllib) load only when a stack file is read
+    import tomllib
+
     from pydantic import ValidationError
 
     from sparkserve.stack.schema import ServiceSpec, StackFile
@@ -60,6 +61,8 @@ def load_stack(path: str | Path) -> Stack:
 
 def parse_stack(text: str, source: str = STACK_FILE) -> StackFile:
     """Parse and check stack text; `source` names the file in errors."""
+    import tomllib
+
     from pydantic import ValidationError
 
     from sparkserve.stack.schema import StackFile
