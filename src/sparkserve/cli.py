@@ -433,7 +433,8 @@ def demo(
 
 def _command_name(info: CommandInfo) -> str:
     """The name typer gives a command: its own, else the function's with dashes."""
-    return (info.name or getattr(info.callback, "__name__", "")).lower().replace("_", "-")
+    name = info.name if info.name else getattr(info.callback, "__name__", "")
+    return str(name).lower().replace("_", "-")
 
 
 def _only_the_invoked(argv: list[str]) -> typer.Typer:
