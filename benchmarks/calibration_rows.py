@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,24 +42,6 @@ def source_key(text: str) -> str:
     return match.group(0).rstrip(").,;").split("#")[0] if match else text.strip()
 
 
-@dataclass(frozen=True)
-class PerfRow:
-    id: str
-    engine: str
-    hardware: str
-    hw_class: str  # "gb10" for the DGX Spark's unified memory, else "discrete"
-    metric: str
-    measured: float
-    source: str
-    label: str
-    dep: Deployment
-    work: Workload
-
-    @property
-    def kind(self) -> str:
-        return KIND[self.metric]
-
-
 def _devices(hw, count: int) -> dict:
     """One GPU per node for single-chip boxes; more GPUs than one host holds spread over full hosts."""
     if hw.max_gpus == 1:
@@ -73,17 +55,82 @@ def _devices(hw, count: int) -> dict:
 # as Deployment fields: what differs from the engine's defaults changes what a step reads and costs.
 SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": str, "max_num_batched_tokens": int,
             "max_num_seqs": int, "extra_quantized": lambda v: tuple(v.split(","))}
+PP_LATENCY = ("api", "generation")
+
+
+def _pp_latency(value: str) -> str:
+    if value not in PP_LATENCY:
+        raise ValueError(value)
+    return value
+
+
+# How the row's benchmark measured (same column): what its client timed, not how the engine ran.
+# - repeats=N, prefix_block=B: the same prompt was sent N times in a row to a server with prefix caching,
+#   and the row is the mean; every run after the first finds the prompt's full B-token blocks cached
+#   (all but the last token: the engine recomputes at least one).
+# - hidden_tokens=N: the client's first token is the first one it can show, after N tokens the server's
+#   parser hides (gpt-oss opens every reply with the harmony header <|channel|>analysis<|message|>).
+# - pp_latency=api|generation: llama-benchy's prompt speed, prompt / (time to first response - latency),
+#   where the latency is a GET of /models (api: the request overhead stays in) or the time to first
+#   response of a 1-token request (generation: the overhead and one short forward pass are taken out).
+MEASURE = {"repeats": int, "prefix_block": int, "hidden_tokens": int, "pp_latency": _pp_latency}
+
+
+@dataclass(frozen=True)
+class Measure:
+    repeats: int = 1
+    prefix_block: int = 0
+    hidden_tokens: int = 0
+    pp_latency: str = ""
+
+
+def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
+    engine: dict = {}
+    measure: dict = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(";"))):
+        key, _, value = item.partition("=")
+        if key not in SETTINGS and key not in MEASURE:
+            raise UserError(f"perf row {row_id}: unknown setting {key!r} in the settings column; "
+                            f"expected one of {', '.join((*SETTINGS, *MEASURE))}")
+        try:
+            if key in SETTINGS:
+                engine[key] = SETTINGS[key](value)
+            else:
+                measure[key] = MEASURE[key](value)
+        except ValueError:
+            hint = f"one of {', '.join(PP_LATENCY)}" if key == "pp_latency" else "a whole number"
+            raise UserError(f"perf row {row_id}: setting {key}={value!r} in the settings column; "
+                            f"expected {hint}") from None
+    return engine, measure
 
 
 def row_settings(text: str | None, row_id: str) -> dict:
-    out: dict = {}
-    for item in filter(None, (x.strip() for x in (text or "").split(";"))):
-        key, _, value = item.partition("=")
-        if key not in SETTINGS:
-            raise UserError(f"perf row {row_id}: unknown setting {key!r} in the settings column; "
-                            f"expected one of {', '.join(SETTINGS)}")
-        out[key] = SETTINGS[key](value)
-    return out
+    """The engine settings of a row (Deployment fields)."""
+    return _split_settings(text, row_id)[0]
+
+
+def row_measure(text: str | None, row_id: str) -> Measure:
+    """How the row's benchmark measured."""
+    return Measure(**_split_settings(text, row_id)[1])
+
+
+@dataclass(frozen=True)
+class PerfRow:
+    id: str
+    engine: str
+    hardware: str
+    hw_class: str  # "gb10" for the DGX Spark's unified memory, else "discrete"
+    metric: str
+    measured: float
+    source: str
+    label: str
+    dep: Deployment
+    work: Workload
+    how: Measure = Measure()
+
+    @property
+    def kind(self) -> str:
+        return KIND[self.metric]
 
 
 def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
@@ -100,12 +147,29 @@ def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
                             mixed_prefill=row["metric"] != "aggregate_tps")
             label = f"{row['hardware']} x{count} {row['engine']} {row['model']} {row['quant']} b{row['batch']}"
             rows.append(PerfRow(row["id"], dep.engine, row["hardware"], hardware_class(hw),
-                                row["metric"], float(row["value"]), source_key(row["source"]), label, dep, work))
+                                row["metric"], float(row["value"]), source_key(row["source"]), label, dep, work,
+                                row_measure(row.get("settings"), row["id"])))
     return rows
 
 
 def predict(row: PerfRow, eff: Efficiency | None = None) -> float:
-    return float(getattr(speed(row.dep, row.work, eff), row.metric))
+    """The row's metric as its benchmark measured it (see MEASURE)."""
+    s = speed(row.dep, row.work, eff)
+    how = row.how
+    if row.metric == "prefill_tps" and how.pp_latency:
+        latency = 0.0
+        if how.pp_latency == "generation":  # a 1-token request: the overhead and one forward pass
+            latency = speed(row.dep, Workload(batch=1, prompt_len=1, output_len=1, context=0), eff).ttft_ms
+        return row.work.prompt_len / max(s.ttft_ms - latency, 1e-6) * 1000
+    if row.metric != "ttft_ms":
+        return float(getattr(s, row.metric))
+    first = s.ttft_ms + how.hidden_tokens * s.itl_ms
+    if how.repeats <= 1 or not how.prefix_block:
+        return first
+    p = row.work.prompt_len
+    cached = (p - 1) // how.prefix_block * how.prefix_block
+    w = speed(row.dep, replace(row.work, prefix_hit=cached / p), eff)
+    return (first + (how.repeats - 1) * (w.ttft_ms + how.hidden_tokens * w.itl_ms)) / how.repeats
 
 
 def roofline(row: PerfRow) -> float:
@@ -193,5 +257,5 @@ def predict_memory(row: MemoryRow, constants: VllmMemoryConstants | None = None)
     return mem.weights_gib / row.dep.devices, mem.kv_cache_gib / row.dep.devices
 
 
-__all__ = ["GIB", "KIND", "KINDS", "MemoryRow", "PerfRow", "load_memory", "load_perf", "predict", "predict_memory",
-           "roofline", "source_key"]
+__all__ = ["GIB", "KIND", "KINDS", "Measure", "MemoryRow", "PerfRow", "load_memory", "load_perf", "predict",
+           "predict_memory", "roofline", "row_measure", "row_settings", "source_key"]

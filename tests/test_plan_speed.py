@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -264,6 +265,44 @@ def test_idle_ttft_is_request_overhead_plus_the_prompts_chunks() -> None:
     assert eff.prefill_chunk < 20_000
 
 
+def test_prefill_queue_is_pollaczek_khinchine_at_its_fixed_point_by_hand() -> None:
+    from sparkserve.plan.speed import prefill_queue_seconds
+
+    assert prefill_queue_seconds(1.0, 0, 3.0) == 0.0  # alone: nobody's prompt ahead
+    # one other client, 1 s prompts, 3 s cycle: c = (4 + sqrt(1 + 2 + 3)) / 2 = 3.2247 s,
+    # rho = 1 / 3.2247 = 0.3101 and rho / (2 (1 - rho)) = 0.2247 s
+    assert prefill_queue_seconds(1.0, 1, 3.0) == pytest.approx((4 + math.sqrt(6)) / 2 - 3, rel=1e-12)
+    for prefill, others, cycle in ((0.4, 49, 30.0), (0.05, 4, 40.0), (2.0, 63, 10.0)):
+        wait = prefill_queue_seconds(prefill, others, cycle)
+        rho = others * prefill / (cycle + wait)
+        assert 0 < rho < 1
+        assert wait == pytest.approx(rho * prefill / (2 * (1 - rho)), rel=1e-9)
+    waits = [prefill_queue_seconds(0.4, n, 30.0) for n in (1, 4, 16, 64)]
+    assert waits == sorted(waits) and waits[0] > 0
+
+
+def test_long_prompts_under_load_wait_for_each_other() -> None:
+    dep = deployment(get_profile("h100-sxm"), spec("meta-llama/Llama-3.3-70B-Instruct"), "fp8", "vllm", gpus=2)
+    growth = []
+    for prompt in (256, 2048, 8192):
+        idle, busy = (speed(dep, Workload(batch=b, prompt_len=prompt, output_len=512)).ttft_ms for b in (1, 16))
+        growth.append(busy / idle)
+    # the other 15 clients' prompts keep the prefill busy a larger share of the time as prompts lengthen
+    assert growth == sorted(growth) and growth[0] > 1
+
+
+def test_a_cached_prefix_is_attended_to_not_computed() -> None:
+    from sparkserve.plan.speed import _machine, prefill_seconds
+
+    dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-32B"), "fp8", "vllm")
+    eff = speed(dep, Workload()).efficiency
+    m = _machine(dep, eff)
+    tail = prefill_seconds(dep, eff, m, 2048)
+    warm = prefill_seconds(dep, eff, m, 8192, cached=6144)
+    cold = prefill_seconds(dep, eff, m, 8192)
+    assert tail < warm < cold  # the 2,048 new tokens read and attend to the 6,144 cached ones
+
+
 @pytest.mark.parametrize(
     ("hw", "model", "quant", "engine"),
     [
@@ -376,3 +415,32 @@ def test_a_calibration_row_with_an_unknown_setting_is_refused_naming_it() -> Non
         "enforce_eager": True, "extra_quantized": ("attention", "lm_head")}
     with pytest.raises(UserError, match="row 7: unknown setting 'cuda_graphs'.*enforce_eager"):
         calibration_rows.row_settings("cuda_graphs=false", "7")
+
+
+def test_a_rows_prediction_follows_how_its_benchmark_client_measured() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import calibration_rows
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-30B-A3B"), "fp8", "vllm")
+    work = Workload(batch=1, prompt_len=34, output_len=500, context=0)
+
+    def predict(metric: str, settings: str) -> float:
+        how = calibration_rows.row_measure(settings, "x")
+        row = calibration_rows.PerfRow("x", "vllm", "dgx-spark", "gb10", metric, 1.0, "s", "l", dep, work, how)
+        return float(calibration_rows.predict(row))
+
+    s = speed(dep, work)
+    cold = predict("ttft_ms", "")
+    assert cold == pytest.approx(s.ttft_ms)
+    # the two repeats find 32 of the 34 tokens cached in 16-token blocks: a MoE step of 2 tokens
+    warm = speed(dep, dataclasses.replace(work, prefix_hit=32 / 34)).ttft_ms
+    assert warm < cold
+    assert predict("ttft_ms", "repeats=3;prefix_block=16") == pytest.approx((cold + 2 * warm) / 3)
+    assert predict("ttft_ms", "hidden_tokens=3") == pytest.approx(cold + 3 * s.itl_ms)
+    api, generation = predict("prefill_tps", "pp_latency=api"), predict("prefill_tps", "pp_latency=generation")
+    assert api == pytest.approx(34 / (s.ttft_ms / 1000))
+    assert generation > api  # the 1-token request's overhead and forward pass are taken out
+    with pytest.raises(UserError, match="row 9: setting pp_latency='gpu'.*api, generation"):
+        calibration_rows.row_measure("pp_latency=gpu", "9")

@@ -8,7 +8,9 @@ achieved compute (matmuls of few rows, or few rows per expert, run below peak), 
 engine's fixed cost per step, a cost per sequence (sampling, scheduling) and the all-reduces
 of tensor parallelism. Under load, new prompts are prefilled in the same steps (vLLM's
 chunked prefill, at most max-num-batched-tokens rows), so the decoding requests pay for
-them; a new request waits for the running step, then for its prompt's chunks. The ceiling is
+them; a new request waits for the running step and for the prompts of the other clients that came
+before it (a queue: its wait grows as long prompts keep the prefill busy), then for its own
+prompt's chunks (less those in the prefix cache, which it attends to but does not compute). The ceiling is
 the same pure-decode traffic at 100 % of spec bandwidth and compute with no overhead.
 """
 
@@ -42,7 +44,7 @@ class SpeedPlan:
     aggregate_tps: float  # output tokens/s of the whole batch while it decodes (batch x decode_tps)
     output_tps: float  # output tokens/s of a server held at `batch` requests, prefills and waits included
     prefill_tps: float  # prompt tokens/s while the batch's prompts are prefilled together
-    ttft_ms: float  # first token of a request arriving while `batch - 1` others decode (idle when batch is 1)
+    ttft_ms: float  # first token of a request arriving while `batch - 1` others decode and send prompts (idle at 1)
     itl_ms: float  # time between two tokens of one request
     roofline_decode_tps: float  # one request at the batch, 100 % spec bandwidth and compute, no overhead
     decode_step_ms: float
@@ -237,16 +239,18 @@ def prefill_chunk(dep: Deployment, eff: Efficiency) -> int:
 
 
 def prefill_seconds(
-    dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0, context: float = 0.0
+    dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0, context: float = 0.0,
+    cached: float = 0.0,
 ) -> float:
-    """One prompt in the engine's chunks, each sharing its step with `decode_rows` decoding sequences."""
-    return _prefill_steps(dep, eff, m, prompt_len, decode_rows, context)[0]
+    """One prompt in the engine's chunks, each sharing its step with `decode_rows` decoding sequences; the
+    first `cached` tokens are already in the prefix cache (attended to, not computed)."""
+    return _prefill_steps(dep, eff, m, prompt_len, decode_rows, context, cached)[0]
 
 
 def _prefill_steps(dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: float, decode_rows: float = 0.0,
-                   context: float = 0.0) -> tuple[float, int]:
+                   context: float = 0.0, cached: float = 0.0) -> tuple[float, int]:
     """(seconds, steps) of one prompt in the engine's chunks beside `decode_rows` decoding sequences."""
-    total, done, steps = 0.0, 0.0, 0
+    total, done, steps = 0.0, min(max(cached, 0.0), prompt_len), 0
     chunk = max(1.0, prefill_chunk(dep, eff) - decode_rows)
     while done < prompt_len:
         rows = min(chunk, prompt_len - done)
@@ -267,12 +271,29 @@ def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt
     return full * one + (_step(dep, eff, m, 0, 0, prefill_rows=rest * prompt_len).seconds if rest else 0.0)
 
 
+def prefill_queue_seconds(prefill: float, others: int, cycle: float) -> float:
+    """Mean wait of a new prompt behind the prompts of the `others` clients (Pollaczek-Khinchine, M/D/1).
+
+    Each client sends its next request when the last one ends, so it brings a prompt of `prefill` seconds
+    once per `cycle` (its request overhead, prefill and decode) plus the wait itself. The prompts keep the
+    engine's prefill busy a share rho = others x prefill / (cycle + wait); a new prompt finds the one in
+    progress half done and the queued ones whole: wait = rho x prefill / (2 (1 - rho)). A longer wait
+    stretches the cycle and lowers rho; with c = cycle + wait and a = others x prefill that fixed point is
+    the larger root of c^2 - (cycle + a) c + cycle a - a prefill / 2 = 0, which keeps rho below 1."""
+    if others <= 0 or prefill <= 0:
+        return 0.0
+    a = others * prefill
+    c = ((cycle + a) + math.sqrt((cycle - a) ** 2 + 2 * a * prefill)) / 2
+    return max(0.0, c - cycle)
+
+
 def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> SpeedPlan:
     eff = eff or efficiency_for(dep.engine, dep.hardware)
     m = _machine(dep, eff)
     batch = max(1, work.batch)
     context = work.context if work.context is not None else work.prompt_len + work.output_len // 2
-    prompt = work.prompt_len * (1.0 - min(max(work.prefix_hit, 0.0), 1.0))
+    cached = work.prompt_len * min(max(work.prefix_hit, 0.0), 1.0)
+    prompt = work.prompt_len - cached  # tokens to compute; the cached ones are attended to, not computed
 
     pure = _step(dep, eff, m, batch, context)
     # Under load each request brings `prompt` tokens to prefill once per `output_len` steps. The prompt
@@ -281,17 +302,23 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
     # output, batch x what those chunk steps cost beyond plain decode steps.
     itl = pure.seconds
     if work.mixed_prefill and batch > 1 and work.output_len > 0 and prompt > 0:
-        chunked, steps = _prefill_steps(dep, eff, m, prompt, decode_rows=batch, context=context)
+        chunked, steps = _prefill_steps(dep, eff, m, work.prompt_len, decode_rows=batch, context=context,
+                                        cached=cached)
         itl += batch * max(0.0, chunked - steps * pure.seconds) / work.output_len
 
-    wait = itl / 2 if batch > 1 else 0.0  # a new request joins at the next step boundary
     first = (
-        prefill_seconds(dep, eff, m, prompt, decode_rows=batch - 1, context=context)
+        prefill_seconds(dep, eff, m, work.prompt_len, decode_rows=batch - 1, context=context, cached=cached)
         if prompt
         else (_step(dep, eff, m, batch, context).seconds)
     )
-    ttft = eff.request_overhead_ms / 1000 + wait + first
     out = work.output_len
+    overhead = eff.request_overhead_ms / 1000
+    # A new request joins at the next boundary of the decode steps (half a step on average) and waits
+    # for the prompts of the other batch - 1 clients that arrived before it.
+    step_wait = pure.seconds / 2 if batch > 1 else 0.0
+    cycle = overhead + step_wait + first + max(out - 1, 0) * itl
+    queue = prefill_queue_seconds(first if prompt else 0.0, batch - 1, cycle)
+    ttft = overhead + step_wait + queue + first
     output_tps = batch * out / (ttft + max(out - 1, 0) * itl) if out else 0.0
 
     prefill_s = _batch_prefill_seconds(dep, eff, m, batch, prompt) if prompt else 0.0
