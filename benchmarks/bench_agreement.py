@@ -730,6 +730,19 @@ def reading(sections: dict[tuple[str, str], list[dict]], worst_by: dict[tuple[st
             f"- The server's TTFT of the tiny model is about {server:.0f} ms here, so 1 ms per request is "
             f"{100 / server:.0f} % of it; on a GPU serving a real model TTFT is tens to hundreds of milliseconds.",
         ]
+    shapes = {w: sections[("uniproc", w)] for w in ("shape", "shape-shared") if ("uniproc", w) in sections}
+    if len(shapes) == 2:
+        def tpot_ratios(results: list[dict]) -> str:
+            return ", ".join(f"{statistics.median(paired(r, 'sparkserve', 'vllm', 'server_tpot')):.3f}x"
+                             for r in results)
+        lines += [
+            "- **The request shape, two ways**: the server's own mean TPOT under sparkserve's default requests over "
+            f"under `vllm bench serve --temperature 0`'s was {tpot_ratios(shapes['shape'])} (per configuration) with "
+            f"each tool's own random prompts, and {tpot_ratios(shapes['shape-shared'])} with identical prompts. The "
+            "two tools' runs differ in the prompts' text and in the requests in the first, in the requests alone in "
+            "the second, so the first section's difference goes with the text (both texts are exactly P tokens). On "
+            "these shared cores each verdict is a median whose interval is wider than the target.",
+        ]
     if ("multiproc", "random") in sections:
         lines += ["- **Multiprocess executor on two cores**: output tokens/s, which does not depend on when tokens are "
                   "forwarded, still agrees; TTFT and TPOT compare bursting runs with streaming ones (see above)."]
