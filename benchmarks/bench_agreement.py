@@ -204,6 +204,12 @@ def shared_prompts(model_dir: Path, cfg: dict, seed: int, path: Path) -> Path:
     return path
 
 
+# vLLM's own entry point, run after a patch (the programs below start with one).
+VLLM_MAIN = """from vllm.entrypoints.cli.main import main
+sys.argv[0] = "vllm"
+sys.exit(main())
+"""
+
 # `vllm bench serve` with its aiohttp session's trust_env switched off, nothing else changed: with
 # trust_env on, aiohttp looks up proxies and ~/.netrc for every request, the netrc read in a worker
 # thread, before the request is sent and inside vLLM's TTFT.
@@ -214,10 +220,7 @@ def _init_no_env(self, *args, **kwargs):
     kwargs["trust_env"] = False
     _init(self, *args, **kwargs)
 aiohttp.ClientSession.__init__ = _init_no_env
-from vllm.entrypoints.cli.main import main
-sys.argv[0] = "vllm"
-sys.exit(main())
-"""
+""" + VLLM_MAIN
 
 
 # `vllm bench serve` reading its custom dataset (JSON lines) with the json module: vLLM reads it with
@@ -232,10 +235,7 @@ def _load_data(self):
     if not getattr(self, "disable_shuffle", False):
         random.shuffle(self.data)
 datasets.CustomDataset.load_data = _load_data
-from vllm.entrypoints.cli.main import main
-sys.argv[0] = "vllm"
-sys.exit(main())
-"""
+""" + VLLM_MAIN
 
 
 def run_vllm_bench(venv: Path, url: str, model_dir: Path, cfg: dict, seed: int, out_dir: Path,
