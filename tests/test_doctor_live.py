@@ -93,10 +93,14 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(timeout=300.0, trust_env=False) as client:
             while not self.stop.is_set():
-                r = client.post(
-                    self.base + "/v1/completions",
-                    json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens, "ignore_eos": True},
-                )
+                try:
+                    r = client.post(
+                        self.base + "/v1/completions",
+                        json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens,
+                              "ignore_eos": True},
+                    )
+                except httpx.RemoteProtocolError:
+                    continue  # the busy server dropped a kept-alive connection: the next request opens another
                 if r.status_code != 200:
                     self.errors.append(r.text[:200])
                     return
