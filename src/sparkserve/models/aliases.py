@@ -75,6 +75,11 @@ ALIASES: dict[str, Alias] = {
     "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": Alias("meta-llama/Llama-3.1-8B-Instruct", {}),
     # Model card: "The model architecture of DeepSeek-R1-0528-Qwen3-8B is identical to that of Qwen3-8B".
     "deepseek-ai/DeepSeek-R1-0528-Qwen3-8B": Alias("Qwen/Qwen3-8B", _CONTEXT_128K),
+    # DeepSeek-R1 "is trained based on DeepSeek-V3-Base" (deepseek-ai/DeepSeek-R1 README: architecture as in the
+    # DeepSeek-V3 repository); R1-0528 is its post-training upgrade, NVIDIA's NIM model card: "Network Architecture:
+    # DeepSeek-V3-Base", 671B total / 37B activated (docs.api.nvidia.com/nim/reference/deepseek-ai-deepseek-r1-0528).
+    # Bare "deepseek-r1" stays the Ollama tag, so only the 0528 repo is aliased here.
+    "deepseek-ai/DeepSeek-R1-0528": Alias("deepseek-ai/DeepSeek-V3", {}),
     "mistralai/Mistral-7B-v0.3": Alias("mistralai/Mistral-7B-Instruct-v0.3", {}),
     # v0.2 is v0.3 before the vocabulary grew to 32,768; v0.1 also slides a 4,096-token window on every layer.
     "mistralai/Mistral-7B-Instruct-v0.2": Alias("mistralai/Mistral-7B-Instruct-v0.3", {"vocab_size": 32_000}),
