@@ -444,3 +444,16 @@ def test_a_rows_prediction_follows_how_its_benchmark_client_measured() -> None:
     assert generation > api  # the 1-token request's overhead and forward pass are taken out
     with pytest.raises(UserError, match="row 9: setting pp_latency='gpu'.*api, generation"):
         calibration_rows.row_measure("pp_latency=gpu", "9")
+
+
+def test_fp8_weights_speed_up_a_long_prompt_less_than_a_short_one() -> None:
+    """Attention multiplies activations by the cached keys and values in BF16 whatever the weights' format,
+    so its share of a prompt's work, which grows with the prompt, does not speed up with FP8 weights."""
+
+    def gain(prompt_len: int) -> float:
+        fp8 = plan_speed("h100-sxm", "Qwen/Qwen3-32B", "fp8", prompt_len=prompt_len).prefill_tps
+        bf16 = plan_speed("h100-sxm", "Qwen/Qwen3-32B", "bf16", prompt_len=prompt_len).prefill_tps
+        return fp8 / bf16
+
+    short, long = gain(2048), gain(32768)
+    assert 1.0 < long < short < 2.0

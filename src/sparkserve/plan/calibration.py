@@ -40,6 +40,9 @@ class Efficiency:
     expert_half_rows: float = 64.0
     # extra per layer and step without CUDA graphs (--enforce-eager): every kernel launched from Python
     eager_layer_overhead_ms: float = 0.0
+    # share of the BF16 dense peak that attention kernels reach in prefill (0: the `compute` share); fitted once
+    # for all engines, which run the same FlashAttention / FlashInfer kernels
+    attention_compute: float = 0.0
     prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 

@@ -4,7 +4,8 @@ One engine step runs a batch of rows: one per decoding sequence plus a chunk of 
 It streams the weights the rows touch once for the whole batch (for MoE, the experts that
 B tokens x top-k route to), every decoding sequence's KV cache (growing with its context),
 and takes the longer of that traffic over the achieved bandwidth and its FLOPs over the
-achieved compute (matmuls of few rows, or few rows per expert, run below peak), plus the
+achieved compute (matmuls of few rows, or few rows per expert, run below peak; attention in BF16
+at the share attention kernels reach), plus the
 engine's fixed cost per step, a cost per sequence (sampling, scheduling) and the all-reduces
 of tensor parallelism. Under load, new prompts are prefilled in the same steps (vLLM's
 chunked prefill, at most max-num-batched-tokens rows), so the decoding requests pay for
@@ -166,6 +167,10 @@ class _Machine:
     bw_spec: float
     achieved: float
     peak: float
+    # attention's QK^T and AV multiply activations by the cached keys and values, in BF16 whatever format
+    # the weights are in (FlashAttention's kernels): at long prompts FP8 weights speed up only the rest
+    attention: float
+    attention_peak: float
     gguf: bool
     shared: float  # bytes every step reads whatever the batch
     experts: float  # bytes of all routed experts
@@ -178,9 +183,12 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     par = 1 if gguf else dep.devices
     bw_spec = hw.bandwidth_gbs * 1e9 * par
     peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * par
+    attention_peak = hw.dense_tflops("bf16") * 1e12 * par
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
-    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * min(1.0, eff.compute), peak=peak, gguf=gguf,
+    attention = attention_peak * min(1.0, eff.attention_compute or eff.compute)
+    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * min(1.0, eff.compute), peak=peak, attention=attention,
+                    attention_peak=attention_peak, gguf=gguf,
                     shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
 
 
@@ -207,8 +215,7 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
         attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True) if prefill_start == 0 else
                  attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False))
     dense_params = flop_params(model) - p.experts_active
-    flops_dense = 2 * rows * dense_params + attn
-    t_flop = _matmul_seconds(flops_dense, m.shared, rows, eff.gemm_half_rows, m)
+    t_flop = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m) + attn / m.attention
     if model.is_moe:
         per_expert = rows * model.experts_per_token / (model.num_experts * touched)
         t_flop += _matmul_seconds(2 * rows * p.experts_active, m.experts * touched, per_expert,
@@ -228,8 +235,9 @@ def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spre
         + m.experts * experts_touched_fraction(dep.model, batch, spread)
         + batch * _kv_bytes(dep.model, m.kv_layout, context)
     )
-    flops = 2 * flop_params(dep.model) * batch + attention_flops(dep.model, batch, context, causal=False)
-    return max(moved / m.bw_spec, flops / m.peak)
+    flops = 2 * flop_params(dep.model) * batch
+    attention = attention_flops(dep.model, batch, context, causal=False)
+    return max(moved / m.bw_spec, flops / m.peak + attention / m.attention_peak)
 
 
 def prefill_chunk(dep: Deployment, eff: Efficiency) -> int:
