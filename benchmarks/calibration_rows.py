@@ -58,6 +58,12 @@ SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": st
 PP_LATENCY = ("api", "generation")
 
 
+def _true(value: str) -> bool:
+    if value != "true":
+        raise ValueError(value)
+    return True
+
+
 def _pp_latency(value: str) -> str:
     if value not in PP_LATENCY:
         raise ValueError(value)
@@ -73,7 +79,11 @@ def _pp_latency(value: str) -> str:
 # - pp_latency=api|generation: llama-benchy's prompt speed, prompt / (time to first response - latency),
 #   where the latency is a GET of /models (api: the request overhead stays in) or the time to first
 #   response of a 1-token request (generation: the overhead and one short forward pass are taken out).
-MEASURE = {"repeats": int, "prefix_block": int, "hidden_tokens": int, "pp_latency": _pp_latency}
+# - concurrent_prompts=true: the client sent its `batch` requests together and timed each one's decoding
+#   (llama-benchy at c > 1), so the other requests' prompts were prefilled in the steps that decode it;
+#   llama-batched-bench prefills every prompt before it times the decoding, so its rows do not say this.
+MEASURE = {"repeats": int, "prefix_block": int, "hidden_tokens": int, "pp_latency": _pp_latency,
+           "concurrent_prompts": _true}
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class Measure:
     prefix_block: int = 0
     hidden_tokens: int = 0
     pp_latency: str = ""
+    concurrent_prompts: bool = False
 
 
 def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
@@ -98,7 +109,8 @@ def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
             else:
                 measure[key] = MEASURE[key](value)
         except ValueError:
-            hint = f"one of {', '.join(PP_LATENCY)}" if key == "pp_latency" else "a whole number"
+            hint = {"pp_latency": f"one of {', '.join(PP_LATENCY)}", "concurrent_prompts": "true"}.get(
+                key, "a whole number")
             raise UserError(f"perf row {row_id}: setting {key}={value!r} in the settings column; "
                             f"expected {hint}") from None
     return engine, measure
@@ -142,13 +154,14 @@ def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
             count = int(row["count"] or 1)
             dep = deployment(hw, spec, row["quant"], row["engine"], **_devices(hw, count),
                              **row_settings(row.get("settings"), row["id"]))
+            how = row_measure(row.get("settings"), row["id"])
             work = Workload(batch=int(row["batch"]), prompt_len=int(row["prompt_len"]),
                             output_len=int(row["output_len"]), context=int(row["context"]),
-                            mixed_prefill=row["metric"] != "aggregate_tps")
+                            mixed_prefill=row["metric"] != "aggregate_tps" or how.concurrent_prompts)
             label = f"{row['hardware']} x{count} {row['engine']} {row['model']} {row['quant']} b{row['batch']}"
             rows.append(PerfRow(row["id"], dep.engine, row["hardware"], hardware_class(hw),
                                 row["metric"], float(row["value"]), source_key(row["source"]), label, dep, work,
-                                row_measure(row.get("settings"), row["id"])))
+                                how))
     return rows
 
 

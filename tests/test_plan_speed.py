@@ -457,3 +457,21 @@ def test_fp8_weights_speed_up_a_long_prompt_less_than_a_short_one() -> None:
 
     short, long = gain(2048), gain(32768)
     assert 1.0 < long < short < 2.0
+
+
+def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) -> None:
+    """llama-benchy sends its c requests together, so each one decodes beside the others' prefills;
+    llama-batched-bench prefills every prompt first. The same aggregate row prices the two differently."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import calibration_rows
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    header = "id,hardware,count,engine,model,quant,batch,prompt_len,output_len,context,metric,value,source,settings\n"
+    row = "dgx-spark,1,vllm,Qwen/Qwen3-30B-A3B,fp8,8,4096,128,4160,aggregate_tps,100,https://example.org/x,"
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text(header + f"1,{row}\n2,{row}concurrent_prompts=true\n")
+    apart, together = (calibration_rows.predict(r) for r in calibration_rows.load_perf(csv_path))
+    assert together < apart
+    with pytest.raises(UserError, match="row 9: setting concurrent_prompts='yes'.*true"):
+        calibration_rows.row_measure("concurrent_prompts=yes", "9")
