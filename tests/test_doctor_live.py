@@ -93,16 +93,10 @@ class Load:
     def _run(self) -> None:
         with httpx.Client(timeout=300.0, trust_env=False) as client:
             while not self.stop.is_set():
-                try:
-                    r = client.post(
-                        self.base + "/v1/completions",
-                        json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens,
-                              "ignore_eos": True},
-                    )
-                except httpx.TransportError:
-                    # the busy server dropped or reset a kept-alive connection (RemoteProtocolError, ReadError):
-                    # the next request opens another, so the stream keeps its request in flight
-                    continue
+                r = client.post(
+                    self.base + "/v1/completions",
+                    json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens, "ignore_eos": True},
+                )
                 if r.status_code != 200:
                     self.errors.append(r.text[:200])
                     return
