@@ -187,11 +187,14 @@ def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:
 
 
 def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
-    """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls and
-    causal attention over peak FLOPS, never faster than streaming the weights it touches once."""
+    """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls over the
+    weights' format peak and its causal attention over the BF16 peak (attention kernels run in BF16
+    whatever the weights are, as in the speed plan), never faster than streaming the weights once."""
     hw, model = dep.hardware, dep.model
     devices = 1 if dep.engine in GGUF_ENGINES else dep.devices  # llama.cpp splits layers, it does not shard them
     peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * devices
-    flops = 2 * flop_params(model) * prompt_len + attention_flops(model, prompt_len, prompt_len, causal=True)
+    attention_peak = hw.dense_tflops("bf16") * 1e12 * devices
+    matmuls = 2 * flop_params(model) * prompt_len / peak
+    attention = attention_flops(model, prompt_len, prompt_len, causal=True) / attention_peak
     streamed = decode_bytes(dep, prompt_len, 0) / (hw.bandwidth_gbs * 1e9 * devices)
-    return max(flops / peak, streamed)
+    return max(matmuls + attention, streamed)
