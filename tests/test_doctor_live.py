@@ -87,20 +87,29 @@ class Load:
         self.base, self.model, self.max_tokens = base, model, max_tokens
         self.stop = threading.Event()
         self.done = 0
+        self.dropped = 0
         self.errors: list[str] = []
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(streams)]
 
     def _run(self) -> None:
         with httpx.Client(timeout=300.0, trust_env=False) as client:
             while not self.stop.is_set():
-                r = client.post(
-                    self.base + "/v1/completions",
-                    json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens, "ignore_eos": True},
-                )
+                try:
+                    r = client.post(
+                        self.base + "/v1/completions",
+                        json={"model": self.model, "prompt": PROMPT, "max_tokens": self.max_tokens, "ignore_eos": True},
+                    )
+                except httpx.RemoteProtocolError:  # a kept-alive connection the server closed: send again
+                    self.dropped += 1
+                    continue
                 if r.status_code != 200:
                     self.errors.append(r.text[:200])
                     return
                 self.done += 1
+
+    def state(self) -> str:
+        alive = sum(t.is_alive() for t in self.threads)
+        return f"load: {alive}/{len(self.threads)} streams alive, {self.done} done, {self.dropped} dropped, errors {self.errors}"
 
     def __enter__(self) -> Load:
         for t in self.threads:
@@ -116,7 +125,7 @@ class Load:
 
 def _wait_for(base: str, test, what: str) -> None:
     """Until the server's own gauges show the load has taken hold (a condition, not a timing)."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a hang guard only: a starved host can take minutes
     while time.monotonic() < deadline:
         text = httpx.get(base + "/metrics", timeout=10).text
         if test(text):
@@ -155,12 +164,13 @@ def _live_cli(base: str, cwd: Path) -> tuple[int, dict]:
 
 def test_max_num_seqs_1_under_8_streams_is_requests_waiting(vllm_venv, tiny_model, tmp_path):
     with _server(vllm_venv, tiny_model, tmp_path, "--max-num-seqs", "1") as base:
-        with Load(base, "tiny", streams=8, max_tokens=256):
+        with Load(base, "tiny", streams=8, max_tokens=256) as load:
             _wait_for(base, lambda t: _gauge(t, "vllm:num_requests_waiting") >= 1, "a request waiting")
             code, data = _live_cli(base, tmp_path)
+            after = load.state()
     assert code == 0, data
     ids = [f["cause_id"] for f in data["findings"]]
-    assert ids and ids[0] == "requests_waiting", data
+    assert ids and ids[0] == "requests_waiting", (after, [(f["cause_id"], f["evidence"]) for f in data["findings"]])
     first = data["findings"][0]
     assert set(first) == {"cause_id", "summary", "fix", "evidence"}
     assert "Raise --max-num-seqs from 1 to" in first["fix"], first  # read from the server's own command line
