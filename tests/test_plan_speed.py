@@ -107,6 +107,22 @@ def test_qwen3_32b_fp8_ceiling_on_spark_by_hand() -> None:
     assert s0.bound == "memory"
 
 
+def test_one_request_streaming_the_weights_is_memory_bound_whatever_the_matmul_fill() -> None:
+    # However slowly a few-row GEMM fills its tiles (gemm_half_rows), one token takes the streaming
+    # kernel: its time is the weight stream plus the dot products, and the stream is memory time.
+    from sparkserve.plan.calibration import efficiency_for
+
+    dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-32B"), "fp8", "vllm")
+    work = Workload(batch=1, prompt_len=512, output_len=256, context=0)
+    for half_rows in (1.0, 100.0, 1000.0):
+        eff = dataclasses.replace(efficiency_for("vllm", dep.hardware), gemm_half_rows=half_rows)
+        s = speed(dep, work, eff)
+        assert s.bound == "memory", half_rows
+        assert s.decode_tps < s.roofline_decode_tps
+    batch = speed(dep, dataclasses.replace(work, batch=256), eff)
+    assert batch.bound == "compute"  # 256 rows at a slow fill: the tiles' arithmetic, not the stream
+
+
 def test_qwen3_32b_bf16_ceiling_on_spark() -> None:
     p = spec("Qwen/Qwen3-32B").params
     weights = (p.total - p.embedding) * 2  # ~64 GB read per token

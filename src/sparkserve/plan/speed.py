@@ -134,14 +134,16 @@ def gemm_efficiency(rows: float, half_rows: float) -> float:
     return rows / (rows + half_rows)
 
 
-def _matmul_seconds(flops: float, weight_bytes: float, rows: float, half_rows: float, m: _Machine) -> float:
-    """Compute time of matmuls of `rows` rows: the faster of a tensor-core GEMM, whose tiles fill with
-    rows, and a streaming kernel (GEMV, llama.cpp's MMVQ) that does each row's dot products at the
-    full rate while the weights stream past, but does not hide either under the other. An engine
-    picks the second for a row or a few, so one token never waits for empty tiles."""
+def _matmul_seconds(flops: float, weight_bytes: float, rows: float, half_rows: float,
+                    m: _Machine) -> tuple[float, float]:
+    """(seconds, of which streaming the weights) of matmuls of `rows` rows: the faster of a tensor-core
+    GEMM, whose tiles fill with rows, and a streaming kernel (GEMV, llama.cpp's MMVQ) that does each
+    row's dot products at the full rate while the weights stream past, but does not hide either under
+    the other. An engine picks the second for a row or a few, so one token never waits for empty tiles."""
     tiled = flops / (m.achieved * gemm_efficiency(rows, half_rows))
-    streamed = weight_bytes / m.bw + flops / m.achieved
-    return min(tiled, streamed)
+    stream = weight_bytes / m.bw
+    streamed = stream + flops / m.achieved
+    return (tiled, 0.0) if tiled <= streamed else (streamed, stream)
 
 
 def _tp_comm_seconds(dep: Deployment, tokens: float, gguf: bool) -> float:
@@ -197,7 +199,12 @@ class _Step:
     seconds: float
     t_mem: float
     t_flop: float
+    t_stream: float  # the part of t_flop that streams weights (GEMV kernels): memory time, not arithmetic
     moved: float
+
+    @property
+    def bound(self) -> str:
+        return "memory" if self.t_mem >= self.t_flop - self.t_stream else "compute"
 
 
 def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, context: float,
@@ -215,17 +222,19 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
         attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True) if prefill_start == 0 else
                  attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False))
     dense_params = flop_params(model) - p.experts_active
-    t_flop = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m) + attn / m.attention
+    t_flop, t_stream = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m)
+    t_flop += attn / m.attention
     if model.is_moe:
         per_expert = rows * model.experts_per_token / (model.num_experts * touched)
-        t_flop += _matmul_seconds(2 * rows * p.experts_active, m.experts * touched, per_expert,
-                                  eff.expert_half_rows, m)
+        experts_s, experts_stream = _matmul_seconds(2 * rows * p.experts_active, m.experts * touched, per_expert,
+                                                    eff.expert_half_rows, m)
+        t_flop, t_stream = t_flop + experts_s, t_stream + experts_stream
     t_mem = moved / m.bw
     per_step_ms = eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers
     if dep.enforce_eager:
         per_step_ms += eff.eager_layer_overhead_ms * model.num_layers
     overhead = (per_step_ms + eff.seq_overhead_ms * decode_rows) / 1000
-    return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows, m.gguf), t_mem, t_flop, moved)
+    return _Step(max(t_mem, t_flop) + overhead + _tp_comm_seconds(dep, rows, m.gguf), t_mem, t_flop, t_stream, moved)
 
 
 def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spread: float) -> float:
@@ -341,6 +350,6 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
         roofline_decode_tps=1.0 / _ceiling_step(dep, m, batch, context, eff.expert_spread),
         decode_step_ms=pure.seconds * 1000,
         bytes_per_step_gb=pure.moved / 1e9,
-        bound="memory" if pure.t_mem >= pure.t_flop else "compute",
+        bound=pure.bound,
         efficiency=eff,
     )
