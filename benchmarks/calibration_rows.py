@@ -20,6 +20,7 @@ if str(ROOT / "src") not in sys.path:
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import get_profile
 from sparkserve.models.catalog import resolve_model
+from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.calibration import Efficiency, VllmMemoryConstants, hardware_class
 from sparkserve.plan.memory import GIB, Deployment, vllm_memory
 from sparkserve.plan.planner import deployment
@@ -51,17 +52,24 @@ def _devices(hw, count: int) -> dict:
     return {"gpus": count, "nodes": 1}
 
 
-# The engine settings a row's source states (`settings` column, `key=value` pairs separated by `;`),
-# as Deployment fields: what differs from the engine's defaults changes what a step reads and costs.
-SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": str, "max_num_batched_tokens": int,
-            "max_num_seqs": int, "extra_quantized": lambda v: tuple(v.split(","))}
-PP_LATENCY = ("api", "generation")
-
-
 def _true(value: str) -> bool:
     if value != "true":
         raise ValueError(value)
     return True
+
+
+# The engine settings a row's source states (`settings` column, `key=value` pairs separated by `;`),
+# as Deployment fields: what differs from the engine's defaults changes what a step reads and costs.
+# - marlin=true: the run sent its quantised matmuls through Marlin (--linear-backend marlin, --moe-backend
+#   marlin, VLLM_NVFP4_GEMM_BACKEND=marlin).
+# - checkpoint_16bit=G[,G]: weight groups (ParamCounts names) the run's checkpoint keeps in 16 bit beyond the
+#   embeddings, lm_head, norms and towers every HF quantised checkpoint keeps, as its model card or
+#   quantisation config states (NVIDIA's Gemma 4 NVFP4 checkpoints: attention).
+SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": str, "max_num_batched_tokens": int,
+            "max_num_seqs": int, "extra_quantized": lambda v: tuple(v.split(",")), "marlin": _true,
+            "checkpoint_16bit": lambda v: tuple(v.split(","))}
+CHECKPOINT_GROUPS = ("attention", "dense_mlp", "moe_shared", "experts")
+PP_LATENCY = ("api", "generation")
 
 
 def _pp_latency(value: str) -> str:
@@ -109,7 +117,7 @@ def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
             else:
                 measure[key] = MEASURE[key](value)
         except ValueError:
-            hint = {"pp_latency": f"one of {', '.join(PP_LATENCY)}", "concurrent_prompts": "true"}.get(
+            hint = {"pp_latency": f"one of {', '.join(PP_LATENCY)}", "concurrent_prompts": "true", "marlin": "true"}.get(
                 key, "a whole number")
             raise UserError(f"perf row {row_id}: setting {key}={value!r} in the settings column; "
                             f"expected {hint}") from None
@@ -117,8 +125,20 @@ def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
 
 
 def row_settings(text: str | None, row_id: str) -> dict:
-    """The engine settings of a row (Deployment fields)."""
-    return _split_settings(text, row_id)[0]
+    """The engine settings of a row (Deployment fields), less the checkpoint's layout (see row_spec)."""
+    engine = _split_settings(text, row_id)[0]
+    engine.pop("checkpoint_16bit", None)
+    return engine
+
+
+def row_spec(spec: ModelSpec, text: str | None, row_id: str) -> ModelSpec:
+    """The model as the row's checkpoint holds it: the groups it keeps in 16 bit added."""
+    kept = _split_settings(text, row_id)[0].get("checkpoint_16bit", ())
+    unknown = [g for g in kept if g not in CHECKPOINT_GROUPS]
+    if unknown:
+        raise UserError(f"perf row {row_id}: checkpoint_16bit names {', '.join(unknown)}; "
+                        f"expected groups among {', '.join(CHECKPOINT_GROUPS)}")
+    return replace(spec, bf16_modules=tuple(dict.fromkeys(spec.bf16_modules + kept))) if kept else spec
 
 
 def row_measure(text: str | None, row_id: str) -> Measure:
@@ -150,7 +170,7 @@ def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
     with path.open() as f:
         for row in csv.DictReader(f):
             hw = get_profile(row["hardware"])
-            spec = resolve_model(row["model"]).spec
+            spec = row_spec(resolve_model(row["model"]).spec, row.get("settings"), row["id"])
             count = int(row["count"] or 1)
             dep = deployment(hw, spec, row["quant"], row["engine"], **_devices(hw, count),
                              **row_settings(row.get("settings"), row["id"]))

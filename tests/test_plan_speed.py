@@ -491,3 +491,67 @@ def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) ->
     assert together < apart
     with pytest.raises(UserError, match="row 9: setting concurrent_prompts='yes'.*true"):
         calibration_rows.row_measure("concurrent_prompts=yes", "9")
+
+
+def test_groups_held_in_16_bit_multiply_at_the_bf16_rate_by_hand() -> None:
+    """A quantised checkpoint's 16-bit groups (always the unembedding; NVIDIA's Gemma 4 NVFP4 checkpoints
+    their attention too) run BF16 matmuls: the dense peak is the rate that takes both parts' FLOPs in the
+    time the two take at their own rates."""
+    from sparkserve.plan.speed import matmul_peaks
+
+    hw = get_profile("dgx-spark")
+    model = spec("google/gemma-4-31B-it")
+    p = model.params
+    bf16, fp4 = hw.dense_tflops("bf16") * 1e12, hw.dense_tflops("fp4") * 1e12
+    assert matmul_peaks(deployment(hw, model, "bf16", "vllm")) == (bf16, bf16, bf16)
+
+    dense = p.attention + p.dense_mlp + p.moe_shared + p.other + p.embedding  # tied: the embedding is the head
+    default, *_ = matmul_peaks(deployment(hw, model, "nvfp4", "vllm"))
+    held = p.other + p.embedding  # norms and the tied unembedding stay BF16
+    assert default == pytest.approx(dense / (held / bf16 + (dense - held) / fp4), rel=1e-12)
+
+    kept = dataclasses.replace(model, bf16_modules=("attention",))
+    attention_kept, *_ = matmul_peaks(deployment(hw, kept, "nvfp4", "vllm"))
+    held += p.attention
+    assert attention_kept == pytest.approx(dense / (held / bf16 + (dense - held) / fp4), rel=1e-12)
+    assert bf16 < attention_kept < default < fp4
+
+    work = Workload(batch=1, prompt_len=4096, output_len=64)
+    fast = speed(deployment(hw, model, "nvfp4", "vllm"), work)
+    slow = speed(deployment(hw, kept, "nvfp4", "vllm"), work)
+    assert slow.prefill_tps < fast.prefill_tps and slow.bytes_per_step_gb > fast.bytes_per_step_gb
+
+
+def test_marlin_kernels_multiply_quantised_weights_at_the_bf16_rate() -> None:
+    """Marlin dequantises 4-bit weights to BF16 in registers (W4A16): the bytes stay 4-bit, the FLOPs go
+    at the BF16 rate, so a long prompt is slower and a decode step reads no more."""
+    from sparkserve.plan.speed import matmul_peaks
+
+    hw = get_profile("dgx-spark")
+    model = spec("Qwen/Qwen3-30B-A3B")
+    native = deployment(hw, model, "nvfp4", "vllm")
+    marlin = deployment(hw, model, "nvfp4", "vllm", marlin=True)
+    bf16 = hw.dense_tflops("bf16") * 1e12
+    assert matmul_peaks(marlin) == (bf16, bf16, bf16)
+    assert all(a > b for a, b in zip(matmul_peaks(native)[:2], matmul_peaks(marlin)[:2], strict=True))
+    work = Workload(batch=1, prompt_len=8192, output_len=64)
+    a, b = speed(native, work), speed(marlin, work)
+    assert b.prefill_tps < a.prefill_tps
+    assert b.bytes_per_step_gb == pytest.approx(a.bytes_per_step_gb, rel=1e-12)
+
+
+def test_a_calibration_rows_checkpoint_layout_is_read_and_checked() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import calibration_rows
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    model = spec("google/gemma-4-31B-it")
+    settings = "marlin=true;checkpoint_16bit=attention"
+    assert calibration_rows.row_settings(settings, "x") == {"marlin": True}
+    assert calibration_rows.row_spec(model, settings, "x").bf16_modules == model.bf16_modules + ("attention",)
+    assert calibration_rows.row_spec(model, "marlin=true", "x") is model
+    with pytest.raises(UserError, match="row 5: checkpoint_16bit names attn; expected groups among attention"):
+        calibration_rows.row_spec(model, "checkpoint_16bit=attn", "5")
+    with pytest.raises(UserError, match="row 6: setting marlin='yes'.*expected true"):
+        calibration_rows.row_settings("marlin=yes", "6")

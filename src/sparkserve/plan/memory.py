@@ -43,6 +43,10 @@ class Deployment:
     # Weight groups the engine quantises to `quant` on load although the checkpoint keeps them in
     # 16 bit (the DGX Spark vLLM builds' `--mxfp4-layers moe,qkv,o,lm_head` does this for gpt-oss).
     extra_quantized: tuple[str, ...] = ()
+    # vLLM runs the quantised matmuls through Marlin: BF16 compute (--linear-backend marlin, --moe-backend
+    # marlin, or VLLM_NVFP4_GEMM_BACKEND=marlin, which community DGX Spark NVFP4 recipes set for sm_121:
+    # https://huggingface.co/bg-digitalservices/Gemma-4-26B-A4B-it-NVFP4A16).
+    marlin: bool = False
 
     @property
     def devices(self) -> int:

@@ -20,9 +20,9 @@ from sparkserve.plan.planner import (
     plan_service,
     unified_share_utilization,
 )
-from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
+from sparkserve.plan.quant import GGUF_ENGINES
 from sparkserve.plan.settings import vllm_settings
-from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, flop_params
+from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, flop_params, matmul_peaks
 
 # One request of max-model-len should never hold the whole KV cache: keep room for this many.
 MIN_FULL_LENGTH_REQUESTS = 2
@@ -187,14 +187,13 @@ def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:
 
 
 def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
-    """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls over the
-    weights' format peak and its causal attention over the BF16 peak (attention kernels run in BF16
-    whatever the weights are, as in the speed plan), never faster than streaming the weights once."""
+    """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls and causal
+    attention at the speed plan's peaks, never faster than streaming the weights once."""
     hw, model = dep.hardware, dep.model
     devices = 1 if dep.engine in GGUF_ENGINES else dep.devices  # llama.cpp splits layers, it does not shard them
-    peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * devices
-    attention_peak = hw.dense_tflops("bf16") * 1e12 * devices
-    matmuls = 2 * flop_params(model) * prompt_len / peak
+    dense_peak, experts_peak, attention_peak = matmul_peaks(dep)
+    experts = model.params.experts_active
+    matmuls = 2 * prompt_len * ((flop_params(model) - experts) / dense_peak + experts / experts_peak)
     attention = attention_flops(model, prompt_len, prompt_len, causal=True) / attention_peak
     streamed = decode_bytes(dep, prompt_len, 0) / (hw.bandwidth_gbs * 1e9 * devices)
     return max(matmuls + attention, streamed)

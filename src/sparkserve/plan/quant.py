@@ -130,9 +130,11 @@ def hardware_warnings(fmt: WeightFormat, hw: HardwareProfile) -> list[str]:
     return []
 
 
-def compute_dtype(fmt: WeightFormat, hw: HardwareProfile, engine: str) -> str:
-    """The dtype prefill matmuls run in: native low precision only where hardware and engine have it."""
-    if engine in GGUF_ENGINES:
+def compute_dtype(fmt: WeightFormat, hw: HardwareProfile, engine: str, marlin: bool = False) -> str:
+    """The dtype prefill matmuls run in: native low precision only where hardware and engine have it.
+    Marlin kernels (vLLM's --linear-backend / --moe-backend marlin) dequantise the weights to 16 bit in
+    registers and multiply in BF16 (W4A16, W8A16) whatever the hardware has."""
+    if engine in GGUF_ENGINES or marlin:
         # llama.cpp dequantises blocks into 16-bit tiles (or int8 MMQ tiles) per micro-batch; its
         # calibrated compute share is taken against the 16-bit rate.
         return "bf16"

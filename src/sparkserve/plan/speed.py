@@ -134,15 +134,15 @@ def gemm_efficiency(rows: float, half_rows: float) -> float:
     return rows / (rows + half_rows)
 
 
-def _matmul_seconds(flops: float, weight_bytes: float, rows: float, half_rows: float,
+def _matmul_seconds(flops: float, weight_bytes: float, rows: float, half_rows: float, achieved: float,
                     m: _Machine) -> tuple[float, float]:
     """(seconds, of which streaming the weights) of matmuls of `rows` rows: the faster of a tensor-core
     GEMM, whose tiles fill with rows, and a streaming kernel (GEMV, llama.cpp's MMVQ) that does each
     row's dot products at the full rate while the weights stream past, but does not hide either under
     the other. An engine picks the second for a row or a few, so one token never waits for empty tiles."""
-    tiled = flops / (m.achieved * gemm_efficiency(rows, half_rows))
+    tiled = flops / (achieved * gemm_efficiency(rows, half_rows))
     stream = weight_bytes / m.bw
-    streamed = stream + flops / m.achieved
+    streamed = stream + flops / achieved
     return (tiled, 0.0) if tiled <= streamed else (streamed, stream)
 
 
@@ -167,8 +167,10 @@ class _Machine:
 
     bw: float
     bw_spec: float
-    achieved: float
+    achieved: float  # the dense matmuls (attention projections, MLPs, shared experts, lm_head)
     peak: float
+    experts_achieved: float  # the routed experts' matmuls
+    experts_peak: float
     # attention's QK^T and AV multiply activations by the cached keys and values, in BF16 whatever format
     # the weights are in (FlashAttention's kernels): at long prompts FP8 weights speed up only the rest
     attention: float
@@ -184,14 +186,44 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     gguf = dep.engine in GGUF_ENGINES
     par = 1 if gguf else dep.devices
     bw_spec = hw.bandwidth_gbs * 1e9 * par
-    peak = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine)) * 1e12 * par
-    attention_peak = hw.dense_tflops("bf16") * 1e12 * par
+    peak, experts_peak, attention_peak = matmul_peaks(dep)
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
     attention = attention_peak * min(1.0, eff.attention_compute or eff.compute)
-    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * min(1.0, eff.compute), peak=peak, attention=attention,
-                    attention_peak=attention_peak, gguf=gguf,
+    share = min(1.0, eff.compute)
+    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * share, peak=peak, experts_achieved=experts_peak * share,
+                    experts_peak=experts_peak, attention=attention, attention_peak=attention_peak, gguf=gguf,
                     shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
+
+
+def matmul_peaks(dep: Deployment) -> tuple[float, float, float]:
+    """Spec FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices.
+
+    A weight group the checkpoint keeps in 16 bit (embeddings and lm_head always; NVIDIA's Gemma 4 NVFP4
+    checkpoints their attention too) multiplies at the BF16 rate while the quantised groups run at their
+    format's, so the dense matmuls' peak is the rate that takes their FLOPs in the same time as the two
+    parts would. Attention's QK^T and AV run in BF16 (FlashAttention) whatever the weights are."""
+    hw, model = dep.hardware, dep.model
+    par = 1 if dep.engine in GGUF_ENGINES else dep.devices
+    bf16 = hw.dense_tflops("bf16") * 1e12 * par
+    low = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine, dep.marlin)) * 1e12 * par
+    if low == bf16:
+        return bf16, bf16, bf16
+    groups = group_weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized)
+    p = model.params
+
+    def sixteen_bit(group: str, params: float) -> bool:
+        return params > 0 and groups[group] * 8 / params >= _SIXTEEN_BIT
+
+    head = "lm_head" if p.lm_head else "embedding"
+    dense = {g: getattr(p, g) for g in ("attention", "dense_mlp", "moe_shared", "other", head)}
+    total = sum(dense.values())
+    held = sum(n for g, n in dense.items() if sixteen_bit(g, n))
+    dense_peak = total / (held / bf16 + (total - held) / low) if total else low
+    return dense_peak, bf16 if sixteen_bit("experts", p.experts) else low, bf16
+
+
+_SIXTEEN_BIT = 12  # bits per parameter above which a group is held in 16 bit (quantised groups: <= 8.5)
 
 
 @dataclass(frozen=True)
@@ -222,12 +254,12 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
         attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True) if prefill_start == 0 else
                  attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False))
     dense_params = flop_params(model) - p.experts_active
-    t_flop, t_stream = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m)
+    t_flop, t_stream = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m.achieved, m)
     t_flop += attn / m.attention
     if model.is_moe:
         per_expert = rows * model.experts_per_token / (model.num_experts * touched)
         experts_s, experts_stream = _matmul_seconds(2 * rows * p.experts_active, m.experts * touched, per_expert,
-                                                    eff.expert_half_rows, m)
+                                                    eff.expert_half_rows, m.experts_achieved, m)
         t_flop, t_stream = t_flop + experts_s, t_stream + experts_stream
     t_mem = moved / m.bw
     per_step_ms = eff.step_overhead_ms + eff.moe_layer_overhead_ms * model.moe_layers
@@ -244,9 +276,10 @@ def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spre
         + m.experts * experts_touched_fraction(dep.model, batch, spread)
         + batch * _kv_bytes(dep.model, m.kv_layout, context)
     )
-    flops = 2 * flop_params(dep.model) * batch
+    p = dep.model.params
+    matmuls = 2 * batch * ((flop_params(dep.model) - p.experts_active) / m.peak + p.experts_active / m.experts_peak)
     attention = attention_flops(dep.model, batch, context, causal=False)
-    return max(moved / m.bw_spec, flops / m.peak + attention / m.attention_peak)
+    return max(moved / m.bw_spec, matmuls + attention / m.attention_peak)
 
 
 def prefill_chunk(dep: Deployment, eff: Efficiency) -> int:
