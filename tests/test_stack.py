@@ -138,9 +138,15 @@ engine = "vllm"
 model = "Qwen/Qwen3-8B"
 port = 2
 args = { gpu_memory_utilization = 1, tensor_parallel_size = 2, enable_prefix_caching = false }
+[services.c]
+engine = "vllm"
+model = "Qwen/Qwen3-8B"
+port = 3
+args = { linear_backend = "marlin" }
 """)
     assert planner_settings(spec.services["a"]) == {"num_ctx": 4096, "kv_cache_dtype": "q8_0"}
     assert planner_settings(spec.services["b"]) == {"gpu_memory_utilization": 1.0, "gpus": 2}
+    assert planner_settings(spec.services["c"]) == {"marlin": True}  # its matmuls are priced at BF16
 
 
 def test_env_may_reference_dotenv_variables():
@@ -299,6 +305,20 @@ def test_plan_stack_shares_unified_memory():
     plan = plan_stack(stack, get_profile("dgx-spark"))
     util = plan.services[0].memory.settings.gpu_memory_utilization
     assert util <= (121.6 - 12.0) / 121.6
+
+
+def test_a_marlin_backend_in_args_reaches_the_plan(tmp_path):
+    """`linear_backend = "marlin"` runs NVFP4 weights through W4A16 kernels: the plan prices those
+    matmuls at the BF16 rate, so the same service prefills slower and holds the same weights."""
+    text = '[services.v]\nengine = "vllm"\nmodel = "Qwen/Qwen3-8B"\nquant = "nvfp4"\nport = 8000\n'
+    plans = []
+    for i, extra in enumerate(("", 'args = { linear_backend = "marlin" }\n')):
+        path = tmp_path / f"{i}.toml"
+        path.write_text(text + extra)
+        plans.append(plan_stack(load_stack(path), get_profile("dgx-spark")).services[0])
+    native, marlin = plans
+    assert marlin.perf.prefill_tps < native.perf.prefill_tps
+    assert marlin.memory.weights_gib == native.memory.weights_gib
 
 
 def test_plain_commands_do_not_load_the_stack_schema(tmp_path):

@@ -510,6 +510,9 @@ PLANNER_ARGS: dict[str, type] = {
     "enforce_eager": bool,
     "tensor_parallel_size": int,
 }
+# `--linear-backend marlin` / `--moe-backend marlin`: quantised weights dequantised in registers, BF16 matmuls
+# (the flags the DGX Spark Arena's NVFP4 and FP8 runs on sm_121 pass, djangodevreng/dgx-spark-benchmarks).
+MARLIN = "marlin"
 HF_CACHE_IN_CONTAINER = "/root/.cache/huggingface"
 COMPILE_CACHE_VOLUME = "vllm-compile-cache"  # named volume: torch.compile and CUDA graph artefacts
 COMPILE_CACHE_IN_CONTAINER = "/root/.cache/vllm"
@@ -686,6 +689,8 @@ class Vllm(OpenAICompatible):
             settings["gpus"] = settings.pop("tensor_parallel_size")
         if "gpu_memory_utilization" in settings:
             settings["gpu_memory_utilization"] = float(settings["gpu_memory_utilization"])
+        if MARLIN in (args.get("linear_backend"), args.get("moe_backend")):
+            settings["marlin"] = True  # W4A16 / W8A16 kernels: the planner prices their matmuls at BF16
         return settings
 
     def image_for(self, hw: HardwareProfile) -> str:
