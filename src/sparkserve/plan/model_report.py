@@ -22,7 +22,7 @@ from sparkserve.plan.planner import (
 )
 from sparkserve.plan.quant import GGUF_ENGINES
 from sparkserve.plan.settings import vllm_settings
-from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, flop_params, matmul_peaks
+from sparkserve.plan.speed import Workload, attention_flops, decode_bytes, matmul_peaks, peak_matmul_seconds
 
 # One request of max-model-len should never hold the whole KV cache: keep room for this many.
 MIN_FULL_LENGTH_REQUESTS = 2
@@ -192,8 +192,7 @@ def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
     hw, model = dep.hardware, dep.model
     devices = 1 if dep.engine in GGUF_ENGINES else dep.devices  # llama.cpp splits layers, it does not shard them
     dense_peak, experts_peak, attention_peak = matmul_peaks(dep)
-    experts = model.params.experts_active
-    matmuls = 2 * prompt_len * ((flop_params(model) - experts) / dense_peak + experts / experts_peak)
+    matmuls = peak_matmul_seconds(model, prompt_len, dense_peak, experts_peak)
     attention = attention_flops(model, prompt_len, prompt_len, causal=True) / attention_peak
     streamed = decode_bytes(dep, prompt_len, 0) / (hw.bandwidth_gbs * 1e9 * devices)
     return max(matmuls + attention, streamed)

@@ -117,6 +117,12 @@ def flop_params(model: ModelSpec) -> float:
     return p.attention + p.dense_mlp + p.moe_shared + p.other + head + p.experts_active
 
 
+def peak_matmul_seconds(model: ModelSpec, tokens: float, dense_peak: float, experts_peak: float) -> float:
+    """Seconds of `tokens` tokens' weight matmuls at spec peaks (no tile fill, no overhead): the ceilings'."""
+    experts = model.params.experts_active
+    return 2 * tokens * ((flop_params(model) - experts) / dense_peak + experts / experts_peak)
+
+
 def attention_flops(model: ModelSpec, queries: float, context: float, causal: bool) -> float:
     """QK^T and AV for `queries` tokens against `context` keys (halved when causal over itself)."""
     if model.cache_kinds:
@@ -276,8 +282,7 @@ def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spre
         + m.experts * experts_touched_fraction(dep.model, batch, spread)
         + batch * _kv_bytes(dep.model, m.kv_layout, context)
     )
-    p = dep.model.params
-    matmuls = 2 * batch * ((flop_params(dep.model) - p.experts_active) / m.peak + p.experts_active / m.experts_peak)
+    matmuls = peak_matmul_seconds(dep.model, batch, m.peak, m.experts_peak)
     attention = attention_flops(dep.model, batch, context, causal=False)
     return max(moved / m.bw_spec, matmuls + attention / m.attention_peak)
 
