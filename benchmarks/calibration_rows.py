@@ -90,8 +90,11 @@ def _pp_latency(value: str) -> str:
 # - concurrent_prompts=true: the client sent its `batch` requests together and timed each one's decoding
 #   (llama-benchy at c > 1), so the other requests' prompts were prefilled in the steps that decode it;
 #   llama-batched-bench prefills every prompt before it times the decoding, so its rows do not say this.
+# - ended_early=true: the test's replies ended before its output length (benchmarks/arena_reply_check.py reads
+#   the source's telemetry): a total rate at c > 1 then times a window in which fewer than c requests decode.
+#   Kept for the record, not scored or fitted.
 MEASURE = {"repeats": int, "prefix_block": int, "hidden_tokens": int, "pp_latency": _pp_latency,
-           "concurrent_prompts": _true}
+           "concurrent_prompts": _true, "ended_early": _true}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ class Measure:
     hidden_tokens: int = 0
     pp_latency: str = ""
     concurrent_prompts: bool = False
+    ended_early: bool = False
 
 
 def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
@@ -117,8 +121,8 @@ def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
             else:
                 measure[key] = MEASURE[key](value)
         except ValueError:
-            hint = {"pp_latency": f"one of {', '.join(PP_LATENCY)}", "concurrent_prompts": "true", "marlin": "true"}.get(
-                key, "a whole number")
+            hint = {"pp_latency": f"one of {', '.join(PP_LATENCY)}", "concurrent_prompts": "true", "marlin": "true",
+                    "ended_early": "true"}.get(key, "a whole number")
             raise UserError(f"perf row {row_id}: setting {key}={value!r} in the settings column; "
                             f"expected {hint}") from None
     return engine, measure
@@ -165,16 +169,22 @@ class PerfRow:
         return KIND[self.metric]
 
 
-def load_perf(path: Path = PERF_CSV) -> list[PerfRow]:
+def load_perf(path: Path = PERF_CSV, skipped: list[str] | None = None) -> list[PerfRow]:
+    """The rows to score; those whose measurement does not mean what the metric says go to `skipped`."""
     rows = []
     with path.open() as f:
         for row in csv.DictReader(f):
+            how = row_measure(row.get("settings"), row["id"])
+            if how.ended_early:
+                if skipped is not None:
+                    skipped.append(f"{row['id']} {row['model']} {row['quant']} c{row['batch']} {row['metric']} "
+                                   f"(replies ended before {row['output_len']} tokens: {source_key(row['source'])})")
+                continue
             hw = get_profile(row["hardware"])
             spec = row_spec(resolve_model(row["model"]).spec, row.get("settings"), row["id"])
             count = int(row["count"] or 1)
             dep = deployment(hw, spec, row["quant"], row["engine"], **_devices(hw, count),
                              **row_settings(row.get("settings"), row["id"]))
-            how = row_measure(row.get("settings"), row["id"])
             work = Workload(batch=int(row["batch"]), prompt_len=int(row["prompt_len"]),
                             output_len=int(row["output_len"]), context=int(row["context"]),
                             mixed_prefill=row["metric"] != "aggregate_tps" or how.concurrent_prompts)

@@ -116,7 +116,7 @@ def _pct(x: float, measured: float) -> str:
 
 
 def report(perf: list[Scored], memory: list[MemScored], skipped: list[str],
-           newer: list[Scored] | None = None) -> tuple[str, bool]:
+           newer: list[Scored] | None = None, perf_skipped: list[str] | None = None) -> tuple[str, bool]:
     sources = sorted({s.row.source for s in perf})
     lines = [
         "# Planner accuracy", "",
@@ -183,6 +183,11 @@ def report(perf: list[Scored], memory: list[MemScored], skipped: list[str],
                          f"{_gib(m.row.kv_gib)} | {m.kv_held_out:.2f} | {m.kv_in_sample:.2f} | {hit} |")
         if skipped:
             lines += ["", "Not scored:", ""] + [f"- {x}" for x in skipped]
+    if perf_skipped:
+        lines += ["", "## Speed rows not scored", "",
+                  ("Their measurement is not what the metric means (the reason with each row; the rules are in "
+                   "data/README.md). They are kept in the data for the record and left out of the fit."), ""]
+        lines += [f"- {x}" for x in perf_skipped]
     lines += ["", "## Every speed row", "",
               "| id | case | metric | measured | held out | in sample | roofline |", "|---|---|---|---|---|---|---|"]
     for s in perf:
@@ -212,9 +217,11 @@ def main() -> int:
                     help="also print the N rows of each kind with the largest held-out error")
     args = ap.parse_args()
     skipped: list[str] = []
-    newer = [Scored(r, predict(r), predict(r), roofline(r)) for r in load_perf(NEWER_CSV)] if NEWER_CSV.exists() else []
-    perf = score_perf(load_perf(), args.jobs)
-    text, ok = report(perf, score_memory(load_memory(skipped=skipped)), skipped, newer)
+    perf_skipped: list[str] = []
+    newer = ([Scored(r, predict(r), predict(r), roofline(r)) for r in load_perf(NEWER_CSV, perf_skipped)]
+             if NEWER_CSV.exists() else [])
+    perf = score_perf(load_perf(skipped=perf_skipped), args.jobs)
+    text, ok = report(perf, score_memory(load_memory(skipped=skipped)), skipped, newer, perf_skipped)
     for kind in KINDS:
         group = [s for s in perf if s.row.kind == kind]
         if group:

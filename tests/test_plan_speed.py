@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import importlib
 import json
 import math
 import subprocess
@@ -25,6 +26,15 @@ from sparkserve.plan.speed import Workload, decode_bytes, experts_touched_fracti
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CALIBRATION = REPO / "data" / "calibration"
+
+
+def _benchmark(name: str):
+    """A module of benchmarks/ (scripts, not part of the package)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
 
 HARDWARE = ("dgx-spark", "h100-sxm", "h200", "a100-80gb", "rtx-4090", "rtx-pro-6000")
 ENGINE_QUANTS = {
@@ -356,20 +366,17 @@ def test_fit_script_reproduces_the_committed_calibration_byte_for_byte(tmp_path:
     assert out.read_bytes() == committed
     data = json.loads(committed)
     with (SHARED_CALIBRATION / "perf-calibration.csv").open() as f:
-        ids = [row["id"] for row in csv.DictReader(f)]
-    assert sorted(data["pooled"]["fitted_on"]) == sorted(ids)  # every row, once
+        ids = [row["id"] for row in csv.DictReader(f) if "ended_early=true" not in row["settings"]]
+    assert sorted(data["pooled"]["fitted_on"]) == sorted(ids)  # every scored row, once
     assert set(data["engines"]) == set(ENGINE_QUANTS)
 
 
 def test_every_calibration_row_has_a_finite_prediction_under_its_ceiling() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import calibration_rows
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    rows = calibration_rows.load_perf()
+    calibration_rows = _benchmark("calibration_rows")
+    skipped: list[str] = []
+    rows = calibration_rows.load_perf(skipped=skipped)
     with (SHARED_CALIBRATION / "perf-calibration.csv").open() as f:
-        assert len(rows) == len(list(csv.DictReader(f)))
+        assert len(rows) + len(skipped) == len(list(csv.DictReader(f)))
     for row in rows:
         s = speed(row.dep, row.work)
         value = calibration_rows.predict(row)
@@ -422,11 +429,7 @@ def test_a_larger_prefill_budget_takes_a_long_prompt_in_fewer_steps() -> None:
 
 
 def test_a_calibration_row_with_an_unknown_setting_is_refused_naming_it() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import calibration_rows
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    calibration_rows = _benchmark("calibration_rows")
     assert calibration_rows.row_settings("enforce_eager=true;extra_quantized=attention,lm_head", "x") == {
         "enforce_eager": True, "extra_quantized": ("attention", "lm_head")}
     with pytest.raises(UserError, match="row 7: unknown setting 'cuda_graphs'.*enforce_eager"):
@@ -434,11 +437,7 @@ def test_a_calibration_row_with_an_unknown_setting_is_refused_naming_it() -> Non
 
 
 def test_a_rows_prediction_follows_how_its_benchmark_client_measured() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import calibration_rows
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    calibration_rows = _benchmark("calibration_rows")
     dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-30B-A3B"), "fp8", "vllm")
     work = Workload(batch=1, prompt_len=34, output_len=500, context=0)
 
@@ -478,11 +477,7 @@ def test_fp8_weights_speed_up_a_long_prompt_less_than_a_short_one() -> None:
 def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) -> None:
     """llama-benchy sends its c requests together, so each one decodes beside the others' prefills;
     llama-batched-bench prefills every prompt first. The same aggregate row prices the two differently."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import calibration_rows
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    calibration_rows = _benchmark("calibration_rows")
     header = "id,hardware,count,engine,model,quant,batch,prompt_len,output_len,context,metric,value,source,settings\n"
     row = "dgx-spark,1,vllm,Qwen/Qwen3-30B-A3B,fp8,8,4096,128,4160,aggregate_tps,100,https://example.org/x,"
     csv_path = tmp_path / "rows.csv"
@@ -491,6 +486,59 @@ def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) ->
     assert together < apart
     with pytest.raises(UserError, match="row 9: setting concurrent_prompts='yes'.*true"):
         calibration_rows.row_measure("concurrent_prompts=yes", "9")
+
+
+def test_a_row_whose_replies_ended_early_is_listed_not_scored(tmp_path: Path) -> None:
+    calibration_rows = _benchmark("calibration_rows")
+    header = "id,hardware,count,engine,model,quant,batch,prompt_len,output_len,context,metric,value,source,settings\n"
+    row = "dgx-spark,1,vllm,Qwen/Qwen3-30B-A3B,fp8,8,256,4096,2304,aggregate_tps,100,https://example.org/run x,"
+    csv_path = tmp_path / "rows.csv"
+    csv_path.write_text(header + f"1,{row}concurrent_prompts=true\n2,{row}concurrent_prompts=true;ended_early=true\n")
+    skipped: list[str] = []
+    assert [r.id for r in calibration_rows.load_perf(csv_path, skipped)] == ["1"]
+    assert skipped == ["2 Qwen/Qwen3-30B-A3B fp8 c8 aggregate_tps (replies ended before 4096 tokens: "
+                       "https://example.org/run)"]
+    with pytest.raises(UserError, match="row 3: setting ended_early='1'.*expected true"):
+        calibration_rows.row_measure("ended_early=1", "3")
+
+
+def _arena_run(repo: Path, lasted_s: int, layout: str) -> str:
+    """A git repository holding one Arena-shaped test: its llama-benchy table, and how long it ran as its
+    telemetry (one sample every 10 s) or, in the older layout, the runner log's END line."""
+    run = repo / "results" / "m" / "bf16"
+    run.mkdir(parents=True)
+    (run / ("01-chat.md" if layout == "telemetry" else "C_output-throughput.md")).write_text(
+        "uvx llama-benchy==0.4.0 --runs 3 --pp 1000 --tg 1024 --concurrency 1 5\n\n"
+        "| model | test | t/s (total) | t/s (req) | peak t/s | peak t/s (req) | ttfr (ms) | est_ppt (ms) | e2e_ttft (ms) |\n"
+        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "| m | pp1000 (c1) | 2000.00 ± 1.00 | 2000.00 ± 1.00 | | | 500.00 ± 1.00 | 400.00 ± 1.00 | 500.00 ± 1.00 |\n"
+        "| m | tg1024 (c1) | 10.24 ± 0.00 | 10.24 ± 0.00 | 11.00 ± 0.00 | 11.00 ± 0.00 | | | |\n"
+        "| m | pp1000 (c5) | 2500.00 ± 9.00 | 600.00 ± 9.00 | | | 1500.00 ± 9.00 | 1400.00 ± 9.00 | 1500.00 ± 9.00 |\n"
+        "| m | tg1024 (c5) | 30.00 ± 5.00 | 8.00 ± 0.10 | 40.00 ± 0.00 | 9.00 ± 0.00 | | | |\n")
+    if layout == "telemetry":
+        (run / "01-telemetry.csv").write_text(
+            "elapsed_s,power_w\n" + "".join(f"{t},50\n" for t in range(10, lasted_s + 1, 10)))
+    else:
+        (run / "_runner.log").write_text(f"[10:00:00] ── START C ──\n[10:20:00] ── END C ({lasted_s}s) ──\n")
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("layout", ["telemetry", "runner log"])
+@pytest.mark.parametrize("lasted_s", [600, 1000])
+def test_the_arena_check_bounds_a_tests_time_from_its_own_table(tmp_path: Path, lasted_s: int, layout: str) -> None:
+    """3 runs at c1 need >= 3 x (0.5 s + 1024 / 10.24 s) = 301.5 s and at c5 3 x (1.5 s + 1024 / 8 s) = 388.5 s:
+    690 s in all. A test whose telemetry lasted less cannot have produced 1024 tokens a reply."""
+    check = _benchmark("arena_reply_check")
+    commit = _arena_run(tmp_path, lasted_s, layout)
+    [test] = check.check(tmp_path, commit, "results/m/bf16")
+    assert test["test"] == ("01-chat.md" if layout == "telemetry" else "C_output-throughput.md")
+    assert test["lasted"] == lasted_s
+    assert test["need"] == pytest.approx(690.0)
+    assert [(c, n, total) for c, n, _, _, total in test["tg"]] == [(1, 1024, 10.24), (5, 1024, 30.0)]
+    assert check.ended_early(test) == (lasted_s < 690)
 
 
 def test_groups_held_in_16_bit_multiply_at_the_bf16_rate_by_hand() -> None:
@@ -541,11 +589,7 @@ def test_marlin_kernels_multiply_quantised_weights_at_the_bf16_rate() -> None:
 
 
 def test_a_calibration_rows_checkpoint_layout_is_read_and_checked() -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import calibration_rows
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    calibration_rows = _benchmark("calibration_rows")
     model = spec("google/gemma-4-31B-it")
     settings = "marlin=true;checkpoint_16bit=attention"
     assert calibration_rows.row_settings(settings, "x") == {"marlin": True}
