@@ -90,11 +90,15 @@ def _pp_latency(value: str) -> str:
 # - concurrent_prompts=true: the client sent its `batch` requests together and timed each one's decoding
 #   (llama-benchy at c > 1), so the other requests' prompts were prefilled in the steps that decode it;
 #   llama-batched-bench prefills every prompt before it times the decoding, so its rows do not say this.
-# - ended_early=true: the test's replies ended before its output length (benchmarks/arena_reply_check.py reads
-#   the source's telemetry): a total rate at c > 1 then times a window in which fewer than c requests decode.
-#   Kept for the record, not scored or fitted.
+# Two keys say the row's figure is not what its metric means (benchmarks/arena_checks.py sets them from the
+# source's own records); such rows are kept for the record, neither scored nor fitted:
+# - ended_early=true: the test's replies ended before its output length, so a total rate at c > 1 times a
+#   window in which fewer than c requests decode.
+# - unsteady=true: one request at a time, yet the source's runs spread more than 10 % about their mean.
 MEASURE = {"repeats": int, "prefix_block": int, "hidden_tokens": int, "pp_latency": _pp_latency,
-           "concurrent_prompts": _true, "ended_early": _true}
+           "concurrent_prompts": _true, "ended_early": _true, "unsteady": _true}
+NOT_SCORED = {"ended_early": "replies ended before {output_len} tokens",
+              "unsteady": "its runs spread more than 10 % about their mean"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Measure:
     pp_latency: str = ""
     concurrent_prompts: bool = False
     ended_early: bool = False
+    unsteady: bool = False
 
 
 def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
@@ -121,8 +126,8 @@ def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
             else:
                 measure[key] = MEASURE[key](value)
         except ValueError:
-            hint = {"pp_latency": f"one of {', '.join(PP_LATENCY)}", "concurrent_prompts": "true", "marlin": "true",
-                    "ended_early": "true"}.get(key, "a whole number")
+            hint = f"one of {', '.join(PP_LATENCY)}" if key == "pp_latency" else (
+                "true" if SETTINGS.get(key, MEASURE.get(key)) is _true else "a whole number")
             raise UserError(f"perf row {row_id}: setting {key}={value!r} in the settings column; "
                             f"expected {hint}") from None
     return engine, measure
@@ -175,10 +180,11 @@ def load_perf(path: Path = PERF_CSV, skipped: list[str] | None = None) -> list[P
     with path.open() as f:
         for row in csv.DictReader(f):
             how = row_measure(row.get("settings"), row["id"])
-            if how.ended_early:
+            why = [text.format(**row) for key, text in NOT_SCORED.items() if getattr(how, key)]
+            if why:
                 if skipped is not None:
                     skipped.append(f"{row['id']} {row['model']} {row['quant']} c{row['batch']} {row['metric']} "
-                                   f"(replies ended before {row['output_len']} tokens: {source_key(row['source'])})")
+                                   f"({'; '.join(why)}: {source_key(row['source'])})")
                 continue
             hw = get_profile(row["hardware"])
             spec = row_spec(resolve_model(row["model"]).spec, row.get("settings"), row["id"])

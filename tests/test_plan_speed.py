@@ -309,12 +309,15 @@ def test_prefill_queue_is_pollaczek_khinchine_at_its_fixed_point_by_hand() -> No
 
 def test_long_prompts_under_load_wait_for_each_other() -> None:
     dep = deployment(get_profile("h100-sxm"), spec("meta-llama/Llama-3.3-70B-Instruct"), "fp8", "vllm", gpus=2)
-    growth = []
+    added, ratio = [], []
     for prompt in (256, 2048, 8192):
         idle, busy = (speed(dep, Workload(batch=b, prompt_len=prompt, output_len=512)).ttft_ms for b in (1, 16))
-        growth.append(busy / idle)
-    # the other 15 clients' prompts keep the prefill busy a larger share of the time as prompts lengthen
-    assert growth == sorted(growth) and growth[0] > 1
+        added.append(busy - idle)
+        ratio.append(busy / idle)
+    # the other 15 clients' prompts keep the prefill busy a larger share of the time as prompts lengthen, so
+    # the wait they add grows; a short prompt's ratio also carries the half decode step it waits to join
+    assert added == sorted(added) and added[0] > 0
+    assert ratio[-1] > max(ratio[:-1]) > 1
 
 
 def test_a_cached_prefix_is_attended_to_not_computed() -> None:
@@ -366,7 +369,8 @@ def test_fit_script_reproduces_the_committed_calibration_byte_for_byte(tmp_path:
     assert out.read_bytes() == committed
     data = json.loads(committed)
     with (SHARED_CALIBRATION / "perf-calibration.csv").open() as f:
-        ids = [row["id"] for row in csv.DictReader(f) if "ended_early=true" not in row["settings"]]
+        ids = [row["id"] for row in csv.DictReader(f)
+               if not {"ended_early=true", "unsteady=true"} & set(row["settings"].split(";"))]
     assert sorted(data["pooled"]["fitted_on"]) == sorted(ids)  # every scored row, once
     assert set(data["engines"]) == set(ENGINE_QUANTS)
 
@@ -488,18 +492,23 @@ def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) ->
         calibration_rows.row_measure("concurrent_prompts=yes", "9")
 
 
-def test_a_row_whose_replies_ended_early_is_listed_not_scored(tmp_path: Path) -> None:
+def test_rows_whose_figure_is_not_their_metric_are_listed_not_scored(tmp_path: Path) -> None:
     calibration_rows = _benchmark("calibration_rows")
     header = "id,hardware,count,engine,model,quant,batch,prompt_len,output_len,context,metric,value,source,settings\n"
     row = "dgx-spark,1,vllm,Qwen/Qwen3-30B-A3B,fp8,8,256,4096,2304,aggregate_tps,100,https://example.org/run x,"
     csv_path = tmp_path / "rows.csv"
-    csv_path.write_text(header + f"1,{row}concurrent_prompts=true\n2,{row}concurrent_prompts=true;ended_early=true\n")
+    prompt = "dgx-spark,1,vllm,Qwen/Qwen3-30B-A3B,fp8,1,1024,1024,0,ttft_ms,500,https://example.org/run x,"
+    csv_path.write_text(header + f"1,{row}concurrent_prompts=true\n2,{row}concurrent_prompts=true;ended_early=true\n"
+                        f"3,{prompt}unsteady=true\n4,{prompt}\n")
     skipped: list[str] = []
-    assert [r.id for r in calibration_rows.load_perf(csv_path, skipped)] == ["1"]
+    assert [r.id for r in calibration_rows.load_perf(csv_path, skipped)] == ["1", "4"]
     assert skipped == ["2 Qwen/Qwen3-30B-A3B fp8 c8 aggregate_tps (replies ended before 4096 tokens: "
+                       "https://example.org/run)",
+                       "3 Qwen/Qwen3-30B-A3B fp8 c1 ttft_ms (its runs spread more than 10 % about their mean: "
                        "https://example.org/run)"]
-    with pytest.raises(UserError, match="row 3: setting ended_early='1'.*expected true"):
-        calibration_rows.row_measure("ended_early=1", "3")
+    for key in ("ended_early", "unsteady"):
+        with pytest.raises(UserError, match=f"row 3: setting {key}='1'.*expected true"):
+            calibration_rows.row_measure(f"{key}=1", "3")
 
 
 def _arena_run(repo: Path, lasted_s: int, layout: str) -> str:
@@ -531,7 +540,7 @@ def _arena_run(repo: Path, lasted_s: int, layout: str) -> str:
 def test_the_arena_check_bounds_a_tests_time_from_its_own_table(tmp_path: Path, lasted_s: int, layout: str) -> None:
     """3 runs at c1 need >= 3 x (0.5 s + 1024 / 10.24 s) = 301.5 s and at c5 3 x (1.5 s + 1024 / 8 s) = 388.5 s:
     690 s in all. A test whose telemetry lasted less cannot have produced 1024 tokens a reply."""
-    check = _benchmark("arena_reply_check")
+    check = _benchmark("arena_checks")
     commit = _arena_run(tmp_path, lasted_s, layout)
     [test] = check.check(tmp_path, commit, "results/m/bf16")
     assert test["test"] == ("01-chat.md" if layout == "telemetry" else "C_output-throughput.md")
@@ -539,6 +548,19 @@ def test_the_arena_check_bounds_a_tests_time_from_its_own_table(tmp_path: Path, 
     assert test["need"] == pytest.approx(690.0)
     assert [(c, n, total) for c, n, _, _, total in test["tg"]] == [(1, 1024, 10.24), (5, 1024, 30.0)]
     assert check.ended_early(test) == (lasted_s < 690)
+
+
+def test_the_arena_check_reads_a_prompt_rows_spread_over_its_runs(tmp_path: Path) -> None:
+    """The c1 pp line holds 2000 ± 1 t/s and 500 ± 1 ms (0.05 % and 0.2 %); the c5 line's spread is not a
+    single request's. A figure no c1 line holds is refused rather than guessed."""
+    check = _benchmark("arena_checks")
+    commit = _arena_run(tmp_path, 1000, "telemetry")
+    lines = check.prompt_lines(tmp_path, commit, "results/m/bf16")
+    assert [c[1] for c in lines] == ["pp1000 (c1)"]
+    assert check.spread(lines, "prefill_tps", 2000.0) == pytest.approx(1 / 2000)
+    assert check.spread(lines, "ttft_ms", 500.0) == pytest.approx(1 / 500)
+    with pytest.raises(SystemExit, match="ttft_ms 1500.0: 0 pp lines at c1 hold it"):
+        check.spread(lines, "ttft_ms", 1500.0)
 
 
 def test_groups_held_in_16_bit_multiply_at_the_bf16_rate_by_hand() -> None:
