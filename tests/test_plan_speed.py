@@ -368,9 +368,7 @@ def test_fit_script_reproduces_the_committed_calibration_byte_for_byte(tmp_path:
     committed = (REPO / "src" / "sparkserve" / "plan" / "calibration.json").read_bytes()
     assert out.read_bytes() == committed
     data = json.loads(committed)
-    with (SHARED_CALIBRATION / "perf-calibration.csv").open() as f:
-        ids = [row["id"] for row in csv.DictReader(f)
-               if not {"ended_early=true", "unsteady=true"} & set(row["settings"].split(";"))]
+    ids = [row.id for row in _benchmark("calibration_rows").load_perf()]
     assert sorted(data["pooled"]["fitted_on"]) == sorted(ids)  # every scored row, once
     assert set(data["engines"]) == set(ENGINE_QUANTS)
 
