@@ -46,15 +46,20 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
 
+def _lines(text: str):
+    """Each pp or tg line of a llama-benchy table, as (its test's match, its cells)."""
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        test = TEST.fullmatch(cells[1]) if len(cells) >= 9 else None
+        if test:
+            yield test, cells
+
+
 def _table(text: str) -> list[tuple[int, int, float, float, float]]:
     """Each tg line as (concurrency, tg, e2e TTFT s of the pp line before it, t/s (req), t/s (total))."""
     out = []
     ttft = 0.0
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        test = TEST.fullmatch(cells[1]) if len(cells) >= 9 else None
-        if not test:
-            continue
+    for test, cells in _lines(text):
         kind, n, c = test.group(1), int(test.group(2)), int(test.group(3))
         if kind == "pp":
             e2e = MEAN.match(cells[8])
@@ -99,11 +104,8 @@ def prompt_lines(repo: Path, commit: str, run: str) -> list[list[str]]:
     out = []
     for name in _git(repo, "ls-tree", "--name-only", f"{commit}:{run}").split():
         if TEST_FILE.fullmatch(name):
-            for line in _git(repo, "show", f"{commit}:{run}/{name}").splitlines():
-                cells = [c.strip() for c in line.strip().strip("|").split("|")]
-                test = TEST.fullmatch(cells[1]) if len(cells) >= 9 else None
-                if test and test.group(1) == "pp" and test.group(3) == "1":
-                    out.append(cells)
+            out += [cells for test, cells in _lines(_git(repo, "show", f"{commit}:{run}/{name}"))
+                    if test.group(1) == "pp" and test.group(3) == "1"]
     return out
 
 
