@@ -53,16 +53,19 @@ BOUNDS = {
     "expert_half_rows": (1.0, 4096.0),
     "eager_layer_overhead_ms": (0.001, 1.0),
     "attention_compute": (0.05, 1.0),
+    "fallback_attention_compute": (0.02, 1.0),
 }
 START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_rows": 64.0,
          "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
          "expert_spread": 1.0, "expert_half_rows": 64.0,
-         "eager_layer_overhead_ms": 0.05, "attention_compute": 0.4}
+         "eager_layer_overhead_ms": 0.05, "attention_compute": 0.4, "fallback_attention_compute": 0.2}
 # Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
 # a property of the model and its inputs, not of the engine that runs it.
 # Eager PyTorch's launch cost per layer is the framework's, not the serving engine's.
-# Attention's share of the BF16 peak is that of the FlashAttention / FlashInfer kernels the engines share.
-SHARED = ("expert_spread", "eager_layer_overhead_ms", "attention_compute")
+# The fallback attention share is that of the portable Triton kernel an engine takes where its FlashAttention-
+# class kernels cannot run the model (only vLLM's rows meet it). The main attention share is each engine's:
+# llama.cpp's ggml kernels are not the FlashAttention / FlashInfer ones vLLM and SGLang run.
+SHARED = ("expert_spread", "eager_layer_overhead_ms", "fallback_attention_compute")
 # Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it.
 PER_CLASS: tuple[str, ...] = ()
 # Physical defaults for a constant no row of a fit constrains (value, source).

@@ -20,6 +20,7 @@ import pytest
 from sparkserve.errors import UserError
 from sparkserve.hardware.catalog import get_profile
 from sparkserve.models.catalog import list_models, resolve_model
+from sparkserve.plan.calibration import efficiency_for
 from sparkserve.plan.memory import engine_memory, group_weight_bytes, weight_bytes
 from sparkserve.plan.planner import deployment
 from sparkserve.plan.speed import Workload, decode_bytes, experts_touched_fraction, speed
@@ -120,8 +121,6 @@ def test_qwen3_32b_fp8_ceiling_on_spark_by_hand() -> None:
 def test_one_request_streaming_the_weights_is_memory_bound_whatever_the_matmul_fill() -> None:
     # However slowly a few-row GEMM fills its tiles (gemm_half_rows), one token takes the streaming
     # kernel: its time is the weight stream plus the dot products, and the stream is memory time.
-    from sparkserve.plan.calibration import efficiency_for
-
     dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-32B"), "fp8", "vllm")
     work = Workload(batch=1, prompt_len=512, output_len=256, context=0)
     for half_rows in (1.0, 100.0, 1000.0):
@@ -129,8 +128,8 @@ def test_one_request_streaming_the_weights_is_memory_bound_whatever_the_matmul_f
         s = speed(dep, work, eff)
         assert s.bound == "memory", half_rows
         assert s.decode_tps < s.roofline_decode_tps
-    batch = speed(dep, dataclasses.replace(work, batch=256), eff)
-    assert batch.bound == "compute"  # 256 rows at a slow fill: the tiles' arithmetic, not the stream
+    batch = speed(dep, dataclasses.replace(work, batch=1024), eff)
+    assert batch.bound == "compute"  # 1024 rows: the arithmetic outweighs one stream of the weights, either kernel
 
 
 def test_qwen3_32b_bf16_ceiling_on_spark() -> None:
@@ -407,8 +406,6 @@ def test_layers_quantised_on_load_are_read_at_the_formats_bits_by_hand() -> None
 
 
 def test_eager_mode_pays_its_launches_every_layer_and_step() -> None:
-    from sparkserve.plan.calibration import efficiency_for
-
     model = spec("Qwen/Qwen3-8B")
     graphs = deployment(get_profile("dgx-spark"), model, "fp8", "vllm")
     eager = deployment(get_profile("dgx-spark"), model, "fp8", "vllm", enforce_eager=True)
@@ -474,6 +471,37 @@ def test_fp8_weights_speed_up_a_long_prompt_less_than_a_short_one() -> None:
 
     short, long = gain(2048), gain(32768)
     assert 1.0 < long < short < 2.0
+
+
+@pytest.mark.parametrize(("model", "hw", "fallback"), [
+    ("google/gemma-4-31B-it", "h100-sxm", True),  # 512-wide global heads: no FlashAttention kernel takes them
+    ("openai/gpt-oss-20b", "dgx-spark", True),  # attention sinks: only Triton takes them on sm_121
+    ("openai/gpt-oss-20b", "a100-80gb", True),
+    ("openai/gpt-oss-20b", "h100-sxm", False),  # FA3 has sinks on Hopper
+    ("Qwen/Qwen3-32B", "dgx-spark", False),
+    ("deepseek-ai/DeepSeek-V3", "h100-sxm", False),  # MLA: vLLM's own MLA backends
+])
+def test_vllm_names_the_models_its_flash_kernels_cannot_run(model: str, hw: str, fallback: bool) -> None:
+    from sparkserve.engines import get_engine
+
+    assert get_engine("vllm").fallback_attention(spec(model), get_profile(hw)) is fallback
+    assert get_engine("llama.cpp").fallback_attention(spec(model), get_profile(hw)) is False
+
+
+def test_a_slower_fallback_kernel_slows_long_prompts_more_than_short_ones() -> None:
+    """Only attention runs on the fallback kernel, and attention's share of a prompt grows with its length."""
+    dep = deployment(get_profile("dgx-spark"), spec("openai/gpt-oss-20b"), "mxfp4", "vllm")
+    eff = dataclasses.replace(efficiency_for("vllm"), attention_compute=0.3, fallback_attention_compute=0.3)
+    slow = dataclasses.replace(eff, fallback_attention_compute=0.1)
+
+    def ratio(prompt_len: int) -> float:
+        work = Workload(prompt_len=prompt_len, output_len=1)
+        return speed(dep, work, slow).prefill_tps / speed(dep, work, eff).prefill_tps
+
+    assert ratio(32768) < ratio(1024) < 1.0
+    qwen = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-32B"), "bf16", "vllm")
+    work = Workload(prompt_len=32768, output_len=1)
+    assert speed(qwen, work, slow).prefill_tps == speed(qwen, work, eff).prefill_tps
 
 
 def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) -> None:

@@ -160,6 +160,11 @@ class Engine:
         """The KV-cache type a service of this model gets when it names none."""
         return "auto"
 
+    def fallback_attention(self, model: Any, hw: HardwareProfile) -> bool:
+        """Whether the engine runs this model's attention on its slower portable kernel (a Triton one)
+        rather than FlashAttention-class kernels on this hardware: the planner prices the two apart."""
+        return False
+
     def default_quant(self, checkpoint_quant: str | None) -> str:
         """The weight format a service gets when it names none."""
         return checkpoint_quant or "bf16"

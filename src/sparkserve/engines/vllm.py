@@ -175,6 +175,25 @@ def default_kv_cache_dtype(model: ModelSpec) -> str:
     return "fp8" if fixed_cache_layout(model) else "auto"
 
 
+# FlashAttention (FA2/FA3) and FlashInfer's prefill kernels take head sizes up to 256: Gemma 4's 512-wide
+# global heads make vLLM force TRITON_ATTN on every layer (vllm#38887, #38891; still Triton on Gemma 4 31B after
+# the FA4 change of #42175). Attention sinks (gpt-oss) are served by FA3 on Hopper and by FlashInfer's TRT-LLM
+# kernels on datacenter Blackwell (vllm#28561); elsewhere only TRITON_ATTN takes them (Ampere: vllm#22714;
+# SM120: vllm#40153, "sink setting not supported" for FLASH_ATTN and FLASHINFER).
+FLASH_HEAD_DIM_MAX = 256
+SINK_KERNEL_ARCHS = ("9.0", "10.0", "10.3")  # compute capabilities with a FlashAttention-class sink kernel
+
+
+def fallback_attention(model: ModelSpec, hw: HardwareProfile) -> bool:
+    """Whether vLLM picks TRITON_ATTN for this model on this GPU (its MLA models have backends of their own)."""
+    if model.is_mla:
+        return False
+    widest = max(k.head_dim for k in model.cache_kinds) if model.cache_kinds else model.head_dim
+    if widest > FLASH_HEAD_DIM_MAX:
+        return True
+    return model.attention_sinks and hw.compute_capability not in SINK_KERNEL_ARCHS
+
+
 def cache_problems(model: ModelSpec, settings: VllmSettings) -> list[str]:
     """DeepSeek-V4's attention (vllm/model_executor/layers/deepseek_v4_attention.py) asserts an fp8 KV cache on
     its FlashMLA and SM12x FlashInfer backends and stores it as fp8_ds_mla: the models whose caches have a
@@ -655,6 +674,9 @@ class Vllm(OpenAICompatible):
 
     def default_kv_cache_dtype(self, model: Any) -> str:
         return default_kv_cache_dtype(model)
+
+    def fallback_attention(self, model: Any, hw: HardwareProfile) -> bool:
+        return fallback_attention(model, hw)
 
     def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware

@@ -124,6 +124,11 @@ class ModelSpec:
         return self.kv_lora_rank > 0
 
     @property
+    def attention_sinks(self) -> bool:
+        """gpt-oss learns one sink logit per head, which the attention kernel must add to its softmax."""
+        return self.model_type == "gpt_oss"
+
+    @property
     def full_attention_layers(self) -> int:
         return self.num_layers - self.sliding_window_layers - self.recurrent_layers - self.stateless_layers
 

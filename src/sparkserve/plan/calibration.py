@@ -40,9 +40,11 @@ class Efficiency:
     expert_half_rows: float = 64.0
     # extra per layer and step without CUDA graphs (--enforce-eager): every kernel launched from Python
     eager_layer_overhead_ms: float = 0.0
-    # share of the BF16 dense peak that attention kernels reach in prefill (0: the `compute` share); fitted once
-    # for all engines, which run the same FlashAttention / FlashInfer kernels
+    # share of the BF16 dense peak that the engine's attention kernels reach (0: the `compute` share)
     attention_compute: float = 0.0
+    # the same share for an engine's portable fallback kernel (vLLM's TRITON_ATTN), where the model or the GPU
+    # rules the FlashAttention-class kernels out (Engine.fallback_attention); 0: attention_compute
+    fallback_attention_compute: float = 0.0
     prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 

@@ -195,11 +195,22 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     peak, experts_peak, attention_peak = matmul_peaks(dep)
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
-    attention = attention_peak * min(1.0, eff.attention_compute or eff.compute)
+    share = eff.attention_compute or eff.compute
+    if eff.fallback_attention_compute and _fallback_attention(dep):
+        share = eff.fallback_attention_compute
+    attention = attention_peak * min(1.0, share)
     share = min(1.0, eff.compute)
     return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * share, peak=peak, experts_achieved=experts_peak * share,
                     experts_peak=experts_peak, attention=attention, attention_peak=attention_peak, gguf=gguf,
                     shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
+
+
+def _fallback_attention(dep: Deployment) -> bool:
+    """Whether the engine runs this model's attention on its portable kernel on this hardware (its module says)."""
+    from sparkserve.engines import find_engine
+
+    engine = find_engine(dep.engine)
+    return engine is not None and engine.fallback_attention(dep.model, dep.hardware)
 
 
 def matmul_peaks(dep: Deployment) -> tuple[float, float, float]:
