@@ -195,10 +195,10 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     peak, experts_peak, attention_peak = matmul_peaks(dep)
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
-    share = eff.attention_compute or eff.compute
+    attention_share = eff.attention_compute or eff.compute
     if eff.fallback_attention_compute and _fallback_attention(dep):
-        share = eff.fallback_attention_compute
-    attention = attention_peak * min(1.0, share)
+        attention_share = eff.fallback_attention_compute
+    attention = attention_peak * min(1.0, attention_share)
     share = min(1.0, eff.compute)
     return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * share, peak=peak, experts_achieved=experts_peak * share,
                     experts_peak=experts_peak, attention=attention, attention_peak=attention_peak, gguf=gguf,
