@@ -8,7 +8,7 @@ from typing import Any
 
 from sparkserve.errors import UserError
 from sparkserve.models import archs, deepseek_v4, gemma4
-from sparkserve.models.spec import ModelSpec, ParamCounts
+from sparkserve.models.spec import SINK_MODEL_TYPES, ModelSpec, ParamCounts
 
 # Google's gemma-3 config.json files omit these keys and rely on the defaults of
 # transformers' Gemma3TextConfig.__init__ (src/transformers/models/gemma3/configuration_gemma3.py).
@@ -352,7 +352,7 @@ def _attention_per_layer(text: Mapping[str, Any], model_type: str, shape: _Shape
     qk_norm = 2 * shape.head_dim if model_type in _QK_NORM_TYPES else 0  # Llama 4's qk norm is a weightless L2
     if model_type == "phi" and text.get("qk_layernorm"):
         qk_norm = 2 * 2 * shape.head_dim  # LayerNorms (weight and bias) on q and k
-    sinks = shape.heads if model_type == "gpt_oss" else 0  # one learned attention-sink logit per head
+    sinks = shape.heads if model_type in SINK_MODEL_TYPES else 0  # one learned attention-sink logit per head
     return weights + bias + qk_norm + sinks
 
 

@@ -64,6 +64,10 @@ class CacheKind:
     attending_layers: int = 0  # layers whose queries read it (Gemma 4: shared-KV layers read an earlier layer's)
 
 
+# Model types whose attention learns a sink logit per head (gpt-oss: its config.json has no field for it).
+SINK_MODEL_TYPES = ("gpt_oss",)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     id: str  # HF id, e.g. "Qwen/Qwen3-32B"
@@ -125,8 +129,8 @@ class ModelSpec:
 
     @property
     def attention_sinks(self) -> bool:
-        """gpt-oss learns one sink logit per head, which the attention kernel must add to its softmax."""
-        return self.model_type == "gpt_oss"
+        """One learned sink logit per head, which the attention kernel must add to its softmax."""
+        return self.model_type in SINK_MODEL_TYPES
 
     @property
     def full_attention_layers(self) -> int:
