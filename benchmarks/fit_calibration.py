@@ -54,11 +54,13 @@ BOUNDS = {
     "eager_layer_overhead_ms": (0.001, 1.0),
     "attention_compute": (0.05, 1.0),
     "fallback_attention_compute": (0.02, 1.0),
+    "expert_compute": (0.05, 1.0),
 }
 START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_rows": 64.0,
          "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
          "expert_spread": 1.0, "expert_half_rows": 64.0,
-         "eager_layer_overhead_ms": 0.05, "attention_compute": 0.4, "fallback_attention_compute": 0.2}
+         "eager_layer_overhead_ms": 0.05, "attention_compute": 0.4, "fallback_attention_compute": 0.2,
+         "expert_compute": 0.4}
 # Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
 # a property of the model and its inputs, not of the engine that runs it.
 # Eager PyTorch's launch cost per layer is the framework's, not the serving engine's.

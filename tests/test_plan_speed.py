@@ -504,6 +504,19 @@ def test_a_slower_fallback_kernel_slows_long_prompts_more_than_short_ones() -> N
     assert speed(qwen, work, slow).prefill_tps == speed(qwen, work, eff).prefill_tps
 
 
+def test_the_expert_share_prices_only_the_routed_experts() -> None:
+    """The grouped MoE kernels have their own share: lowering it slows an MoE prompt, never a dense model's,
+    and 0 falls back to the dense matmuls' share."""
+    eff = dataclasses.replace(efficiency_for("vllm"), compute=0.5, expert_compute=0.5)
+    slow = dataclasses.replace(eff, expert_compute=0.25)
+    work = Workload(prompt_len=8192, output_len=1)
+    moe = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-30B-A3B"), "bf16", "vllm")
+    assert speed(moe, work, slow).prefill_tps < speed(moe, work, eff).prefill_tps
+    assert speed(moe, work, dataclasses.replace(eff, expert_compute=0.0)).prefill_tps == speed(moe, work, eff).prefill_tps
+    dense = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-32B"), "bf16", "vllm")
+    assert speed(dense, work, slow).prefill_tps == speed(dense, work, eff).prefill_tps
+
+
 def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) -> None:
     """llama-benchy sends its c requests together, so each one decodes beside the others' prefills;
     llama-batched-bench prefills every prompt first. The same aggregate row prices the two differently."""

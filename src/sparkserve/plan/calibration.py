@@ -27,7 +27,7 @@ ENGINES = ("vllm", "sglang", "trtllm", "llama.cpp", "ollama")
 class Efficiency:
     bandwidth: float  # share of the profile's effective (measured streaming) bandwidth decode achieves
     step_overhead_ms: float  # fixed cost of one engine step: scheduling, kernel launches
-    compute: float  # share of dense tensor TFLOPS large matmuls achieve
+    compute: float  # share of dense tensor TFLOPS large dense matmuls achieve (MoE's experts: expert_compute)
     gemm_half_rows: float  # tokens per matmul (per expert for MoE) at which it reaches half that share
     request_overhead_ms: float  # HTTP, tokenisation and scheduling before the first token
     moe_layer_overhead_ms: float = 0.0  # extra per MoE layer and step: routing, top-k, expert alignment kernels
@@ -45,6 +45,9 @@ class Efficiency:
     # the same share for an engine's portable fallback kernel (vLLM's TRITON_ATTN), where the model or the GPU
     # rules the FlashAttention-class kernels out (Engine.fallback_attention); 0: attention_compute
     fallback_attention_compute: float = 0.0
+    # share of the routed experts' peak that the engine's grouped MoE matmuls reach at full tiles (0: `compute`):
+    # a gathered, scattered grouped GEMM reaches about half of what a dense GEMM does (linkedin/Liger-Kernel#1294)
+    expert_compute: float = 0.0
     prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 

@@ -200,7 +200,9 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
         attention_share = eff.fallback_attention_compute
     attention = attention_peak * min(1.0, attention_share)
     share = min(1.0, eff.compute)
-    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * share, peak=peak, experts_achieved=experts_peak * share,
+    expert_share = min(1.0, eff.expert_compute or eff.compute)
+    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * share, peak=peak,
+                    experts_achieved=experts_peak * expert_share,
                     experts_peak=experts_peak, attention=attention, attention_peak=attention_peak, gguf=gguf,
                     shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
 
