@@ -64,10 +64,10 @@ START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_r
 # Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
 # a property of the model and its inputs, not of the engine that runs it.
 # Eager PyTorch's launch cost per layer is the framework's, not the serving engine's.
-# The fallback attention share is that of the portable Triton kernel an engine takes where its FlashAttention-
-# class kernels cannot run the model (only vLLM's rows meet it). The main attention share is each engine's:
-# llama.cpp's ggml kernels are not the FlashAttention / FlashInfer ones vLLM and SGLang run.
-SHARED = ("expert_spread", "eager_layer_overhead_ms", "fallback_attention_compute")
+# Attention shares are each engine's: llama.cpp's ggml kernels are not the FlashAttention / FlashInfer ones
+# vLLM and SGLang run, and the fallback share is that of the engine's own portable kernel (only vLLM's rows
+# meet one, so it is fitted beside vLLM's matmul shares; engines without such rows keep the pooled value).
+SHARED = ("expert_spread", "eager_layer_overhead_ms")
 # Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it.
 PER_CLASS: tuple[str, ...] = ()
 # Physical defaults for a constant no row of a fit constrains (value, source).

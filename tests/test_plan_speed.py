@@ -504,6 +504,51 @@ def test_a_slower_fallback_kernel_slows_long_prompts_more_than_short_ones() -> N
     assert speed(qwen, work, slow).prefill_tps == speed(qwen, work, eff).prefill_tps
 
 
+def test_heads_wider_than_the_portable_kernels_registers_cost_in_proportion() -> None:
+    """Gemma 4's 512-wide global heads take twice their FLOPs' time on the portable kernel; its 256-wide local
+    heads, and models whose heads are all 256 wide or less, take their FLOPs' time."""
+    from sparkserve.plan.speed import PORTABLE_REGISTER_HEAD, attention_flops
+
+    gemma = spec("google/gemma-4-31B-it")
+    local, full = gemma.cache_kinds
+    assert (local.head_dim, full.head_dim) == (256, 512)
+    plain = attention_flops(gemma, 8192, 8192, causal=True)
+    wide = attention_flops(gemma, 8192, 8192, causal=True, register_head=PORTABLE_REGISTER_HEAD)
+    # the 10 global layers attend 4096 keys on average (causal), the 50 local ones at most their 1024-token window
+    full_flops = 4 * 8192 * full.query_width * full.attending_layers * 4096
+    assert wide - plain == pytest.approx(full_flops)
+    qwen = spec("Qwen/Qwen3-32B")
+    assert attention_flops(qwen, 8192, 8192, True, PORTABLE_REGISTER_HEAD) == attention_flops(qwen, 8192, 8192, True)
+    # and only where the engine runs the portable kernel (vLLM's TRITON_ATTN for Gemma 4, not llama.cpp's kernels)
+    from sparkserve.plan.speed import _machine
+
+    spark, eff = get_profile("dgx-spark"), efficiency_for("vllm")
+    assert _machine(deployment(spark, gemma, "bf16", "vllm"), eff).register_head == PORTABLE_REGISTER_HEAD
+    assert _machine(deployment(spark, gemma, "bf16", "llama.cpp"), eff).register_head == 0
+    assert _machine(deployment(spark, qwen, "bf16", "vllm"), eff).register_head == 0
+
+
+def test_weight_only_kernels_multiply_below_the_bf16_rate_and_only_they() -> None:
+    """Marlin dequantises 4-bit weights in registers and multiplies in BF16 below a BF16 GEMM's rate; native
+    FP8, 16-bit weights and llama.cpp (whose shares are fitted on its own dequantising kernels) keep their
+    rates, and the ceiling stays at the spec rate whatever the kernel."""
+    from sparkserve.plan.speed import WEIGHT_ONLY_GEMM, matmul_peaks
+
+    spark, h100 = get_profile("dgx-spark"), get_profile("h100-sxm")
+    qwen = spec("Qwen/Qwen3-32B")
+    marlin = dataclasses.replace(deployment(spark, qwen, "nvfp4", "vllm"), marlin=True)
+    spec_rate, reached = matmul_peaks(marlin)[0], matmul_peaks(marlin, kernels=True)[0]
+    assert spec_rate == spark.dense_tflops("bf16") * 1e12
+    # the 16-bit lm_head (~0.8 B of 32 B parameters) keeps the BF16 rate, so the mix sits just above the factor
+    assert WEIGHT_ONLY_GEMM * spec_rate < reached < spec_rate
+    for dep in (deployment(spark, qwen, "bf16", "vllm"), deployment(h100, qwen, "fp8", "vllm"),
+                deployment(spark, qwen, "q4_k_m", "llama.cpp")):
+        assert matmul_peaks(dep, kernels=True) == matmul_peaks(dep)
+    work = Workload(prompt_len=8192, output_len=1)
+    assert speed(marlin, work).prefill_tps < speed(deployment(spark, qwen, "bf16", "vllm"), work).prefill_tps
+    assert speed(marlin, work).roofline_decode_tps > speed(deployment(spark, qwen, "bf16", "vllm"), work).roofline_decode_tps
+
+
 def test_the_expert_share_prices_only_the_routed_experts() -> None:
     """The grouped MoE kernels have their own share: lowering it slows an MoE prompt, never a dense model's,
     and 0 falls back to the dense matmuls' share."""

@@ -147,11 +147,13 @@ def context_bytes(model: ModelSpec, kv_dtype: str, tp: int, context: float) -> f
     return sum(kind.layers * _read_slots(kind, context) * slot_bytes(kind, kv_dtype, tp) for kind in model.cache_kinds)
 
 
-def attended_keys(model: ModelSpec, context: float, causal: bool) -> float:
+def attended_keys(model: ModelSpec, context: float, causal: bool, register_head: int = 0) -> float:
     """Sum over kinds of (query width x keys each query attends x layers attending): Gemma 4's shared-KV layers
-    attend the cache of an earlier layer, DeepSeek-V4's compressed layers attend compressed slots."""
+    attend the cache of an earlier layer, DeepSeek-V4's compressed layers attend compressed slots. With
+    `register_head`, a kind whose heads are wider counts head_dim / register_head times (see speed.py)."""
     keys = context / 2 if causal else context
-    return sum(kind.query_width * kind.attending_layers * _read_slots(kind, keys) for kind in model.cache_kinds)
+    return sum(kind.query_width * kind.attending_layers * _read_slots(kind, keys)
+               * (max(1.0, kind.head_dim / register_head) if register_head else 1.0) for kind in model.cache_kinds)
 
 
 def _read_slots(kind: CacheKind, context: float) -> float:

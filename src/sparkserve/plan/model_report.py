@@ -142,7 +142,9 @@ def build_report(hw: HardwareProfile, model: ModelSpec, neighbour: ServicePlan |
     decode = tuple(vllm_plan(hw, served, quant, Workload(batch=b), **settings) for b in DECODE_BATCHES if b <= seqs)
     prompts = [vllm_plan(hw, served, quant, Workload(prompt_len=p), **settings) for p in PREFILL_PROMPTS]
     prefill = tuple(
-        PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len)) for plan in prompts
+        PrefillPoint(plan, prefill_ceiling_seconds(plan.deployment, plan.workload.prompt_len,
+                                                   plan.perf.efficiency.expert_spread))
+        for plan in prompts
     )
     return ModelReport(
         hardware=hw,
@@ -186,7 +188,7 @@ def kv_shortfall(plan: ServicePlan) -> KvShortfall | None:
     return None
 
 
-def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
+def prefill_ceiling_seconds(dep: Deployment, prompt_len: int, spread: float = 1.0) -> float:
     """One prompt at 100 % of spec compute and bandwidth with no engine overhead: its matmuls and causal
     attention at the speed plan's peaks, never faster than streaming the weights once."""
     hw, model = dep.hardware, dep.model
@@ -194,5 +196,6 @@ def prefill_ceiling_seconds(dep: Deployment, prompt_len: int) -> float:
     dense_peak, experts_peak, attention_peak = matmul_peaks(dep)
     matmuls = peak_matmul_seconds(model, prompt_len, dense_peak, experts_peak)
     attention = attention_flops(model, prompt_len, prompt_len, causal=True) / attention_peak
-    streamed = decode_bytes(dep, prompt_len, 0) / (hw.bandwidth_gbs * 1e9 * devices)
+    # the experts a prompt's tokens route to, spread as the plan's (tokens of one prompt share experts)
+    streamed = decode_bytes(dep, prompt_len, 0, spread) / (hw.bandwidth_gbs * 1e9 * devices)
     return max(matmuls + attention, streamed)

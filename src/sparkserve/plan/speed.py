@@ -79,10 +79,11 @@ def _weight_bytes_split(dep: Deployment) -> tuple[float, float]:
     return dense + head, groups["experts"]
 
 
-def decode_bytes(dep: Deployment, batch: float, context: int) -> float:
-    """Bytes one decode step of `batch` sequences reads, over all devices."""
+def decode_bytes(dep: Deployment, batch: float, context: int, spread: float = 1.0) -> float:
+    """Bytes one decode step of `batch` sequences reads, over all devices (`spread`: experts_touched_fraction)."""
     shared, experts = _weight_bytes_split(dep)
-    return shared + experts * experts_touched_fraction(dep.model, batch) + batch * kv_bytes_per_context(dep, context)
+    touched = experts_touched_fraction(dep.model, batch, spread)
+    return shared + experts * touched + batch * kv_bytes_per_context(dep, context)
 
 
 def kv_bytes_per_context(dep: Deployment, context: float) -> float:
@@ -123,16 +124,26 @@ def peak_matmul_seconds(model: ModelSpec, tokens: float, dense_peak: float, expe
     return 2 * tokens * ((flop_params(model) - experts) / dense_peak + experts / experts_peak)
 
 
-def attention_flops(model: ModelSpec, queries: float, context: float, causal: bool) -> float:
-    """QK^T and AV for `queries` tokens against `context` keys (halved when causal over itself)."""
+# Heads wider than this run the portable attention kernel (vLLM's TRITON_ATTN) at register_head / head_dim of
+# its rate: the fp32 accumulator of a 512-wide head no longer fits the registers (vllm#43257: 255 registers a
+# thread and 6-13 % occupancy on Gemma 4's 512-wide global heads), and the same unified-attention kernel
+# prefilled 512-wide heads at 79-80 TFLOPS against 159-160 for 256-wide ones on an MI325 (ROCm/aiter#5664,
+# before its tuning). FlashAttention-class kernels take no head wider than 256 (engines/vllm.py).
+PORTABLE_REGISTER_HEAD = 256
+
+
+def attention_flops(model: ModelSpec, queries: float, context: float, causal: bool, register_head: int = 0) -> float:
+    """QK^T and AV for `queries` tokens against `context` keys (halved when causal over itself); with
+    `register_head`, heads wider than it count head_dim / register_head times (the time they take, in FLOPs)."""
     if model.cache_kinds:
-        return 4 * queries * kv_kinds.attended_keys(model, context, causal)
+        return 4 * queries * kv_kinds.attended_keys(model, context, causal, register_head)
     q_dim = model.num_attention_heads * model.head_dim
     window = model.sliding_window or context
     keys_full = context / 2 if causal else context
     keys_local = min(keys_full, window)
     per_query = model.full_attention_layers * keys_full + model.sliding_window_layers * keys_local
-    return 4 * queries * q_dim * per_query
+    wide = max(1.0, model.head_dim / register_head) if register_head else 1.0
+    return 4 * queries * q_dim * per_query * wide
 
 
 def gemm_efficiency(rows: float, half_rows: float) -> float:
@@ -181,6 +192,7 @@ class _Machine:
     # the weights are in (FlashAttention's kernels): at long prompts FP8 weights speed up only the rest
     attention: float
     attention_peak: float
+    register_head: int  # heads wider than this run attention below its rate (0: none; PORTABLE_REGISTER_HEAD)
     gguf: bool
     shared: float  # bytes every step reads whatever the batch
     experts: float  # bytes of all routed experts
@@ -193,17 +205,20 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     par = 1 if gguf else dep.devices
     bw_spec = hw.bandwidth_gbs * 1e9 * par
     peak, experts_peak, attention_peak = matmul_peaks(dep)
+    reached, experts_reached, _ = matmul_peaks(dep, kernels=True)
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
     attention_share = eff.attention_compute or eff.compute
-    if eff.fallback_attention_compute and _fallback_attention(dep):
+    fallback = _fallback_attention(dep)
+    if eff.fallback_attention_compute and fallback:
         attention_share = eff.fallback_attention_compute
     attention = attention_peak * min(1.0, attention_share)
     share = min(1.0, eff.compute)
     expert_share = min(1.0, eff.expert_compute or eff.compute)
-    return _Machine(bw=bw, bw_spec=bw_spec, achieved=peak * share, peak=peak,
-                    experts_achieved=experts_peak * expert_share,
-                    experts_peak=experts_peak, attention=attention, attention_peak=attention_peak, gguf=gguf,
+    return _Machine(bw=bw, bw_spec=bw_spec, achieved=reached * share, peak=peak,
+                    experts_achieved=experts_reached * expert_share,
+                    experts_peak=experts_peak, attention=attention, attention_peak=attention_peak,
+                    register_head=PORTABLE_REGISTER_HEAD if fallback else 0, gguf=gguf,
                     shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
 
 
@@ -215,17 +230,28 @@ def _fallback_attention(dep: Deployment) -> bool:
     return engine is not None and engine.fallback_attention(dep.model, dep.hardware)
 
 
-def matmul_peaks(dep: Deployment) -> tuple[float, float, float]:
+# A weight-only kernel (Marlin's W4A16 / W8A16: 4- or 8-bit weights dequantised in registers, multiplied in
+# BF16) tops out below a BF16 GEMM once a matmul has enough rows to be compute bound: 141 TFLOPS at 256 to 4000
+# rows against torch's BF16 GEMM at 231-235 for 2048-4000 rows, speedup 0.60-0.61 (vllm#2497, Marlin's bench.py).
+WEIGHT_ONLY_GEMM = 0.61
+
+
+def matmul_peaks(dep: Deployment, kernels: bool = False) -> tuple[float, float, float]:
     """Spec FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices.
 
     A weight group the checkpoint keeps in 16 bit (embeddings and lm_head always; NVIDIA's Gemma 4 NVFP4
     checkpoints their attention too) multiplies at the BF16 rate while the quantised groups run at their
     format's, so the dense matmuls' peak is the rate that takes their FLOPs in the same time as the two
-    parts would. Attention's QK^T and AV run in BF16 (FlashAttention) whatever the weights are."""
+    parts would. Attention's QK^T and AV run in BF16 (FlashAttention) whatever the weights are. With
+    `kernels`, quantised groups that a weight-only kernel multiplies in BF16 go at WEIGHT_ONLY_GEMM of the
+    BF16 rate (the ceilings take the spec rate; llama.cpp's shares are fitted on its dequantising kernels)."""
     hw, model = dep.hardware, dep.model
     par = 1 if dep.engine in GGUF_ENGINES else dep.devices
     bf16 = hw.dense_tflops("bf16") * 1e12 * par
-    low = hw.dense_tflops(compute_dtype(dep.quant, hw, dep.engine, dep.marlin)) * 1e12 * par
+    dtype = compute_dtype(dep.quant, hw, dep.engine, dep.marlin)
+    low = hw.dense_tflops(dtype) * 1e12 * par
+    if kernels and dtype == "bf16" and dep.quant.bits < _SIXTEEN_BIT and dep.engine not in GGUF_ENGINES:
+        low = bf16 * WEIGHT_ONLY_GEMM
     if low == bf16:
         return bf16, bf16, bf16
     groups = group_weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized)
@@ -268,10 +294,13 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
     touched = experts_touched_fraction(model, rows, eff.expert_spread)
     moved = (m.shared + m.experts * touched + decode_rows * _kv_bytes(model, m.kv_layout, context)
              + (_kv_bytes(model, m.kv_layout, prefill_start) if prefill_rows else 0.0))
-    attn = attention_flops(model, decode_rows, context, causal=False)
+    wide = m.register_head
+    attn = attention_flops(model, decode_rows, context, causal=False, register_head=wide)
     if prefill_rows:
-        attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True) if prefill_start == 0 else
-                 attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False))
+        attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True, register_head=wide)
+                 if prefill_start == 0 else
+                 attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False,
+                                 register_head=wide))
     dense_params = flop_params(model) - p.experts_active
     t_flop, t_stream = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m.achieved, m)
     t_flop += attn / m.attention
