@@ -507,23 +507,24 @@ def test_a_slower_fallback_kernel_slows_long_prompts_more_than_short_ones() -> N
 def test_heads_wider_than_the_portable_kernels_registers_cost_in_proportion() -> None:
     """Gemma 4's 512-wide global heads take twice their FLOPs' time on the portable kernel; its 256-wide local
     heads, and models whose heads are all 256 wide or less, take their FLOPs' time."""
-    from sparkserve.plan.speed import PORTABLE_REGISTER_HEAD, attention_flops
+    from sparkserve.engines.vllm import TRITON_REGISTER_HEAD
+    from sparkserve.plan.speed import attention_flops
 
     gemma = spec("google/gemma-4-31B-it")
     local, full = gemma.cache_kinds
     assert (local.head_dim, full.head_dim) == (256, 512)
     plain = attention_flops(gemma, 8192, 8192, causal=True)
-    wide = attention_flops(gemma, 8192, 8192, causal=True, register_head=PORTABLE_REGISTER_HEAD)
+    wide = attention_flops(gemma, 8192, 8192, causal=True, register_head=TRITON_REGISTER_HEAD)
     # the 10 global layers attend 4096 keys on average (causal), the 50 local ones at most their 1024-token window
     full_flops = 4 * 8192 * full.query_width * full.attending_layers * 4096
     assert wide - plain == pytest.approx(full_flops)
     qwen = spec("Qwen/Qwen3-32B")
-    assert attention_flops(qwen, 8192, 8192, True, PORTABLE_REGISTER_HEAD) == attention_flops(qwen, 8192, 8192, True)
+    assert attention_flops(qwen, 8192, 8192, True, TRITON_REGISTER_HEAD) == attention_flops(qwen, 8192, 8192, True)
     # and only where the engine runs the portable kernel (vLLM's TRITON_ATTN for Gemma 4, not llama.cpp's kernels)
     from sparkserve.plan.speed import _machine
 
     spark, eff = get_profile("dgx-spark"), efficiency_for("vllm")
-    assert _machine(deployment(spark, gemma, "bf16", "vllm"), eff).register_head == PORTABLE_REGISTER_HEAD
+    assert _machine(deployment(spark, gemma, "bf16", "vllm"), eff).register_head == TRITON_REGISTER_HEAD
     assert _machine(deployment(spark, gemma, "bf16", "llama.cpp"), eff).register_head == 0
     assert _machine(deployment(spark, qwen, "bf16", "vllm"), eff).register_head == 0
 

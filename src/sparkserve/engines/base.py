@@ -165,6 +165,10 @@ class Engine:
         rather than FlashAttention-class kernels on this hardware: the planner prices the two apart."""
         return False
 
+    # the widest head its portable attention kernel keeps in registers: a wider one there takes head_dim / this
+    # of its FLOPs' time (plan/kv_kinds.py wide_head_cost); 0: no such limit
+    portable_register_head: int = 0
+
     def default_quant(self, checkpoint_quant: str | None) -> str:
         """The weight format a service gets when it names none."""
         return checkpoint_quant or "bf16"

@@ -182,6 +182,11 @@ def default_kv_cache_dtype(model: ModelSpec) -> str:
 # SM120: vllm#40153, "sink setting not supported" for FLASH_ATTN and FLASHINFER).
 FLASH_HEAD_DIM_MAX = 256
 SINK_KERNEL_ARCHS = ("9.0", "10.0", "10.3")  # compute capabilities with a FlashAttention-class sink kernel
+# Heads wider than this run TRITON_ATTN at 256 / head_dim of its rate: the fp32 accumulator of a 512-wide head
+# no longer fits the registers (vllm#43257: 255 registers a thread and 6-13 % occupancy on Gemma 4's 512-wide
+# global heads), and the same unified-attention kernel prefilled 512-wide heads at 79-80 TFLOPS against 159-160
+# for 256-wide ones on an MI325 (ROCm/aiter#5664, before its tuning).
+TRITON_REGISTER_HEAD = 256
 
 
 def fallback_attention(model: ModelSpec, hw: HardwareProfile) -> bool:
@@ -677,6 +682,8 @@ class Vllm(OpenAICompatible):
 
     def fallback_attention(self, model: Any, hw: HardwareProfile) -> bool:
         return fallback_attention(model, hw)
+
+    portable_register_head = TRITON_REGISTER_HEAD
 
     def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware

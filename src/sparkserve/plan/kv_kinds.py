@@ -150,10 +150,16 @@ def context_bytes(model: ModelSpec, kv_dtype: str, tp: int, context: float) -> f
 def attended_keys(model: ModelSpec, context: float, causal: bool, register_head: int = 0) -> float:
     """Sum over kinds of (query width x keys each query attends x layers attending): Gemma 4's shared-KV layers
     attend the cache of an earlier layer, DeepSeek-V4's compressed layers attend compressed slots. With
-    `register_head`, a kind whose heads are wider counts head_dim / register_head times (see speed.py)."""
+    `register_head`, a kind whose heads are wider counts head_dim / register_head times (`wide_head_cost`)."""
     keys = context / 2 if causal else context
     return sum(kind.query_width * kind.attending_layers * _read_slots(kind, keys)
-               * (max(1.0, kind.head_dim / register_head) if register_head else 1.0) for kind in model.cache_kinds)
+               * wide_head_cost(kind.head_dim, register_head) for kind in model.cache_kinds)
+
+
+def wide_head_cost(head_dim: int, register_head: int) -> float:
+    """Times its FLOPs' time a head takes on a kernel that keeps heads up to `register_head` wide in registers
+    (0: any width): a wider head's fp32 accumulator spills, and the kernel runs at register_head / head_dim."""
+    return max(1.0, head_dim / register_head) if register_head else 1.0
 
 
 def _read_slots(kind: CacheKind, context: float) -> float:

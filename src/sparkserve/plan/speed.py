@@ -124,14 +124,6 @@ def peak_matmul_seconds(model: ModelSpec, tokens: float, dense_peak: float, expe
     return 2 * tokens * ((flop_params(model) - experts) / dense_peak + experts / experts_peak)
 
 
-# Heads wider than this run the portable attention kernel (vLLM's TRITON_ATTN) at register_head / head_dim of
-# its rate: the fp32 accumulator of a 512-wide head no longer fits the registers (vllm#43257: 255 registers a
-# thread and 6-13 % occupancy on Gemma 4's 512-wide global heads), and the same unified-attention kernel
-# prefilled 512-wide heads at 79-80 TFLOPS against 159-160 for 256-wide ones on an MI325 (ROCm/aiter#5664,
-# before its tuning). FlashAttention-class kernels take no head wider than 256 (engines/vllm.py).
-PORTABLE_REGISTER_HEAD = 256
-
-
 def attention_flops(model: ModelSpec, queries: float, context: float, causal: bool, register_head: int = 0) -> float:
     """QK^T and AV for `queries` tokens against `context` keys (halved when causal over itself); with
     `register_head`, heads wider than it count head_dim / register_head times (the time they take, in FLOPs)."""
@@ -142,8 +134,7 @@ def attention_flops(model: ModelSpec, queries: float, context: float, causal: bo
     keys_full = context / 2 if causal else context
     keys_local = min(keys_full, window)
     per_query = model.full_attention_layers * keys_full + model.sliding_window_layers * keys_local
-    wide = max(1.0, model.head_dim / register_head) if register_head else 1.0
-    return 4 * queries * q_dim * per_query * wide
+    return 4 * queries * q_dim * per_query * kv_kinds.wide_head_cost(model.head_dim, register_head)
 
 
 def gemm_efficiency(rows: float, half_rows: float) -> float:
@@ -192,7 +183,7 @@ class _Machine:
     # the weights are in (FlashAttention's kernels): at long prompts FP8 weights speed up only the rest
     attention: float
     attention_peak: float
-    register_head: int  # heads wider than this run attention below its rate (0: none; PORTABLE_REGISTER_HEAD)
+    register_head: int  # heads wider than this run attention below its rate (0: none; Engine.portable_register_head)
     gguf: bool
     shared: float  # bytes every step reads whatever the batch
     experts: float  # bytes of all routed experts
@@ -204,12 +195,11 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     gguf = dep.engine in GGUF_ENGINES
     par = 1 if gguf else dep.devices
     bw_spec = hw.bandwidth_gbs * 1e9 * par
-    peak, experts_peak, attention_peak = matmul_peaks(dep)
-    reached, experts_reached, _ = matmul_peaks(dep, kernels=True)
+    (peak, experts_peak, attention_peak), (reached, experts_reached, _) = _matmul_rates(dep)
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
     attention_share = eff.attention_compute or eff.compute
-    fallback = _fallback_attention(dep)
+    fallback, register_head = _portable_attention(dep)
     if eff.fallback_attention_compute and fallback:
         attention_share = eff.fallback_attention_compute
     attention = attention_peak * min(1.0, attention_share)
@@ -218,16 +208,19 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     return _Machine(bw=bw, bw_spec=bw_spec, achieved=reached * share, peak=peak,
                     experts_achieved=experts_reached * expert_share,
                     experts_peak=experts_peak, attention=attention, attention_peak=attention_peak,
-                    register_head=PORTABLE_REGISTER_HEAD if fallback else 0, gguf=gguf,
+                    register_head=register_head, gguf=gguf,
                     shared=shared, experts=experts, kv_layout=_kv_layout(dep, gguf))
 
 
-def _fallback_attention(dep: Deployment) -> bool:
-    """Whether the engine runs this model's attention on its portable kernel on this hardware (its module says)."""
+def _portable_attention(dep: Deployment) -> tuple[bool, int]:
+    """Whether the engine runs this model's attention on its portable kernel on this hardware, and the widest
+    head that kernel keeps in registers (0: no limit); the engine's module says both."""
     from sparkserve.engines import find_engine
 
     engine = find_engine(dep.engine)
-    return engine is not None and engine.fallback_attention(dep.model, dep.hardware)
+    if engine is None or not engine.fallback_attention(dep.model, dep.hardware):
+        return False, 0
+    return True, engine.portable_register_head
 
 
 # A weight-only kernel (Marlin's W4A16 / W8A16: 4- or 8-bit weights dequantised in registers, multiplied in
@@ -236,24 +229,40 @@ def _fallback_attention(dep: Deployment) -> bool:
 WEIGHT_ONLY_GEMM = 0.61
 
 
-def matmul_peaks(dep: Deployment, kernels: bool = False) -> tuple[float, float, float]:
-    """Spec FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices.
+Rates = tuple[float, float, float]
+
+
+def matmul_peaks(dep: Deployment, kernels: bool = False) -> Rates:
+    """Spec FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices; with
+    `kernels`, the rates the engine's kernels reach (see `_matmul_rates`)."""
+    spec, reached = _matmul_rates(dep)
+    return reached if kernels else spec
+
+
+def _matmul_rates(dep: Deployment) -> tuple[Rates, Rates]:
+    """(spec, kernel) FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices.
 
     A weight group the checkpoint keeps in 16 bit (embeddings and lm_head always; NVIDIA's Gemma 4 NVFP4
     checkpoints their attention too) multiplies at the BF16 rate while the quantised groups run at their
     format's, so the dense matmuls' peak is the rate that takes their FLOPs in the same time as the two
-    parts would. Attention's QK^T and AV run in BF16 (FlashAttention) whatever the weights are. With
-    `kernels`, quantised groups that a weight-only kernel multiplies in BF16 go at WEIGHT_ONLY_GEMM of the
-    BF16 rate (the ceilings take the spec rate; llama.cpp's shares are fitted on its dequantising kernels)."""
-    hw, model = dep.hardware, dep.model
+    parts would. Attention's QK^T and AV run in BF16 (FlashAttention) whatever the weights are. The kernel
+    rates put quantised groups that a weight-only kernel multiplies in BF16 at WEIGHT_ONLY_GEMM of the BF16
+    rate (the ceilings take the spec rates; llama.cpp's shares are fitted on its dequantising kernels)."""
+    hw = dep.hardware
     par = 1 if dep.engine in GGUF_ENGINES else dep.devices
     bf16 = hw.dense_tflops("bf16") * 1e12 * par
     dtype = compute_dtype(dep.quant, hw, dep.engine, dep.marlin)
     low = hw.dense_tflops(dtype) * 1e12 * par
-    if kernels and dtype == "bf16" and dep.quant.bits < _SIXTEEN_BIT and dep.engine not in GGUF_ENGINES:
-        low = bf16 * WEIGHT_ONLY_GEMM
+    weight_only = dtype == "bf16" and dep.quant.bits < _SIXTEEN_BIT and dep.engine not in GGUF_ENGINES
+    spec = _mixed_rates(dep, bf16, low)
+    return spec, (_mixed_rates(dep, bf16, bf16 * WEIGHT_ONLY_GEMM) if weight_only else spec)
+
+
+def _mixed_rates(dep: Deployment, bf16: float, low: float) -> Rates:
+    """The three rates when the quantised groups multiply at `low` and the 16-bit ones at `bf16`."""
     if low == bf16:
         return bf16, bf16, bf16
+    model = dep.model
     groups = group_weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized)
     p = model.params
 
