@@ -529,6 +529,25 @@ def test_heads_wider_than_the_portable_kernels_registers_cost_in_proportion() ->
     assert _machine(deployment(spark, qwen, "bf16", "vllm"), eff).register_head == 0
 
 
+def test_prompts_packed_into_one_step_attend_only_to_themselves() -> None:
+    """Short prompts that arrive together share a step, but each attends to its own tokens: four 2,048-token
+    prompts cost four prompts' causal attention, not that of one 8,192-token prompt, so a batch of short
+    prompts prefills no slower per token than one of them alone."""
+    from sparkserve.plan.speed import _machine, _step, attention_flops
+
+    qwen = spec("Qwen/Qwen3-32B")
+    dep = deployment(get_profile("dgx-spark"), qwen, "bf16", "vllm")
+    eff = efficiency_for("vllm")
+    m = _machine(dep, eff)
+    packed = _step(dep, eff, m, 0, 0, prefill_rows=4 * 2048, prompts=4)
+    as_one = _step(dep, eff, m, 0, 0, prefill_rows=4 * 2048)
+    saved = attention_flops(qwen, 8192, 8192, causal=True) - 4 * attention_flops(qwen, 2048, 2048, causal=True)
+    assert saved > 0
+    assert as_one.t_flop - packed.t_flop == pytest.approx(saved / m.attention)
+    one = speed(dep, Workload(batch=1, prompt_len=2048, output_len=1), eff).prefill_tps
+    assert speed(dep, Workload(batch=32, prompt_len=2048, output_len=1), eff).prefill_tps >= one
+
+
 def test_weight_only_kernels_multiply_below_the_bf16_rate_and_only_they() -> None:
     """Marlin dequantises 4-bit weights in registers and multiplies in BF16 below a BF16 GEMM's rate; native
     FP8, 16-bit weights and llama.cpp (whose shares are fitted on its own dequantising kernels) keep their

@@ -294,9 +294,10 @@ class _Step:
 
 
 def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, context: float,
-          prefill_rows: float = 0.0, prefill_start: float = 0.0) -> _Step:
+          prefill_rows: float = 0.0, prefill_start: float = 0.0, prompts: int = 1) -> _Step:
     """One engine step: `decode_rows` sequences at `context` tokens, plus `prefill_rows` prompt tokens
-    that follow `prefill_start` tokens of their own prompt already in the cache."""
+    that follow `prefill_start` tokens of their own prompt already in the cache. The prompt tokens are
+    `prompts` whole prompts packed together (from the start): each attends only to its own tokens."""
     model = dep.model
     p = model.params
     rows = decode_rows + prefill_rows
@@ -306,7 +307,8 @@ def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, con
     wide = m.register_head
     attn = attention_flops(model, decode_rows, context, causal=False, register_head=wide)
     if prefill_rows:
-        attn += (attention_flops(model, prefill_rows, prefill_rows, causal=True, register_head=wide)
+        own = prefill_rows / prompts
+        attn += (prompts * attention_flops(model, own, own, causal=True, register_head=wide)
                  if prefill_start == 0 else
                  attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False,
                                  register_head=wide))
@@ -373,8 +375,9 @@ def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt
         return prompts * prefill_seconds(dep, eff, m, prompt_len)
     per_step = max(1, int(budget // prompt_len))
     full, rest = divmod(prompts, per_step)
-    one = _step(dep, eff, m, 0, 0, prefill_rows=per_step * prompt_len).seconds
-    return full * one + (_step(dep, eff, m, 0, 0, prefill_rows=rest * prompt_len).seconds if rest else 0.0)
+    one = _step(dep, eff, m, 0, 0, prefill_rows=per_step * prompt_len, prompts=per_step).seconds
+    return full * one + (_step(dep, eff, m, 0, 0, prefill_rows=rest * prompt_len, prompts=rest).seconds
+                         if rest else 0.0)
 
 
 def prefill_queue_seconds(prefill: float, others: int, cycle: float) -> float:
