@@ -85,7 +85,7 @@ PASSES = 3
 
 # Not fitted: how many prompt tokens one forward pass takes, the engines' own defaults.
 PREFILL_CHUNK = {
-    "vllm": 8192,  # max-num-batched-tokens default for GPUs of >= 70 GiB (vllm/engine/arg_utils.py)
+    "vllm": 8192,  # unused in plans: vLLM's default depends on the GPU (Vllm.default_prefill_chunk)
     "sglang": 8192,  # chunked-prefill-size default for large GPUs (sglang server_args.py)
     "trtllm": 8192,  # max_num_tokens default (tensorrt_llm BuildConfig)
     "llama.cpp": 512,  # n_ubatch default (common/common.h)

@@ -725,3 +725,21 @@ def test_a_calibration_rows_checkpoint_layout_is_read_and_checked() -> None:
         calibration_rows.row_spec(model, "checkpoint_16bit=attn", "5")
     with pytest.raises(UserError, match="row 6: setting marlin='yes'.*expected true"):
         calibration_rows.row_settings("marlin=yes", "6")
+
+
+@pytest.mark.parametrize("hw, budget", [("a100-80gb", 2048), ("rtx-4090", 2048), ("h100-sxm", 8192)])
+def test_prefill_takes_the_budget_the_memory_plan_reports(hw: str, budget: int) -> None:
+    """vLLM's default max-num-batched-tokens depends on the GPU (2,048 on A100s and GPUs under 70 GiB): the
+    speed plan chunks a long prompt by the same budget the memory plan reports, and a set budget wins."""
+    from sparkserve.plan.speed import prefill_chunk
+
+    dep = deployment(get_profile(hw), spec("Qwen/Qwen3-8B"), "bf16", "vllm")
+    eff = efficiency_for("vllm")
+    assert engine_memory(dep).settings.max_num_batched_tokens == budget
+    assert prefill_chunk(dep, eff) == budget
+    long = Workload(batch=1, prompt_len=16384, output_len=1)
+    assert speed(dep, long, eff) == speed(dataclasses.replace(dep, max_num_batched_tokens=budget), long, eff)
+    other = 8192 if budget == 2048 else 2048
+    assert prefill_chunk(dataclasses.replace(dep, max_num_batched_tokens=other), eff) == other
+    assert speed(dep, long, eff).ttft_ms != speed(dataclasses.replace(dep, max_num_batched_tokens=other), long,
+                                                  eff).ttft_ms

@@ -165,6 +165,11 @@ class Engine:
         rather than FlashAttention-class kernels on this hardware: the planner prices the two apart."""
         return False
 
+    def default_prefill_chunk(self, hw: HardwareProfile) -> int | None:
+        """Prompt tokens one forward pass takes on this hardware when the service sets no budget (None: the
+        planner's per-engine constant, calibration.json prefill_chunk)."""
+        return None
+
     # the widest head its portable attention kernel keeps in registers: a wider one there takes head_dim / this
     # of its FLOPs' time (plan/kv_kinds.py wide_head_cost); 0: no such limit
     portable_register_head: int = 0

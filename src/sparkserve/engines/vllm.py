@@ -685,6 +685,9 @@ class Vllm(OpenAICompatible):
 
     portable_register_head = TRITON_REGISTER_HEAD
 
+    def default_prefill_chunk(self, hw: HardwareProfile) -> int | None:
+        return defaults_for(hw).max_num_batched_tokens
+
     def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware
         util = vllm_settings(mem.settings).gpu_memory_utilization

@@ -342,8 +342,14 @@ def _ceiling_step(dep: Deployment, m: _Machine, batch: int, context: float, spre
 
 def prefill_chunk(dep: Deployment, eff: Efficiency) -> int:
     """Prompt tokens one forward pass takes: the deployment's budget (vLLM max-num-batched-tokens,
-    llama.cpp n_ubatch) where it sets one, else the engine's default."""
-    return dep.max_num_batched_tokens or eff.prefill_chunk
+    llama.cpp n_ubatch) where it sets one, else the engine's default on this hardware (vLLM's is
+    smaller on GPUs under 70 GiB and on A100s), else its constant. The memory plan takes the same."""
+    if dep.max_num_batched_tokens:
+        return dep.max_num_batched_tokens
+    from sparkserve.engines import find_engine
+
+    engine = find_engine(dep.engine)
+    return (engine.default_prefill_chunk(dep.hardware) if engine else None) or eff.prefill_chunk
 
 
 def prefill_seconds(
