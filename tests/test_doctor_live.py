@@ -195,14 +195,20 @@ def test_a_squeezed_kv_cache_under_long_requests_shows_kv_pressure(vllm_venv, ti
     # tokens: one 151 + 100 token request at a time, and it fills the cache.
     with _server(vllm_venv, tiny_model, tmp_path, "--num-gpu-blocks-override", "3", "--max-model-len", "256") as base:
         with Load(base, "tiny", streams=8, max_tokens=100):
-            _wait_for(
-                base,
-                lambda t: _gauge(t, "vllm:kv_cache_usage_perc") >= 0.9 and _gauge(t, "vllm:num_requests_waiting") >= 1,
-                "a full KV cache with requests waiting",
-            )
-            result = diagnose_live(base, [get_engine("vllm").live_probe()], WINDOW_S)
+            for _ in range(3):
+                _wait_for(
+                    base,
+                    lambda t: _gauge(t, "vllm:kv_cache_usage_perc") >= 0.9 and _gauge(t, "vllm:num_requests_waiting") >= 1,
+                    "a full KV cache with requests waiting",
+                )
+                result = diagnose_live(base, [get_engine("vllm").live_probe()], WINDOW_S)
+                if (result.window.share("waiting", lambda v: v >= 1) or 0) > 0:
+                    break  # else a starved host stalled the streams for the whole window: read another one
     ids = [f.cause_id for f in result.findings]
-    assert ids, "nothing named"
+    seen = (f"waiting in {result.window.share('waiting', lambda v: v >= 1)} of reads, KV peak "
+            f"{result.window.peak('kv_usage')}: {[(f.cause_id, f.evidence) for f in result.findings]}")
+    assert ids, "nothing named; " + seen
+    assert "kv_cache_preemption" in ids or "requests_waiting" in ids, seen
     if "kv_cache_preemption" in ids:
         kv = result.findings[ids.index("kv_cache_preemption")]
         assert "--max-num-seqs" in kv.fix and "VLLM_CPU_KVCACHE_SPACE" in kv.fix
