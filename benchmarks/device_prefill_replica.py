@@ -3,10 +3,9 @@
     python benchmarks/device_prefill_replica.py [--out docs/prefill-replica.md]
 
 A public lab's vLLM runs of Qwen3-14B and Qwen3-32B on one H100 (32,000-token prompts) reach about a third
-of the BF16 peak, where the same lab's A100 reaches about 60 %; no other source in the data has dense
-long-prompt prefill on Hopper. This script times the same work with plain kernels (cuBLAS matmuls, the
-SDPA attention kernels PyTorch ships) so the gap can be read against what the GPU itself does: one
-decoder layer of each model, built from its bundled config.json with random weights, prefills the prompt
+of the BF16 peak, where the same lab's A100 reaches about 60 %. This script times the same work with plain
+kernels (cuBLAS matmuls, the SDPA attention kernels PyTorch ships) so the gap can be read against what the
+GPU itself does: one decoder layer of each model, built from its bundled config.json with random weights, prefills the prompt
 in chunks (vLLM's default 8,192 batched tokens), each chunk attending to the cache written by the chunks
 before it; the layer's time times the number of layers is the prompt's time. Norms, RoPE and the
 residual adds are kept; the vocabulary head runs once (only the last token's logits are needed).
