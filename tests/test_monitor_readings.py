@@ -239,3 +239,22 @@ def test_status_with_no_nvml(tmp_path):
 def test_sparkline_keeps_gaps():
     assert sparkline([0, 1, 2, None, 4]) == "▁▂▄ █"
     assert sparkline([None, None]) == "  " and sparkline([]) == ""
+
+
+def test_a_histogram_whose_name_ends_in_total_is_read_as_a_histogram():
+    """vLLM's vllm:iteration_tokens_total is a histogram (tokens per engine step): its _count is the steps."""
+    from sparkserve.readings.metrics import read_text
+
+    text = "\n".join([
+        "# TYPE vllm:iteration_tokens_total histogram",
+        'vllm:iteration_tokens_total_bucket{engine="0",le="512.0"} 150.0',
+        'vllm:iteration_tokens_total_bucket{engine="0",le="+Inf"} 152.0',
+        'vllm:iteration_tokens_total_count{engine="0"} 152.0',
+        'vllm:iteration_tokens_total_sum{engine="0"} 47616.0',
+        "# TYPE vllm:num_preemptions_total counter",
+        'vllm:num_preemptions_total{engine="0"} 7.0',
+    ])
+    m = read_text(text, METRIC_ALIASES)
+    assert m.counts["iteration_tokens"] == 152.0 and m.sums["iteration_tokens"] == 47616.0
+    assert m.buckets["iteration_tokens"] == {512.0: 150.0, float("inf"): 152.0}
+    assert m.counter("num_preemptions_total") == 7.0 and "iteration_tokens" not in m.counters

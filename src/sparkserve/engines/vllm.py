@@ -347,6 +347,8 @@ METRIC_ALIASES: dict[str, list[str]] = {
     "prefix_cache_hits_total": ["vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total"],
     "prefix_cache_hit_rate": ["vllm:gpu_prefix_cache_hit_rate"],  # V0 gauge; V1 exposes the two counters
     "num_preemptions_total": ["vllm:num_preemptions_total"],
+    # a histogram despite its name: tokens each engine step ran (its _count is the number of steps)
+    "iteration_tokens": ["vllm:iteration_tokens_total"],
     "request_success_total": ["vllm:request_success_total"],
     "time_to_first_token_seconds": ["vllm:time_to_first_token_seconds"],
     "inter_token_latency_seconds": ["vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"],

@@ -69,6 +69,8 @@ def _roles(aliases: Aliases) -> dict[str, tuple[str, str]]:
                 out[name] = (reading, "info")
             elif name.endswith("_total"):
                 out[name] = (reading, "counter")
+                for suffix in _HISTOGRAM_SUFFIXES:  # a histogram may carry the suffix too (iteration_tokens_total)
+                    out[name + suffix] = (reading, suffix[1:])
             else:
                 out[name] = (reading, "gauge")
                 for suffix in _HISTOGRAM_SUFFIXES:
