@@ -170,6 +170,11 @@ class Engine:
         planner's per-engine constant, calibration.json prefill_chunk)."""
         return None
 
+    def admission_gate(self, version: str | None) -> str | None:
+        """What must fit in the KV cache before a waiting request is admitted, when more arrive than it holds
+        (plan/paged_queue.py GATES; None: not modelled, the planner prices the batch as if all fit)."""
+        return None
+
     # the widest head its portable attention kernel keeps in registers: a wider one there takes head_dim / this
     # of its FLOPs' time (plan/kv_kinds.py wide_head_cost); 0: no such limit
     portable_register_head: int = 0

@@ -53,6 +53,12 @@ class StaticPoolEngine(Engine):
     def memory_at_start_gib(self, mem: Any) -> float:
         return float(mem.budget_gib)
 
+    def admission_gate(self, version: str | None) -> str | None:
+        """Both reserve a request's prompt and its output before admitting it: SGLang's scheduler counts the
+        prompt plus max_new_tokens x new_token_ratio against the free pool (PrefillAdder), TensorRT-LLM's default
+        GUARANTEED_NO_EVICT policy the prompt plus max_tokens."""
+        return "request"
+
 
 class SGLang(StaticPoolEngine):
     name = "sglang"

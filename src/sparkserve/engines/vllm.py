@@ -55,6 +55,26 @@ class VllmDefaults:
     block_size: int = DEFAULT_BLOCK_SIZE
 
 
+# vLLM's V1 scheduler admitted a waiting prompt once its first chunk fitted, so prompts sent together beyond
+# what the cache holds were preempted part-way and computed again. PR #37307 (https://github.com/vllm-project/
+# vllm/pull/37307, opened 2026-03-17) added the check that the whole prompt fits (scheduler_reserve_full_isl),
+# which the 0.32.0 build here has on by default (vllm/config/scheduler.py). The first release with it on is not
+# pinned down; the planner takes releases before 0.18 as without it (the calibration's are 0.8.2 to 0.11.0).
+WHOLE_PROMPT_ADMISSION_SINCE = (0, 18)
+
+
+def admission_gate(version: str | None) -> str:
+    """'chunk' for releases that admit a prompt on its first chunk, else 'prompt' (plan/paged_queue.py)."""
+    if version:
+        try:
+            major, minor = (int(x) for x in version.split(".")[:2])
+        except ValueError:
+            return "prompt"
+        if (major, minor) < WHOLE_PROMPT_ADMISSION_SINCE:
+            return "chunk"
+    return "prompt"
+
+
 def defaults_for(hw: HardwareProfile) -> VllmDefaults:
     large = hw.gpu_memory_gib >= LARGE_GPU_GIB and not hw.id.startswith("a100")
     return VllmDefaults(
@@ -689,6 +709,9 @@ class Vllm(OpenAICompatible):
 
     def default_prefill_chunk(self, hw: HardwareProfile) -> int | None:
         return defaults_for(hw).max_num_batched_tokens
+
+    def admission_gate(self, version: str | None) -> str | None:
+        return admission_gate(version)
 
     def unified_memory_warnings(self, dep: Deployment, mem: MemoryPlan) -> list[str]:
         hw = dep.hardware

@@ -40,6 +40,7 @@ class Deployment:
     num_ctx: int | None = None  # Ollama / llama.cpp context per request
     num_parallel: int | None = None  # Ollama parallel requests per model
     engine_version: str | None = None  # None: the current release
+    prefix_caching: bool = True  # vLLM V1 and SGLang keep computed prompt blocks for reuse unless told not to
     # Weight groups the engine quantises to `quant` on load although the checkpoint keeps them in
     # 16 bit (the DGX Spark vLLM builds' `--mxfp4-layers moe,qkv,o,lm_head` does this for gpt-oss).
     extra_quantized: tuple[str, ...] = ()

@@ -11,8 +11,10 @@ of tensor parallelism. Under load, new prompts are prefilled in the same steps (
 chunked prefill, at most max-num-batched-tokens rows), so the decoding requests pay for
 them; a new request waits for the running step and for the prompts of the other clients that came
 before it (a queue: its wait grows as long prompts keep the prefill busy), then for its own
-prompt's chunks (less those in the prefix cache, which it attends to but does not compute). The ceiling is
-the same pure-decode traffic at 100 % of spec bandwidth and compute with no overhead.
+prompt's chunks (less those in the prefix cache, which it attends to but does not compute). Prompts sent all
+at once to a KV cache that holds fewer of them are replayed through the engine's admission (plan/paged_queue.py)
+and every step of that run priced. The ceiling is the same pure-decode traffic at 100 % of spec bandwidth and
+compute with no overhead.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from sparkserve.models.spec import ModelSpec
 from sparkserve.plan import kv_kinds
 from sparkserve.plan.calibration import Efficiency, efficiency_for
 from sparkserve.plan.memory import Deployment, group_weight_bytes, kv_bytes_per_layer_token
+from sparkserve.plan.paged_queue import run_queue
 from sparkserve.plan.quant import GGUF_ENGINES, compute_dtype
+
+# Block the queue replay counts in: vLLM's on CUDA (CacheConfig.block_size 16); SGLang's pages are 1 token and
+# TensorRT-LLM's 32, which changes nothing when prompts are thousands of tokens long.
+QUEUE_BLOCK_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,9 @@ class Workload:
     # False: the batch decodes alone, as llama-batched-bench measures it.
     mixed_prefill: bool = True
     prefix_hit: float = 0.0  # share of each prompt already in the prefix cache (not prefilled again)
+    # The engine's KV cache in tokens, given when the batch's prompts are all sent at once and may not all fit
+    # in it (a benchmark's burst): then prefill_tps follows the engine's admission (plan/paged_queue.py).
+    kv_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,9 @@ class SpeedPlan:
     decode_tps: float  # tokens/s of one request at the batch (1 / ITL)
     aggregate_tps: float  # output tokens/s of the whole batch while it decodes (batch x decode_tps)
     output_tps: float  # output tokens/s of a server held at `batch` requests, prefills and waits included
-    prefill_tps: float  # prompt tokens/s while the batch's prompts are prefilled together
+    # prompt tokens/s while the batch's prompts are prefilled together; for a burst the cache cannot hold
+    # (Workload.kv_tokens), input tokens over the whole run, as a benchmark sending them at once measures it
+    prefill_tps: float
     ttft_ms: float  # first token of a request arriving while `batch - 1` others decode and send prompts (idle at 1)
     itl_ms: float  # time between two tokens of one request
     roofline_decode_tps: float  # one request at the batch, 100 % spec bandwidth and compute, no overhead
@@ -386,6 +398,31 @@ def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt
                          if rest else 0.0)
 
 
+def _burst_seconds(dep: Deployment, eff: Efficiency, m: _Machine, work: Workload, batch: int) -> float | None:
+    """The whole run of `batch` requests sent at once to a KV cache of `work.kv_tokens` that holds fewer of them,
+    replayed with the engine's admission (plan/paged_queue.py) and each step priced; None when all fit, when the
+    engine's admission is not modelled, or when some layers keep less than the whole context (sliding windows,
+    recurrent state: the cache then holds more of these requests than its token count says)."""
+    from sparkserve.engines import find_engine
+
+    model = dep.model
+    need = work.prompt_len + max(work.output_len, 1)
+    if not work.kv_tokens or batch * need <= work.kv_tokens or model.full_attention_layers != model.num_layers:
+        return None
+    engine = find_engine(dep.engine)
+    gate = engine.admission_gate(dep.engine_version) if engine else None
+    if gate is None:
+        return None
+    block = QUEUE_BLOCK_TOKENS
+    run = run_queue(batch, work.prompt_len, max(work.output_len, 1), prefill_chunk(dep, eff), block,
+                    work.kv_tokens // block, gate, dep.prefix_caching, dep.max_num_seqs or 1024)
+    if run is None:
+        return None
+    return sum(n * _step(dep, eff, m, s.decode_rows, s.decode_context, prefill_rows=s.prefill_rows,
+                         prefill_start=s.prefill_start, prompts=max(1, s.prefill_prompts)).seconds
+               for s, n in run.steps)
+
+
 def prefill_queue_seconds(prefill: float, others: int, cycle: float) -> float:
     """Mean wait of a new prompt behind the prompts of the `others` clients (Pollaczek-Khinchine, M/D/1).
 
@@ -437,6 +474,8 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
     output_tps = batch * out / (ttft + max(out - 1, 0) * itl) if out else 0.0
 
     prefill_s = _batch_prefill_seconds(dep, eff, m, batch, prompt) if prompt else 0.0
+    if prompt and not cached:
+        prefill_s = _burst_seconds(dep, eff, m, work, batch) or prefill_s
     decode_tps = 1.0 / itl
     return SpeedPlan(
         decode_tps=decode_tps,
