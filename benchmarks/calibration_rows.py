@@ -22,7 +22,7 @@ from sparkserve.hardware.catalog import get_profile
 from sparkserve.models.catalog import resolve_model
 from sparkserve.models.spec import ModelSpec
 from sparkserve.plan.calibration import Efficiency, VllmMemoryConstants, hardware_class
-from sparkserve.plan.memory import GIB, Deployment, vllm_memory
+from sparkserve.plan.memory import GIB, Deployment, engine_memory, vllm_memory
 from sparkserve.plan.planner import deployment
 from sparkserve.plan.quant import weight_format
 from sparkserve.plan.speed import Workload, speed
@@ -52,6 +52,12 @@ def _devices(hw, count: int) -> dict:
     return {"gpus": count, "nodes": 1}
 
 
+def _flag(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise ValueError(value)
+    return value == "true"
+
+
 def _true(value: str) -> bool:
     if value != "true":
         raise ValueError(value)
@@ -65,7 +71,11 @@ def _true(value: str) -> bool:
 # - checkpoint_16bit=G[,G]: weight groups (ParamCounts names) the run's checkpoint keeps in 16 bit beyond the
 #   embeddings, lm_head, norms and towers every HF quantised checkpoint keeps, as its model card or
 #   quantisation config states (NVIDIA's Gemma 4 NVFP4 checkpoints: attention).
+# - prefix_caching=false: the server ran with prefix caching off (--no-enable-prefix-caching).
+# - engine_version=X.Y.Z: the engine release the source names, where the planner's knowledge of it differs by
+#   release (vLLM's admission of prompts sent at once, its CUDA-graph accounting).
 SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": str, "max_num_batched_tokens": int,
+            "prefix_caching": _flag, "engine_version": str,
             "max_num_seqs": int, "extra_quantized": lambda v: tuple(v.split(",")), "marlin": _true,
             "checkpoint_16bit": lambda v: tuple(v.split(","))}
 CHECKPOINT_GROUPS = ("attention", "dense_mlp", "moe_shared", "experts")
@@ -126,8 +136,9 @@ def _split_settings(text: str | None, row_id: str) -> tuple[dict, dict]:
             else:
                 measure[key] = MEASURE[key](value)
         except ValueError:
-            hint = f"one of {', '.join(PP_LATENCY)}" if key == "pp_latency" else (
-                "true" if SETTINGS.get(key, MEASURE.get(key)) is _true else "a whole number")
+            kind = SETTINGS.get(key, MEASURE.get(key))
+            hint = (f"one of {', '.join(PP_LATENCY)}" if key == "pp_latency" else "true" if kind is _true
+                    else "true or false" if kind is _flag else "a whole number")
             raise UserError(f"perf row {row_id}: setting {key}={value!r} in the settings column; "
                             f"expected {hint}") from None
     return engine, measure
@@ -160,7 +171,7 @@ class PerfRow:
     id: str
     engine: str
     hardware: str
-    hw_class: str  # "gb10" for the DGX Spark's unified memory, else "discrete"
+    hw_class: str  # "gb10" for the DGX Spark, else the GPU's architecture (plan/calibration.py hardware_class)
     metric: str
     measured: float
     source: str
@@ -172,6 +183,13 @@ class PerfRow:
     @property
     def kind(self) -> str:
         return KIND[self.metric]
+
+
+def burst_kv_tokens(dep: Deployment) -> int:
+    """The KV cache a prefill row's prompts, all sent at once, met: the memory plan's, and at least one request of
+    max-model-len, since the engine started (vLLM refuses to start with less)."""
+    mem = engine_memory(dep)
+    return max(mem.kv_tokens, mem.max_model_len)
 
 
 def load_perf(path: Path = PERF_CSV, skipped: list[str] | None = None) -> list[PerfRow]:
@@ -193,7 +211,8 @@ def load_perf(path: Path = PERF_CSV, skipped: list[str] | None = None) -> list[P
                              **row_settings(row.get("settings"), row["id"]))
             work = Workload(batch=int(row["batch"]), prompt_len=int(row["prompt_len"]),
                             output_len=int(row["output_len"]), context=int(row["context"]),
-                            mixed_prefill=row["metric"] != "aggregate_tps" or how.concurrent_prompts)
+                            mixed_prefill=row["metric"] != "aggregate_tps" or how.concurrent_prompts,
+                            kv_tokens=burst_kv_tokens(dep) if row["metric"] == "prefill_tps" else None)
             label = f"{row['hardware']} x{count} {row['engine']} {row['model']} {row['quant']} b{row['batch']}"
             rows.append(PerfRow(row["id"], dep.engine, row["hardware"], hardware_class(hw),
                                 row["metric"], float(row["value"]), source_key(row["source"]), label, dep, work,

@@ -68,8 +68,10 @@ START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_r
 # vLLM and SGLang run, and the fallback share is that of the engine's own portable kernel (only vLLM's rows
 # meet one, so it is fitted beside vLLM's matmul shares; engines without such rows keep the pooled value).
 SHARED = ("expert_spread", "eager_layer_overhead_ms")
-# Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it.
-PER_CLASS: tuple[str, ...] = ()
+# Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it:
+# the share of peak an attention kernel reaches differs by GPU architecture (the papers cited there), and the
+# long-prompt rows on A100s and H100s of one lab (GPUStack) imply it (vLLM 0.11 and TensorRT-LLM 1.2 alike).
+PER_CLASS: tuple[str, ...] = ("attention_compute",)
 # Physical defaults for a constant no row of a fit constrains (value, source).
 DEFAULTS = {
     # vLLM issue #770 (2023): an 8B model on an A5000 answers an 8-token prompt in ~62 ms, of which

@@ -79,9 +79,11 @@ def efficiency_from(values: dict[str, Any]) -> Efficiency:
 
 
 def hardware_class(hw: HardwareProfile) -> str:
-    """Unified LPDDR5x with its own sm_121 kernels (the Spark), or a discrete GPU with GDDR or HBM: an
-    engine reaches a different share of each kind's bandwidth and compute."""
-    return "gb10" if hw.unified else "discrete"
+    """The Spark (unified LPDDR5x, its own sm_121 kernels), else the discrete GPU's architecture: attention
+    kernels reach a different share of each one's peak (FlashAttention-2 reaches 50-73 % of an A100's BF16 peak
+    and about 35 % of an H100's, FlashAttention-3 75 % of an H100's: https://arxiv.org/abs/2307.08691,
+    https://arxiv.org/abs/2407.08608), so benchmarks/fit_calibration.py fits that share per class."""
+    return "gb10" if hw.unified else hw.arch
 
 
 def efficiency_for(engine: str, hw: HardwareProfile | None = None) -> Efficiency:
