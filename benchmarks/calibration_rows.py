@@ -72,12 +72,14 @@ def _true(value: str) -> bool:
 #   embeddings, lm_head, norms and towers every HF quantised checkpoint keeps, as its model card or
 #   quantisation config states (NVIDIA's Gemma 4 NVFP4 checkpoints: attention).
 # - prefix_caching=false: the server ran with prefix caching off (--no-enable-prefix-caching).
+# - attention_backend=NAME: the attention kernel the run named (vLLM --attention-backend), where it differs from
+#   vLLM's own choice for that model and GPU (a DGX Spark fork serving gpt-oss's sinks with FlashInfer).
 # - engine_version=X.Y.Z: the engine release the source names, where the planner's knowledge of it differs by
 #   release (vLLM's admission of prompts sent at once, its CUDA-graph accounting).
 SETTINGS = {"enforce_eager": lambda v: v.lower() == "true", "kv_cache_dtype": str, "max_num_batched_tokens": int,
             "prefix_caching": _flag, "engine_version": str,
             "max_num_seqs": int, "extra_quantized": lambda v: tuple(v.split(",")), "marlin": _true,
-            "checkpoint_16bit": lambda v: tuple(v.split(","))}
+            "checkpoint_16bit": lambda v: tuple(v.split(",")), "attention_backend": str}
 CHECKPOINT_GROUPS = ("attention", "dense_mlp", "moe_shared", "experts")
 PP_LATENCY = ("api", "generation")
 

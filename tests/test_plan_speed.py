@@ -488,6 +488,30 @@ def test_vllm_names_the_models_its_flash_kernels_cannot_run(model: str, hw: str,
     assert get_engine("llama.cpp").fallback_attention(spec(model), get_profile(hw)) is False
 
 
+@pytest.mark.parametrize(("model", "hw", "backend", "fallback"), [
+    ("openai/gpt-oss-20b", "dgx-spark", "FLASHINFER", False),  # a build with FlashInfer sink kernels, named
+    ("openai/gpt-oss-20b", "dgx-spark", "flashinfer", False),
+    ("Qwen/Qwen3-32B", "h100-sxm", "TRITON_ATTN", True),  # the portable kernel asked for by name
+    ("Qwen/Qwen3-32B", "h100-sxm", "FLASH_ATTN", False),
+])
+def test_a_named_attention_backend_decides_the_kernel(model: str, hw: str, backend: str, fallback: bool) -> None:
+    from sparkserve.engines import get_engine
+
+    assert get_engine("vllm").fallback_attention(spec(model), get_profile(hw), backend) is fallback
+
+
+def test_the_plan_prices_the_attention_backend_the_service_names() -> None:
+    """A long prompt on the portable kernel prefills slower than on FlashAttention when its share is lower; the
+    model's weights and what a decode step reads do not change."""
+    hw, qwen = get_profile("h100-sxm"), spec("Qwen/Qwen3-32B")
+    eff = dataclasses.replace(efficiency_for("vllm"), attention_compute=0.4, fallback_attention_compute=0.2)
+    flash = deployment(hw, qwen, "bf16", "vllm")
+    triton = deployment(hw, qwen, "bf16", "vllm", attention_backend="TRITON_ATTN")
+    work = Workload(prompt_len=32768, output_len=1)
+    assert speed(triton, work, eff).prefill_tps < speed(flash, work, eff).prefill_tps
+    assert speed(triton, work, eff).bytes_per_step_gb == speed(flash, work, eff).bytes_per_step_gb
+
+
 def test_a_slower_fallback_kernel_slows_long_prompts_more_than_short_ones() -> None:
     """Only attention runs on the fallback kernel, and attention's share of a prompt grows with its length."""
     dep = deployment(get_profile("dgx-spark"), spec("openai/gpt-oss-20b"), "mxfp4", "vllm")

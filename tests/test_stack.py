@@ -143,10 +143,16 @@ engine = "vllm"
 model = "Qwen/Qwen3-8B"
 port = 3
 args = { linear_backend = "marlin" }
+[services.d]
+engine = "vllm"
+model = "openai/gpt-oss-20b"
+port = 4
+args = { attention_backend = "flashinfer" }
 """)
     assert planner_settings(spec.services["a"]) == {"num_ctx": 4096, "kv_cache_dtype": "q8_0"}
     assert planner_settings(spec.services["b"]) == {"gpu_memory_utilization": 1.0, "gpus": 2}
     assert planner_settings(spec.services["c"]) == {"marlin": True}  # its matmuls are priced at BF16
+    assert planner_settings(spec.services["d"]) == {"attention_backend": "FLASHINFER"}  # vLLM's spelling
 
 
 def test_env_may_reference_dotenv_variables():

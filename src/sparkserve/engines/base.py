@@ -160,9 +160,10 @@ class Engine:
         """The KV-cache type a service of this model gets when it names none."""
         return "auto"
 
-    def fallback_attention(self, model: Any, hw: HardwareProfile) -> bool:
+    def fallback_attention(self, model: Any, hw: HardwareProfile, backend: str | None = None) -> bool:
         """Whether the engine runs this model's attention on its slower portable kernel (a Triton one)
-        rather than FlashAttention-class kernels on this hardware: the planner prices the two apart."""
+        rather than FlashAttention-class kernels on this hardware, or on the `backend` the service names:
+        the planner prices the two apart."""
         return False
 
     def default_prefill_chunk(self, hw: HardwareProfile) -> int | None:

@@ -207,10 +207,15 @@ SINK_KERNEL_ARCHS = ("9.0", "10.0", "10.3")  # compute capabilities with a Flash
 # global heads), and the same unified-attention kernel prefilled 512-wide heads at 79-80 TFLOPS against 159-160
 # for 256-wide ones on an MI325 (ROCm/aiter#5664, before its tuning).
 TRITON_REGISTER_HEAD = 256
+PORTABLE_ATTENTION = "TRITON_ATTN"  # the --attention-backend name of that portable kernel
 
 
-def fallback_attention(model: ModelSpec, hw: HardwareProfile) -> bool:
-    """Whether vLLM picks TRITON_ATTN for this model on this GPU (its MLA models have backends of their own)."""
+def fallback_attention(model: ModelSpec, hw: HardwareProfile, backend: str | None = None) -> bool:
+    """Whether vLLM runs TRITON_ATTN for this model on this GPU: the `--attention-backend` the service names, else
+    vLLM's own choice (its MLA models have backends of their own). A build that brings its own kernels (a DGX Spark
+    fork with FlashInfer sink kernels) names its backend, and the plan takes it at its word."""
+    if backend:
+        return backend.upper() == PORTABLE_ATTENTION
     if model.is_mla:
         return False
     widest = max(k.head_dim for k in model.cache_kinds) if model.cache_kinds else model.head_dim
@@ -702,8 +707,8 @@ class Vllm(OpenAICompatible):
     def default_kv_cache_dtype(self, model: Any) -> str:
         return default_kv_cache_dtype(model)
 
-    def fallback_attention(self, model: Any, hw: HardwareProfile) -> bool:
-        return fallback_attention(model, hw)
+    def fallback_attention(self, model: Any, hw: HardwareProfile, backend: str | None = None) -> bool:
+        return fallback_attention(model, hw, backend)
 
     portable_register_head = TRITON_REGISTER_HEAD
 
@@ -748,6 +753,8 @@ class Vllm(OpenAICompatible):
             settings["gpu_memory_utilization"] = float(settings["gpu_memory_utilization"])
         if MARLIN in (args.get("linear_backend"), args.get("moe_backend")):
             settings["marlin"] = True  # W4A16 / W8A16 kernels: the planner prices their matmuls at BF16
+        if args.get("attention_backend"):
+            settings["attention_backend"] = str(args["attention_backend"]).upper()
         return settings
 
     def image_for(self, hw: HardwareProfile) -> str:

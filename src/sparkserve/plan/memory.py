@@ -48,6 +48,8 @@ class Deployment:
     # marlin, or VLLM_NVFP4_GEMM_BACKEND=marlin, which community DGX Spark NVFP4 recipes set for sm_121:
     # https://huggingface.co/bg-digitalservices/Gemma-4-26B-A4B-it-NVFP4A16).
     marlin: bool = False
+    # The attention kernel the service names (vLLM --attention-backend); None: the engine's own choice.
+    attention_backend: str | None = None
 
     @property
     def devices(self) -> int:

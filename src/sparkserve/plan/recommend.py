@@ -265,7 +265,8 @@ class _Vllm:
         if fix and length > native:
             notes.append(f"--max-model-len {length} -> {native}: the model has {native} positions and no RoPE scaling")
             length = native
-        base = {k: v for k, v in given.items() if k in ("kv_cache_dtype", "enforce_eager", "engine_version", "marlin")}
+        base = {k: v for k, v in given.items() if k in ("kv_cache_dtype", "enforce_eager", "engine_version", "marlin",
+                                                         "attention_backend")}
 
         def at(length: int, seqs: int) -> ServicePlan:
             dep = deployment(hw, model, quant, self.engine.name, gpus=gpus, nodes=nodes,

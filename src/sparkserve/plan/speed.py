@@ -230,7 +230,7 @@ def _portable_attention(dep: Deployment) -> tuple[bool, int]:
     from sparkserve.engines import find_engine
 
     engine = find_engine(dep.engine)
-    if engine is None or not engine.fallback_attention(dep.model, dep.hardware):
+    if engine is None or not engine.fallback_attention(dep.model, dep.hardware, dep.attention_backend):
         return False, 0
     return True, engine.portable_register_head
 
