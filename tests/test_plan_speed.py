@@ -427,6 +427,18 @@ def test_a_larger_prefill_budget_takes_a_long_prompt_in_fewer_steps() -> None:
     assert ttft == sorted(ttft, reverse=True) and ttft[0] > ttft[-1]
 
 
+@pytest.mark.parametrize("k", [1.0, 2.0, 3.5, 64.0])
+def test_the_gemm_ramp_check_recovers_the_corner_that_drew_its_timings(k: float) -> None:
+    ramp = _benchmark("gemm_ramp_corner")
+    shape, peak, share = (5120, 8192), 989.4e12, 0.8
+    stream = 2 * 5120 * 8192 / 4.3e12  # one pass over BF16 weights at 4.3 TB/s
+    points = []
+    for rows in (1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192):
+        flops = 2 * rows * 5120 * 8192
+        points.append((rows, flops / ramp.corner_time(stream, flops / (share * peak), k)))
+    assert ramp.best_corner(shape, points, peak) == (k, pytest.approx(share, rel=0.03))  # the largest one is near it
+
+
 def test_a_calibration_row_with_an_unknown_setting_is_refused_naming_it() -> None:
     calibration_rows = _benchmark("calibration_rows")
     assert calibration_rows.row_settings("enforce_eager=true;extra_quantized=attention,lm_head", "x") == {
