@@ -3,9 +3,8 @@
     python benchmarks/gemm_ramp_corner.py
 
 `plan/speed.py` prices a step at the larger of its weight reads and its arithmetic (a streaming GEMV pays
-both). A kernel that hides
-neither fully under the other takes (t_mem^k + t_arith^k)^(1/k), between the larger (k large) and the sum
-(k = 1). This reads that k off the BF16 matmuls `benchmarks/device_gemm_ramp.py` timed on a real GPU: for
+both). A kernel that hides neither fully under the other takes (t_mem^k + t_arith^k)^(1/k), between the
+larger (k large) and the sum (k = 1). This reads that k off the BF16 matmuls `benchmarks/device_gemm_ramp.py` timed on a real GPU: for
 each shape t_mem is its 1-row time (the weights streamed once), t_arith its FLOPs at the share of peak its
 largest matmuls reach, and k the exponent whose corner fits every row count best (least squared log error).
 64 stands for the larger of the two. docs/planner.md says what a planner fitted with such a k scored.
@@ -45,13 +44,13 @@ def corner_time(t_mem: float, t_arith: float, k: float) -> float:
 def best_corner(shape: tuple[int, int], points: list[tuple[int, float]], peak: float) -> tuple[float, float]:
     """(k, share of peak the large matmuls reach) for one shape."""
     k_dim, n_dim = shape
-    timed = [(rows, 2 * rows * k_dim * n_dim / rate) for rows, rate in points]
+    flops = [2 * rows * k_dim * n_dim for rows, _ in points]
+    timed = [f / rate for f, (_, rate) in zip(flops, points, strict=True)]
     share = max(rate for _, rate in points) / peak
-    t_mem = timed[0][1]
+    t_mem = timed[0]
 
     def loss(k: float) -> float:
-        return sum(math.log(corner_time(t_mem, 2 * rows * k_dim * n_dim / (share * peak), k) / t) ** 2
-                   for rows, t in timed)
+        return sum(math.log(corner_time(t_mem, f / (share * peak), k) / t) ** 2 for f, t in zip(flops, timed, strict=True))
 
     return min(CANDIDATES, key=loss), share
 
