@@ -32,8 +32,8 @@ class Efficiency:
     request_overhead_ms: float  # HTTP, tokenisation and scheduling before the first token
     moe_layer_overhead_ms: float = 0.0  # extra per MoE layer and step: routing, top-k, expert alignment kernels
     seq_overhead_ms: float = 0.0  # extra per sequence and step: sampling, detokenising, scheduler bookkeeping
-    # How independently a batch's tokens pick MoE experts: B tokens route like 1 + (B - 1) x spread
-    # independent ones (1: uniform routing; less: tokens of one batch share experts more than chance).
+    # How independently a batch's tokens pick MoE experts: B tokens route like B^spread independent ones
+    # (1: uniform routing; less: tokens of one batch share experts more than chance; speed.experts_touched_fraction).
     expert_spread: float = 1.0
     # tokens per expert at which MoE's grouped expert matmuls (gather, per-expert tiles, scatter) reach
     # half the compute share: a kernel of its own, slower to fill than a dense GEMM of the same rows
