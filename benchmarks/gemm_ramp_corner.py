@@ -4,10 +4,10 @@
 
 `plan/speed.py` prices a step at the larger of its weight reads and its arithmetic (a streaming GEMV pays
 both). A kernel that hides neither fully under the other takes (t_mem^k + t_arith^k)^(1/k), between the
-larger (k large) and the sum (k = 1). This reads that k off the BF16 matmuls `benchmarks/device_gemm_ramp.py` timed on a real GPU: for
-each shape t_mem is its 1-row time (the weights streamed once), t_arith its FLOPs at the share of peak its
-largest matmuls reach, and k the exponent whose corner fits every row count best (least squared log error).
-64 stands for the larger of the two. docs/planner.md says what a planner fitted with such a k scored.
+larger (k large) and the sum (k = 1). This reads that k off the BF16 matmuls
+`benchmarks/device_gemm_ramp.py` timed on a real GPU: for each shape t_mem is its 1-row time (the weights
+streamed once), t_arith its FLOPs at the share of peak its largest matmuls reach, and k the exponent whose
+corner fits every row count best (least squared log error). 64 stands for the larger of the two. docs/planner.md says what a planner fitted with such a k scored.
 """
 
 from __future__ import annotations
