@@ -6,10 +6,11 @@ Speed constants (plan/calibration.py: Efficiency) are fitted on data/calibration
 first one pooled set over every engine, then each engine's own, pulled towards the pooled set by a
 ridge term so that an engine with few rows keeps the pooled value for what its rows do not show.
 The loss is the sum of squared log errors; the search is a deterministic coordinate descent over
-geometric grids. vLLM's start-up memory constants are fitted on the component sizes its start-up
-logs print (torch peak, non-torch memory, CUDA graphs). The file records the values, the rows each
-group was fitted on and the SHA-256 of this script and of its inputs, and is rewritten byte for
-byte by a re-run (`--check` exits 1 when the committed file differs from a fresh fit).
+geometric grids, each coarse grid refined between the best point's neighbours (the pooled fit's too:
+the constants every engine shares keep its value). vLLM's start-up memory constants are fitted on the
+component sizes its start-up logs print (torch peak, non-torch memory, CUDA graphs). The file records
+the values, the rows each group was fitted on and the SHA-256 of this script and of its inputs, and is
+rewritten byte for byte by a re-run (`--check` exits 1 when the committed file differs from a fresh fit).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,22 +115,34 @@ def _loss(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None) -> flo
     return total
 
 
+def _refine(loss_of: Callable[[Efficiency], float], eff: Efficiency, best: float,
+            name: str) -> tuple[float, Efficiency]:
+    """A finer grid of 9 between the neighbours of the best coarse point (a coarse step is 14 %)."""
+    lo, hi = BOUNDS[name]
+    step = (hi / lo) ** (1 / (GRID - 1))
+    centre = getattr(eff, name)
+    for v in _geomspace(max(lo, centre / step), min(hi, centre * step), 9):
+        trial = replace(eff, **{name: v})
+        loss = loss_of(trial)
+        if loss < best - 1e-12:
+            best, eff = loss, trial
+    return best, eff
+
+
 def _descend(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None, names: tuple[str, ...]) -> Efficiency:
-    best = _loss(rows, eff, prior)
+    def loss_of(e: Efficiency) -> float:
+        return _loss(rows, e, prior)
+
+    best = loss_of(eff)
     for _ in range(PASSES):
         for name in names:
             lo, hi = BOUNDS[name]
-            coarse = _geomspace(lo, hi, GRID)
-            for grid in (coarse, None):
-                if grid is None:  # refine between the neighbours of the best coarse point
-                    step = (hi / lo) ** (1 / (GRID - 1))
-                    v = getattr(eff, name)
-                    grid = _geomspace(max(lo, v / step), min(hi, v * step), 9)
-                for v in grid:
-                    trial = replace(eff, **{name: v})
-                    loss = _loss(rows, trial, prior)
-                    if loss < best - 1e-12:
-                        best, eff = loss, trial
+            for v in _geomspace(lo, hi, GRID):
+                trial = replace(eff, **{name: v})
+                loss = loss_of(trial)
+                if loss < best - 1e-12:
+                    best, eff = loss, trial
+            best, eff = _refine(loss_of, eff, best, name)
     return eff
 
 
@@ -162,6 +176,7 @@ def fit_speed(rows: list[PerfRow]) -> dict[str, Efficiency]:
                     flat.discard(name)
                 if loss < best - 1e-12:
                     best, base = loss, trial
+            best, base = _refine(pooled_loss, base, best, name)
     base = replace(base, **{name: DEFAULTS[name][0] for name in flat if name in DEFAULTS})
     fitted = {}
     own_names = tuple(n for n in FITTED if n not in SHARED)
