@@ -99,6 +99,9 @@ def _pp_latency(value: str) -> str:
 # - pp_latency=api|generation: llama-benchy's prompt speed, prompt / (time to first response - latency),
 #   where the latency is a GET of /models (api: the request overhead stays in) or the time to first
 #   response of a 1-token request (generation: the overhead and one short forward pass are taken out).
+# - probe_tokens=N: that 1-token request is the chat message "hello", which the server's chat template
+#   wraps into N prompt tokens (llama-benchy's log prints the template's size on its warm-up line,
+#   "Delta: D tokens": N = D + 1); a MoE model's probe of N tokens already reads the experts N tokens pick.
 # - concurrent_prompts=true: the client sent its `batch` requests together and timed each one's decoding
 #   (llama-benchy at c > 1), so the other requests' prompts were prefilled in the steps that decode it;
 #   llama-batched-bench prefills every prompt before it times the decoding, so its rows do not say this.
@@ -108,7 +111,7 @@ def _pp_latency(value: str) -> str:
 #   window in which fewer than c requests decode.
 # - unsteady=true: one request at a time, yet the source's runs spread more than 10 % about their mean.
 MEASURE = {"repeats": int, "prefix_block": int, "hidden_tokens": int, "pp_latency": _pp_latency,
-           "concurrent_prompts": _true, "ended_early": _true, "unsteady": _true}
+           "probe_tokens": int, "concurrent_prompts": _true, "ended_early": _true, "unsteady": _true}
 NOT_SCORED = {"ended_early": "replies ended before {output_len} tokens",
               "unsteady": "its runs spread more than 10 % about their mean"}
 
@@ -119,6 +122,7 @@ class Measure:
     prefix_block: int = 0
     hidden_tokens: int = 0
     pp_latency: str = ""
+    probe_tokens: int = 1
     concurrent_prompts: bool = False
     ended_early: bool = False
     unsteady: bool = False
@@ -229,7 +233,8 @@ def predict(row: PerfRow, eff: Efficiency | None = None) -> float:
     if row.metric == "prefill_tps" and how.pp_latency:
         latency = 0.0
         if how.pp_latency == "generation":  # a 1-token request: the overhead and one forward pass
-            latency = speed(row.dep, Workload(batch=1, prompt_len=1, output_len=1, context=0), eff).ttft_ms
+            latency = speed(row.dep, Workload(batch=1, prompt_len=how.probe_tokens, output_len=1, context=0),
+                            eff).ttft_ms
         return row.work.prompt_len / max(s.ttft_ms - latency, 1e-6) * 1000
     if row.metric != "ttft_ms":
         return float(getattr(s, row.metric))

@@ -5,9 +5,10 @@
 Speed constants (plan/calibration.py: Efficiency) are fitted on data/calibration/perf-calibration.csv:
 first one pooled set over every engine, then each engine's own, pulled towards the pooled set by a
 ridge term so that an engine with few rows keeps the pooled value for what its rows do not show.
-The loss is the sum of squared log errors; the search is a deterministic coordinate descent over
-geometric grids, each coarse grid refined between the best point's neighbours (the pooled fit's too:
-the constants every engine shares keep its value). vLLM's start-up memory constants are fitted on the
+The loss is the sum of squared log errors, each row weighted by how directly it measures (a prompt rate with
+llama-benchy's generation latency taken out counts less: see `row_weight`); the search is a deterministic
+coordinate descent over geometric grids, each coarse grid refined between the best point's neighbours (the
+pooled fit's too: the constants every engine shares keep its value). vLLM's start-up memory constants are fitted on the
 component sizes its start-up logs print (torch peak, non-torch memory, CUDA graphs). The file records
 the values, the rows each group was fitted on and the SHA-256 of this script and of its inputs, and is
 rewritten byte for byte by a re-run (`--check` exits 1 when the committed file differs from a fresh fit).
@@ -41,6 +42,7 @@ from calibration_rows import (
 
 from sparkserve.plan.calibration import CALIBRATION_FILE, ENGINES, FITTED, Efficiency, VllmMemoryConstants
 from sparkserve.plan.memory import vllm_activation_peak_bytes
+from sparkserve.plan.speed import Workload, speed
 
 # Search range of each fitted constant (physically plausible bounds).
 BOUNDS = {
@@ -105,10 +107,30 @@ def _round(x: float) -> float:
     return float(f"{x:.4g}")
 
 
+def row_weight(row: PerfRow) -> float:
+    """How much a row counts in the loss. llama-benchy's prompt rate with the generation latency taken out,
+    prompt / (T - L), is a difference of two times: a relative error of either reaches the rate multiplied by
+    sqrt(T^2 + L^2) / (T - L), so the row counts (T - L)^2 / (T^2 + L^2) of a direct measurement. T - L comes
+    from the row, L is the plan's probe (calibration_rows.Measure.probe_tokens) at the search's starting
+    constants, so the weight does not move with the fit. Every other row weighs 1."""
+    if row.metric != "prefill_tps" or row.how.pp_latency != "generation":
+        return 1.0
+    if row.id not in _WEIGHTS:
+        start = Efficiency(prefill_chunk=PREFILL_CHUNK[row.engine], **START)
+        probe = Workload(batch=1, prompt_len=row.how.probe_tokens, output_len=1, context=0)
+        latency = speed(row.dep, probe, start).ttft_ms
+        marginal = row.work.prompt_len / row.measured * 1000
+        _WEIGHTS[row.id] = marginal**2 / ((marginal + latency) ** 2 + latency**2)
+    return _WEIGHTS[row.id]
+
+
+_WEIGHTS: dict[str, float] = {}
+
+
 def _loss(rows: list[PerfRow], eff: Efficiency, prior: Efficiency | None) -> float:
     total = 0.0
     for row in rows:
-        total += math.log(max(predict(row, eff), 1e-12) / row.measured) ** 2
+        total += row_weight(row) * math.log(max(predict(row, eff), 1e-12) / row.measured) ** 2
     if prior is not None:
         for name in FITTED:
             total += RIDGE * math.log(getattr(eff, name) / getattr(prior, name)) ** 2
@@ -276,8 +298,8 @@ def build() -> str:
         "script": {_rel(here): _sha256(here), _rel(here.with_name("calibration_rows.py")):
                    _sha256(here.with_name("calibration_rows.py"))},
         "inputs": {_rel(p): _sha256(p) for p in (PERF_CSV, *MEMORY_CSVS) if p.exists()},
-        "method": {"loss": "sum of squared log errors", "ridge_to_pooled": RIDGE, "grid_points": GRID,
-                   "passes": PASSES, "bounds": BOUNDS, "shared_by_all_engines": list(SHARED),
+        "method": {"loss": "sum of squared log errors, weighted (row_weight)", "ridge_to_pooled": RIDGE,
+                   "grid_points": GRID, "passes": PASSES, "bounds": BOUNDS, "shared_by_all_engines": list(SHARED),
                    "defaults_where_no_row_constrains": {k: {"value": v, "source": src} for k, (v, src) in DEFAULTS.items()}},
         "engines": {
             engine: {

@@ -372,6 +372,27 @@ def test_fit_script_reproduces_the_committed_calibration_byte_for_byte(tmp_path:
     assert set(data["engines"]) == set(ENGINE_QUANTS)
 
 
+def test_a_latency_subtracted_prompt_rate_weighs_what_a_difference_of_two_times_is_worth() -> None:
+    """prompt / (T - L): a relative error in T or L reaches the rate sqrt(T^2 + L^2) / (T - L) times over."""
+    calibration_rows, fit = _benchmark("calibration_rows"), _benchmark("fit_calibration")
+    dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-30B-A3B"), "fp8", "vllm")
+
+    def row(metric: str, settings: str, prompt_len: int, measured: float, rid: str):
+        how = calibration_rows.row_measure(settings, rid)
+        work = Workload(batch=1, prompt_len=prompt_len, output_len=1, context=0)
+        return calibration_rows.PerfRow(rid, "vllm", "dgx-spark", "gb10", metric, measured, "s", "l", dep, work, how)
+
+    start = fit.Efficiency(prefill_chunk=fit.PREFILL_CHUNK["vllm"], **fit.START)
+    probe = speed(dep, Workload(batch=1, prompt_len=12, output_len=1, context=0), start).ttft_ms
+    marginal = 100.0  # ms: 2,000 tokens at 20,000 tok/s
+    weight = fit.row_weight(row("prefill_tps", "pp_latency=generation;probe_tokens=12", 2000, 20000.0, "w1"))
+    assert weight == pytest.approx(marginal**2 / ((marginal + probe) ** 2 + probe**2))
+    short = fit.row_weight(row("prefill_tps", "pp_latency=generation;probe_tokens=12", 200, 20000.0, "w2"))
+    assert 0 < short < weight < 1  # the shorter the prompt beside its probe, the less the rate says
+    assert fit.row_weight(row("prefill_tps", "pp_latency=api", 200, 20000.0, "w3")) == 1.0
+    assert fit.row_weight(row("ttft_ms", "", 200, 100.0, "w4")) == 1.0
+
+
 def test_every_calibration_row_has_a_finite_prediction_under_its_ceiling() -> None:
     calibration_rows = _benchmark("calibration_rows")
     skipped: list[str] = []
@@ -468,6 +489,11 @@ def test_a_rows_prediction_follows_how_its_benchmark_client_measured() -> None:
     api, generation = predict("prefill_tps", "pp_latency=api"), predict("prefill_tps", "pp_latency=generation")
     assert api == pytest.approx(34 / (s.ttft_ms / 1000))
     assert generation > api  # the 1-token request's overhead and forward pass are taken out
+    # the request is "hello" in the chat template: a probe of 12 tokens that already reads the experts they pick
+    probe = speed(dep, Workload(batch=1, prompt_len=12, output_len=1, context=0)).ttft_ms
+    assert predict("prefill_tps", "pp_latency=generation;probe_tokens=12") == pytest.approx(
+        34 / ((s.ttft_ms - probe) / 1000))
+    assert predict("prefill_tps", "pp_latency=generation;probe_tokens=12") > generation
     with pytest.raises(UserError, match="row 9: setting pp_latency='gpu'.*api, generation"):
         calibration_rows.row_measure("pp_latency=gpu", "9")
 
