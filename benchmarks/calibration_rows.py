@@ -233,8 +233,7 @@ def predict(row: PerfRow, eff: Efficiency | None = None) -> float:
     if row.metric == "prefill_tps" and how.pp_latency:
         latency = 0.0
         if how.pp_latency == "generation":  # a 1-token request: the overhead and one forward pass
-            latency = speed(row.dep, Workload(batch=1, prompt_len=how.probe_tokens, output_len=1, context=0),
-                            eff).ttft_ms
+            latency = probe_ttft_ms(row, eff)
         return row.work.prompt_len / max(s.ttft_ms - latency, 1e-6) * 1000
     if row.metric != "ttft_ms":
         return float(getattr(s, row.metric))
@@ -245,6 +244,11 @@ def predict(row: PerfRow, eff: Efficiency | None = None) -> float:
     cached = (p - 1) // how.prefix_block * how.prefix_block
     w = speed(row.dep, replace(row.work, prefix_hit=cached / p), eff)
     return (first + (how.repeats - 1) * (w.ttft_ms + how.hidden_tokens * w.itl_ms)) / how.repeats
+
+
+def probe_ttft_ms(row: PerfRow, eff: Efficiency | None = None) -> float:
+    """What llama-benchy's generation latency takes: one request of the row's probe (Measure.probe_tokens)."""
+    return speed(row.dep, Workload(batch=1, prompt_len=row.how.probe_tokens, output_len=1, context=0), eff).ttft_ms
 
 
 def roofline(row: PerfRow) -> float:

@@ -38,11 +38,11 @@ from calibration_rows import (
     load_memory,
     load_perf,
     predict,
+    probe_ttft_ms,
 )
 
 from sparkserve.plan.calibration import CALIBRATION_FILE, ENGINES, FITTED, Efficiency, VllmMemoryConstants
 from sparkserve.plan.memory import vllm_activation_peak_bytes
-from sparkserve.plan.speed import Workload, speed
 
 # Search range of each fitted constant (physically plausible bounds).
 BOUNDS = {
@@ -116,9 +116,7 @@ def row_weight(row: PerfRow) -> float:
     if row.metric != "prefill_tps" or row.how.pp_latency != "generation":
         return 1.0
     if row.id not in _WEIGHTS:
-        start = Efficiency(prefill_chunk=PREFILL_CHUNK[row.engine], **START)
-        probe = Workload(batch=1, prompt_len=row.how.probe_tokens, output_len=1, context=0)
-        latency = speed(row.dep, probe, start).ttft_ms
+        latency = probe_ttft_ms(row, Efficiency(prefill_chunk=PREFILL_CHUNK[row.engine], **START))
         marginal = row.work.prompt_len / row.measured * 1000
         _WEIGHTS[row.id] = marginal**2 / ((marginal + latency) ** 2 + latency**2)
     return _WEIGHTS[row.id]
