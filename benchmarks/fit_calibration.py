@@ -59,19 +59,22 @@ BOUNDS = {
     "attention_compute": (0.05, 1.0),
     "fallback_attention_compute": (0.02, 1.0),
     "expert_compute": (0.05, 1.0),
+    "weight_only_gemm": (0.3, 1.0),
 }
 START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_rows": 64.0,
          "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
          "expert_spread": 1.0, "expert_half_rows": 64.0,
          "eager_layer_overhead_ms": 0.05, "attention_compute": 0.4, "fallback_attention_compute": 0.2,
-         "expert_compute": 0.4}
+         "expert_compute": 0.4, "weight_only_gemm": 0.61}
 # Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
 # a property of the model and its inputs, not of the engine that runs it.
 # Eager PyTorch's launch cost per layer is the framework's, not the serving engine's.
+# What a weight-only kernel reaches of a BF16 GEMM is the kernel's (Marlin, in vLLM and SGLang alike); its rows are
+# vLLM's MXFP4 and FP8 runs on A100s and H100s, which lack those formats, and its Marlin runs on the Spark.
 # Attention shares are each engine's: llama.cpp's ggml kernels are not the FlashAttention / FlashInfer ones
 # vLLM and SGLang run, and the fallback share is that of the engine's own portable kernel (only vLLM's rows
 # meet one, so it is fitted beside vLLM's matmul shares; engines without such rows keep the pooled value).
-SHARED = ("expert_spread", "eager_layer_overhead_ms")
+SHARED = ("expert_spread", "eager_layer_overhead_ms", "weight_only_gemm")
 # Fitted per engine and class of hardware (plan/calibration.py: hardware_class) where the engine has rows on it:
 # the share of peak an attention kernel reaches differs by GPU architecture (the papers cited there), and the
 # long-prompt rows on A100s and H100s of one lab (GPUStack) imply it (vLLM 0.11 and TensorRT-LLM 1.2 alike).
@@ -84,6 +87,8 @@ DEFAULTS = {
     # vllm-project/vllm-omni issue #7960: Qwen2.5-Omni-7B's thinker (28 layers) on an A800 decodes at
     # ~22.5 ms per token eager and ~13 ms with CUDA graphs: ~0.34 ms per layer and step.
     "eager_layer_overhead_ms": (0.34, "https://github.com/vllm-project/vllm-omni/issues/7960"),
+    # Marlin's bench.py: 141 TFLOPS from 256 rows on against torch's BF16 GEMM at 231-235 (speed.WEIGHT_ONLY_GEMM).
+    "weight_only_gemm": (0.61, "https://github.com/vllm-project/vllm/pull/2497"),
 }
 RIDGE = 0.05  # weight of log(value / pooled value)^2 per constant in an engine's own fit
 GRID = 24  # points per coarse grid; a finer grid of 9 around the best follows

@@ -631,6 +631,27 @@ def test_weight_only_kernels_multiply_below_the_bf16_rate_and_only_they() -> Non
     assert speed(marlin, work).roofline_decode_tps > speed(deployment(spark, qwen, "bf16", "vllm"), work).roofline_decode_tps
 
 
+def test_the_weight_only_share_prices_only_weights_a_kernel_dequantises() -> None:
+    """The fitted weight-only share (0: WEIGHT_ONLY_GEMM, the benchmark's) moves a Marlin prompt and an MXFP4
+    prompt on an A100 (no FP4 tensor cores), and nothing that multiplies in its own format or in 16 bit."""
+    from sparkserve.plan.speed import WEIGHT_ONLY_GEMM
+
+    eff = dataclasses.replace(efficiency_for("vllm"), weight_only_gemm=0.0)
+    faster = dataclasses.replace(eff, weight_only_gemm=0.9)
+    work = Workload(prompt_len=8192, output_len=1)
+    spark, a100 = get_profile("dgx-spark"), get_profile("a100-80gb")
+    qwen = spec("Qwen/Qwen3-32B")
+    marlin = dataclasses.replace(deployment(spark, qwen, "nvfp4", "vllm"), marlin=True)
+    gpt_oss = deployment(a100, spec("openai/gpt-oss-20b"), "mxfp4", "vllm")
+    for dep in (marlin, gpt_oss):
+        assert speed(dep, work, faster).prefill_tps > speed(dep, work, eff).prefill_tps
+    default = dataclasses.replace(eff, weight_only_gemm=WEIGHT_ONLY_GEMM)
+    assert speed(marlin, work, default).prefill_tps == speed(marlin, work, eff).prefill_tps
+    for dep in (deployment(spark, qwen, "nvfp4", "vllm"), deployment(spark, qwen, "bf16", "vllm"),
+                deployment(spark, spec("openai/gpt-oss-20b"), "mxfp4", "vllm")):
+        assert speed(dep, work, faster).prefill_tps == speed(dep, work, eff).prefill_tps
+
+
 def test_the_expert_share_prices_only_the_routed_experts() -> None:
     """The grouped MoE kernels have their own share: lowering it slows an MoE prompt, never a dense model's,
     and 0 falls back to the dense matmuls' share."""

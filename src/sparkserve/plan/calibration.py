@@ -48,6 +48,9 @@ class Efficiency:
     # share of the routed experts' peak that the engine's grouped MoE matmuls reach at full tiles (0: `compute`):
     # a gathered, scattered grouped GEMM reaches about half of what a dense GEMM does (linkedin/Liger-Kernel#1294)
     expert_compute: float = 0.0
+    # what a weight-only kernel (Marlin: 4- or 8-bit weights dequantised in registers, multiplied in BF16) reaches
+    # of a BF16 GEMM once compute bound (0: speed.WEIGHT_ONLY_GEMM, the one benchmark of it, vllm#2497)
+    weight_only_gemm: float = 0.0
     prefill_chunk: int = 8192  # tokens one forward pass takes (vLLM max-num-batched-tokens, llama.cpp n_ubatch)
 
 

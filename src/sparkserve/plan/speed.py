@@ -207,7 +207,8 @@ def _machine(dep: Deployment, eff: Efficiency) -> _Machine:
     gguf = dep.engine in GGUF_ENGINES
     par = 1 if gguf else dep.devices
     bw_spec = hw.bandwidth_gbs * 1e9 * par
-    (peak, experts_peak, attention_peak), (reached, experts_reached, _) = _matmul_rates(dep)
+    (peak, experts_peak, attention_peak), (reached, experts_reached, _) = _matmul_rates(
+        dep, eff.weight_only_gemm or WEIGHT_ONLY_GEMM)
     bw = min(bw_spec, hw.effective_bandwidth_gbs * 1e9 * eff.bandwidth * par)
     shared, experts = _weight_bytes_split(dep)
     attention_share = eff.attention_compute or eff.compute
@@ -238,6 +239,8 @@ def _portable_attention(dep: Deployment) -> tuple[bool, int]:
 # A weight-only kernel (Marlin's W4A16 / W8A16: 4- or 8-bit weights dequantised in registers, multiplied in
 # BF16) tops out below a BF16 GEMM once a matmul has enough rows to be compute bound: 141 TFLOPS at 256 to 4000
 # rows against torch's BF16 GEMM at 231-235 for 2048-4000 rows, speedup 0.60-0.61 (vllm#2497, Marlin's bench.py).
+# The share the engines reach is fitted (Efficiency.weight_only_gemm, one value for every engine); this benchmark
+# is the fit's starting point and the value of an engine that declares none.
 WEIGHT_ONLY_GEMM = 0.61
 
 
@@ -251,7 +254,7 @@ def matmul_peaks(dep: Deployment, kernels: bool = False) -> Rates:
     return reached if kernels else spec
 
 
-def _matmul_rates(dep: Deployment) -> tuple[Rates, Rates]:
+def _matmul_rates(dep: Deployment, weight_only_gemm: float = WEIGHT_ONLY_GEMM) -> tuple[Rates, Rates]:
     """(spec, kernel) FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices.
 
     A weight group the checkpoint keeps in 16 bit (embeddings and lm_head always; NVIDIA's Gemma 4 NVFP4
@@ -267,7 +270,7 @@ def _matmul_rates(dep: Deployment) -> tuple[Rates, Rates]:
     low = hw.dense_tflops(dtype) * 1e12 * par
     weight_only = dtype == "bf16" and dep.quant.bits < _SIXTEEN_BIT and dep.engine not in GGUF_ENGINES
     spec = _mixed_rates(dep, bf16, low)
-    return spec, (_mixed_rates(dep, bf16, bf16 * WEIGHT_ONLY_GEMM) if weight_only else spec)
+    return spec, (_mixed_rates(dep, bf16, bf16 * weight_only_gemm) if weight_only else spec)
 
 
 def _mixed_rates(dep: Deployment, bf16: float, low: float) -> Rates:
