@@ -249,7 +249,8 @@ Rates = tuple[float, float, float]
 
 def matmul_peaks(dep: Deployment, kernels: bool = False) -> Rates:
     """Spec FLOP/s of (the dense matmuls, the routed experts' matmuls, attention) over the devices; with
-    `kernels`, the rates the engine's kernels reach (see `_matmul_rates`)."""
+    `kernels`, the rates the engine's kernels reach with weight-only kernels at WEIGHT_ONLY_GEMM (see
+    `_matmul_rates`; a plan takes the fitted share, Efficiency.weight_only_gemm)."""
     spec, reached = _matmul_rates(dep)
     return reached if kernels else spec
 
