@@ -43,6 +43,7 @@ from calibration_rows import (
 
 from sparkserve.plan.calibration import CALIBRATION_FILE, ENGINES, FITTED, Efficiency, VllmMemoryConstants
 from sparkserve.plan.memory import vllm_activation_peak_bytes
+from sparkserve.plan.speed import WEIGHT_ONLY_GEMM
 
 # Search range of each fitted constant (physically plausible bounds).
 BOUNDS = {
@@ -65,12 +66,12 @@ START = {"bandwidth": 0.9, "step_overhead_ms": 2.0, "compute": 0.4, "gemm_half_r
          "request_overhead_ms": 15.0, "moe_layer_overhead_ms": 0.05, "seq_overhead_ms": 0.05,
          "expert_spread": 1.0, "expert_half_rows": 64.0,
          "eager_layer_overhead_ms": 0.05, "attention_compute": 0.4, "fallback_attention_compute": 0.2,
-         "expert_compute": 0.4, "weight_only_gemm": 0.61}
+         "expert_compute": 0.4, "weight_only_gemm": WEIGHT_ONLY_GEMM}
 # Fitted once over every engine's rows: how B tokens of a batch spread over MoE experts is routing,
 # a property of the model and its inputs, not of the engine that runs it.
 # Eager PyTorch's launch cost per layer is the framework's, not the serving engine's.
 # What a weight-only kernel reaches of a BF16 GEMM is the kernel's (Marlin, in vLLM and SGLang alike); its rows are
-# vLLM's MXFP4 and FP8 runs on A100s and H100s, which lack those formats, and its Marlin runs on the Spark.
+# vLLM's and SGLang's MXFP4 and FP8 runs on A100s and H100s, which lack those formats, and Marlin runs on the Spark.
 # Attention shares are each engine's: llama.cpp's ggml kernels are not the FlashAttention / FlashInfer ones
 # vLLM and SGLang run, and the fallback share is that of the engine's own portable kernel (only vLLM's rows
 # meet one, so it is fitted beside vLLM's matmul shares; engines without such rows keep the pooled value).
@@ -88,7 +89,7 @@ DEFAULTS = {
     # ~22.5 ms per token eager and ~13 ms with CUDA graphs: ~0.34 ms per layer and step.
     "eager_layer_overhead_ms": (0.34, "https://github.com/vllm-project/vllm-omni/issues/7960"),
     # Marlin's bench.py: 141 TFLOPS from 256 rows on against torch's BF16 GEMM at 231-235 (speed.WEIGHT_ONLY_GEMM).
-    "weight_only_gemm": (0.61, "https://github.com/vllm-project/vllm/pull/2497"),
+    "weight_only_gemm": (WEIGHT_ONLY_GEMM, "https://github.com/vllm-project/vllm/pull/2497"),
 }
 RIDGE = 0.05  # weight of log(value / pooled value)^2 per constant in an engine's own fit
 GRID = 24  # points per coarse grid; a finer grid of 9 around the best follows
