@@ -23,7 +23,7 @@ from test_monitor_readings import OllamaStandIn, ollama_models
 
 CONCURRENT = 4
 MAX_TOKENS = 512
-MAX_DURING_READS = 6  # reads during the load until one sees it; on a loaded 2-core host one may come back idle
+MAX_DURING_READS = 40  # a hang guard only: reads go on until one sees the load; on a starved host many come back n/a or idle
 CLI_TIMEOUT_S = 600  # a hang guard only: a starved host can take minutes
 
 
