@@ -100,6 +100,17 @@ def test_cuda_graphs_come_off_the_budget_from_vllm_021() -> None:
     assert current.total_gib == pytest.approx(current.budget_gib)
 
 
+def test_releases_before_021_default_to_a_90_percent_budget() -> None:
+    """vllm#38284 raised --gpu-memory-utilization's default from 0.90 to 0.92 with the graph estimate (v0.21)."""
+    h100 = get_profile("h100-sxm")
+    old = mem("h100-sxm", LLAMA8, "bf16", engine_version="0.11.0", max_model_len=8192)
+    current = mem("h100-sxm", LLAMA8, "bf16", max_model_len=8192)
+    assert old.settings.gpu_memory_utilization == 0.90 and current.settings.gpu_memory_utilization == 0.92
+    assert old.budget_gib == pytest.approx(0.90 * h100.gpu_memory_gib)
+    stated = mem("h100-sxm", LLAMA8, "bf16", engine_version="0.11.0", max_model_len=8192, gpu_memory_utilization=0.95)
+    assert stated.budget_gib == pytest.approx(0.95 * h100.gpu_memory_gib)  # a stated share wins over the default
+
+
 def test_enforce_eager_removes_cuda_graphs() -> None:
     graphs = llama8_plan(engine_version=None)
     eager = llama8_plan(engine_version=None, enforce_eager=True)
@@ -257,7 +268,7 @@ def test_gemma3_27b_hybrid_kv_layout() -> None:
     assert plan.kv_tokens == pytest.approx(kv_bytes / (70 * per_layer_token), rel=0.01)
 
 
-def test_gpt_oss_mxfp4_weights_include_padding_to_256() -> None:
+def test_gpt_oss_mxfp4_weights_include_the_kernels_padding() -> None:
     model = spec("openai/gpt-oss-20b")
     p = model.params
     # experts: 24 layers x 32 experts x (gate_up 2880 x 5760 + 5760 bias + down 2880 x 2880 + 2880 bias)
@@ -273,6 +284,11 @@ def test_gpt_oss_mxfp4_weights_include_padding_to_256() -> None:
     assert tp2.weights_gib == pytest.approx(tp1.weights_gib, rel=1e-9)  # split over two GPUs, same total
     unpadded = (p.experts * 4.25 / 8 + rest) / GIB
     assert tp1.weights_gib > unpadded + 1.0  # the padding is about 1.3 GiB
+    # Marlin (A100, the Spark) pads the hidden width to 256 and the expert width to 128 only: 2880 -> 3072, 2944
+    marlin = (p.experts * 4.25 / 8 * (3072 * 2944) / (2880 * 2880) + rest) / GIB
+    for hw in ("a100-80gb", "dgx-spark"):
+        assert mem(hw, model.id, "mxfp4").weights_gib == pytest.approx(marlin, rel=1e-6)
+    assert unpadded < marlin < tp1.weights_gib
 
 
 # ---------------------------------------------------------------------------------------------

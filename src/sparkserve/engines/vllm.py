@@ -31,6 +31,11 @@ NAME = "vllm"
 # vLLM `EngineArgs` defaults (vllm/engine/arg_utils.py, v0.10-v0.19; checked against
 # `vllm serve --help=all` of vLLM 0.32 CPU on this machine per shared/notes/field-notes.md).
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # field notes: "the default --gpu-memory-utilization is 0.92" (vLLM 0.32)
+# vllm#38284 (v0.21) turned on the CUDA-graph estimate that the KV budget subtracts at start-up
+# (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS; before, graphs came out of the margin) and raised the default
+# utilisation from 0.90 (the v0.6.4 docs: "the default value of 0.9") to make room for it.
+CUDA_GRAPH_ESTIMATE_SINCE = (0, 21)
+PRE_0_21_GPU_MEMORY_UTILIZATION = 0.90
 DEFAULT_BLOCK_SIZE = 16  # CacheConfig.block_size default on CUDA
 # EngineArgs.get_batch_defaults: for the OpenAI server on GPUs with >= 70 GiB whose name is not
 # an A100 (H100, H200, GH200, RTX PRO 6000, GB10) max_num_batched_tokens 8192 and max_num_seqs
@@ -63,22 +68,34 @@ class VllmDefaults:
 WHOLE_PROMPT_ADMISSION_SINCE = (0, 18)
 
 
+def _release(version: str | None) -> tuple[int, int] | None:
+    if not version:
+        return None
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return None
+    return major, minor
+
+
 def admission_gate(version: str | None) -> str:
     """'chunk' for releases that admit a prompt on its first chunk, else 'prompt' (plan/paged_queue.py)."""
-    if version:
-        try:
-            major, minor = (int(x) for x in version.split(".")[:2])
-        except ValueError:
-            return "prompt"
-        if (major, minor) < WHOLE_PROMPT_ADMISSION_SINCE:
-            return "chunk"
-    return "prompt"
+    release = _release(version)
+    return "chunk" if release and release < WHOLE_PROMPT_ADMISSION_SINCE else "prompt"
 
 
-def defaults_for(hw: HardwareProfile) -> VllmDefaults:
+def subtracts_cuda_graphs(version: str | None) -> bool:
+    """Whether the release (None: the current one) sizes its KV cache after subtracting CUDA-graph memory."""
+    release = _release(version)
+    return not (release and release < CUDA_GRAPH_ESTIMATE_SINCE)
+
+
+def defaults_for(hw: HardwareProfile, version: str | None = None) -> VllmDefaults:
+    """vLLM's defaults on this GPU; `version` (None: the current release) for a run that names an older one."""
     large = hw.gpu_memory_gib >= LARGE_GPU_GIB and not hw.id.startswith("a100")
     return VllmDefaults(
-        gpu_memory_utilization=DEFAULT_GPU_MEMORY_UTILIZATION,
+        gpu_memory_utilization=(DEFAULT_GPU_MEMORY_UTILIZATION if subtracts_cuda_graphs(version)
+                                else PRE_0_21_GPU_MEMORY_UTILIZATION),
         max_num_batched_tokens=DEFAULT_MAX_NUM_BATCHED_TOKENS[large],
         max_num_seqs=DEFAULT_MAX_NUM_SEQS[large],
     )

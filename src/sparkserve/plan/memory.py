@@ -152,24 +152,34 @@ def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str,
     return estimate
 
 
-def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str, extra_quantized: tuple[str, ...] = ()) -> float:
+def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str, extra_quantized: tuple[str, ...] = (),
+                 hardware: HardwareProfile | None = None) -> float:
+    """What the engine holds after loading; `hardware` picks vLLM's MXFP4 MoE kernel, whose padding differs."""
     groups = group_weight_bytes(model, fmt, engine, extra_quantized)
     total = sum(groups.values())
     if fmt.id == "mxfp4" and model.is_moe and engine not in GGUF_ENGINES:
-        total += groups["experts"] * (mxfp4_padding(model) - 1)
+        total += groups["experts"] * (mxfp4_padding(model, hardware) - 1)
     return total
 
 
-def mxfp4_padding(model: ModelSpec) -> float:
-    """vLLM's MXFP4 MoE kernels round the hidden and expert widths up to multiples of 256
-    (vllm/model_executor/layers/quantization/mxfp4.py): gpt-oss's 2880 becomes 3072, which is
-    why vLLM loads gpt-oss-20b as 14.0 GiB on H100 (0.19 log) against a 12.8 GiB checkpoint."""
+def mxfp4_padding(model: ModelSpec, hardware: HardwareProfile | None = None) -> float:
+    """vLLM's MXFP4 MoE kernels pad the expert matrices (vllm/model_executor/layers/quantization/mxfp4.py).
+    Marlin, which serves MXFP4 on GPUs without a Hopper or datacenter-Blackwell kernel (Ampere, Ada, the
+    Spark's sm_121, SM120), needs n % 256 and k % 128: the hidden width goes to a multiple of 256 and the
+    expert width to one of 128 (gpt-oss: 2880 -> 3072 and 2944). vLLM 0.19 loads gpt-oss-20b on an A100 as
+    13.72 GiB (data/calibration/vllm-memory-calibration.csv a100-02), 0.10 gpt-oss-120b through Marlin as
+    65.97 GiB (vllm#23278). Hopper's kernel has changed between releases (Marlin in 0.10, Triton in 0.14:
+    64.38 GiB, vllm#33155); the current one pads both widths to 256, as datacenter Blackwell's does:
+    gpt-oss-20b loads as 14.0 GiB on an H100 (0.19 log) against a 12.8 GiB checkpoint."""
 
-    def up(x: int) -> int:
-        return -(-x // 256) * 256
+    def up(x: int, to: int) -> int:
+        return -(-x // to) * to
 
     h, i = model.hidden_size, model.moe_intermediate_size
-    return (up(h) * up(i)) / (h * i) if h and i else 1.0
+    if not (h and i):
+        return 1.0
+    marlin = hardware is not None and hardware.compute_capability.split(".")[0] not in ("9", "10")
+    return (up(h, 256) * up(i, 128 if marlin else 256)) / (h * i)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,18 +310,6 @@ def vllm_cuda_graph_bytes(model: ModelSpec, devices: int, constants: VllmMemoryC
     ) * GIB
 
 
-def vllm_subtracts_cuda_graphs(version: str | None) -> bool:
-    """vLLM subtracts its CUDA-graph estimate before sizing the KV cache since v0.21.0
-    (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS default on); before, graphs came out of the margin."""
-    if not version:
-        return True
-    try:
-        major, minor = (int(x) for x in version.split(".")[:2])
-    except ValueError:
-        return True
-    return (major, minor) >= (0, 21)
-
-
 @dataclass(frozen=True)
 class KvLayout:
     """How vLLM's hybrid allocator lays layers out: equal-size groups of layers share one pool of equal-size
@@ -371,7 +369,7 @@ def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -
 
     hw, model = dep.hardware, dep.model
     tp = dep.devices
-    defaults = engine.defaults_for(hw)
+    defaults = engine.defaults_for(hw, dep.engine_version)
     util = _given(dep.gpu_memory_utilization, defaults.gpu_memory_utilization)
     mnbt = _given(dep.max_num_batched_tokens, defaults.max_num_batched_tokens)
     mns = _given(dep.max_num_seqs, defaults.max_num_seqs)
@@ -380,11 +378,11 @@ def vllm_memory(dep: Deployment, constants: VllmMemoryConstants | None = None) -
     kv_dtype = _kv_dtype(dep)
 
     budget = util * hw.gpu_memory_gib * GIB
-    weights = weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized) / tp
+    weights = weight_bytes(model, dep.quant, dep.engine, dep.extra_quantized, hw) / tp
     act = vllm_activation_peak_bytes(model, tp, mnbt, mns, constants)
     non_torch = vllm_non_torch_bytes(tp, constants)
     graphs = 0.0 if dep.enforce_eager else vllm_cuda_graph_bytes(model, tp, constants)
-    graphs_in_budget = graphs if vllm_subtracts_cuda_graphs(dep.engine_version) else 0.0
+    graphs_in_budget = graphs if engine.subtracts_cuda_graphs(dep.engine_version) else 0.0
     kv_avail = max(0.0, budget - weights - act - non_torch - graphs_in_budget)
 
     if model.cache_kinds:
