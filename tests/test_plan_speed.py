@@ -679,6 +679,23 @@ def test_llama_benchy_rows_pay_for_the_prompts_sent_with_them(tmp_path: Path) ->
         calibration_rows.row_measure("concurrent_prompts=yes", "9")
 
 
+def test_a_burst_is_timed_from_the_first_replys_first_token_by_hand() -> None:
+    """c requests sent together: the window opens at the first reply's first token, so it holds the other c - 1
+    prompts' prefill and then the last request's output - 1 decode steps beside the rest (llama-benchy's t/s
+    (total) counts c x (output - 1) tokens over it)."""
+    dep = deployment(get_profile("dgx-spark"), spec("Qwen/Qwen3-8B"), "fp8", "vllm")  # a step budget of 8,192
+    one = speed(dep, Workload(batch=1, prompt_len=16384, output_len=64, context=16416))
+    burst = speed(dep, Workload(batch=4, prompt_len=16384, output_len=64, context=16416))
+    window = 3 * 16384 / one.prefill_tps + 63 * burst.decode_step_ms / 1000
+    assert burst.burst_decode_tps == pytest.approx(4 * 63 / window)
+    # four prompts of 1,024 tokens share the first step: every reply starts at once, the window only decodes
+    short = speed(dep, Workload(batch=4, prompt_len=1024, output_len=64, context=1056))
+    assert short.burst_decode_tps == pytest.approx(4 * 1000 / short.decode_step_ms)
+    rates = [speed(dep, Workload(batch=8, prompt_len=p, output_len=64, context=p)).burst_decode_tps
+             for p in (512, 2048, 4096, 16384)]
+    assert rates == sorted(rates, reverse=True)
+
+
 def test_rows_whose_figure_is_not_their_metric_are_listed_not_scored(tmp_path: Path) -> None:
     calibration_rows = _benchmark("calibration_rows")
     header = "id,hardware,count,engine,model,quant,batch,prompt_len,output_len,context,metric,value,source,settings\n"

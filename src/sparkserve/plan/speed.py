@@ -59,6 +59,9 @@ class SpeedPlan:
     prefill_tps: float
     ttft_ms: float  # first token of a request arriving while `batch - 1` others decode and send prompts (idle at 1)
     itl_ms: float  # time between two tokens of one request
+    # output tokens/s of `batch` requests sent together, from the first one's first token to the last one's last
+    # token: the later prompts are prefilled inside that span (how llama-benchy's t/s (total) times a burst)
+    burst_decode_tps: float
     roofline_decode_tps: float  # one request at the batch, 100 % spec bandwidth and compute, no overhead
     decode_step_ms: float
     bytes_per_step_gb: float  # memory traffic of one decode step, all devices
@@ -402,6 +405,20 @@ def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt
                          if rest else 0.0)
 
 
+def _burst_decode_tps(dep: Deployment, eff: Efficiency, m: _Machine, batch: int, prompt: float, output: int,
+                      decode_step: float, all_prompts: float) -> float:
+    """`batch` requests sent together (their prompts take `all_prompts` seconds, packed into steps of the budget),
+    timed from the first reply's first token to the last reply's last token. The first token comes once the
+    first step's prompts are in; the other prompts are prefilled after it, and the last of them then decodes
+    output - 1 more tokens beside the others."""
+    if output <= 1:
+        return 0.0
+    budget = prefill_chunk(dep, eff)
+    first = max(1, min(batch, int(budget // prompt))) if 0 < prompt < budget else 1
+    span = all_prompts - _batch_prefill_seconds(dep, eff, m, first, prompt) if prompt and batch > first else 0.0
+    return batch * (output - 1) / (span + (output - 1) * decode_step)
+
+
 def _burst_seconds(dep: Deployment, eff: Efficiency, m: _Machine, work: Workload, batch: int) -> float | None:
     """The whole run of `batch` requests sent at once to a KV cache of `work.kv_tokens` that holds fewer of them,
     replayed with the engine's admission (plan/paged_queue.py) and each step priced; None when all fit, when the
@@ -478,6 +495,7 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
     output_tps = batch * out / (ttft + max(out - 1, 0) * itl) if out else 0.0
 
     prefill_s = _batch_prefill_seconds(dep, eff, m, batch, prompt) if prompt else 0.0
+    burst_tps = _burst_decode_tps(dep, eff, m, batch, prompt, out, pure.seconds, prefill_s)
     if prompt and not cached:
         prefill_s = _burst_seconds(dep, eff, m, work, batch) or prefill_s
     decode_tps = 1.0 / itl
@@ -488,6 +506,7 @@ def speed(dep: Deployment, work: Workload, eff: Efficiency | None = None) -> Spe
         prefill_tps=batch * prompt / prefill_s if prefill_s else 0.0,
         ttft_ms=ttft * 1000,
         itl_ms=itl * 1000,
+        burst_decode_tps=burst_tps,
         roofline_decode_tps=1.0 / _ceiling_step(dep, m, batch, context, eff.expert_spread),
         decode_step_ms=pure.seconds * 1000,
         bytes_per_step_gb=pure.moved / 1e9,
