@@ -291,6 +291,24 @@ def test_gpt_oss_mxfp4_weights_include_the_kernels_padding() -> None:
     assert unpadded < marlin < tp1.weights_gib
 
 
+def test_each_engine_pads_mxfp4_experts_as_its_own_kernel_does() -> None:
+    from sparkserve.engines import get_engine
+
+    model = spec("openai/gpt-oss-20b")
+    vllm, sglang = get_engine("vllm"), get_engine("sglang")
+    h100, spark = get_profile("h100-sxm"), get_profile("dgx-spark")
+    assert vllm.expert_padding(model, "mxfp4", h100) == pytest.approx((3072 * 3072) / (2880 * 2880))
+    assert vllm.expert_padding(model, "mxfp4", spark) == pytest.approx((3072 * 2944) / (2880 * 2880))
+    assert vllm.expert_padding(model, "bf16", h100) == 1.0
+    assert vllm.expert_padding(spec("Qwen/Qwen3-32B"), "mxfp4", h100) == 1.0  # dense: no experts to pad
+    # SGLang rounds only the expert width, to 64, which gpt-oss's 2880 already is
+    assert sglang.expert_padding(model, "mxfp4", h100) == 1.0
+    odd = dataclasses.replace(model, moe_intermediate_size=2900)
+    assert sglang.expert_padding(odd, "mxfp4", h100) == pytest.approx(2944 / 2900)
+    unpadded = mem("h100-sxm", model.id, "mxfp4", engine="sglang", gpu_memory_utilization=0.9).weights_gib
+    assert unpadded < mem("h100-sxm", model.id, "mxfp4").weights_gib
+
+
 # ---------------------------------------------------------------------------------------------
 # Ollama / llama.cpp
 

@@ -166,6 +166,12 @@ class Engine:
         the planner prices the two apart."""
         return False
 
+    def expert_padding(self, model: Any, quant: str, hw: HardwareProfile | None) -> float:
+        """How much larger the routed experts are once loaded than in the checkpoint, where the engine's MoE
+        kernel for this format needs its matrices padded (`hw` None: the engine's usual GPU). The memory plan
+        multiplies the experts' bytes by it; 1.0: loaded as stored."""
+        return 1.0
+
     def default_prefill_chunk(self, hw: HardwareProfile) -> int | None:
         """Prompt tokens one forward pass takes on this hardware when the service sets no budget (None: the
         planner's per-engine constant, calibration.json prefill_chunk)."""

@@ -66,6 +66,15 @@ class SGLang(StaticPoolEngine):
     share_flag = "--mem-fraction-static"
     paste_prefix = ("python", "-m", "sglang.launch_server")
 
+    def expert_padding(self, model: Any, quant: str, hw: Any) -> float:
+        """SGLang's MXFP4 MoE rounds only the expert width, to a multiple of 64, on CUDA unless FlashInfer's MXFP4
+        kernel is switched on (sgl-project/sglang python/sglang/srt/layers/quantization/mxfp4.py,
+        Mxfp4MoEMethod.create_weights at 0043c43): gpt-oss's 2880 stays 2880."""
+        width = model.moe_intermediate_size
+        if quant != "mxfp4" or not model.is_moe or not width:
+            return 1.0
+        return float(-(-width // 64) * 64 / width)
+
     def recommended_args(self, plan: Any) -> list[str]:
         """`python -m sglang.launch_server` arguments (SGLang server_args.py names)."""
         dep, mem = plan.deployment, plan.memory

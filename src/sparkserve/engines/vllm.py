@@ -241,6 +241,35 @@ def fallback_attention(model: ModelSpec, hw: HardwareProfile, backend: str | Non
     return model.attention_sinks and hw.compute_capability not in SINK_KERNEL_ARCHS
 
 
+# Compute capabilities whose MXFP4 MoE kernels are vLLM's own (Hopper's Triton kernel, datacenter Blackwell's
+# FlashInfer one); on the rest (Ampere, Ada, the Spark's sm_121, SM120) vLLM runs MXFP4 experts through Marlin
+# (vllm/model_executor/layers/quantization/mxfp4.py; vllm#41477, vllm#43969 for sm_121).
+MXFP4_NATIVE_MOE_MAJORS = ("9", "10")
+
+
+def mxfp4_moe_marlin(hw: HardwareProfile | None) -> bool:
+    """Whether vLLM serves MXFP4 experts through Marlin on this GPU (None: a Hopper-class default)."""
+    return hw is not None and hw.compute_capability.split(".")[0] not in MXFP4_NATIVE_MOE_MAJORS
+
+
+def mxfp4_expert_padding(model: ModelSpec, hw: HardwareProfile | None = None) -> float:
+    """vLLM's MXFP4 MoE kernels pad the expert matrices (vllm/model_executor/layers/quantization/mxfp4.py).
+    Marlin needs n % 256 and k % 128: the hidden width goes to a multiple of 256 and the expert width to one of
+    128 (gpt-oss: 2880 -> 3072 and 2944). vLLM 0.19 loads gpt-oss-20b on an A100 as 13.72 GiB
+    (data/calibration/vllm-memory-calibration.csv a100-02), 0.10 gpt-oss-120b through Marlin as 65.97 GiB
+    (vllm#23278). Hopper's kernel has changed between releases (Marlin in 0.10, Triton in 0.14: 64.38 GiB,
+    vllm#33155); the current one pads both widths to 256, as datacenter Blackwell's does: gpt-oss-20b loads as
+    14.0 GiB on an H100 (0.19 log) against a 12.8 GiB checkpoint."""
+    h, i = model.hidden_size, model.moe_intermediate_size
+    if not (h and i):
+        return 1.0
+    return (_round_up(h, 256) * _round_up(i, 128 if mxfp4_moe_marlin(hw) else 256)) / (h * i)
+
+
+def _round_up(x: int, to: int) -> int:
+    return -(-x // to) * to
+
+
 def cache_problems(model: ModelSpec, settings: VllmSettings) -> list[str]:
     """DeepSeek-V4's attention (vllm/model_executor/layers/deepseek_v4_attention.py) asserts an fp8 KV cache on
     its FlashMLA and SM12x FlashInfer backends and stores it as fp8_ds_mla: the models whose caches have a
@@ -728,6 +757,9 @@ class Vllm(OpenAICompatible):
         return fallback_attention(model, hw, backend)
 
     portable_register_head = TRITON_REGISTER_HEAD
+
+    def expert_padding(self, model: Any, quant: str, hw: HardwareProfile | None) -> float:
+        return mxfp4_expert_padding(model, hw) if quant == "mxfp4" and model.is_moe else 1.0
 
     def default_prefill_chunk(self, hw: HardwareProfile) -> int | None:
         return defaults_for(hw).max_num_batched_tokens

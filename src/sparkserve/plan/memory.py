@@ -154,32 +154,14 @@ def group_weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str,
 
 def weight_bytes(model: ModelSpec, fmt: WeightFormat, engine: str, extra_quantized: tuple[str, ...] = (),
                  hardware: HardwareProfile | None = None) -> float:
-    """What the engine holds after loading; `hardware` picks vLLM's MXFP4 MoE kernel, whose padding differs."""
+    """What the engine holds after loading: the experts as its MoE kernel pads them (Engine.expert_padding), which
+    can depend on the GPU (`hardware`)."""
+    from sparkserve.engines import find_engine
+
     groups = group_weight_bytes(model, fmt, engine, extra_quantized)
-    total = sum(groups.values())
-    if fmt.id == "mxfp4" and model.is_moe and engine not in GGUF_ENGINES:
-        total += groups["experts"] * (mxfp4_padding(model, hardware) - 1)
-    return total
-
-
-def mxfp4_padding(model: ModelSpec, hardware: HardwareProfile | None = None) -> float:
-    """vLLM's MXFP4 MoE kernels pad the expert matrices (vllm/model_executor/layers/quantization/mxfp4.py).
-    Marlin, which serves MXFP4 on GPUs without a Hopper or datacenter-Blackwell kernel (Ampere, Ada, the
-    Spark's sm_121, SM120), needs n % 256 and k % 128: the hidden width goes to a multiple of 256 and the
-    expert width to one of 128 (gpt-oss: 2880 -> 3072 and 2944). vLLM 0.19 loads gpt-oss-20b on an A100 as
-    13.72 GiB (data/calibration/vllm-memory-calibration.csv a100-02), 0.10 gpt-oss-120b through Marlin as
-    65.97 GiB (vllm#23278). Hopper's kernel has changed between releases (Marlin in 0.10, Triton in 0.14:
-    64.38 GiB, vllm#33155); the current one pads both widths to 256, as datacenter Blackwell's does:
-    gpt-oss-20b loads as 14.0 GiB on an H100 (0.19 log) against a 12.8 GiB checkpoint."""
-
-    def up(x: int, to: int) -> int:
-        return -(-x // to) * to
-
-    h, i = model.hidden_size, model.moe_intermediate_size
-    if not (h and i):
-        return 1.0
-    marlin = hardware is not None and hardware.compute_capability.split(".")[0] not in ("9", "10")
-    return (up(h, 256) * up(i, 128 if marlin else 256)) / (h * i)
+    found = find_engine(engine)
+    padding = found.expert_padding(model, fmt.id, hardware) if found and groups["experts"] else 1.0
+    return sum(groups.values()) + groups["experts"] * (padding - 1)
 
 
 # ---------------------------------------------------------------------------------------------
