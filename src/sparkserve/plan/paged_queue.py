@@ -29,9 +29,12 @@ GATES = ("chunk", "prompt", "request")  # what must fit before a waiting request
 class StepShape:
     decode_rows: int
     decode_context: int  # mean tokens in the decoding sequences' cache (rounded)
-    prefill_rows: int
-    prefill_start: int  # mean tokens of their own prompt the prefilled pieces follow (rounded)
-    prefill_prompts: int
+    # each prompt piece of the step: (tokens of its own prompt already in the cache (rounded), tokens computed)
+    pieces: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def prefill_rows(self) -> int:
+        return sum(n for _, n in self.pieces)
 
 
 @dataclass(frozen=True)
@@ -168,9 +171,8 @@ def run_queue(requests: int, prompt: int, output: int, chunk: int, block: int, b
         decoding = [r for r, n in scheduled if n == 1 and r.computed == r.tokens - 1 and r.generated]
         pieces = [(r, n) for r, n in scheduled if not (n == 1 and r.computed == r.tokens - 1 and r.generated)]
         context = sum(r.computed for r in decoding) / len(decoding) if decoding else 0
-        start_at = sum(r.computed for r, _ in pieces) / len(pieces) if pieces else 0
-        shapes[StepShape(len(decoding), round(context / bucket) * bucket, sum(n for _, n in pieces),
-                         round(start_at / bucket) * bucket, len(pieces))] += 1
+        shapes[StepShape(len(decoding), round(context / bucket) * bucket,
+                         tuple(sorted((round(r.computed / bucket) * bucket, n) for r, n in pieces)))] += 1
         gave = False
         for req, new in scheduled:
             req.computed += new

@@ -313,24 +313,22 @@ class _Step:
 
 
 def _step(dep: Deployment, eff: Efficiency, m: _Machine, decode_rows: float, context: float,
-          prefill_rows: float = 0.0, prefill_start: float = 0.0, prompts: int = 1) -> _Step:
-    """One engine step: `decode_rows` sequences at `context` tokens, plus `prefill_rows` prompt tokens
-    that follow `prefill_start` tokens of their own prompt already in the cache. The prompt tokens are
-    `prompts` whole prompts packed together (from the start): each attends only to its own tokens."""
+          pieces: tuple[tuple[float, float], ...] = ()) -> _Step:
+    """One engine step: `decode_rows` sequences at `context` tokens, plus prompt `pieces`, each (tokens of its
+    own prompt already in the cache, tokens computed now): a piece reads its own prompt's cache and attends to
+    its own tokens only, causally from a prompt's start."""
     model = dep.model
     p = model.params
+    prefill_rows = sum(n for _, n in pieces)
     rows = decode_rows + prefill_rows
     touched = experts_touched_fraction(model, rows, eff.expert_spread)
     moved = (m.shared + m.experts * touched + decode_rows * _kv_bytes(model, m.kv_layout, context)
-             + (_kv_bytes(model, m.kv_layout, prefill_start) if prefill_rows else 0.0))
+             + sum(_kv_bytes(model, m.kv_layout, start) for start, _ in pieces))
     wide = m.register_head
     attn = attention_flops(model, decode_rows, context, causal=False, register_head=wide)
-    if prefill_rows:
-        own = prefill_rows / prompts
-        attn += (prompts * attention_flops(model, own, own, causal=True, register_head=wide)
-                 if prefill_start == 0 else
-                 attention_flops(model, prefill_rows, prefill_start + prefill_rows / 2, causal=False,
-                                 register_head=wide))
+    for start, n in pieces:
+        attn += (attention_flops(model, n, n, causal=True, register_head=wide) if start == 0 else
+                 attention_flops(model, n, start + n / 2, causal=False, register_head=wide))
     dense_params = flop_params(model) - p.experts_active
     t_flop, t_stream = _matmul_seconds(2 * rows * dense_params, m.shared, rows, eff.gemm_half_rows, m.achieved, m)
     t_flop += attn / m.attention
@@ -387,7 +385,7 @@ def _prefill_steps(dep: Deployment, eff: Efficiency, m: _Machine, prompt_len: fl
     chunk = max(1.0, prefill_chunk(dep, eff) - decode_rows)
     while done < prompt_len:
         rows = min(chunk, prompt_len - done)
-        total += _step(dep, eff, m, decode_rows, context, prefill_rows=rows, prefill_start=done).seconds
+        total += _step(dep, eff, m, decode_rows, context, ((done, rows),)).seconds
         done += rows
         steps += 1
     return total, steps
@@ -400,9 +398,8 @@ def _batch_prefill_seconds(dep: Deployment, eff: Efficiency, m: _Machine, prompt
         return prompts * prefill_seconds(dep, eff, m, prompt_len)
     per_step = max(1, int(budget // prompt_len))
     full, rest = divmod(prompts, per_step)
-    one = _step(dep, eff, m, 0, 0, prefill_rows=per_step * prompt_len, prompts=per_step).seconds
-    return full * one + (_step(dep, eff, m, 0, 0, prefill_rows=rest * prompt_len, prompts=rest).seconds
-                         if rest else 0.0)
+    one = _step(dep, eff, m, 0, 0, ((0, prompt_len),) * per_step).seconds
+    return full * one + (_step(dep, eff, m, 0, 0, ((0, prompt_len),) * rest).seconds if rest else 0.0)
 
 
 def _burst_decode_tps(dep: Deployment, eff: Efficiency, m: _Machine, batch: int, prompt: float, output: int,
@@ -439,9 +436,7 @@ def _burst_seconds(dep: Deployment, eff: Efficiency, m: _Machine, work: Workload
                     work.kv_tokens // block, gate, dep.prefix_caching, dep.max_num_seqs or 1024)
     if run is None:
         return None
-    return sum(n * _step(dep, eff, m, s.decode_rows, s.decode_context, prefill_rows=s.prefill_rows,
-                         prefill_start=s.prefill_start, prompts=max(1, s.prefill_prompts)).seconds
-               for s, n in run.steps)
+    return sum(n * _step(dep, eff, m, s.decode_rows, s.decode_context, s.pieces).seconds for s, n in run.steps)
 
 
 def prefill_queue_seconds(prefill: float, others: int, cycle: float) -> float:
