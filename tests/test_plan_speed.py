@@ -601,11 +601,19 @@ def test_prompts_packed_into_one_step_attend_only_to_themselves() -> None:
     dep = deployment(get_profile("dgx-spark"), qwen, "bf16", "vllm")
     eff = efficiency_for("vllm")
     m = _machine(dep, eff)
-    packed = _step(dep, eff, m, 0, 0, prefill_rows=4 * 2048, prompts=4)
-    as_one = _step(dep, eff, m, 0, 0, prefill_rows=4 * 2048)
+    packed = _step(dep, eff, m, 0, 0, ((0, 2048),) * 4)
+    as_one = _step(dep, eff, m, 0, 0, ((0, 4 * 2048),))
     saved = attention_flops(qwen, 8192, 8192, causal=True) - 4 * attention_flops(qwen, 2048, 2048, causal=True)
     assert saved > 0
     assert as_one.t_flop - packed.t_flop == pytest.approx(saved / m.attention)
+    # a step that ends one prompt (6,656 tokens after 768) and starts the next (1,535) attends as the two pieces
+    # (the same 8,191 rows as one prompt at their mean start, 384, attends about 30 % more)
+    mixed = _step(dep, eff, m, 0, 0, ((768, 6656), (0, 1535)))
+    at_mean = _step(dep, eff, m, 0, 0, ((384, 8191),))
+    pieces = attention_flops(qwen, 6656, 768 + 6656 / 2, causal=False) + attention_flops(qwen, 1535, 1535, True)
+    extra = attention_flops(qwen, 8191, 384 + 8191 / 2, causal=False) - pieces
+    assert extra > 0.25 * pieces
+    assert at_mean.t_flop - mixed.t_flop == pytest.approx(extra / m.attention)
     one = speed(dep, Workload(batch=1, prompt_len=2048, output_len=1), eff).prefill_tps
     assert speed(dep, Workload(batch=32, prompt_len=2048, output_len=1), eff).prefill_tps >= one
 
