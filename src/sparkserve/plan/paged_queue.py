@@ -32,10 +32,6 @@ class StepShape:
     # each prompt piece of the step: (tokens of its own prompt already in the cache (rounded), tokens computed)
     pieces: tuple[tuple[int, int], ...] = ()
 
-    @property
-    def prefill_rows(self) -> int:
-        return sum(n for _, n in self.pieces)
-
 
 @dataclass(frozen=True)
 class QueueRun:
